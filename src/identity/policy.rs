@@ -1,0 +1,216 @@
+//! The server-side policy (roles per member, each member's signing certificates) and the
+//! [`Directory`] that answers "who is this caller" and "may this key sign for them".
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+};
+
+use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject};
+use serde::Deserialize;
+use x509_parser::prelude::*;
+
+use super::{Caller, IdentityError, MemberId, Role, Trust, cert_digest_hex, identify};
+use crate::{envelope::{Algorithm, VerifyingKey}, schema::CodeLists};
+
+/// One member's entry in the policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberEntry {
+    roles: BTreeSet<Role>,
+    #[serde(default)]
+    signing_certificates: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    version: u32,
+    #[serde(default)]
+    members: BTreeMap<String, MemberEntry>,
+}
+
+/// Roles per member, as configured. Loaded from a TOML file:
+///
+/// ```toml
+/// version = 1
+/// [members."KAZ:nfp"]
+/// roles = ["submitter"]
+/// signing_certificates = ["KAZ/signing.pem"]   # relative to the policy file
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    roles: HashMap<MemberId, BTreeSet<Role>>,
+}
+
+impl Policy {
+    /// The roles granted to a member; `None` if the member is not in the policy.
+    pub fn roles(&self, member: &MemberId) -> Option<&BTreeSet<Role>> {
+        self.roles.get(member)
+    }
+
+    /// Every member in the policy.
+    pub fn members(&self) -> impl Iterator<Item = (&MemberId, &BTreeSet<Role>)> {
+        self.roles.iter()
+    }
+}
+
+/// Why a policy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The policy is not valid.
+    #[error("policy {path}: {reason}")]
+    Invalid {
+        /// The policy file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A signing certificate in the member registry.
+#[derive(Clone, Debug)]
+pub struct SigningCert {
+    /// The member it belongs to.
+    pub member: MemberId,
+    /// Its DER.
+    pub der: Vec<u8>,
+    /// Lowercase hex SHA-256 of the DER: the signature `keyid`.
+    pub keyid: String,
+    /// Its public key.
+    pub key: VerifyingKey,
+}
+
+/// Everything needed to identify callers and signers: CA and CRLs, policy, signing registry.
+#[derive(Debug)]
+pub struct Directory {
+    /// The CA and CRLs in force.
+    pub trust: Trust,
+    /// Roles per member.
+    pub policy: Policy,
+    lists: std::sync::Arc<CodeLists>,
+    signing: HashMap<String, SigningCert>,
+}
+
+/// Why a caller is not authenticated. Only ever shown to operators; peers get a plain
+/// UNAUTHENTICATED.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The connection carries no client certificate (cannot happen over the gateway's TLS).
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate names no member.
+    #[error("certificate does not name a member: {0}")]
+    Identity(#[from] IdentityError),
+    /// The member is not in the policy.
+    #[error("member {0} is not in the policy")]
+    UnknownMember(MemberId),
+}
+
+impl Directory {
+    /// Loads the policy file and every signing certificate it names, checking that each
+    /// certificate parses and belongs to the member it is listed under.
+    pub fn load(trust: Trust, policy_path: &Path, lists: std::sync::Arc<CodeLists>) -> Result<Self, PolicyError> {
+        let shown = policy_path.display().to_string();
+        let invalid = |reason: String| PolicyError::Invalid { path: shown.clone(), reason };
+        let text = std::fs::read_to_string(policy_path).map_err(|source| PolicyError::Read { path: shown.clone(), source })?;
+        let file: PolicyFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if file.version != 1 {
+            return Err(invalid(format!("version {} is not supported (expected 1)", file.version)));
+        }
+        let base = policy_path.parent().unwrap_or(Path::new("."));
+        let mut roles = HashMap::new();
+        let mut signing = HashMap::new();
+        for (id, entry) in file.members {
+            let member =
+                MemberId::parse(&id).ok_or_else(|| invalid(format!("member \"{id}\" is not of the form <ISO3>:<slug>")))?;
+            if lists.area.get(member.country()).and_then(|c| c.alpha2.as_ref()).is_none() {
+                return Err(invalid(format!("member {member}: {} is not a country in CL_AREA", member.country())));
+            }
+            for path in &entry.signing_certificates {
+                let path = base.join(path);
+                let cert = load_signing_cert(&path, &lists)
+                    .map_err(|reason| invalid(format!("member {member}: {}: {reason}", path.display())))?;
+                if cert.member != member {
+                    return Err(invalid(format!(
+                        "member {member}: {} belongs to member {}",
+                        path.display(),
+                        cert.member
+                    )));
+                }
+                signing.insert(cert.keyid.clone(), cert);
+            }
+            roles.insert(member, entry.roles);
+        }
+        Ok(Self { trust, policy: Policy { roles }, lists, signing })
+    }
+
+    /// The code lists member countries are read with.
+    pub fn code_lists(&self) -> &CodeLists {
+        &self.lists
+    }
+
+    /// Identifies the caller from its TLS peer certificate (leaf, DER). The TLS layer has
+    /// already checked the chain and the CRL.
+    pub fn caller(&self, leaf: Option<&[u8]>) -> Result<Caller, AuthError> {
+        let identity = identify(leaf.ok_or(AuthError::NoCertificate)?, &self.lists)?;
+        let roles = self.policy.roles(&identity.member).ok_or_else(|| AuthError::UnknownMember(identity.member.clone()))?;
+        Ok(Caller { roles: roles.clone(), identity })
+    }
+
+    /// The signing certificate named by `keyid`, if it may sign for `member` at `now`:
+    /// registered, the member's own, chained to the CA, unexpired and unrevoked.
+    pub fn signing_key(&self, keyid: &str, member: &MemberId, now: UnixTime) -> Result<(&SigningCert, VerifyingKey), String> {
+        let cert = self.signing.get(keyid).ok_or("not a registered signing certificate")?;
+        if &cert.member != member {
+            return Err("the signing certificate belongs to another member".into());
+        }
+        self.trust.check_signing_cert(&cert.der, now)?;
+        Ok((cert, cert.key.clone()))
+    }
+
+    /// A registered signing certificate by key id.
+    pub fn signing_cert(&self, keyid: &str) -> Option<&SigningCert> {
+        self.signing.get(keyid)
+    }
+}
+
+/// Reads a PEM signing certificate and its member and public key.
+fn load_signing_cert(path: &Path, lists: &CodeLists) -> Result<SigningCert, String> {
+    let der = CertificateDer::from_pem_file(path).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    signing_cert_from_der(der.as_ref(), lists)
+}
+
+/// Builds a registry entry from a signing certificate's DER.
+pub(crate) fn signing_cert_from_der(der: &[u8], lists: &CodeLists) -> Result<SigningCert, String> {
+    let identity = identify(der, lists).map_err(|e| e.to_string())?;
+    Ok(SigningCert { member: identity.member, keyid: cert_digest_hex(der), key: public_key_of(der)?, der: der.to_vec() })
+}
+
+/// The Ed25519 or ECDSA P-256 public key of a certificate.
+pub fn public_key_of(der: &[u8]) -> Result<VerifyingKey, String> {
+    const ED25519: &str = "1.3.101.112";
+    const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+    const P256: &str = "1.2.840.10045.3.1.7";
+    let (_, cert) = X509Certificate::from_der(der).map_err(|_| "not an X.509 certificate".to_owned())?;
+    let spki = cert.public_key();
+    let algorithm = match spki.algorithm.algorithm.to_id_string().as_str() {
+        ED25519 => Algorithm::Ed25519,
+        EC_PUBLIC_KEY
+            if spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string()).as_deref()
+                == Some(P256) =>
+        {
+            Algorithm::EcdsaP256Sha256
+        }
+        other => return Err(format!("key algorithm {other} is not Ed25519 or ECDSA P-256")),
+    };
+    Ok(VerifyingKey { algorithm, public_key: spki.subject_public_key.data.to_vec() })
+}

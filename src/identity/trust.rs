@@ -1,0 +1,156 @@
+//! The partnership CA and its certificate revocation lists: what the TLS verifier and the
+//! signing-certificate check both trust.
+
+use std::{path::Path, sync::Arc};
+
+use rustls::{RootCertStore, server::WebPkiClientVerifier};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime, pem::PemObject};
+use webpki::{CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth};
+
+/// id-kp-documentSigning (1.3.6.1.5.5.7.3.36, RFC 9336), DER contents of the OID.
+pub const EKU_DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
+
+/// Algorithms the CA may sign certificates with.
+static CERT_SIGNATURE_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P384_SHA384,
+    webpki::ring::ED25519,
+];
+
+/// The trusted CA certificates and the CRLs in force.
+#[derive(Debug)]
+pub struct Trust {
+    ca_certs: Vec<CertificateDer<'static>>,
+    anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    parsed_crls: Vec<CertRevocationList<'static>>,
+}
+
+/// Why trust material was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file holds no usable certificate or CRL.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The file or item.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Trust {
+    /// Loads the CA bundle (PEM) and the CRLs (PEM or DER), refusing empty or unparseable files.
+    pub fn load(ca: &Path, crls: &[impl AsRef<Path>]) -> Result<Self, TrustError> {
+        let read = |p: &Path| std::fs::read(p).map_err(|source| TrustError::Read { path: p.display().to_string(), source });
+        let ca_pem = read(ca)?;
+        let crl_bytes = crls
+            .iter()
+            .map(|p| Ok((p.as_ref().display().to_string(), read(p.as_ref())?)))
+            .collect::<Result<Vec<_>, TrustError>>()?;
+        Self::from_bytes(&ca.display().to_string(), &ca_pem, &crl_bytes)
+    }
+
+    /// Builds trust from a PEM CA bundle and named CRLs (PEM or DER).
+    pub fn from_bytes(ca_name: &str, ca_pem: &[u8], crls: &[(String, Vec<u8>)]) -> Result<Self, TrustError> {
+        let invalid = |what: &str, reason: String| TrustError::Invalid { what: what.to_owned(), reason };
+        let ca_certs = CertificateDer::pem_slice_iter(ca_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(ca_name, format!("not a PEM certificate bundle: {e}")))?;
+        if ca_certs.is_empty() {
+            return Err(invalid(ca_name, "no certificate found".into()));
+        }
+        let anchors = ca_certs
+            .iter()
+            .map(|c| webpki::anchor_from_trusted_cert(c).map(|a| a.to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(ca_name, format!("not a usable CA certificate: {e}")))?;
+
+        let mut ders = Vec::new();
+        let mut parsed = Vec::new();
+        for (name, bytes) in crls {
+            let der = if bytes.starts_with(b"-----BEGIN") {
+                CertificateRevocationListDer::from_pem_slice(bytes).map_err(|e| invalid(name, format!("not a PEM CRL: {e}")))?
+            } else {
+                CertificateRevocationListDer::from(bytes.clone())
+            };
+            let crl = OwnedCertRevocationList::from_der(der.as_ref())
+                .map(CertRevocationList::Owned)
+                .map_err(|e| invalid(name, format!("not a CRL: {e}")))?;
+            if !anchors.iter().any(|a| a.subject.as_ref() == crl.issuer()) {
+                return Err(invalid(name, "the CRL is not issued by a trusted CA".into()));
+            }
+            ders.push(der);
+            parsed.push(crl);
+        }
+        Ok(Self { ca_certs, anchors, crls: ders, parsed_crls: parsed })
+    }
+
+    /// The CA certificates.
+    pub fn ca_certs(&self) -> &[CertificateDer<'static>] {
+        &self.ca_certs
+    }
+
+    /// A rustls verifier that requires a client certificate chained to the CA, refuses revoked
+    /// ones, and treats an expired CRL as unusable (fail closed).
+    pub fn client_verifier(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TrustError> {
+        let mut roots = RootCertStore::empty();
+        for cert in &self.ca_certs {
+            roots
+                .add(cert.clone())
+                .map_err(|e| TrustError::Invalid { what: "CA certificate".into(), reason: e.to_string() })?;
+        }
+        let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .with_crls(self.crls.iter().cloned())
+            .only_check_end_entity_revocation();
+        if !self.crls.is_empty() {
+            builder = builder.enforce_revocation_expiration();
+        }
+        builder.build().map_err(|e| TrustError::Invalid { what: "client verifier".into(), reason: e.to_string() })
+    }
+
+    /// Checks a signing certificate at `now`: chained to the CA, within its validity, carrying
+    /// EKU documentSigning, and not revoked by any CRL in force. The error is for a person.
+    pub fn check_signing_cert(&self, der: &[u8], now: UnixTime) -> Result<(), String> {
+        let der = CertificateDer::from(der);
+        let cert = EndEntityCert::try_from(&der).map_err(|e| format!("not a certificate: {e}"))?;
+        let crls: Vec<&CertRevocationList<'_>> = self.parsed_crls.iter().collect();
+        let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(RevocationCheckDepth::EndEntity)
+                .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                .build()
+        });
+        cert.verify_for_usage(
+            CERT_SIGNATURE_ALGS,
+            &self.anchors,
+            &[],
+            now,
+            KeyUsage::required(EKU_DOCUMENT_SIGNING),
+            revocation,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            webpki::Error::CertRevoked => "the signing certificate is revoked".to_owned(),
+            webpki::Error::CertExpired { .. } => "the signing certificate has expired".to_owned(),
+            webpki::Error::CertNotValidYet { .. } => "the signing certificate is not valid yet".to_owned(),
+            webpki::Error::UnknownIssuer => "the signing certificate is not issued by the partnership CA".to_owned(),
+            webpki::Error::RequiredEkuNotFoundContext(_) => {
+                "the certificate is not a signing certificate (no documentSigning EKU)".to_owned()
+            }
+            webpki::Error::CrlExpired { .. } => "the certificate revocation list has expired".to_owned(),
+            other => format!("the signing certificate is not acceptable: {other}"),
+        })
+    }
+}

@@ -1,0 +1,564 @@
+//! The common, SDMX-aligned schema: dataflows, code lists and validation.
+//!
+//! A [`SubmissionBody`] that passes [`validate`] becomes a [`ValidSubmission`], the only form in
+//! which observations reach the store. Validation never stops at the first problem: it returns
+//! every [`Violation`], each with its field path (`observations[3].unit_measure`) and the
+//! [`Rule`] broken.
+//!
+//! | dataflow   | key dimensions                                                             |
+//! |------------|----------------------------------------------------------------------------|
+//! | `SEIZURES` | DRUG, TRANSPORT_MODE (optional), UNIT_MEASURE                               |
+//! | `ROUTES`   | DRUG, ORIGIN_AREA, DEPARTURE_AREA, TRANSIT_AREA…, DESTINATION_AREA, TRANSPORT_MODE, UNIT_MEASURE |
+//!
+//! Both dataflows are reported by REF_AREA for one FREQ and TIME_PERIOD, carry the measures
+//! N_SEIZURES (a count) and QUANTITY (an exact decimal in UNIT_MEASURE), and the attributes
+//! OBS_STATUS, CONF_STATUS, EMBARGO_TIME and COMMENT.
+
+mod codelist;
+mod decimal;
+mod period;
+
+use std::{collections::HashMap, fmt};
+
+use time::OffsetDateTime;
+
+pub use codelist::{Code, CodeList, CodeListError, CodeLists};
+pub use decimal::{MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, Quantity, QuantityError};
+pub use period::{FIRST_YEAR, Frequency, Period, PeriodError};
+
+use crate::proto::{Observation, SubmissionBody};
+
+/// The DSSE payload type of a serialised [`SubmissionBody`].
+pub const SUBMISSION_PAYLOAD_TYPE: &str = "application/vnd.focalgate.submission.v1+protobuf";
+
+/// A dataflow: what kind of statistics a submission carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dataflow {
+    /// Seizures by drug and transport mode.
+    Seizures,
+    /// Trafficking routes: origin, departure, transit and destination of seized consignments.
+    Routes,
+}
+
+impl Dataflow {
+    /// Both dataflows.
+    pub const ALL: [Dataflow; 2] = [Dataflow::Seizures, Dataflow::Routes];
+
+    /// The dataflow id, e.g. `SEIZURES`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Seizures => "SEIZURES",
+            Self::Routes => "ROUTES",
+        }
+    }
+
+    /// Parses a dataflow id.
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.id() == id)
+    }
+}
+
+impl fmt::Display for Dataflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Bounds on what one submission may carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most observations in one submission.
+    pub max_observations: usize,
+    /// Most TRANSIT_AREA entries in one route observation.
+    pub max_transit: usize,
+    /// Most characters in a COMMENT.
+    pub max_comment_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_observations: 10_000, max_transit: 8, max_comment_chars: 500 }
+    }
+}
+
+/// The rule a [`Violation`] breaks. Its [`name`](Rule::name) is stable and part of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// A required field is empty.
+    Required,
+    /// A code that is not in the field's code list.
+    UnknownCode,
+    /// A code that exists but may not be submitted (a drug group, a receiver-set status).
+    NotReportable,
+    /// A field that does not belong to the submission's dataflow.
+    NotInDataflow,
+    /// A TIME_PERIOD in none of the accepted forms.
+    PeriodMalformed,
+    /// A TIME_PERIOD of another frequency than FREQ.
+    PeriodFrequency,
+    /// A TIME_PERIOD that starts after today.
+    PeriodInFuture,
+    /// A negative QUANTITY.
+    QuantityNegative,
+    /// A QUANTITY with more fractional digits than allowed.
+    QuantityOverPrecise,
+    /// A QUANTITY with more integer digits than allowed.
+    QuantityTooLarge,
+    /// A QUANTITY that is not a plain decimal.
+    QuantityMalformed,
+    /// A QUANTITY without UNIT_MEASURE.
+    UnitRequired,
+    /// A UNIT_MEASURE the drug may not be reported in.
+    UnitNotAllowed,
+    /// Neither N_SEIZURES nor QUANTITY, and no "missing value" OBS_STATUS.
+    NoMeasure,
+    /// Two observations with the same key.
+    DuplicateKey,
+    /// CONF_STATUS `E` without EMBARGO_TIME.
+    EmbargoTimeRequired,
+    /// EMBARGO_TIME without CONF_STATUS `E`.
+    EmbargoTimeUnexpected,
+    /// A COMMENT over the length limit.
+    CommentTooLong,
+    /// A COMMENT with control characters.
+    CommentControlCharacter,
+    /// More observations than allowed.
+    TooManyObservations,
+    /// More transit countries than allowed.
+    TooManyTransitAreas,
+    /// No observations at all.
+    NoObservations,
+    /// An ACTION other than `R`.
+    UnsupportedAction,
+    /// A REF_AREA that is not the sender's country.
+    ReporterNotSender,
+    /// A timestamp outside the representable range.
+    TimestampInvalid,
+}
+
+impl Rule {
+    /// The stable, kebab-case name of the rule.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::UnknownCode => "unknown-code",
+            Self::NotReportable => "not-reportable",
+            Self::NotInDataflow => "not-in-dataflow",
+            Self::PeriodMalformed => "period-malformed",
+            Self::PeriodFrequency => "period-not-matching-freq",
+            Self::PeriodInFuture => "period-in-future",
+            Self::QuantityNegative => "quantity-negative",
+            Self::QuantityOverPrecise => "quantity-over-precise",
+            Self::QuantityTooLarge => "quantity-too-large",
+            Self::QuantityMalformed => "quantity-malformed",
+            Self::UnitRequired => "unit-required",
+            Self::UnitNotAllowed => "unit-not-allowed-for-drug",
+            Self::NoMeasure => "no-measure",
+            Self::DuplicateKey => "duplicate-key",
+            Self::EmbargoTimeRequired => "embargo-time-required",
+            Self::EmbargoTimeUnexpected => "embargo-time-without-embargo",
+            Self::CommentTooLong => "comment-too-long",
+            Self::CommentControlCharacter => "comment-control-character",
+            Self::TooManyObservations => "too-many-observations",
+            Self::TooManyTransitAreas => "too-many-transit-areas",
+            Self::NoObservations => "no-observations",
+            Self::UnsupportedAction => "unsupported-action",
+            Self::ReporterNotSender => "reporter-not-sender",
+            Self::TimestampInvalid => "timestamp-invalid",
+        }
+    }
+}
+
+/// One problem with a submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Path of the offending field, e.g. `observations[3].unit_measure`.
+    pub field: String,
+    /// The rule broken.
+    pub rule: Rule,
+    /// What exactly is wrong, for a person.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation of `rule` at `field`.
+    pub fn new(field: impl Into<String>, rule: Rule, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), rule, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.field, self.detail, self.rule.name())
+    }
+}
+
+/// A submission that passed validation. Built only by [`validate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidSubmission {
+    /// The dataflow.
+    pub dataflow: Dataflow,
+    /// Reporting country (ISO 3166-1 alpha-3).
+    pub ref_area: String,
+    /// Reporting period; its frequency is FREQ.
+    pub period: Period,
+    /// Optimistic lock on the current revision, if the sender set one.
+    pub supersedes_revision: Option<u32>,
+    /// The observations, in submission order.
+    pub observations: Vec<ValidObservation>,
+    _sealed: (),
+}
+
+/// One validated observation. Optional dimensions are `None` when not given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidObservation {
+    /// CL_DRUG code.
+    pub drug: String,
+    /// CL_TRANSPORT_MODE code.
+    pub transport_mode: Option<String>,
+    /// ROUTES: origin area.
+    pub origin_area: Option<String>,
+    /// ROUTES: departure area.
+    pub departure_area: Option<String>,
+    /// ROUTES: transit areas in travel order.
+    pub transit_area: Vec<String>,
+    /// ROUTES: destination area.
+    pub destination_area: Option<String>,
+    /// N_SEIZURES.
+    pub n_seizures: Option<u64>,
+    /// QUANTITY.
+    pub quantity: Option<Quantity>,
+    /// UNIT_MEASURE.
+    pub unit_measure: Option<String>,
+    /// OBS_STATUS (defaults to `A`).
+    pub obs_status: String,
+    /// CONF_STATUS (defaults to `F`).
+    pub conf_status: String,
+    /// EMBARGO_TIME, present exactly when CONF_STATUS is `E`.
+    pub embargo_time: Option<OffsetDateTime>,
+    /// COMMENT.
+    pub comment: Option<String>,
+}
+
+/// Validates a submission body against the schema, collecting every violation.
+///
+/// `today` decides which periods lie in the future.
+pub fn validate(
+    body: &SubmissionBody,
+    lists: &CodeLists,
+    limits: &Limits,
+    now: OffsetDateTime,
+) -> Result<ValidSubmission, Vec<Violation>> {
+    let mut v = Violations::default();
+
+    let dataflow = match body.dataflow.as_str() {
+        "" => v.push("dataflow", Rule::Required, "dataflow is required (SEIZURES or ROUTES)"),
+        id => Dataflow::from_id(id).or_else(|| {
+            v.push("dataflow", Rule::UnknownCode, format!("\"{id}\" is not a dataflow (SEIZURES or ROUTES)"))
+        }),
+    };
+
+    let ref_area = v.code("ref_area", &body.ref_area, &lists.area, true);
+    if let Some(code) = ref_area.and_then(|c| lists.area.get(c)) {
+        if code.alpha2.is_none() {
+            v.push::<()>("ref_area", Rule::NotReportable, format!("{} is not a country and cannot report", code.id));
+        }
+    }
+
+    let freq = v.code("freq", &body.freq, &lists.freq, true).and_then(Frequency::from_code);
+    let period = match (body.time_period.as_str(), freq) {
+        ("", _) => v.push("time_period", Rule::Required, "time_period is required"),
+        (s, Some(freq)) => match Period::parse_with(s, freq) {
+            Ok(p) => Some(p),
+            Err(e @ PeriodError::FrequencyMismatch { .. }) => v.push("time_period", Rule::PeriodFrequency, e.to_string()),
+            Err(e) => v.push("time_period", Rule::PeriodMalformed, e.to_string()),
+        },
+        (s, None) => Period::parse(s).map_err(|e| v.push::<()>("time_period", Rule::PeriodMalformed, e.to_string())).ok(),
+    };
+    if let Some(p) = period {
+        if p.start() > now.date() {
+            v.push::<()>("time_period", Rule::PeriodInFuture, format!("{p} starts on {}, after today", p.start()));
+        }
+    }
+
+    match body.action.as_str() {
+        "R" => {}
+        "" => {
+            v.push::<()>("action", Rule::Required, "action is required: R (replace the reporter's figures for this period)");
+        }
+        other => {
+            v.push::<()>(
+                "action",
+                Rule::UnsupportedAction,
+                format!("action \"{other}\" is not supported; only R (replace) is accepted"),
+            );
+        }
+    }
+    if let Some(ts) = &body.prepared_at {
+        v.timestamp("prepared_at", ts);
+    }
+
+    let mut observations = Vec::new();
+    if body.observations.is_empty() {
+        v.push::<()>("observations", Rule::NoObservations, "a submission needs at least one observation");
+    } else if body.observations.len() > limits.max_observations {
+        v.push::<()>(
+            "observations",
+            Rule::TooManyObservations,
+            format!("{} observations, at most {} allowed", body.observations.len(), limits.max_observations),
+        );
+    } else if let Some(dataflow) = dataflow {
+        observations.reserve(body.observations.len());
+        let mut keys: HashMap<Vec<&str>, usize> = HashMap::with_capacity(body.observations.len());
+        for (i, obs) in body.observations.iter().enumerate() {
+            let path = format!("observations[{i}]");
+            if let Some(valid) = observation(&mut v, &path, obs, dataflow, lists, limits) {
+                observations.push(valid);
+            }
+            let key = observation_key(obs, dataflow);
+            if let Some(first) = keys.insert(key, i) {
+                v.push::<()>(
+                    path,
+                    Rule::DuplicateKey,
+                    format!("same key as observations[{first}] ({})", describe_key(obs, dataflow)),
+                );
+            }
+        }
+    }
+
+    match (v.0.is_empty(), dataflow, ref_area, period) {
+        (true, Some(dataflow), Some(ref_area), Some(period)) => Ok(ValidSubmission {
+            dataflow,
+            ref_area: ref_area.to_owned(),
+            period,
+            supersedes_revision: body.supersedes_revision,
+            observations,
+            _sealed: (),
+        }),
+        _ => Err(v.0),
+    }
+}
+
+/// The dimensions that identify an observation within one submission.
+fn observation_key(obs: &Observation, dataflow: Dataflow) -> Vec<&str> {
+    let mut key = vec![obs.drug.as_str(), obs.transport_mode.as_str(), obs.unit_measure.as_str()];
+    if dataflow == Dataflow::Routes {
+        key.extend([obs.origin_area.as_str(), obs.departure_area.as_str(), obs.destination_area.as_str()]);
+        key.extend(obs.transit_area.iter().map(String::as_str));
+    }
+    key
+}
+
+fn describe_key(obs: &Observation, dataflow: Dataflow) -> String {
+    let mut parts = vec![format!("DRUG={}", obs.drug)];
+    if dataflow == Dataflow::Routes {
+        parts.push(format!("ORIGIN_AREA={}", obs.origin_area));
+        if !obs.departure_area.is_empty() {
+            parts.push(format!("DEPARTURE_AREA={}", obs.departure_area));
+        }
+        if !obs.transit_area.is_empty() {
+            parts.push(format!("TRANSIT_AREA={}", obs.transit_area.join(";")));
+        }
+        parts.push(format!("DESTINATION_AREA={}", obs.destination_area));
+    }
+    if !obs.transport_mode.is_empty() {
+        parts.push(format!("TRANSPORT_MODE={}", obs.transport_mode));
+    }
+    if !obs.unit_measure.is_empty() {
+        parts.push(format!("UNIT_MEASURE={}", obs.unit_measure));
+    }
+    parts.join(", ")
+}
+
+fn observation(
+    v: &mut Violations,
+    path: &str,
+    obs: &Observation,
+    dataflow: Dataflow,
+    lists: &CodeLists,
+    limits: &Limits,
+) -> Option<ValidObservation> {
+    let before = v.0.len();
+    let field = |name: &str| format!("{path}.{name}");
+
+    let drug = v.code(&field("drug"), &obs.drug, &lists.drug, true);
+    let is_routes = dataflow == Dataflow::Routes;
+    let transport_mode = v.code(&field("transport_mode"), &obs.transport_mode, &lists.transport_mode, is_routes);
+
+    let (mut origin, mut departure, mut destination, mut transit) = (None, None, None, Vec::new());
+    if is_routes {
+        origin = v.code(&field("origin_area"), &obs.origin_area, &lists.area, true);
+        departure = v.code(&field("departure_area"), &obs.departure_area, &lists.area, false);
+        destination = v.code(&field("destination_area"), &obs.destination_area, &lists.area, true);
+        if obs.transit_area.len() > limits.max_transit {
+            v.push::<()>(
+                field("transit_area"),
+                Rule::TooManyTransitAreas,
+                format!("{} transit areas, at most {} allowed", obs.transit_area.len(), limits.max_transit),
+            );
+        } else {
+            for (j, area) in obs.transit_area.iter().enumerate() {
+                if let Some(code) = v.code(&format!("{path}.transit_area[{j}]"), area, &lists.area, true) {
+                    transit.push(code.to_owned());
+                }
+            }
+        }
+    } else {
+        for (name, given) in [
+            ("origin_area", !obs.origin_area.is_empty()),
+            ("departure_area", !obs.departure_area.is_empty()),
+            ("transit_area", !obs.transit_area.is_empty()),
+            ("destination_area", !obs.destination_area.is_empty()),
+        ] {
+            if given {
+                v.push::<()>(field(name), Rule::NotInDataflow, format!("{} is not a dimension of {dataflow}", name.to_uppercase()));
+            }
+        }
+    }
+
+    let unit = v.code(&field("unit_measure"), &obs.unit_measure, &lists.unit_measure, false);
+    if let (Some(unit), Some(drug)) = (unit, drug.and_then(|d| lists.drug.get(d))) {
+        if drug.reportable && !drug.units.iter().any(|u| u == unit) {
+            v.push::<()>(
+                field("unit_measure"),
+                Rule::UnitNotAllowed,
+                format!("{} is not reported in {unit}; allowed: {}", drug.id, drug.units.join(", ")),
+            );
+        }
+    }
+    let quantity = match obs.quantity.as_str() {
+        "" => None,
+        s => match s.parse::<Quantity>() {
+            Ok(q) => Some(q),
+            Err(e) => {
+                let rule = match e {
+                    QuantityError::Negative => Rule::QuantityNegative,
+                    QuantityError::OverPrecise => Rule::QuantityOverPrecise,
+                    QuantityError::TooLarge => Rule::QuantityTooLarge,
+                    QuantityError::Malformed => Rule::QuantityMalformed,
+                };
+                v.push(field("quantity"), rule, format!("\"{s}\": {e}"))
+            }
+        },
+    };
+    if !obs.quantity.is_empty() && obs.unit_measure.is_empty() {
+        v.push::<()>(field("unit_measure"), Rule::UnitRequired, "a QUANTITY needs its UNIT_MEASURE");
+    }
+
+    let obs_status = match obs.obs_status.as_str() {
+        "" => Some("A"),
+        s => v.code(&field("obs_status"), s, &lists.obs_status, true),
+    };
+    let missing = obs_status.and_then(|s| lists.obs_status.get(s)).is_some_and(|c| c.missing);
+    if obs.n_seizures.is_none() && obs.quantity.is_empty() && !missing {
+        v.push::<()>(
+            path.to_owned(),
+            Rule::NoMeasure,
+            "an observation needs N_SEIZURES or QUANTITY, or an OBS_STATUS meaning a missing value",
+        );
+    }
+
+    let conf_status = match obs.conf_status.as_str() {
+        "" => Some("F"),
+        s => v.code(&field("conf_status"), s, &lists.conf_status, true),
+    };
+    let embargo_time = obs.embargo_time.as_ref().and_then(|ts| v.timestamp(&field("embargo_time"), ts));
+    match (conf_status, &obs.embargo_time) {
+        (Some("E"), None) => {
+            v.push::<()>(field("embargo_time"), Rule::EmbargoTimeRequired, "CONF_STATUS E (embargo) needs an EMBARGO_TIME");
+        }
+        (Some(s), Some(_)) if s != "E" => {
+            v.push::<()>(
+                field("embargo_time"),
+                Rule::EmbargoTimeUnexpected,
+                format!("EMBARGO_TIME is only allowed with CONF_STATUS E, not {s}"),
+            );
+        }
+        _ => {}
+    }
+
+    let comment = match obs.comment.as_str() {
+        "" => None,
+        c => {
+            let chars = c.chars().count();
+            if chars > limits.max_comment_chars {
+                v.push::<()>(
+                    field("comment"),
+                    Rule::CommentTooLong,
+                    format!("{chars} characters, at most {} allowed", limits.max_comment_chars),
+                );
+            }
+            if c.chars().any(char::is_control) {
+                v.push::<()>(field("comment"), Rule::CommentControlCharacter, "control characters (such as line breaks) are not allowed");
+            }
+            Some(c.to_owned())
+        }
+    };
+
+    if v.0.len() > before {
+        return None;
+    }
+    Some(ValidObservation {
+        drug: drug?.to_owned(),
+        transport_mode: transport_mode.map(str::to_owned),
+        origin_area: origin.map(str::to_owned),
+        departure_area: departure.map(str::to_owned),
+        transit_area: transit,
+        destination_area: destination.map(str::to_owned),
+        n_seizures: obs.n_seizures,
+        quantity,
+        unit_measure: unit.map(str::to_owned),
+        obs_status: obs_status?.to_owned(),
+        conf_status: conf_status?.to_owned(),
+        embargo_time,
+        comment,
+    })
+}
+
+/// Collects violations; helpers return `None` after recording one.
+#[derive(Default)]
+struct Violations(Vec<Violation>);
+
+impl Violations {
+    fn push<T>(&mut self, field: impl Into<String>, rule: Rule, detail: impl Into<String>) -> Option<T> {
+        self.0.push(Violation::new(field, rule, detail));
+        None
+    }
+
+    /// Checks `value` against `list`; an empty value is `None`, or a violation if `required`.
+    fn code<'a>(&mut self, field: &str, value: &'a str, list: &CodeList, required: bool) -> Option<&'a str> {
+        if value.is_empty() {
+            if required {
+                self.push::<()>(field, Rule::Required, format!("{} is required ({})", field_name(field), list));
+            }
+            return None;
+        }
+        match list.get(value) {
+            Some(code) if code.reportable => Some(value),
+            Some(code) => self.push(field, Rule::NotReportable, format!("{} ({}) may not be submitted", code.id, code.name)),
+            None => {
+                let hint = match list.get(&value.to_ascii_uppercase()) {
+                    Some(code) if code.id != value => format!("; did you mean {}?", code.id),
+                    _ => String::new(),
+                };
+                let shown: String = value.chars().take(40).collect();
+                self.push(field, Rule::UnknownCode, format!("\"{shown}\" is not in {list}{hint}"))
+            }
+        }
+    }
+
+    fn timestamp(&mut self, field: &str, ts: &prost_types::Timestamp) -> Option<OffsetDateTime> {
+        let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(t) if (0..1_000_000_000).contains(&ts.nanos) => Some(t),
+            _ => self.push(field, Rule::TimestampInvalid, "not a valid timestamp"),
+        }
+    }
+}
+
+/// `observations[3].unit_measure` → `UNIT_MEASURE`.
+fn field_name(path: &str) -> String {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.split('[').next().unwrap_or(last);
+    last.to_uppercase()
+}
