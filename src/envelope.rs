@@ -95,21 +95,23 @@ pub enum EnvelopeError {
     #[error("the envelope carries {0} signatures, at most {MAX_SIGNATURES} are accepted")]
     TooManySignatures(usize),
     /// A signature by an acceptable key does not verify: the payload or its type was altered.
-    #[error("signature by key {keyid} does not verify over the payload")]
+    #[error("signature {index} (key {keyid}) does not verify over the payload")]
     BadSignature {
-        /// The signature's key id.
+        /// Position of the signature in the envelope.
+        index: usize,
+        /// The signature's key id (truncated).
         keyid: String,
     },
     /// No signature was made by a key acceptable for this sender.
     #[error("no signature by an acceptable signing certificate: {}", describe(.rejected))]
     NoAcceptableSignature {
-        /// Each signature's key id (truncated) and why its key was not acceptable.
-        rejected: Vec<(String, String)>,
+        /// Each signature's position, key id (truncated) and why its key was not acceptable.
+        rejected: Vec<(usize, String, String)>,
     },
 }
 
-fn describe(rejected: &[(String, String)]) -> String {
-    rejected.iter().map(|(k, why)| format!("key {k}: {why}")).collect::<Vec<_>>().join("; ")
+fn describe(rejected: &[(usize, String, String)]) -> String {
+    rejected.iter().map(|(_, k, why)| format!("key {k}: {why}")).collect::<Vec<_>>().join("; ")
 }
 
 impl SigningKey {
@@ -188,16 +190,16 @@ where
     let message = pae(&env.payload_type, &env.payload);
     let mut accepted = None;
     let mut rejected = Vec::new();
-    for sig in &env.signatures {
+    for (index, sig) in env.signatures.iter().enumerate() {
         let keyid: String = sig.keyid.chars().take(64).collect();
         match lookup(&sig.keyid) {
             Ok((handle, key)) => {
                 if !key.verify(&message, &sig.sig) {
-                    return Err(EnvelopeError::BadSignature { keyid });
+                    return Err(EnvelopeError::BadSignature { index, keyid });
                 }
                 accepted.get_or_insert(handle);
             }
-            Err(why) => rejected.push((keyid, why)),
+            Err(why) => rejected.push((index, keyid, why)),
         }
     }
     match accepted {
@@ -242,7 +244,7 @@ mod tests {
             flipped.payload[0] ^= 1;
             assert_eq!(
                 verify(&flipped, "t", |_| Ok((1, vk.clone()))).unwrap_err(),
-                EnvelopeError::BadSignature { keyid: "k1".into() }
+                EnvelopeError::BadSignature { index: 0, keyid: "k1".into() }
             );
             let mut retyped = env.clone();
             retyped.payload_type = "u".into();

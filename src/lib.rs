@@ -7,8 +7,13 @@
 
 pub mod envelope;
 pub mod identity;
+pub mod ledger;
+pub mod pki;
 pub mod receipt;
 pub mod schema;
+pub mod service;
+pub mod store;
+pub mod tls;
 
 /// The wire contract, generated from `proto/focalgate/v1/*.proto`.
 #[allow(missing_docs, clippy::all)]

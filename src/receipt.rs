@@ -61,6 +61,11 @@ pub fn format_millis(unix_ms: i64) -> Option<String> {
     t.format(RFC3339_MILLIS).ok()
 }
 
+/// A protobuf timestamp for Unix milliseconds.
+pub fn timestamp_from_millis(unix_ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: unix_ms.div_euclid(1000), nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
 /// The statement a receipt's signature covers.
 pub fn statement(r: &Receipt) -> Result<String, ReceiptError> {
     let digest = |d: &[u8], what| if d.len() == 32 { Ok(hex::encode(d)) } else { Err(ReceiptError::Malformed(what)) };

@@ -28,6 +28,9 @@ pub use period::{FIRST_YEAR, Frequency, Period, PeriodError};
 
 use crate::proto::{Observation, SubmissionBody};
 
+/// Largest N_SEIZURES accepted in one observation.
+pub const MAX_SEIZURES: u64 = 1_000_000_000;
+
 /// The DSSE payload type of a serialised [`SubmissionBody`].
 pub const SUBMISSION_PAYLOAD_TYPE: &str = "application/vnd.focalgate.submission.v1+protobuf";
 
@@ -106,6 +109,8 @@ pub enum Rule {
     QuantityTooLarge,
     /// A QUANTITY that is not a plain decimal.
     QuantityMalformed,
+    /// An N_SEIZURES above [`MAX_SEIZURES`].
+    CountTooLarge,
     /// A QUANTITY without UNIT_MEASURE.
     UnitRequired,
     /// A UNIT_MEASURE the drug may not be reported in.
@@ -134,6 +139,14 @@ pub enum Rule {
     ReporterNotSender,
     /// A timestamp outside the representable range.
     TimestampInvalid,
+    /// The envelope's payload_type is not a submission.
+    EnvelopeType,
+    /// The envelope's signatures are missing, too many, or do not verify.
+    EnvelopeSignature,
+    /// No signature is by a signing certificate that may sign for the sender.
+    EnvelopeSigner,
+    /// The payload is not a serialised SubmissionBody.
+    PayloadMalformed,
 }
 
 impl Rule {
@@ -151,6 +164,7 @@ impl Rule {
             Self::QuantityOverPrecise => "quantity-over-precise",
             Self::QuantityTooLarge => "quantity-too-large",
             Self::QuantityMalformed => "quantity-malformed",
+            Self::CountTooLarge => "count-too-large",
             Self::UnitRequired => "unit-required",
             Self::UnitNotAllowed => "unit-not-allowed-for-drug",
             Self::NoMeasure => "no-measure",
@@ -165,6 +179,10 @@ impl Rule {
             Self::UnsupportedAction => "unsupported-action",
             Self::ReporterNotSender => "reporter-not-sender",
             Self::TimestampInvalid => "timestamp-invalid",
+            Self::EnvelopeType => "envelope-payload-type",
+            Self::EnvelopeSignature => "envelope-signature",
+            Self::EnvelopeSigner => "envelope-signer",
+            Self::PayloadMalformed => "payload-malformed",
         }
     }
 }
@@ -242,7 +260,7 @@ pub struct ValidObservation {
 
 /// Validates a submission body against the schema, collecting every violation.
 ///
-/// `today` decides which periods lie in the future.
+/// `now` decides which periods lie in the future.
 pub fn validate(
     body: &SubmissionBody,
     lists: &CodeLists,
@@ -443,6 +461,10 @@ fn observation(
     };
     if !obs.quantity.is_empty() && obs.unit_measure.is_empty() {
         v.push::<()>(field("unit_measure"), Rule::UnitRequired, "a QUANTITY needs its UNIT_MEASURE");
+    }
+
+    if let Some(n) = obs.n_seizures.filter(|&n| n > MAX_SEIZURES) {
+        v.push::<()>(field("n_seizures"), Rule::CountTooLarge, format!("{n} seizures, at most {MAX_SEIZURES} allowed"));
     }
 
     let obs_status = match obs.obs_status.as_str() {

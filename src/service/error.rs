@@ -1,0 +1,163 @@
+//! The one place where errors become gRPC statuses, and where every request is logged.
+//!
+//! | cause                                   | code                 |
+//! |-----------------------------------------|----------------------|
+//! | no, unknown or unmapped certificate     | `UNAUTHENTICATED`    |
+//! | known member without the right          | `PERMISSION_DENIED`  |
+//! | bad data or envelope (every violation)  | `INVALID_ARGUMENT`   |
+//! | `supersedes_revision` out of date       | `ABORTED`            |
+//! | not there (or not the caller's to see)  | `NOT_FOUND`          |
+//! | store down or busy, shutting down       | `UNAVAILABLE`        |
+//! | anything else                           | `INTERNAL`           |
+//!
+//! Messages carry what the caller needs to fix its request; internal detail (store errors,
+//! which certificate check failed for an unknown peer) only goes to the gateway's log.
+
+use std::time::Instant;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::{
+    envelope::EnvelopeError,
+    identity::AuthError,
+    ledger::LedgerError,
+    schema::{Rule, Violation},
+    store::StoreError,
+};
+
+/// Most field violations sent back in one status; the message says how many were left out.
+const MAX_VIOLATIONS_SENT: usize = 200;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The peer certificate does not identify a member in the policy.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(#[from] AuthError),
+    /// The member lacks the right; the text says which.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The member may not act on a field's value (e.g. report for another country).
+    #[error("permission denied: {0}")]
+    FieldDenied(Violation),
+    /// The request breaks the schema or the envelope rules.
+    #[error("{} violation(s)", .0.len())]
+    Invalid(Vec<Violation>),
+    /// Not found, or not visible to the caller.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The submission or storage path failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A read failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<EnvelopeError> for ApiError {
+    fn from(e: EnvelopeError) -> Self {
+        let v = |field: String, rule, detail: String| Violation::new(field, rule, detail);
+        let detail = e.to_string();
+        ApiError::Invalid(match e {
+            EnvelopeError::WrongPayloadType { .. } => vec![v("payload_type".into(), Rule::EnvelopeType, detail)],
+            EnvelopeError::Unsigned | EnvelopeError::TooManySignatures(_) => {
+                vec![v("signatures".into(), Rule::EnvelopeSignature, detail)]
+            }
+            EnvelopeError::BadSignature { index, .. } => {
+                vec![v(format!("signatures[{index}].sig"), Rule::EnvelopeSignature, detail)]
+            }
+            EnvelopeError::NoAcceptableSignature { rejected } => rejected
+                .into_iter()
+                .map(|(i, keyid, why)| v(format!("signatures[{i}].keyid"), Rule::EnvelopeSigner, format!("key {keyid}: {why}")))
+                .collect(),
+            EnvelopeError::UnsupportedKey | EnvelopeError::SigningFailed => {
+                vec![v("signatures".into(), Rule::EnvelopeSignature, detail)]
+            }
+        })
+    }
+}
+
+fn bad_request(violations: &[Violation]) -> ErrorDetails {
+    let mut fields: Vec<FieldViolation> = violations
+        .iter()
+        .take(MAX_VIOLATIONS_SENT)
+        .map(|v| FieldViolation {
+            field: v.field.clone(),
+            description: v.detail.clone(),
+            reason: v.rule.name().to_uppercase().replace('-', "_"),
+            localized_message: None,
+        })
+        .collect();
+    if violations.len() > MAX_VIOLATIONS_SENT {
+        fields.push(FieldViolation::new("", format!("{} more violations not listed", violations.len() - MAX_VIOLATIONS_SENT)));
+    }
+    ErrorDetails::with_bad_request(fields)
+}
+
+/// A readable message listing the first violations.
+fn summary(violations: &[Violation]) -> String {
+    const SHOWN: usize = 20;
+    let mut msg = format!("the submission breaks {} rule(s): ", violations.len());
+    let listed: Vec<String> = violations.iter().take(SHOWN).map(Violation::to_string).collect();
+    msg.push_str(&listed.join("; "));
+    if violations.len() > SHOWN {
+        msg.push_str(&format!("; and {} more (see the BadRequest details)", violations.len() - SHOWN));
+    }
+    msg
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Unauthenticated(_) => {
+                Status::unauthenticated("the client certificate does not identify a member of this gateway")
+            }
+            ApiError::PermissionDenied(why) => Status::permission_denied(why),
+            ApiError::FieldDenied(v) => Status::with_error_details(
+                Code::PermissionDenied,
+                v.to_string(),
+                bad_request(std::slice::from_ref(&v)),
+            ),
+            ApiError::Invalid(violations) => {
+                Status::with_error_details(Code::InvalidArgument, summary(&violations), bad_request(&violations))
+            }
+            ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::Ledger(LedgerError::RevisionConflict { current, expected }) => Status::aborted(format!(
+                "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
+            )),
+            ApiError::Ledger(LedgerError::Closed) => Status::unavailable("the gateway is shutting down"),
+            ApiError::Ledger(LedgerError::Store(e)) | ApiError::Store(e) => match e {
+                StoreError::Unavailable(_) => Status::unavailable("the store is temporarily unavailable; retry later"),
+                StoreError::Internal(_) => Status::internal("internal error"),
+            },
+        }
+    }
+}
+
+/// Logs one finished request (member, method, code, latency) and converts its error.
+pub fn finish<T>(method: &'static str, member: Option<&str>, started: Instant, result: Result<T, ApiError>) -> Result<T, Status> {
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let member = member.unwrap_or("-");
+    match result {
+        Ok(v) => {
+            tracing::info!(member, method, code = "OK", latency_ms, "request");
+            Ok(v)
+        }
+        Err(e) => {
+            // Detail for the operator only: why a peer was not recognised, what the store said.
+            let detail = match &e {
+                ApiError::Unauthenticated(why) => Some(why.to_string()),
+                ApiError::Ledger(LedgerError::Store(s)) | ApiError::Store(s) => Some(s.to_string()),
+                _ => None,
+            };
+            let status = Status::from(e);
+            let code = format!("{:?}", status.code());
+            match detail {
+                Some(detail) => tracing::warn!(member, method, code, latency_ms, detail, "request"),
+                None => tracing::info!(member, method, code, latency_ms, "request"),
+            }
+            Err(status)
+        }
+    }
+}

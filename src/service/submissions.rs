@@ -1,0 +1,223 @@
+//! `focalgate.v1.Submissions`: submit, get, list.
+
+use std::{sync::Arc, time::Instant};
+
+use prost::Message;
+use ring::digest::{SHA256, digest};
+use rustls_pki_types::UnixTime;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, Gateway, error::finish};
+use crate::{
+    envelope,
+    identity::{Caller, Role},
+    ledger::Accepted,
+    proto::{
+        GetSubmissionRequest, ListSubmissionsRequest, Receipt, RevisionStatus, SignedEnvelope, Submission, SubmissionBody,
+        SubmissionSummary, submissions_server::Submissions,
+    },
+    receipt::timestamp_from_millis,
+    schema::{self, Dataflow, Period, Rule, SUBMISSION_PAYLOAD_TYPE, Violation},
+    store::{self, ListFilter},
+};
+
+/// The Submissions service.
+pub struct SubmissionsService {
+    gateway: Arc<Gateway>,
+}
+
+impl SubmissionsService {
+    pub(super) fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    /// Identity → signature over the raw bytes → decode → reporter → schema → ledger.
+    async fn submit(&self, caller: &Caller, env: SignedEnvelope) -> Result<Receipt, ApiError> {
+        let g = &self.gateway;
+        if !caller.has(Role::Submitter) {
+            return Err(ApiError::PermissionDenied(format!("member {} has no submitter role", caller.member())));
+        }
+        let now = UnixTime::now();
+        let verified = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
+            g.directory.signing_key(keyid, caller.member(), now).map(|(cert, key)| (cert.der.clone(), key))
+        })?;
+        let body = SubmissionBody::decode(verified.payload).map_err(|e| {
+            ApiError::Invalid(vec![Violation::new("payload", Rule::PayloadMalformed, format!("not a SubmissionBody: {e}"))])
+        })?;
+        if body.ref_area != caller.member().country() {
+            return Err(ApiError::FieldDenied(Violation::new(
+                "ref_area",
+                Rule::ReporterNotSender,
+                format!(
+                    "member {} reports for {}, not for \"{}\"",
+                    caller.member(),
+                    caller.member().country(),
+                    body.ref_area.chars().take(8).collect::<String>()
+                ),
+            )));
+        }
+        let submission =
+            schema::validate(&body, &g.lists, &g.limits, OffsetDateTime::now_utc()).map_err(ApiError::Invalid)?;
+        let payload_digest = sha256(verified.payload);
+        let signing_cert = verified.signer;
+        let encoded = env.encode_to_vec();
+        let accepted = Accepted {
+            member: caller.member().clone(),
+            submission,
+            payload_digest,
+            envelope_digest: sha256(&encoded),
+            envelope: encoded,
+            signing_cert,
+        };
+        Ok(g.ledger.submit(accepted).await?)
+    }
+
+    /// Whether the caller may see every member's submissions.
+    fn sees_all(caller: &Caller) -> bool {
+        caller.has(Role::Auditor) || caller.has(Role::Admin)
+    }
+
+    async fn get(&self, caller: &Caller, id: &str) -> Result<Submission, ApiError> {
+        if !caller.has(Role::Submitter) && !Self::sees_all(caller) {
+            return Err(ApiError::PermissionDenied(format!("member {} may not read submissions", caller.member())));
+        }
+        let not_found = || ApiError::NotFound(format!("no submission \"{}\" visible to you", id.chars().take(80).collect::<String>()));
+        let stored = self.gateway.store.submission(id).await?.ok_or_else(not_found)?;
+        if stored.summary.member != caller.member().as_str() && !Self::sees_all(caller) {
+            return Err(not_found());
+        }
+        let decode_failed = |what: &str, e: prost::DecodeError| {
+            ApiError::Store(store::StoreError::Internal(format!("stored {what} of {id}: {e}")))
+        };
+        Ok(Submission {
+            envelope: Some(SignedEnvelope::decode(stored.envelope.as_slice()).map_err(|e| decode_failed("envelope", e))?),
+            receipt: Some(Receipt::decode(stored.receipt.as_slice()).map_err(|e| decode_failed("receipt", e))?),
+            summary: Some(to_proto(stored.summary)),
+            envelope_bytes: stored.envelope,
+            signing_certificate: stored.signing_cert,
+        })
+    }
+
+    fn list_filter(&self, caller: &Caller, req: &ListSubmissionsRequest) -> Result<ListFilter, ApiError> {
+        if !caller.has(Role::Submitter) && !Self::sees_all(caller) {
+            return Err(ApiError::PermissionDenied(format!("member {} may not list submissions", caller.member())));
+        }
+        let mut violations = Vec::new();
+        let dataflow = match req.dataflow.as_str() {
+            "" => None,
+            d => Dataflow::from_id(d).or_else(|| {
+                violations.push(Violation::new("dataflow", Rule::UnknownCode, format!("\"{d}\" is not SEIZURES or ROUTES")));
+                None
+            }),
+        };
+        let mut period = |field: &str, value: &str| match value {
+            "" => None,
+            v => Period::parse(v)
+                .map_err(|e| violations.push(Violation::new(field, Rule::PeriodMalformed, e.to_string())))
+                .ok(),
+        };
+        let starts_from = period("period_from", &req.period_from).map(Period::start);
+        let ends_until = period("period_to", &req.period_to).map(Period::end);
+        if !violations.is_empty() {
+            return Err(ApiError::Invalid(violations));
+        }
+        Ok(ListFilter {
+            member: (!Self::sees_all(caller)).then(|| caller.member().to_string()),
+            ref_area: (!req.ref_area.is_empty()).then(|| req.ref_area.clone()),
+            dataflow,
+            starts_from,
+            ends_until,
+            current_only: req.current_only,
+        })
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+fn to_proto(s: store::SubmissionSummary) -> SubmissionSummary {
+    SubmissionSummary {
+        submission_id: s.id,
+        member: s.member,
+        dataflow: s.dataflow,
+        ref_area: s.ref_area,
+        freq: s.freq,
+        time_period: s.time_period,
+        revision: s.revision,
+        status: if s.is_current { RevisionStatus::Current } else { RevisionStatus::Superseded } as i32,
+        received_at: Some(timestamp_from_millis(s.received_at_ms)),
+        observation_count: s.observation_count,
+        envelope_digest: s.envelope_digest,
+    }
+}
+
+#[tonic::async_trait]
+impl Submissions for SubmissionsService {
+    async fn submit(&self, request: Request<SignedEnvelope>) -> Result<Response<Receipt>, Status> {
+        let started = Instant::now();
+        let caller = self.gateway.caller(&request);
+        let member = caller.as_ref().ok().map(|c| c.member().to_string());
+        let result = match caller {
+            Ok(caller) => SubmissionsService::submit(self, &caller, request.into_inner()).await,
+            Err(e) => Err(e),
+        };
+        finish("Submit", member.as_deref(), started, result).map(Response::new)
+    }
+
+    async fn get_submission(&self, request: Request<GetSubmissionRequest>) -> Result<Response<Submission>, Status> {
+        let started = Instant::now();
+        let caller = self.gateway.caller(&request);
+        let member = caller.as_ref().ok().map(|c| c.member().to_string());
+        let result = match caller {
+            Ok(caller) => self.get(&caller, &request.get_ref().submission_id).await,
+            Err(e) => Err(e),
+        };
+        finish("GetSubmission", member.as_deref(), started, result).map(Response::new)
+    }
+
+    type ListSubmissionsStream = ReceiverStream<Result<SubmissionSummary, Status>>;
+
+    async fn list_submissions(
+        &self,
+        request: Request<ListSubmissionsRequest>,
+    ) -> Result<Response<Self::ListSubmissionsStream>, Status> {
+        let started = Instant::now();
+        let caller = self.gateway.caller(&request);
+        let member = caller.as_ref().ok().map(|c| c.member().to_string());
+        let filter = caller.and_then(|c| self.list_filter(&c, request.get_ref()));
+        let filter = finish("ListSubmissions", member.as_deref(), started, filter)?;
+
+        let (tx, rx) = mpsc::channel(64);
+        let store = self.gateway.store.clone();
+        tokio::spawn(async move {
+            let mut before = None;
+            loop {
+                let page = match store.list(&filter, before).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::error!(error = %e, "listing submissions failed");
+                        let _ = tx.send(Err(ApiError::Store(e).into())).await;
+                        return;
+                    }
+                };
+                let full = page.len() as u32 == store::LIST_PAGE;
+                before = page.last().map(|s| s.seq);
+                for s in page {
+                    if tx.send(Ok(to_proto(s))).await.is_err() {
+                        return; // the caller went away
+                    }
+                }
+                if !full {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

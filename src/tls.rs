@@ -1,0 +1,154 @@
+//! Mutual TLS: the gateway's rustls server configuration (TLS 1.3 only, client certificate
+//! required and checked against the partnership CA and its CRLs), the accept loop that feeds
+//! finished handshakes to tonic, and the client side used by the CLI.
+
+use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Semaphore, mpsc},
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::identity::{Trust, TrustError};
+
+/// Most TLS handshakes in progress at once; further connections wait in the TCP backlog.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file is unreadable or malformed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The CA or CRL was refused.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// rustls refused the combination.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The crypto provider used everywhere: *ring*.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM certificate chain.
+pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |reason: String| TlsError::File { path: path.display().to_string(), reason };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad("no certificate found".into()));
+    }
+    Ok(chain)
+}
+
+/// Reads a PEM private key.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// The gateway's TLS configuration: TLS 1.3 only, ALPN `h2`, client certificates required and
+/// verified against `trust`.
+pub fn server_config(
+    trust: &Trust,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(trust.client_verifier(provider)?)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The stream of finished TLS connections that tonic serves.
+pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, io::Error>>;
+
+/// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently,
+/// each within `handshake_timeout`. A refused handshake is logged with its reason and the
+/// peer address; it never reaches tonic. The loop stops when the returned stream is dropped.
+pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>, handshake_timeout: Duration) -> Incoming {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = tcp.set_nodelay(true);
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => refused(peer, &e.to_string()),
+                    Err(_) => refused(peer, "handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+fn refused(peer: SocketAddr, reason: &str) {
+    tracing::warn!(peer = %peer, reason, "TLS handshake refused");
+}
+
+/// A member's identity folder: `ca.pem`, `auth.pem`, `auth.key`, `signing.pem`, `signing.key`.
+#[derive(Clone, Debug)]
+pub struct IdentityDir {
+    dir: std::path::PathBuf,
+}
+
+impl IdentityDir {
+    /// An identity folder; files are read when needed.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Path of one of the five files.
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, TlsError> {
+        let path = self.file(name);
+        std::fs::read(&path).map_err(|e| TlsError::File { path: path.display().to_string(), reason: e.to_string() })
+    }
+
+    /// tonic client TLS settings: trust `ca.pem`, present `auth.pem`/`auth.key`.
+    pub fn client_tls(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+        Ok(tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(self.read("ca.pem")?))
+            .identity(tonic::transport::Identity::from_pem(self.read("auth.pem")?, self.read("auth.key")?)))
+    }
+}
