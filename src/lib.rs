@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
 pub mod envelope;
 pub mod identity;
 pub mod ledger;
@@ -13,6 +15,7 @@ pub mod receipt;
 pub mod schema;
 pub mod service;
 pub mod store;
+pub mod synthetic;
 pub mod tls;
 
 /// The wire contract, generated from `proto/focalgate/v1/*.proto`.

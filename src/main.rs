@@ -1,1 +1,5 @@
-fn main() {}
+//! The `focalgate` binary: everything lives in the library; see `focalgate --help`.
+
+fn main() -> std::process::ExitCode {
+    focalgate::cli::main()
+}

@@ -61,6 +61,12 @@ pub fn format_millis(unix_ms: i64) -> Option<String> {
     t.format(RFC3339_MILLIS).ok()
 }
 
+/// Formats a protobuf timestamp as RFC 3339 UTC with milliseconds.
+pub fn format_timestamp(t: &prost_types::Timestamp) -> Option<String> {
+    let millis = t.seconds.checked_mul(1000)?.checked_add(i64::from(t.nanos / 1_000_000))?;
+    format_millis(millis)
+}
+
 /// A protobuf timestamp for Unix milliseconds.
 pub fn timestamp_from_millis(unix_ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: unix_ms.div_euclid(1000), nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32 }
@@ -70,8 +76,7 @@ pub fn timestamp_from_millis(unix_ms: i64) -> prost_types::Timestamp {
 pub fn statement(r: &Receipt) -> Result<String, ReceiptError> {
     let digest = |d: &[u8], what| if d.len() == 32 { Ok(hex::encode(d)) } else { Err(ReceiptError::Malformed(what)) };
     let received = r.received_at.as_ref().ok_or(ReceiptError::Malformed("no received_at"))?;
-    let millis = received.seconds.checked_mul(1000).and_then(|s| s.checked_add(i64::from(received.nanos / 1_000_000)));
-    let received = millis.and_then(format_millis).ok_or(ReceiptError::Malformed("received_at out of range"))?;
+    let received = format_timestamp(received).ok_or(ReceiptError::Malformed("received_at out of range"))?;
     for field in [&r.submission_id, &r.member, &r.dataflow, &r.ref_area, &r.time_period] {
         if field.contains('\n') {
             return Err(ReceiptError::Malformed("line break in a field"));

@@ -120,7 +120,7 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>, handshake_time
 }
 
 fn refused(peer: SocketAddr, reason: &str) {
-    tracing::warn!(peer = %peer, reason, "TLS handshake refused");
+    tracing::warn!(target: "focalgate::handshake", peer = %peer, reason, "TLS handshake refused");
 }
 
 /// A member's identity folder: `ca.pem`, `auth.pem`, `auth.key`, `signing.pem`, `signing.key`.

@@ -137,11 +137,11 @@ impl From<ApiError> for Status {
 
 /// Logs one finished request (member, method, code, latency) and converts its error.
 pub fn finish<T>(method: &'static str, member: Option<&str>, started: Instant, result: Result<T, ApiError>) -> Result<T, Status> {
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     let member = member.unwrap_or("-");
     match result {
         Ok(v) => {
-            tracing::info!(member, method, code = "OK", latency_ms, "request");
+            tracing::info!(target: "focalgate::request", member, method, code = "OK", latency_ms, "request");
             Ok(v)
         }
         Err(e) => {
@@ -154,8 +154,8 @@ pub fn finish<T>(method: &'static str, member: Option<&str>, started: Instant, r
             let status = Status::from(e);
             let code = format!("{:?}", status.code());
             match detail {
-                Some(detail) => tracing::warn!(member, method, code, latency_ms, detail, "request"),
-                None => tracing::info!(member, method, code, latency_ms, "request"),
+                Some(detail) => tracing::warn!(target: "focalgate::request", member, method, code, latency_ms, detail, "request"),
+                None => tracing::info!(target: "focalgate::request", member, method, code, latency_ms, "request"),
             }
             Err(status)
         }

@@ -12,11 +12,14 @@ use tonic::Request;
 pub use error::ApiError;
 
 use crate::{
-    identity::{Caller, Directory},
+    config::{ConfigError, Settings},
+    identity::{Caller, Directory, PolicyError, Trust, TrustError},
     ledger::Ledger,
+    pki::PkiError,
     proto::submissions_server::SubmissionsServer,
-    schema::{CodeLists, Limits},
-    store::Store,
+    schema::{CodeListError, CodeLists, Limits},
+    store::{Store, StoreError, sqlite::SqliteStore},
+    tls::TlsError,
 };
 
 /// What the services share.
@@ -100,4 +103,93 @@ pub enum ServeError {
     /// The HTTP/2 server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Code lists.
+    #[error(transparent)]
+    CodeLists(#[from] CodeListError),
+    /// CA or CRL.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Server certificate or key.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The gateway key.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The data directory.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A store URL of an unknown kind.
+    #[error("store.url \"{0}\" is not supported; use sqlite://PATH")]
+    StoreUrl(String),
+}
+
+/// A gateway ready to serve: everything loaded and checked, nothing listening yet.
+pub struct Assembled {
+    /// The shared state of the services.
+    pub gateway: Arc<Gateway>,
+    /// The TLS configuration.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Per-RPC limits.
+    pub options: ServeOptions,
+    /// The ledger task; it ends once the server and every handle are gone.
+    pub ledger_task: tokio::task::JoinHandle<()>,
+}
+
+/// Loads and checks everything the settings name: code lists, CA and CRLs, policy and signing
+/// certificates, server certificate, data directory, gateway key (created on first start),
+/// store (migrated); then starts the ledger.
+pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
+    let paths = settings.resolved()?;
+    let lists = Arc::new(CodeLists::load(settings.schema.codelists_dir.as_deref())?);
+    let trust = Trust::load(&paths.ca, &paths.crl)?;
+    let tls = crate::tls::server_config(&trust, crate::tls::read_chain(&paths.cert)?, crate::tls::read_key(&paths.key)?)?;
+    let directory = Arc::new(Directory::load(trust, &paths.policy, lists.clone())?);
+
+    let data_dir = &settings.data_dir;
+    let dir_err = |source| StartError::DataDir { path: data_dir.display().to_string(), source };
+    std::fs::create_dir_all(data_dir).map_err(dir_err)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(dir_err)?;
+    let key_path = data_dir.join("gateway.key");
+    let (key, created) = crate::pki::load_or_create_gateway_key(&key_path)?;
+    if created {
+        tracing::info!(path = %key_path.display(), "generated the gateway's Ed25519 key");
+    }
+
+    let url = settings.store_url();
+    let store: Arc<dyn Store> = match url.strip_prefix("sqlite://") {
+        Some(_) => Arc::new(SqliteStore::open_url(&url).await?),
+        None => return Err(StartError::StoreUrl(url)),
+    };
+    let (ledger, ledger_task) = Ledger::start(store.clone(), Arc::new(key), settings.store.max_batch);
+    let limits = Limits { max_observations: settings.limits.max_observations, ..Limits::default() };
+    Ok(Assembled {
+        gateway: Arc::new(Gateway { directory, lists, limits, store, ledger }),
+        tls,
+        options: ServeOptions {
+            max_message_bytes: settings.limits.max_message_bytes,
+            request_timeout: settings.request_timeout(),
+            handshake_timeout: settings.handshake_timeout(),
+        },
+        ledger_task,
+    })
 }

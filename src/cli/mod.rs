@@ -1,0 +1,144 @@
+//! The `focalgate` command line: one binary, one subcommand per job.
+
+mod input;
+mod serve;
+mod submissions;
+mod submit;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::tls::IdentityDir;
+
+/// focalgate: a secure gateway for partner countries' drug-seizure and trafficking-route
+/// statistics.
+#[derive(Debug, Parser)]
+#[command(name = "focalgate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(serve::ServeArgs),
+    /// Sign and submit statistics from SDMX-CSV or JSON files, one submission per period.
+    Submit(submit::SubmitArgs),
+    /// List or fetch your member's submissions.
+    #[command(subcommand)]
+    Submissions(submissions::SubmissionsCommand),
+    /// Certificate authority operations.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Write the synthetic sample data files (SDMX-CSV) used by the walkthrough and tests.
+    Samples {
+        /// Folder to write into.
+        #[arg(long, default_value = "tests/data")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Regenerate the demo PKI (CA and CRL, server, members, roles, negative identities, policy).
+    Demo {
+        /// Folder to write into; replaces its contents.
+        #[arg(long, default_value = crate::config::DEMO_PKI)]
+        out: PathBuf,
+    },
+}
+
+/// How a client command reaches the gateway.
+#[derive(Debug, Args)]
+struct Connection {
+    /// Gateway address.
+    #[arg(long, env = "FOCALGATE_SERVER", default_value = "https://127.0.0.1:50051")]
+    server: String,
+    /// Identity folder holding ca.pem, auth.pem, auth.key, signing.pem and signing.key.
+    #[arg(long, env = "FOCALGATE_IDENTITY")]
+    identity: PathBuf,
+}
+
+impl Connection {
+    fn identity(&self) -> IdentityDir {
+        IdentityDir::new(&self.identity)
+    }
+
+    /// Opens a mutual-TLS channel to the gateway.
+    async fn connect(&self) -> Result<tonic::transport::Channel, String> {
+        let tls = self.identity().client_tls().map_err(|e| e.to_string())?;
+        tonic::transport::Endpoint::from_shared(self.server.clone())
+            .map_err(|e| format!("--server {}: {e}", self.server))?
+            .tls_config(tls)
+            .map_err(|e| format!("TLS: {e}"))?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {}: {}", self.server, source_chain(&e)))
+    }
+}
+
+/// An error and its causes on one line.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// Describes a failed call for a person: code, message, and every field violation, each
+/// prefixed by `locate(field)` (where in the input it came from).
+fn describe_status(status: &tonic::Status, locate: impl Fn(&str) -> String) -> String {
+    use tonic_types::StatusExt;
+    let Some(bad) = status.get_details_bad_request() else {
+        return format!("{:?}: {}", status.code(), status.message());
+    };
+    let mut out = format!("{:?}, {} problem(s)", status.code(), bad.field_violations.len());
+    for v in bad.field_violations {
+        out.push_str(&format!("\n  {}{}: {} ({})", locate(&v.field), v.field, v.description, v.reason));
+    }
+    out
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Submit(args) => submit::run(args).await,
+            Command::Submissions(cmd) => submissions::run(cmd).await,
+            Command::Ca(CaCommand::Demo { out }) => ca_demo(&out),
+            Command::Samples { out } => crate::synthetic::write_samples(&out).map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ca_demo(out: &std::path::Path) -> Result<(), String> {
+    let lists = crate::schema::CodeLists::builtin().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    crate::pki::demo::generate(out, &lists).map_err(|e| e.to_string())?;
+    println!("wrote the demo PKI to {} (its private keys are public: for demos and tests only)", out.display());
+    Ok(())
+}

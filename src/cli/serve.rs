@@ -1,0 +1,81 @@
+//! `focalgate serve`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{LogFormat, Settings},
+    service,
+};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); FOCALGATE_* environment variables override it.
+    #[arg(long, env = "FOCALGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Run the demo: the demo PKI in certs-example/, data in ./focalgate-data, 127.0.0.1:50051.
+    #[arg(long)]
+    demo: bool,
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let settings = Settings::load(args.config.as_deref(), args.demo).map_err(|e| e.to_string())?;
+    init_logging(&settings);
+    if args.demo {
+        tracing::warn!(
+            "DEMO MODE: the private keys in {}/ are public. Anyone can impersonate any demo member. \
+             Never use the demo PKI for real data.",
+            crate::config::DEMO_PKI
+        );
+    }
+    let assembled = service::assemble(&settings).await.map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    tracing::info!(
+        listen = %settings.listen,
+        data_dir = %settings.data_dir.display(),
+        store = %settings.store_url(),
+        "focalgate is serving (TLS 1.3, client certificates required)"
+    );
+    let service::Assembled { gateway, tls, options, ledger_task } = assembled;
+    let served = service::serve(listener, tls, gateway, options, shutdown_signal()).await;
+    // The services are gone: the ledger drains what it holds and stops.
+    let _ = ledger_task.await;
+    tracing::info!("focalgate stopped");
+    served.map_err(|e| e.to_string())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,152 @@
+//! `focalgate submit`: read, sign, send, and check each receipt against what was sent.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use prost::Message;
+use ring::digest::{SHA256, digest};
+use time::OffsetDateTime;
+
+use super::{Connection, input};
+use crate::{
+    envelope::{self, SigningKey},
+    identity::{cert_digest_hex, public_key_of},
+    proto::{Receipt, SignedEnvelope, submissions_client::SubmissionsClient},
+    receipt::format_timestamp,
+    schema::{self, CodeLists, Limits, SUBMISSION_PAYLOAD_TYPE},
+    tls::IdentityDir,
+};
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// SDMX-CSV (.csv) or JSON (.json) files; each may span several periods.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    connection: Connection,
+    /// Validate against the built-in schema and sign, but send nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The member's signing key and the key id of its certificate.
+pub struct Signer {
+    key: SigningKey,
+    keyid: String,
+}
+
+impl Signer {
+    /// Loads `signing.key` and `signing.pem` from an identity folder and checks they match.
+    pub fn load(identity: &IdentityDir) -> Result<Self, String> {
+        let key_der = crate::pki::read_pkcs8(&identity.file("signing.key")).map_err(|e| e.to_string())?;
+        let key = SigningKey::from_pkcs8(&key_der).map_err(|e| format!("{}: {e}", identity.file("signing.key").display()))?;
+        let cert_path = identity.file("signing.pem");
+        let cert = crate::tls::read_chain(&cert_path).map_err(|e| e.to_string())?.remove(0);
+        let cert_key = public_key_of(cert.as_ref()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        if cert_key != key.verifying_key() {
+            return Err(format!("{} does not hold the key of {}", identity.file("signing.key").display(), cert_path.display()));
+        }
+        Ok(Self { key, keyid: cert_digest_hex(cert.as_ref()) })
+    }
+
+    /// Signs a submission body into an envelope.
+    pub fn seal(&self, body: &crate::proto::SubmissionBody) -> Result<SignedEnvelope, String> {
+        envelope::seal(SUBMISSION_PAYLOAD_TYPE, body.encode_to_vec(), &self.key, &self.keyid).map_err(|e| e.to_string())
+    }
+}
+
+pub async fn run(args: SubmitArgs) -> Result<(), String> {
+    let mut prepared = Vec::new();
+    let mut problems = Vec::new();
+    for file in &args.files {
+        match input::read(file) {
+            Ok(p) => prepared.extend(p),
+            Err(e) => problems.extend(e),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        return Err(format!("{} problem(s) in the input; nothing was sent", problems.len()));
+    }
+    let identity = args.connection.identity();
+    let signer = Signer::load(&identity)?;
+    let now = OffsetDateTime::now_utc();
+
+    if args.dry_run {
+        let lists = CodeLists::builtin().map_err(|e| e.to_string())?;
+        let mut failed = 0;
+        for p in &prepared {
+            signer.seal(&p.body)?;
+            if let Err(violations) = schema::validate(&p.body, &lists, &Limits::default(), now) {
+                failed += 1;
+                for v in violations {
+                    eprintln!("{}: {v}", p.origin.locate(observation_index(&v.field)));
+                }
+            }
+        }
+        println!("{} submission(s) checked, {failed} with problems; nothing was sent", prepared.len());
+        return if failed == 0 { Ok(()) } else { Err(format!("{failed} submission(s) would be refused")) };
+    }
+
+    let mut client = SubmissionsClient::new(args.connection.connect().await?);
+    let bar = if prepared.len() > 1 { ProgressBar::new(prepared.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} submissions {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut failed = 0;
+    for p in &prepared {
+        let mut body = p.body.clone();
+        body.prepared_at = Some(prost_types::Timestamp { seconds: now.unix_timestamp(), nanos: 0 });
+        let env = signer.seal(&body)?;
+        let what = format!("{} {} {}", body.ref_area, body.dataflow, body.time_period);
+        bar.set_message(what.clone());
+        match client.submit(env.clone()).await {
+            Ok(response) => {
+                let receipt = response.into_inner();
+                check_receipt(&receipt, &env, &body).map_err(|e| format!("{what}: {e}"))?;
+                let line = format!(
+                    "accepted {}  {} observation(s)  received {}  envelope sha256:{}",
+                    receipt.submission_id,
+                    body.observations.len(),
+                    receipt.received_at.as_ref().and_then(format_timestamp).unwrap_or_default(),
+                    hex::encode(&receipt.envelope_digest),
+                );
+                bar.suspend(|| println!("{line}"));
+            }
+            Err(status) => {
+                failed += 1;
+                let line = format!("refused {what} ({}): {}", p.origin.locate(None), describe(&status, &p.origin));
+                bar.suspend(|| println!("{line}"));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("{} submission(s) sent: {} accepted, {failed} refused", prepared.len(), prepared.len() - failed);
+    if failed > 0 { Err(format!("{failed} submission(s) refused")) } else { Ok(()) }
+}
+
+/// The gateway's receipt must speak of exactly what was sent.
+fn check_receipt(r: &Receipt, env: &SignedEnvelope, body: &crate::proto::SubmissionBody) -> Result<(), String> {
+    let sent = digest(&SHA256, &env.encode_to_vec());
+    let payload = digest(&SHA256, &env.payload);
+    if r.envelope_digest != sent.as_ref() || r.payload_digest != payload.as_ref() {
+        return Err("the receipt's digests do not match the envelope sent".into());
+    }
+    if r.ref_area != body.ref_area || r.dataflow != body.dataflow || r.time_period != body.time_period {
+        return Err("the receipt names another reporter, dataflow or period than sent".into());
+    }
+    Ok(())
+}
+
+/// `observations[3].unit_measure` → `Some(3)`.
+fn observation_index(field: &str) -> Option<usize> {
+    field.strip_prefix("observations[")?.split(']').next()?.parse().ok()
+}
+
+fn describe(status: &tonic::Status, origin: &input::Origin) -> String {
+    super::describe_status(status, |field| format!("{} ", origin.locate(observation_index(field))))
+}

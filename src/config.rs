@@ -1,0 +1,325 @@
+//! Gateway configuration: a TOML file (`--config`), overridden by `FOCALGATE_*` environment
+//! variables, over defaults that run the demo.
+//!
+//! Environment variables map to keys by dropping the `FOCALGATE_` prefix, lower-casing, and
+//! reading `__` as a section separator: `FOCALGATE_DATA_DIR` sets `data_dir`,
+//! `FOCALGATE_TLS__CA` sets `tls.ca`, `FOCALGATE_TLS__CRL=a.pem,b.pem` sets the list `tls.crl`.
+//! Unknown keys, in the file or the environment, are refused at startup. Relative paths are
+//! relative to the working directory.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Environment variables of the client commands, which share the prefix but are not settings.
+pub const CLIENT_VARIABLES: [&str; 3] = ["FOCALGATE_SERVER", "FOCALGATE_IDENTITY", "FOCALGATE_CONFIG"];
+
+/// The demo PKI folder, relative to the working directory.
+pub const DEMO_PKI: &str = "certs-example";
+
+/// Every setting. See the README's configuration reference for each key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address of the mTLS gRPC listener.
+    pub listen: SocketAddr,
+    /// Where the database and the gateway key live.
+    pub data_dir: PathBuf,
+    /// The policy file: roles and signing certificates per member.
+    pub policy: Option<PathBuf>,
+    /// Logging.
+    pub log: LogSettings,
+    /// TLS material.
+    pub tls: TlsSettings,
+    /// Storage.
+    pub store: StoreSettings,
+    /// Per-request limits.
+    pub limits: LimitSettings,
+    /// Schema options.
+    pub schema: SchemaSettings,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `focalgate=debug,info`; `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[tls]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM bundle of the partnership CA.
+    pub ca: Option<PathBuf>,
+    /// CRLs of the CA (PEM or DER). At least one is required.
+    pub crl: Vec<PathBuf>,
+    /// The gateway's server certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// The gateway's server private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Longest TLS handshake, in milliseconds.
+    pub handshake_timeout_ms: Option<u64>,
+}
+
+/// `[store]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `sqlite://PATH`; default `sqlite://<data_dir>/focalgate.db`.
+    pub url: Option<String>,
+    /// Most submissions committed together.
+    pub max_batch: usize,
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest gRPC message, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest time one RPC may take on the server, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Most observations in one submission.
+    pub max_observations: usize,
+}
+
+/// `[schema]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaSettings {
+    /// A directory of code list files replacing the built-in lists of the same id.
+    pub codelists_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("focalgate-data"),
+            policy: None,
+            log: LogSettings::default(),
+            tls: TlsSettings::default(),
+            store: StoreSettings::default(),
+            limits: LimitSettings::default(),
+            schema: SchemaSettings::default(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self { url: None, max_batch: 256 }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { max_message_bytes: 4 * 1024 * 1024, request_timeout_ms: 30_000, max_observations: 10_000 }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither `--config` nor `--demo`.
+    #[error(
+        "no configuration: pass --config FILE (see the README's configuration reference), or run `focalgate serve --demo` to try the gateway with the demo PKI"
+    )]
+    Missing,
+    /// The file named by `--config` does not exist.
+    #[error("configuration file {0} does not exist")]
+    NoFile(String),
+    /// The file or the environment could not be read or has unknown or ill-typed keys.
+    #[error("configuration: {0}")]
+    Invalid(String),
+    /// A required key has no value.
+    #[error("configuration: {key} is required (environment variable {env})")]
+    Required {
+        /// The key.
+        key: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+    },
+}
+
+/// The TLS and policy paths, once resolved.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// CA bundle.
+    pub ca: PathBuf,
+    /// CRLs.
+    pub crl: Vec<PathBuf>,
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+    /// Policy file.
+    pub policy: PathBuf,
+}
+
+impl Settings {
+    /// Loads settings from `file` (if any) and the process environment. With `demo`, the TLS
+    /// and policy paths default to the demo PKI in `certs-example/`.
+    pub fn load(file: Option<&Path>, demo: bool) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, demo, std::env::vars())
+    }
+
+    /// As [`load`](Self::load), with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        demo: bool,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        if file.is_none() && !demo {
+            return Err(ConfigError::Missing);
+        }
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::NoFile(path.display().to_string()));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let vars: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("FOCALGATE_") && !CLIENT_VARIABLES.contains(&k.as_str()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("FOCALGATE")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("tls.crl")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        let mut settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if demo {
+            let pki = Path::new(DEMO_PKI);
+            let tls = &mut settings.tls;
+            tls.ca.get_or_insert_with(|| pki.join("ca/ca.pem"));
+            if tls.crl.is_empty() {
+                tls.crl.push(pki.join("ca/crl.pem"));
+            }
+            tls.cert.get_or_insert_with(|| pki.join("server/server.pem"));
+            tls.key.get_or_insert_with(|| pki.join("server/server.key"));
+            settings.policy.get_or_insert_with(|| pki.join("policy.toml"));
+        }
+        Ok(settings)
+    }
+
+    /// The TLS and policy paths, each required.
+    pub fn resolved(&self) -> Result<Resolved, ConfigError> {
+        let need = |v: &Option<PathBuf>, key, env| v.clone().ok_or(ConfigError::Required { key, env });
+        if self.tls.crl.is_empty() {
+            return Err(ConfigError::Required { key: "tls.crl", env: "FOCALGATE_TLS__CRL" });
+        }
+        Ok(Resolved {
+            ca: need(&self.tls.ca, "tls.ca", "FOCALGATE_TLS__CA")?,
+            crl: self.tls.crl.clone(),
+            cert: need(&self.tls.cert, "tls.cert", "FOCALGATE_TLS__CERT")?,
+            key: need(&self.tls.key, "tls.key", "FOCALGATE_TLS__KEY")?,
+            policy: need(&self.policy, "policy", "FOCALGATE_POLICY")?,
+        })
+    }
+
+    /// The store URL, defaulting to a SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        self.store.url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("focalgate.db").display()))
+    }
+
+    /// Longest TLS handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls.handshake_timeout_ms.unwrap_or(10_000))
+    }
+
+    /// Longest RPC.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn demo_defaults_and_environment_overrides() {
+        let s = Settings::load_with_env(
+            None,
+            true,
+            env(&[
+                ("FOCALGATE_LISTEN", "127.0.0.1:6000"),
+                ("FOCALGATE_DATA_DIR", "/tmp/x"),
+                ("FOCALGATE_LIMITS__MAX_OBSERVATIONS", "50"),
+                ("FOCALGATE_TLS__CRL", "a.pem,b.pem"),
+                ("FOCALGATE_SERVER", "https://ignored"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.limits.max_observations, 50);
+        assert_eq!(s.tls.crl, [PathBuf::from("a.pem"), PathBuf::from("b.pem")]);
+        assert_eq!(s.resolved().unwrap().policy, PathBuf::from("certs-example/policy.toml"));
+        assert_eq!(s.store_url(), "sqlite:///tmp/x/focalgate.db");
+    }
+
+    #[test]
+    fn refuses_no_configuration_missing_files_and_unknown_keys() {
+        assert!(matches!(Settings::load_with_env(None, false, env(&[])), Err(ConfigError::Missing)));
+        let missing = Settings::load_with_env(Some(Path::new("/nonexistent/focalgate.toml")), false, env(&[]));
+        assert!(matches!(missing, Err(ConfigError::NoFile(_))));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[tls]\nca = \"ca.pem\"\ncrt = \"typo.pem\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&file), false, env(&[])).unwrap_err().to_string();
+        assert!(err.contains("crt"), "{err}");
+
+        let err = Settings::load_with_env(None, true, env(&[("FOCALGATE_LISTNE", "x")])).unwrap_err().to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn required_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gw.toml");
+        std::fs::write(&file, "[tls]\nca = \"ca.pem\"\ncrl = [\"crl.pem\"]\ncert = \"s.pem\"\n").unwrap();
+        let s = Settings::load_with_env(Some(&file), false, env(&[])).unwrap();
+        let err = s.resolved().unwrap_err().to_string();
+        assert_eq!(err, "configuration: tls.key is required (environment variable FOCALGATE_TLS__KEY)");
+    }
+}
