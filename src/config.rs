@@ -16,7 +16,8 @@ use std::{
 use serde::Deserialize;
 
 /// Environment variables of the client commands, which share the prefix but are not settings.
-pub const CLIENT_VARIABLES: [&str; 3] = ["FOCALGATE_SERVER", "FOCALGATE_IDENTITY", "FOCALGATE_CONFIG"];
+pub const CLIENT_VARIABLES: [&str; 3] =
+    ["FOCALGATE_SERVER", "FOCALGATE_IDENTITY", "FOCALGATE_CONFIG"];
 
 /// The demo PKI folder, relative to the working directory.
 pub const DEMO_PKI: &str = "certs-example";
@@ -126,19 +127,29 @@ impl Default for Settings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { url: None, max_batch: 256 }
+        Self {
+            url: None,
+            max_batch: 256,
+        }
     }
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        Self { max_message_bytes: 4 * 1024 * 1024, request_timeout_ms: 30_000, max_observations: 10_000 }
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            max_observations: 10_000,
+        }
     }
 }
 
@@ -228,18 +239,25 @@ impl Settings {
             if tls.crl.is_empty() {
                 tls.crl.push(pki.join("ca/crl.pem"));
             }
-            tls.cert.get_or_insert_with(|| pki.join("server/server.pem"));
+            tls.cert
+                .get_or_insert_with(|| pki.join("server/server.pem"));
             tls.key.get_or_insert_with(|| pki.join("server/server.key"));
-            settings.policy.get_or_insert_with(|| pki.join("policy.toml"));
+            settings
+                .policy
+                .get_or_insert_with(|| pki.join("policy.toml"));
         }
         Ok(settings)
     }
 
     /// The TLS and policy paths, each required.
     pub fn resolved(&self) -> Result<Resolved, ConfigError> {
-        let need = |v: &Option<PathBuf>, key, env| v.clone().ok_or(ConfigError::Required { key, env });
+        let need =
+            |v: &Option<PathBuf>, key, env| v.clone().ok_or(ConfigError::Required { key, env });
         if self.tls.crl.is_empty() {
-            return Err(ConfigError::Required { key: "tls.crl", env: "FOCALGATE_TLS__CRL" });
+            return Err(ConfigError::Required {
+                key: "tls.crl",
+                env: "FOCALGATE_TLS__CRL",
+            });
         }
         Ok(Resolved {
             ca: need(&self.tls.ca, "tls.ca", "FOCALGATE_TLS__CA")?,
@@ -252,7 +270,10 @@ impl Settings {
 
     /// The store URL, defaulting to a SQLite file in the data directory.
     pub fn store_url(&self) -> String {
-        self.store.url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("focalgate.db").display()))
+        self.store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("focalgate.db").display()))
     }
 
     /// Longest TLS handshake.
@@ -271,7 +292,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -293,23 +317,41 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.limits.max_observations, 50);
         assert_eq!(s.tls.crl, [PathBuf::from("a.pem"), PathBuf::from("b.pem")]);
-        assert_eq!(s.resolved().unwrap().policy, PathBuf::from("certs-example/policy.toml"));
+        assert_eq!(
+            s.resolved().unwrap().policy,
+            PathBuf::from("certs-example/policy.toml")
+        );
         assert_eq!(s.store_url(), "sqlite:///tmp/x/focalgate.db");
     }
 
     #[test]
     fn refuses_no_configuration_missing_files_and_unknown_keys() {
-        assert!(matches!(Settings::load_with_env(None, false, env(&[])), Err(ConfigError::Missing)));
-        let missing = Settings::load_with_env(Some(Path::new("/nonexistent/focalgate.toml")), false, env(&[]));
+        assert!(matches!(
+            Settings::load_with_env(None, false, env(&[])),
+            Err(ConfigError::Missing)
+        ));
+        let missing = Settings::load_with_env(
+            Some(Path::new("/nonexistent/focalgate.toml")),
+            false,
+            env(&[]),
+        );
         assert!(matches!(missing, Err(ConfigError::NoFile(_))));
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gw.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:1\"\n[tls]\nca = \"ca.pem\"\ncrt = \"typo.pem\"\n").unwrap();
-        let err = Settings::load_with_env(Some(&file), false, env(&[])).unwrap_err().to_string();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\n[tls]\nca = \"ca.pem\"\ncrt = \"typo.pem\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_with_env(Some(&file), false, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("crt"), "{err}");
 
-        let err = Settings::load_with_env(None, true, env(&[("FOCALGATE_LISTNE", "x")])).unwrap_err().to_string();
+        let err = Settings::load_with_env(None, true, env(&[("FOCALGATE_LISTNE", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listne"), "{err}");
     }
 
@@ -317,9 +359,16 @@ mod tests {
     fn required_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gw.toml");
-        std::fs::write(&file, "[tls]\nca = \"ca.pem\"\ncrl = [\"crl.pem\"]\ncert = \"s.pem\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[tls]\nca = \"ca.pem\"\ncrl = [\"crl.pem\"]\ncert = \"s.pem\"\n",
+        )
+        .unwrap();
         let s = Settings::load_with_env(Some(&file), false, env(&[])).unwrap();
         let err = s.resolved().unwrap_err().to_string();
-        assert_eq!(err, "configuration: tls.key is required (environment variable FOCALGATE_TLS__KEY)");
+        assert_eq!(
+            err,
+            "configuration: tls.key is required (environment variable FOCALGATE_TLS__KEY)"
+        );
     }
 }

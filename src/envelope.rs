@@ -27,7 +27,12 @@ pub const MAX_SIGNATURES: usize = 4;
 /// assert_eq!(pae, b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
 /// ```
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let header = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len());
+    let header = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    );
     let mut out = Vec::with_capacity(header.len() + payload.len());
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(payload);
@@ -59,7 +64,9 @@ impl VerifyingKey {
             Algorithm::Ed25519 => &signature::ED25519,
             Algorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_ASN1,
         };
-        signature::UnparsedPublicKey::new(alg, &self.public_key).verify(message, sig).is_ok()
+        signature::UnparsedPublicKey::new(alg, &self.public_key)
+            .verify(message, sig)
+            .is_ok()
     }
 }
 
@@ -111,7 +118,11 @@ pub enum EnvelopeError {
 }
 
 fn describe(rejected: &[(usize, String, String)]) -> String {
-    rejected.iter().map(|(_, k, why)| format!("key {k}: {why}")).collect::<Vec<_>>().join("; ")
+    rejected
+        .iter()
+        .map(|(_, k, why)| format!("key {k}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl SigningKey {
@@ -129,10 +140,14 @@ impl SigningKey {
     /// The matching public key.
     pub fn verifying_key(&self) -> VerifyingKey {
         match self {
-            Self::Ed25519(k) => VerifyingKey { algorithm: Algorithm::Ed25519, public_key: k.public_key().as_ref().to_vec() },
-            Self::EcdsaP256(k, _) => {
-                VerifyingKey { algorithm: Algorithm::EcdsaP256Sha256, public_key: k.public_key().as_ref().to_vec() }
-            }
+            Self::Ed25519(k) => VerifyingKey {
+                algorithm: Algorithm::Ed25519,
+                public_key: k.public_key().as_ref().to_vec(),
+            },
+            Self::EcdsaP256(k, _) => VerifyingKey {
+                algorithm: Algorithm::EcdsaP256Sha256,
+                public_key: k.public_key().as_ref().to_vec(),
+            },
         }
     }
 
@@ -140,20 +155,29 @@ impl SigningKey {
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
         match self {
             Self::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
-            Self::EcdsaP256(k, rng) => {
-                k.sign(rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| EnvelopeError::SigningFailed)
-            }
+            Self::EcdsaP256(k, rng) => k
+                .sign(rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| EnvelopeError::SigningFailed),
         }
     }
 }
 
 /// Wraps `payload` in an envelope signed by `key`, naming it by `keyid`.
-pub fn seal(payload_type: &str, payload: Vec<u8>, key: &SigningKey, keyid: &str) -> Result<SignedEnvelope, EnvelopeError> {
+pub fn seal(
+    payload_type: &str,
+    payload: Vec<u8>,
+    key: &SigningKey,
+    keyid: &str,
+) -> Result<SignedEnvelope, EnvelopeError> {
     let sig = key.sign(&pae(payload_type, &payload))?;
     Ok(SignedEnvelope {
         payload_type: payload_type.to_owned(),
         payload,
-        signatures: vec![Signature { keyid: keyid.to_owned(), sig }],
+        signatures: vec![Signature {
+            keyid: keyid.to_owned(),
+            sig,
+        }],
     })
 }
 
@@ -172,7 +196,11 @@ pub struct Verified<'a, K> {
 /// sender (known, valid, theirs), or to the reason it is not. Signatures by unacceptable keys are
 /// set aside; a signature by an acceptable key that does not verify rejects the whole envelope.
 /// At least one signature must verify.
-pub fn verify<'a, K, F>(env: &'a SignedEnvelope, expected_type: &str, mut lookup: F) -> Result<Verified<'a, K>, EnvelopeError>
+pub fn verify<'a, K, F>(
+    env: &'a SignedEnvelope,
+    expected_type: &str,
+    mut lookup: F,
+) -> Result<Verified<'a, K>, EnvelopeError>
 where
     F: FnMut(&str) -> Result<(K, VerifyingKey), String>,
 {
@@ -203,7 +231,10 @@ where
         }
     }
     match accepted {
-        Some(signer) => Ok(Verified { payload: &env.payload, signer }),
+        Some(signer) => Ok(Verified {
+            payload: &env.payload,
+            signer,
+        }),
         None => Err(EnvelopeError::NoAcceptableSignature { rejected }),
     }
 }
@@ -220,13 +251,17 @@ mod tests {
 
     fn p256() -> SigningKey {
         let rng = SystemRandom::new();
-        let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
         SigningKey::from_pkcs8(doc.as_ref()).unwrap()
     }
 
     #[test]
     fn pae_matches_the_dsse_specification_example() {
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
         assert_eq!(pae("", b""), b"DSSEv1 0  0 ");
         // Lengths are byte lengths, not character counts.
         assert_eq!(pae("é", "ü".as_bytes()), "DSSEv1 2 é 2 ü".as_bytes());
@@ -237,19 +272,35 @@ mod tests {
         for key in [ed25519(), p256()] {
             let vk = key.verifying_key();
             let env = seal("t", b"payload".to_vec(), &key, "k1").unwrap();
-            let ok = verify(&env, "t", |id| if id == "k1" { Ok((1, vk.clone())) } else { Err("unknown".into()) }).unwrap();
+            let ok = verify(&env, "t", |id| {
+                if id == "k1" {
+                    Ok((1, vk.clone()))
+                } else {
+                    Err("unknown".into())
+                }
+            })
+            .unwrap();
             assert_eq!((ok.payload, ok.signer), (&b"payload"[..], 1));
 
             let mut flipped = env.clone();
             flipped.payload[0] ^= 1;
             assert_eq!(
                 verify(&flipped, "t", |_| Ok((1, vk.clone()))).unwrap_err(),
-                EnvelopeError::BadSignature { index: 0, keyid: "k1".into() }
+                EnvelopeError::BadSignature {
+                    index: 0,
+                    keyid: "k1".into()
+                }
             );
             let mut retyped = env.clone();
             retyped.payload_type = "u".into();
-            assert!(matches!(verify(&retyped, "u", |_| Ok((1, vk.clone()))), Err(EnvelopeError::BadSignature { .. })));
-            assert!(matches!(verify(&env, "u", |_| Ok((1, vk.clone()))), Err(EnvelopeError::WrongPayloadType { .. })));
+            assert!(matches!(
+                verify(&retyped, "u", |_| Ok((1, vk.clone()))),
+                Err(EnvelopeError::BadSignature { .. })
+            ));
+            assert!(matches!(
+                verify(&env, "u", |_| Ok((1, vk.clone()))),
+                Err(EnvelopeError::WrongPayloadType { .. })
+            ));
         }
     }
 
@@ -257,12 +308,19 @@ mod tests {
     fn unacceptable_keys_are_reported_and_limits_hold() {
         let key = ed25519();
         let env = seal("t", b"x".to_vec(), &key, "k1").unwrap();
-        let err = verify::<u8, _>(&env, "t", |_| Err("belongs to another member".into())).unwrap_err();
-        assert_eq!(err.to_string(), "no signature by an acceptable signing certificate: key k1: belongs to another member");
+        let err =
+            verify::<u8, _>(&env, "t", |_| Err("belongs to another member".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no signature by an acceptable signing certificate: key k1: belongs to another member"
+        );
 
         let mut unsigned = env.clone();
         unsigned.signatures.clear();
-        assert_eq!(verify::<u8, _>(&unsigned, "t", |_| unreachable!()).unwrap_err(), EnvelopeError::Unsigned);
+        assert_eq!(
+            verify::<u8, _>(&unsigned, "t", |_| unreachable!()).unwrap_err(),
+            EnvelopeError::Unsigned
+        );
 
         let mut many = env.clone();
         many.signatures = vec![env.signatures[0].clone(); MAX_SIGNATURES + 1];
@@ -276,9 +334,21 @@ mod tests {
     fn a_second_signature_by_an_unknown_key_is_ignored() {
         let (a, b) = (ed25519(), ed25519());
         let mut env = seal("t", b"x".to_vec(), &a, "a").unwrap();
-        env.signatures.push(seal("t", b"x".to_vec(), &b, "b").unwrap().signatures.remove(0));
+        env.signatures.push(
+            seal("t", b"x".to_vec(), &b, "b")
+                .unwrap()
+                .signatures
+                .remove(0),
+        );
         let va = a.verifying_key();
-        let ok = verify(&env, "t", |id| if id == "a" { Ok(("a", va.clone())) } else { Err("unknown".into()) }).unwrap();
+        let ok = verify(&env, "t", |id| {
+            if id == "a" {
+                Ok(("a", va.clone()))
+            } else {
+                Err("unknown".into())
+            }
+        })
+        .unwrap();
         assert_eq!(ok.signer, "a");
     }
 }

@@ -75,7 +75,11 @@ pub struct Ledger {
 impl Ledger {
     /// Starts the ledger task over `store`, signing receipts with `key`. At most `max_batch`
     /// submissions share one commit.
-    pub fn start(store: Arc<dyn Store>, key: Arc<Ed25519KeyPair>, max_batch: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        key: Arc<Ed25519KeyPair>,
+        max_batch: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(max_batch.max(1) * 4);
         let task = tokio::spawn(run(store, key, rx, max_batch.max(1)));
         (Self { jobs }, task)
@@ -85,12 +89,20 @@ impl Ledger {
     /// already stored returns the receipt it got then.
     pub async fn submit(&self, accepted: Accepted) -> Result<Receipt, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { accepted, reply }).await.map_err(|_| LedgerError::Closed)?;
+        self.jobs
+            .send(Job { accepted, reply })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
         answer.await.map_err(|_| LedgerError::Closed)?
     }
 }
 
-async fn run(store: Arc<dyn Store>, key: Arc<Ed25519KeyPair>, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run(
+    store: Arc<dyn Store>,
+    key: Arc<Ed25519KeyPair>,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::take(&mut batch);
@@ -100,7 +112,9 @@ async fn run(store: Arc<dyn Store>, key: Arc<Ed25519KeyPair>, mut rx: mpsc::Rece
             Err(StoreError::Internal(_)) if jobs.len() > 1 => {
                 for job in jobs {
                     let result = commit(&*store, &key, std::slice::from_ref(&job)).await;
-                    let result = result.map(|mut r| r.remove(0)).unwrap_or_else(|e| Err(e.into()));
+                    let result = result
+                        .map(|mut r| r.remove(0))
+                        .unwrap_or_else(|e| Err(e.into()));
                     let _ = job.reply.send(result);
                 }
             }
@@ -123,7 +137,11 @@ fn reply_all(jobs: Vec<Job>, results: Vec<Result<Receipt, LedgerError>>) {
 }
 
 /// Runs one batch in one transaction; the outer error means nothing was committed.
-async fn commit(store: &dyn Store, key: &Ed25519KeyPair, jobs: &[Job]) -> Result<Vec<Result<Receipt, LedgerError>>, StoreError> {
+async fn commit(
+    store: &dyn Store,
+    key: &Ed25519KeyPair,
+    jobs: &[Job],
+) -> Result<Vec<Result<Receipt, LedgerError>>, StoreError> {
     let mut tx = store.begin().await?;
     let received_at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let mut revisions: HashMap<SeriesKey, u32> = HashMap::new();
@@ -136,12 +154,17 @@ async fn commit(store: &dyn Store, key: &Ed25519KeyPair, jobs: &[Job]) -> Result
             continue;
         }
         if let Some(bytes) = tx.receipt_by_payload(&a.payload_digest).await? {
-            let stored = Receipt::decode(bytes.as_slice()).map_err(|e| StoreError::Internal(format!("stored receipt: {e}")))?;
+            let stored = Receipt::decode(bytes.as_slice())
+                .map_err(|e| StoreError::Internal(format!("stored receipt: {e}")))?;
             results.push(Ok(stored));
             continue;
         }
         let s = &a.submission;
-        let series = SeriesKey { ref_area: s.ref_area.clone(), dataflow: s.dataflow, time_period: s.period.to_string() };
+        let series = SeriesKey {
+            ref_area: s.ref_area.clone(),
+            dataflow: s.dataflow,
+            time_period: s.period.to_string(),
+        };
         let current = match revisions.get(&series) {
             Some(&rev) => rev,
             None => tx.current_revision(&series).await?,
@@ -151,7 +174,10 @@ async fn commit(store: &dyn Store, key: &Ed25519KeyPair, jobs: &[Job]) -> Result
             continue;
         }
         let revision = current + 1;
-        let id = format!("{}.{}.{}.r{revision}", series.ref_area, series.dataflow, series.time_period);
+        let id = format!(
+            "{}.{}.{}.r{revision}",
+            series.ref_area, series.dataflow, series.time_period
+        );
         let mut r = Receipt {
             submission_id: id.clone(),
             envelope_digest: a.envelope_digest.to_vec(),

@@ -24,5 +24,6 @@ pub mod proto {
     tonic::include_proto!("focalgate.v1");
 
     /// Encoded descriptor set of the contract, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("focalgate_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("focalgate_descriptor");
 }

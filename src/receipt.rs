@@ -63,21 +63,43 @@ pub fn format_millis(unix_ms: i64) -> Option<String> {
 
 /// Formats a protobuf timestamp as RFC 3339 UTC with milliseconds.
 pub fn format_timestamp(t: &prost_types::Timestamp) -> Option<String> {
-    let millis = t.seconds.checked_mul(1000)?.checked_add(i64::from(t.nanos / 1_000_000))?;
+    let millis = t
+        .seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(t.nanos / 1_000_000))?;
     format_millis(millis)
 }
 
 /// A protobuf timestamp for Unix milliseconds.
 pub fn timestamp_from_millis(unix_ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: unix_ms.div_euclid(1000), nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: unix_ms.div_euclid(1000),
+        nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 /// The statement a receipt's signature covers.
 pub fn statement(r: &Receipt) -> Result<String, ReceiptError> {
-    let digest = |d: &[u8], what| if d.len() == 32 { Ok(hex::encode(d)) } else { Err(ReceiptError::Malformed(what)) };
-    let received = r.received_at.as_ref().ok_or(ReceiptError::Malformed("no received_at"))?;
-    let received = format_timestamp(received).ok_or(ReceiptError::Malformed("received_at out of range"))?;
-    for field in [&r.submission_id, &r.member, &r.dataflow, &r.ref_area, &r.time_period] {
+    let digest = |d: &[u8], what| {
+        if d.len() == 32 {
+            Ok(hex::encode(d))
+        } else {
+            Err(ReceiptError::Malformed(what))
+        }
+    };
+    let received = r
+        .received_at
+        .as_ref()
+        .ok_or(ReceiptError::Malformed("no received_at"))?;
+    let received =
+        format_timestamp(received).ok_or(ReceiptError::Malformed("received_at out of range"))?;
+    for field in [
+        &r.submission_id,
+        &r.member,
+        &r.dataflow,
+        &r.ref_area,
+        &r.time_period,
+    ] {
         if field.contains('\n') {
             return Err(ReceiptError::Malformed("line break in a field"));
         }
@@ -107,7 +129,10 @@ pub fn sign(r: &mut Receipt, key: &Ed25519KeyPair) -> Result<(), ReceiptError> {
 pub fn verify(r: &Receipt, public_key: &[u8]) -> Result<(), ReceiptError> {
     let expected = key_id(public_key);
     if r.gateway_key_id != expected {
-        return Err(ReceiptError::WrongKey { found: r.gateway_key_id.chars().take(64).collect(), expected });
+        return Err(ReceiptError::WrongKey {
+            found: r.gateway_key_id.chars().take(64).collect(),
+            expected,
+        });
     }
     let text = statement(r)?;
     signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
@@ -126,7 +151,10 @@ mod tests {
             envelope_digest: vec![0xab; 32],
             payload_digest: vec![0xcd; 32],
             revision: 2,
-            received_at: Some(prost_types::Timestamp { seconds: 1_796_000_000, nanos: 123_456_789 }),
+            received_at: Some(prost_types::Timestamp {
+                seconds: 1_796_000_000,
+                nanos: 123_456_789,
+            }),
             member: "KAZ:nfp".into(),
             dataflow: "SEIZURES".into(),
             ref_area: "KAZ".into(),
@@ -155,14 +183,21 @@ mod tests {
         sign(&mut r, &key).unwrap();
         verify(&r, &pk).unwrap();
 
-        let mutations: Vec<(&str, Box<dyn Fn(&mut Receipt)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Receipt)>;
+        let mutations: Vec<(&str, Mutation)> = vec![
             ("submission_id", Box::new(|r| r.submission_id.push('x'))),
             ("revision", Box::new(|r| r.revision += 1)),
             ("member", Box::new(|r| r.member = "KGZ:nfp".into())),
             ("envelope_digest", Box::new(|r| r.envelope_digest[31] ^= 1)),
             ("payload_digest", Box::new(|r| r.payload_digest[0] ^= 1)),
-            ("received_at", Box::new(|r| r.received_at.as_mut().unwrap().nanos += 1_000_000)),
-            ("time_period", Box::new(|r| r.time_period = "2024-Q4".into())),
+            (
+                "received_at",
+                Box::new(|r| r.received_at.as_mut().unwrap().nanos += 1_000_000),
+            ),
+            (
+                "time_period",
+                Box::new(|r| r.time_period = "2024-Q4".into()),
+            ),
             ("signature", Box::new(|r| r.gateway_signature[10] ^= 1)),
         ];
         let accepted: Vec<_> = mutations
@@ -174,10 +209,18 @@ mod tests {
             })
             .map(|(name, _)| *name)
             .collect();
-        assert!(accepted.is_empty(), "{} of {} mutations accepted: {accepted:?}", accepted.len(), mutations.len());
+        assert!(
+            accepted.is_empty(),
+            "{} of {} mutations accepted: {accepted:?}",
+            accepted.len(),
+            mutations.len()
+        );
 
         let other = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         let other = Ed25519KeyPair::from_pkcs8(other.as_ref()).unwrap();
-        assert!(matches!(verify(&r, other.public_key().as_ref()), Err(ReceiptError::WrongKey { .. })));
+        assert!(matches!(
+            verify(&r, other.public_key().as_ref()),
+            Err(ReceiptError::WrongKey { .. })
+        ));
     }
 }

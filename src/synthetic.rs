@@ -54,8 +54,22 @@ struct Line {
     modes: &'static [&'static str],
 }
 
-const fn line(drug: &'static str, unit: &'static str, yearly: u64, seizures: u64, trend: i64, modes: &'static [&'static str]) -> Line {
-    Line { drug, unit, yearly_thousandths: yearly * 1000, yearly_seizures: seizures, trend_percent: trend, modes }
+const fn line(
+    drug: &'static str,
+    unit: &'static str,
+    yearly: u64,
+    seizures: u64,
+    trend: i64,
+    modes: &'static [&'static str],
+) -> Line {
+    Line {
+        drug,
+        unit,
+        yearly_thousandths: yearly * 1000,
+        yearly_seizures: seizures,
+        trend_percent: trend,
+        modes,
+    }
 }
 
 /// Invented profiles for the five Central Asian members.
@@ -63,12 +77,26 @@ const PROFILES: &[(&str, &[Line])] = &[
     (
         "KAZ",
         &[
-            line("CANNABIS_HERB", "KG", 28_000, 2_400, -2, &["ROAD", "RAIL", "PEDESTRIAN"]),
+            line(
+                "CANNABIS_HERB",
+                "KG",
+                28_000,
+                2_400,
+                -2,
+                &["ROAD", "RAIL", "PEDESTRIAN"],
+            ),
             line("CANNABIS_RESIN", "KG", 900, 300, 0, &["ROAD", "RAIL"]),
             line("HEROIN", "KG", 300, 260, -12, &["ROAD", "RAIL"]),
             line("OPIUM", "KG", 120, 90, -10, &["ROAD"]),
             line("METHAMPHETAMINE", "KG", 40, 120, 25, &["ROAD", "POSTAL"]),
-            line("SYNTHETIC_CATHINONES", "KG", 350, 900, 18, &["POSTAL", "ROAD", "AIR"]),
+            line(
+                "SYNTHETIC_CATHINONES",
+                "KG",
+                350,
+                900,
+                18,
+                &["POSTAL", "ROAD", "AIR"],
+            ),
             line("TRAMADOL", "U", 400_000, 150, 5, &["POSTAL", "ROAD"]),
             line("ACETIC_ANHYDRIDE", "L", 2_000, 6, 0, &["RAIL", "ROAD"]),
         ],
@@ -76,12 +104,26 @@ const PROFILES: &[(&str, &[Line])] = &[
     (
         "KGZ",
         &[
-            line("CANNABIS_HERB", "KG", 9_000, 700, 0, &["ROAD", "PEDESTRIAN"]),
+            line(
+                "CANNABIS_HERB",
+                "KG",
+                9_000,
+                700,
+                0,
+                &["ROAD", "PEDESTRIAN"],
+            ),
             line("CANNABIS_RESIN", "KG", 1_200, 200, -3, &["ROAD"]),
             line("HEROIN", "KG", 110, 90, -15, &["ROAD", "AIR"]),
             line("OPIUM", "KG", 60, 40, -10, &["ROAD", "PEDESTRIAN"]),
             line("METHAMPHETAMINE", "KG", 8, 30, 20, &["ROAD"]),
-            line("SYNTHETIC_CATHINONES", "KG", 40, 120, 22, &["POSTAL", "ROAD"]),
+            line(
+                "SYNTHETIC_CATHINONES",
+                "KG",
+                40,
+                120,
+                22,
+                &["POSTAL", "ROAD"],
+            ),
         ],
     ),
     (
@@ -89,7 +131,14 @@ const PROFILES: &[(&str, &[Line])] = &[
         &[
             line("HEROIN", "KG", 520, 140, -14, &["ROAD", "PEDESTRIAN"]),
             line("OPIUM", "KG", 1_300, 120, -12, &["PEDESTRIAN", "ROAD"]),
-            line("CANNABIS_RESIN", "KG", 2_600, 160, -4, &["PEDESTRIAN", "ROAD"]),
+            line(
+                "CANNABIS_RESIN",
+                "KG",
+                2_600,
+                160,
+                -4,
+                &["PEDESTRIAN", "ROAD"],
+            ),
             line("CANNABIS_HERB", "KG", 1_100, 210, 0, &["ROAD"]),
             line("METHAMPHETAMINE", "KG", 30, 25, 30, &["ROAD", "PEDESTRIAN"]),
         ],
@@ -107,9 +156,23 @@ const PROFILES: &[(&str, &[Line])] = &[
     (
         "UZB",
         &[
-            line("OPIUM", "KG", 1_100, 260, -12, &["ROAD", "RAIL", "PEDESTRIAN"]),
+            line(
+                "OPIUM",
+                "KG",
+                1_100,
+                260,
+                -12,
+                &["ROAD", "RAIL", "PEDESTRIAN"],
+            ),
             line("HEROIN", "KG", 210, 120, -13, &["ROAD", "RAIL"]),
-            line("CANNABIS_HERB", "KG", 2_900, 900, -1, &["ROAD", "PEDESTRIAN"]),
+            line(
+                "CANNABIS_HERB",
+                "KG",
+                2_900,
+                900,
+                -1,
+                &["ROAD", "PEDESTRIAN"],
+            ),
             line("CANNABIS_RESIN", "KG", 1_500, 240, -2, &["ROAD"]),
             line("TRAMADOL", "U", 900_000, 420, 3, &["POSTAL", "ROAD", "AIR"]),
             line("METHAMPHETAMINE", "KG", 25, 60, 24, &["ROAD", "RAIL"]),
@@ -119,45 +182,228 @@ const PROFILES: &[(&str, &[Line])] = &[
 ];
 
 fn profile(country: &str) -> &'static [Line] {
-    PROFILES.iter().find(|(c, _)| *c == country).map_or(&[], |(_, lines)| lines)
+    PROFILES
+        .iter()
+        .find(|(c, _)| *c == country)
+        .map_or(&[], |(_, lines)| lines)
 }
 
 /// Invented trafficking routes seen by each member: drug, unit, origin, departure, transit,
 /// destination, transport mode, yearly quantity (in units) and seizures around 2019.
-type Route = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], &'static str, &'static str, u64, u64);
+type Route = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    u64,
+    u64,
+);
 
 fn routes(country: &str) -> &'static [Route] {
     match country {
         "KAZ" => &[
-            ("HEROIN", "KG", "AFG", "AFG", &["TJK", "KGZ"], "RUS", "ROAD", 160, 40),
+            (
+                "HEROIN",
+                "KG",
+                "AFG",
+                "AFG",
+                &["TJK", "KGZ"],
+                "RUS",
+                "ROAD",
+                160,
+                40,
+            ),
             ("HEROIN", "KG", "AFG", "UZB", &[], "RUS", "RAIL", 60, 15),
-            ("CANNABIS_HERB", "KG", "KAZ", "KAZ", &[], "RUS", "ROAD", 4_000, 220),
-            ("METHAMPHETAMINE", "KG", "AFG", "AFG", &["TKM", "UZB"], "KAZ", "ROAD", 20, 18),
-            ("SYNTHETIC_CATHINONES", "KG", "_U", "CHN", &[], "KAZ", "POSTAL", 120, 300),
-            ("ACETIC_ANHYDRIDE", "L", "_U", "CHN", &["UZB"], "AFG", "RAIL", 1_500, 4),
+            (
+                "CANNABIS_HERB",
+                "KG",
+                "KAZ",
+                "KAZ",
+                &[],
+                "RUS",
+                "ROAD",
+                4_000,
+                220,
+            ),
+            (
+                "METHAMPHETAMINE",
+                "KG",
+                "AFG",
+                "AFG",
+                &["TKM", "UZB"],
+                "KAZ",
+                "ROAD",
+                20,
+                18,
+            ),
+            (
+                "SYNTHETIC_CATHINONES",
+                "KG",
+                "_U",
+                "CHN",
+                &[],
+                "KAZ",
+                "POSTAL",
+                120,
+                300,
+            ),
+            (
+                "ACETIC_ANHYDRIDE",
+                "L",
+                "_U",
+                "CHN",
+                &["UZB"],
+                "AFG",
+                "RAIL",
+                1_500,
+                4,
+            ),
         ],
         "KGZ" => &[
-            ("HEROIN", "KG", "AFG", "AFG", &["TJK"], "KAZ", "ROAD", 70, 25),
-            ("CANNABIS_HERB", "KG", "KGZ", "KGZ", &[], "KAZ", "ROAD", 1_800, 90),
-            ("OPIUM", "KG", "AFG", "TJK", &[], "KGZ", "PEDESTRIAN", 30, 12),
+            (
+                "HEROIN",
+                "KG",
+                "AFG",
+                "AFG",
+                &["TJK"],
+                "KAZ",
+                "ROAD",
+                70,
+                25,
+            ),
+            (
+                "CANNABIS_HERB",
+                "KG",
+                "KGZ",
+                "KGZ",
+                &[],
+                "KAZ",
+                "ROAD",
+                1_800,
+                90,
+            ),
+            (
+                "OPIUM",
+                "KG",
+                "AFG",
+                "TJK",
+                &[],
+                "KGZ",
+                "PEDESTRIAN",
+                30,
+                12,
+            ),
         ],
         "TJK" => &[
             ("HEROIN", "KG", "AFG", "AFG", &[], "RUS", "ROAD", 300, 50),
-            ("OPIUM", "KG", "AFG", "AFG", &[], "TJK", "PEDESTRIAN", 900, 60),
-            ("CANNABIS_RESIN", "KG", "AFG", "AFG", &["KGZ", "KAZ"], "RUS", "ROAD", 1_600, 40),
-            ("METHAMPHETAMINE", "KG", "AFG", "AFG", &[], "_U", "PEDESTRIAN", 20, 8),
+            (
+                "OPIUM",
+                "KG",
+                "AFG",
+                "AFG",
+                &[],
+                "TJK",
+                "PEDESTRIAN",
+                900,
+                60,
+            ),
+            (
+                "CANNABIS_RESIN",
+                "KG",
+                "AFG",
+                "AFG",
+                &["KGZ", "KAZ"],
+                "RUS",
+                "ROAD",
+                1_600,
+                40,
+            ),
+            (
+                "METHAMPHETAMINE",
+                "KG",
+                "AFG",
+                "AFG",
+                &[],
+                "_U",
+                "PEDESTRIAN",
+                20,
+                8,
+            ),
         ],
         "TKM" => &[
             ("HEROIN", "KG", "AFG", "AFG", &[], "TUR", "ROAD", 50, 10),
-            ("OPIUM", "KG", "AFG", "AFG", &[], "TKM", "PEDESTRIAN", 300, 25),
-            ("TRAMADOL", "U", "IND", "IRN", &[], "TKM", "ROAD", 200_000, 30),
+            (
+                "OPIUM",
+                "KG",
+                "AFG",
+                "AFG",
+                &[],
+                "TKM",
+                "PEDESTRIAN",
+                300,
+                25,
+            ),
+            (
+                "TRAMADOL",
+                "U",
+                "IND",
+                "IRN",
+                &[],
+                "TKM",
+                "ROAD",
+                200_000,
+                30,
+            ),
         ],
         "UZB" => &[
-            ("OPIUM", "KG", "AFG", "AFG", &[], "UZB", "PEDESTRIAN", 700, 90),
-            ("HEROIN", "KG", "AFG", "AFG", &["TJK"], "KAZ", "RAIL", 110, 30),
+            (
+                "OPIUM",
+                "KG",
+                "AFG",
+                "AFG",
+                &[],
+                "UZB",
+                "PEDESTRIAN",
+                700,
+                90,
+            ),
+            (
+                "HEROIN",
+                "KG",
+                "AFG",
+                "AFG",
+                &["TJK"],
+                "KAZ",
+                "RAIL",
+                110,
+                30,
+            ),
             ("HEROIN", "KG", "AFG", "TKM", &[], "RUS", "ROAD", 60, 20),
-            ("TRAMADOL", "U", "IND", "_U", &[], "UZB", "POSTAL", 500_000, 200),
-            ("ACETIC_ANHYDRIDE", "L", "_U", "KAZ", &[], "AFG", "RAIL", 1_200, 3),
+            (
+                "TRAMADOL",
+                "U",
+                "IND",
+                "_U",
+                &[],
+                "UZB",
+                "POSTAL",
+                500_000,
+                200,
+            ),
+            (
+                "ACETIC_ANHYDRIDE",
+                "L",
+                "_U",
+                "KAZ",
+                &[],
+                "AFG",
+                "RAIL",
+                1_200,
+                3,
+            ),
         ],
         _ => &[],
     }
@@ -166,8 +412,7 @@ fn routes(country: &str) -> &'static [Route] {
 /// The members whose samples are generated.
 pub const SAMPLE_MEMBERS: [&str; 5] = ["KAZ", "KGZ", "TJK", "TKM", "UZB"];
 
-const SEIZURES_HEADER: &str =
-    "STRUCTURE,STRUCTURE_ID,ACTION,REF_AREA,FREQ,TIME_PERIOD,DRUG,TRANSPORT_MODE,UNIT_MEASURE,N_SEIZURES,QUANTITY,OBS_STATUS,CONF_STATUS,EMBARGO_TIME,COMMENT\n";
+const SEIZURES_HEADER: &str = "STRUCTURE,STRUCTURE_ID,ACTION,REF_AREA,FREQ,TIME_PERIOD,DRUG,TRANSPORT_MODE,UNIT_MEASURE,N_SEIZURES,QUANTITY,OBS_STATUS,CONF_STATUS,EMBARGO_TIME,COMMENT\n";
 const ROUTES_HEADER: &str = "STRUCTURE[;],STRUCTURE_ID,ACTION,REF_AREA,FREQ,TIME_PERIOD,DRUG,ORIGIN_AREA,DEPARTURE_AREA,TRANSIT_AREA,DESTINATION_AREA,TRANSPORT_MODE,UNIT_MEASURE,N_SEIZURES,QUANTITY,OBS_STATUS,CONF_STATUS,COMMENT\n";
 
 /// Applies a yearly trend in percent over `years` years to a base figure.
@@ -198,10 +443,15 @@ pub fn seizures_csv(country: &str) -> String {
         for quarter in 1..=4 {
             for l in profile(country) {
                 let yearly = trended(l.yearly_thousandths, l.trend_percent, year - YEARS.start());
-                let yearly_n = trended(l.yearly_seizures, l.trend_percent / 2, year - YEARS.start());
+                let yearly_n =
+                    trended(l.yearly_seizures, l.trend_percent / 2, year - YEARS.start());
                 for (m, mode) in l.modes.iter().enumerate() {
                     // The first mode carries most of the traffic.
-                    let share = if m == 0 { 600 } else { 400 / (l.modes.len() as u64 - 1).max(1) };
+                    let share = if m == 0 {
+                        600
+                    } else {
+                        400 / (l.modes.len() as u64 - 1).max(1)
+                    };
                     let q = yearly / 4 * share / 1000 * rng.jitter_permille(300) / 1000;
                     let n = (yearly_n / 4 * share / 1000 * rng.jitter_permille(250) / 1000).max(1);
                     let (conf, embargo) = match (country, year, quarter, l.drug) {
@@ -229,10 +479,21 @@ pub fn routes_csv(country: &str) -> String {
     let mut out = String::from(ROUTES_HEADER);
     for year in YEARS {
         let obs_status = if year == *YEARS.end() { "P" } else { "A" };
-        for &(drug, unit, origin, departure, transit, destination, mode, yearly, seizures) in routes(country) {
-            let trend = if drug == "METHAMPHETAMINE" { 25 } else if matches!(drug, "HEROIN" | "OPIUM") { -12 } else { 0 };
-            let q = trended(yearly * 1000, trend, year - YEARS.start()) * rng.jitter_permille(300) / 1000;
-            let n = (trended(seizures, trend / 2, year - YEARS.start()) * rng.jitter_permille(250) / 1000).max(1);
+        for &(drug, unit, origin, departure, transit, destination, mode, yearly, seizures) in
+            routes(country)
+        {
+            let trend = if drug == "METHAMPHETAMINE" {
+                25
+            } else if matches!(drug, "HEROIN" | "OPIUM") {
+                -12
+            } else {
+                0
+            };
+            let q = trended(yearly * 1000, trend, year - YEARS.start()) * rng.jitter_permille(300)
+                / 1000;
+            let n = (trended(seizures, trend / 2, year - YEARS.start()) * rng.jitter_permille(250)
+                / 1000)
+                .max(1);
             let _ = writeln!(
                 out,
                 "dataflow,FOCALGATE:ROUTES(1.0),R,{country},A,{year},{drug},{origin},{departure},{},{destination},{mode},{unit},{n},{},{obs_status},F,{LABEL}",
@@ -245,15 +506,25 @@ pub fn routes_csv(country: &str) -> String {
 }
 
 fn seed(country: &str, salt: u64) -> u64 {
-    country.bytes().fold(salt.wrapping_mul(0x1000_0000_01b3), |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    country
+        .bytes()
+        .fold(salt.wrapping_mul(0x1000_0000_01b3), |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Writes `<ISO3>-SEIZURES.csv` and `<ISO3>-ROUTES.csv` for each sample member into `out`.
 pub fn write_samples(out: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     for country in SAMPLE_MEMBERS {
-        std::fs::write(out.join(format!("{country}-SEIZURES.csv")), seizures_csv(country))?;
-        std::fs::write(out.join(format!("{country}-ROUTES.csv")), routes_csv(country))?;
+        std::fs::write(
+            out.join(format!("{country}-SEIZURES.csv")),
+            seizures_csv(country),
+        )?;
+        std::fs::write(
+            out.join(format!("{country}-ROUTES.csv")),
+            routes_csv(country),
+        )?;
     }
     Ok(())
 }

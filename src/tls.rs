@@ -44,7 +44,10 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Reads a PEM certificate chain.
 pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bad = |reason: String| TlsError::File { path: path.display().to_string(), reason };
+    let bad = |reason: String| TlsError::File {
+        path: path.display().to_string(),
+        reason,
+    };
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -57,7 +60,10 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// Reads a PEM private key.
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File { path: path.display().to_string(), reason: e.to_string() })
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The gateway's TLS configuration: TLS 1.3 only, ALPN `h2`, client certificates required and
@@ -82,7 +88,11 @@ pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, io::Error>>;
 /// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently,
 /// each within `handshake_timeout`. A refused handshake is logged with its reason and the
 /// peer address; it never reaches tonic. The loop stops when the returned stream is dropped.
-pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>, handshake_timeout: Duration) -> Incoming {
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
@@ -101,7 +111,9 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>, handshake_time
                     continue;
                 }
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
@@ -142,13 +154,21 @@ impl IdentityDir {
 
     fn read(&self, name: &str) -> Result<Vec<u8>, TlsError> {
         let path = self.file(name);
-        std::fs::read(&path).map_err(|e| TlsError::File { path: path.display().to_string(), reason: e.to_string() })
+        std::fs::read(&path).map_err(|e| TlsError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// tonic client TLS settings: trust `ca.pem`, present `auth.pem`/`auth.key`.
     pub fn client_tls(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
         Ok(tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(self.read("ca.pem")?))
-            .identity(tonic::transport::Identity::from_pem(self.read("auth.pem")?, self.read("auth.key")?)))
+            .ca_certificate(tonic::transport::Certificate::from_pem(
+                self.read("ca.pem")?,
+            ))
+            .identity(tonic::transport::Identity::from_pem(
+                self.read("auth.pem")?,
+                self.read("auth.key")?,
+            )))
     }
 }

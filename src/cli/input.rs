@@ -55,7 +55,9 @@ impl Origin {
                 (Some(a), _) => format!("{file}:{a}"),
                 _ => file.clone(),
             },
-            (Origin::Json { file, index }, Some(i)) => format!("{file}: submissions[{index}].observations[{i}]"),
+            (Origin::Json { file, index }, Some(i)) => {
+                format!("{file}: submissions[{index}].observations[{i}]")
+            }
             (Origin::Json { file, index }, None) => format!("{file}: submissions[{index}]"),
         }
     }
@@ -88,8 +90,16 @@ impl fmt::Display for InputError {
 /// Reads one file, by extension: `.json` is JSON, anything else SDMX-CSV.
 pub fn read(path: &Path) -> Result<Vec<Prepared>, Vec<InputError>> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| vec![InputError { place: name.clone(), message: e.to_string() }])?;
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+    let bytes = std::fs::read(path).map_err(|e| {
+        vec![InputError {
+            place: name.clone(),
+            message: e.to_string(),
+        }]
+    })?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
         read_json(&name, &bytes)
     } else {
         read_csv(&name, &bytes)
@@ -104,9 +114,29 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
         place: line.map_or_else(|| name.to_owned(), |l| format!("{name}:{l}")),
         message,
     };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
-    let headers = reader.headers().map_err(|e| vec![err(Some(1), format!("unreadable header: {e}"))])?.clone();
-    let headers: Vec<String> = headers.iter().map(|h| h.trim_start_matches('\u{feff}').to_ascii_uppercase()).collect();
+    // The csv crate counts lines one short after CRLF line ends; error messages need the
+    // right line, so CRLF becomes LF first (a CR inside a field is refused by the schema anyway).
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64
+            + 1;
+        vec![err(Some(line), "the file is not UTF-8 text".into())]
+    })?;
+    let text = text.replace("\r\n", "\n");
+    let bytes = text.as_bytes();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| vec![err(Some(1), format!("unreadable header: {e}"))])?
+        .clone();
+    let headers: Vec<String> = headers
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_uppercase())
+        .collect();
 
     let mut separator = ';';
     let mut problems = Vec::new();
@@ -115,10 +145,18 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
         Some(h) if h.starts_with("STRUCTURE[") && h.ends_with(']') && h.chars().count() == 12 => {
             separator = h.chars().nth(10).unwrap_or(';');
         }
-        _ => problems.push(err(Some(1), "the first column must be STRUCTURE (SDMX-CSV 2.x)".into())),
+        _ => problems.push(err(
+            Some(1),
+            "the first column must be STRUCTURE (SDMX-CSV 2.x)".into(),
+        )),
     }
-    if headers.get(1).map(String::as_str) != Some("STRUCTURE_ID") || headers.get(2).map(String::as_str) != Some("ACTION") {
-        problems.push(err(Some(1), "the second and third columns must be STRUCTURE_ID and ACTION (SDMX-CSV 2.x)".into()));
+    if headers.get(1).map(String::as_str) != Some("STRUCTURE_ID")
+        || headers.get(2).map(String::as_str) != Some("ACTION")
+    {
+        problems.push(err(
+            Some(1),
+            "the second and third columns must be STRUCTURE_ID and ACTION (SDMX-CSV 2.x)".into(),
+        ));
     }
     let mut column: HashMap<&str, usize> = HashMap::new();
     for (i, h) in headers.iter().enumerate().skip(PREFIX_COLUMNS.len()) {
@@ -128,12 +166,21 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
                     problems.push(err(Some(1), format!("column {h} appears twice")));
                 }
             }
-            None => problems.push(err(Some(1), format!("unknown column {h}; known columns: {}", KNOWN_COLUMNS.join(", ")))),
+            None => problems.push(err(
+                Some(1),
+                format!(
+                    "unknown column {h}; known columns: {}",
+                    KNOWN_COLUMNS.join(", ")
+                ),
+            )),
         }
     }
     for required in ["REF_AREA", "FREQ", "TIME_PERIOD", "DRUG"] {
         if !column.contains_key(required) {
-            problems.push(err(Some(1), format!("required column {required} is missing")));
+            problems.push(err(
+                Some(1),
+                format!("required column {required} is missing"),
+            ));
         }
     }
     if !problems.is_empty() {
@@ -152,12 +199,24 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
             }
         };
         let line = record.position().map_or(0, csv::Position::line);
-        let get = |c: &str| column.get(c).and_then(|&i| record.get(i)).unwrap_or("").to_owned();
+        let get = |c: &str| {
+            column
+                .get(c)
+                .and_then(|&i| record.get(i))
+                .unwrap_or("")
+                .to_owned()
+        };
         if record.iter().all(str::is_empty) {
             continue;
         }
         if record.get(0) != Some("dataflow") {
-            problems.push(err(Some(line), format!("STRUCTURE is \"{}\", expected \"dataflow\"", record.get(0).unwrap_or(""))));
+            problems.push(err(
+                Some(line),
+                format!(
+                    "STRUCTURE is \"{}\", expected \"dataflow\"",
+                    record.get(0).unwrap_or("")
+                ),
+            ));
             continue;
         }
         let dataflow = dataflow_of(record.get(1).unwrap_or(""));
@@ -165,7 +224,11 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
         match action.as_str() {
             "R" => {}
             "I" => {
-                problems.push(err(Some(line), "ACTION I (append) is not supported yet: send the whole period with ACTION R".into()));
+                problems.push(err(
+                    Some(line),
+                    "ACTION I (append) is not supported yet: send the whole period with ACTION R"
+                        .into(),
+                ));
                 continue;
             }
             "D" => {
@@ -173,7 +236,10 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
                 continue;
             }
             other => {
-                problems.push(err(Some(line), format!("ACTION \"{other}\" is not supported: use R (replace)")));
+                problems.push(err(
+                    Some(line),
+                    format!("ACTION \"{other}\" is not supported: use R (replace)"),
+                ));
                 continue;
             }
         }
@@ -182,7 +248,12 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
             transport_mode: get("TRANSPORT_MODE"),
             origin_area: get("ORIGIN_AREA"),
             departure_area: get("DEPARTURE_AREA"),
-            transit_area: get("TRANSIT_AREA").split(separator).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            transit_area: get("TRANSIT_AREA")
+                .split(separator)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             destination_area: get("DESTINATION_AREA"),
             n_seizures: None,
             quantity: get("QUANTITY"),
@@ -197,7 +268,10 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
             n => match n.parse::<u64>() {
                 Ok(n) => observation.n_seizures = Some(n),
                 Err(_) => {
-                    problems.push(err(Some(line), format!("N_SEIZURES \"{n}\" is not a whole number of seizures")));
+                    problems.push(err(
+                        Some(line),
+                        format!("N_SEIZURES \"{n}\" is not a whole number of seizures"),
+                    ));
                     continue;
                 }
             },
@@ -223,7 +297,10 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
                     action: action.clone(),
                     ..Default::default()
                 },
-                origin: Origin::Csv { file: name.to_owned(), lines: Vec::new() },
+                origin: Origin::Csv {
+                    file: name.to_owned(),
+                    lines: Vec::new(),
+                },
             });
             groups.len() - 1
         });
@@ -263,13 +340,18 @@ const KNOWN_COLUMNS: [&str; 16] = [
 
 /// `FOCALGATE:SEIZURES(1.0)` or `SEIZURES` → `SEIZURES`.
 fn dataflow_of(structure_id: &str) -> String {
-    let id = structure_id.split_once(':').map_or(structure_id, |(_, rest)| rest);
+    let id = structure_id
+        .split_once(':')
+        .map_or(structure_id, |(_, rest)| rest);
     id.split_once('(').map_or(id, |(id, _)| id).to_owned()
 }
 
 fn parse_time(s: &str) -> Option<prost_types::Timestamp> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
-    Some(prost_types::Timestamp { seconds: t.unix_timestamp(), nanos: t.nanosecond() as i32 })
+    Some(prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: t.nanosecond() as i32,
+    })
 }
 
 #[derive(Deserialize)]
@@ -337,8 +419,12 @@ enum JsonDecimal {
 /// Parses the JSON input format.
 pub fn read_json(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputError>> {
     let err = |place: String, message: String| InputError { place, message };
-    let file: JsonFile = serde_json::from_slice(bytes)
-        .map_err(|e| vec![err(format!("{name}:{}", e.line()), format!("not a focalgate JSON file: {e}"))])?;
+    let file: JsonFile = serde_json::from_slice(bytes).map_err(|e| {
+        vec![err(
+            format!("{name}:{}", e.line()),
+            format!("not a focalgate JSON file: {e}"),
+        )]
+    })?;
     let mut problems = Vec::new();
     let mut out = Vec::new();
     for (index, s) in file.submissions.into_iter().enumerate() {
@@ -349,7 +435,12 @@ pub fn read_json(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErr
                 None => String::new(),
                 Some(JsonDecimal::Text(t)) => t,
                 Some(JsonDecimal::Number(n)) => {
-                    problems.push(err(place(), format!("quantity {n} must be a string such as \"{n}\" so that it stays exact")));
+                    problems.push(err(
+                        place(),
+                        format!(
+                            "quantity {n} must be a string such as \"{n}\" so that it stays exact"
+                        ),
+                    ));
                     continue;
                 }
             };
@@ -358,7 +449,10 @@ pub fn read_json(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErr
                 Some(t) => match parse_time(t) {
                     Some(ts) => Some(ts),
                     None => {
-                        problems.push(err(place(), format!("embargo_time \"{t}\" is not an RFC 3339 time")));
+                        problems.push(err(
+                            place(),
+                            format!("embargo_time \"{t}\" is not an RFC 3339 time"),
+                        ));
                         continue;
                     }
                 },
@@ -390,7 +484,10 @@ pub fn read_json(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErr
                 prepared_at: None,
                 observations,
             },
-            origin: Origin::Json { file: name.to_owned(), index },
+            origin: Origin::Json {
+                file: name.to_owned(),
+                index,
+            },
         });
     }
     if !problems.is_empty() {
@@ -442,8 +539,16 @@ mod tests {
         assert_eq!(places, ["x.csv:2", "x.csv:3", "x.csv:4"]);
         assert!(errs[0].message.contains("never deleted"), "{}", errs[0]);
 
-        let errs = read_csv("y.csv", b"STRUCTURE,STRUCTURE_ID,ACTION,REF_AREA,FREQ,TIME_PERIOD,DRUG,QUANTITTY\n").unwrap_err();
-        assert!(errs[0].message.starts_with("unknown column QUANTITTY"), "{}", errs[0]);
+        let errs = read_csv(
+            "y.csv",
+            b"STRUCTURE,STRUCTURE_ID,ACTION,REF_AREA,FREQ,TIME_PERIOD,DRUG,QUANTITTY\n",
+        )
+        .unwrap_err();
+        assert!(
+            errs[0].message.starts_with("unknown column QUANTITTY"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ enum CaCommand {
 #[derive(Debug, Args)]
 struct Connection {
     /// Gateway address.
-    #[arg(long, env = "FOCALGATE_SERVER", default_value = "https://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "FOCALGATE_SERVER",
+        default_value = "https://127.0.0.1:50051"
+    )]
     server: String,
     /// Identity folder holding ca.pem, auth.pem, auth.key, signing.pem and signing.key.
     #[arg(long, env = "FOCALGATE_IDENTITY")]
@@ -100,9 +104,19 @@ fn describe_status(status: &tonic::Status, locate: impl Fn(&str) -> String) -> S
     let Some(bad) = status.get_details_bad_request() else {
         return format!("{:?}: {}", status.code(), status.message());
     };
-    let mut out = format!("{:?}, {} problem(s)", status.code(), bad.field_violations.len());
+    let mut out = format!(
+        "{:?}, {} problem(s)",
+        status.code(),
+        bad.field_violations.len()
+    );
     for v in bad.field_violations {
-        out.push_str(&format!("\n  {}{}: {} ({})", locate(&v.field), v.field, v.description, v.reason));
+        out.push_str(&format!(
+            "\n  {}{}: {} ({})",
+            locate(&v.field),
+            v.field,
+            v.description,
+            v.reason
+        ));
     }
     out
 }
@@ -110,7 +124,10 @@ fn describe_status(status: &tonic::Status, locate: impl Fn(&str) -> String) -> S
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -123,7 +140,9 @@ pub fn main() -> ExitCode {
             Command::Submit(args) => submit::run(args).await,
             Command::Submissions(cmd) => submissions::run(cmd).await,
             Command::Ca(CaCommand::Demo { out }) => ca_demo(&out),
-            Command::Samples { out } => crate::synthetic::write_samples(&out).map_err(|e| e.to_string()),
+            Command::Samples { out } => {
+                crate::synthetic::write_samples(&out).map_err(|e| e.to_string())
+            }
         }
     });
     match result {
@@ -139,6 +158,9 @@ fn ca_demo(out: &std::path::Path) -> Result<(), String> {
     let lists = crate::schema::CodeLists::builtin().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     crate::pki::demo::generate(out, &lists).map_err(|e| e.to_string())?;
-    println!("wrote the demo PKI to {} (its private keys are public: for demos and tests only)", out.display());
+    println!(
+        "wrote the demo PKI to {} (its private keys are public: for demos and tests only)",
+        out.display()
+    );
     Ok(())
 }

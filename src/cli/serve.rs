@@ -30,15 +30,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             crate::config::DEMO_PKI
         );
     }
-    let assembled = service::assemble(&settings).await.map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(settings.listen).await.map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let assembled = service::assemble(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     tracing::info!(
         listen = %settings.listen,
         data_dir = %settings.data_dir.display(),
         store = %settings.store_url(),
         "focalgate is serving (TLS 1.3, client certificates required)"
     );
-    let service::Assembled { gateway, tls, options, ledger_task } = assembled;
+    let service::Assembled {
+        gateway,
+        tls,
+        options,
+        ledger_task,
+    } = assembled;
     let served = service::serve(listener, tls, gateway, options, shutdown_signal()).await;
     // The services are gone: the ledger drains what it holds and stops.
     let _ = ledger_task.await;
@@ -73,7 +82,9 @@ fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match settings.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

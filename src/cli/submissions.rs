@@ -9,7 +9,10 @@ use super::Connection;
 use crate::{
     envelope,
     identity::{cert_digest_hex, public_key_of},
-    proto::{GetSubmissionRequest, ListSubmissionsRequest, RevisionStatus, submissions_client::SubmissionsClient},
+    proto::{
+        GetSubmissionRequest, ListSubmissionsRequest, RevisionStatus,
+        submissions_client::SubmissionsClient,
+    },
     receipt::format_timestamp,
     schema::SUBMISSION_PAYLOAD_TYPE,
 };
@@ -74,8 +77,15 @@ async fn list(args: ListArgs) -> Result<(), String> {
         ref_area: args.ref_area.unwrap_or_default(),
         current_only: args.current,
     };
-    let mut stream = client.list_submissions(request).await.map_err(failed)?.into_inner();
-    println!("{:<34} {:<9} {:<9} {:>4} {:<10} {:<24} {:>6}", "ID", "DATAFLOW", "PERIOD", "REV", "STATUS", "RECEIVED", "OBS");
+    let mut stream = client
+        .list_submissions(request)
+        .await
+        .map_err(failed)?
+        .into_inner();
+    println!(
+        "{:<34} {:<9} {:<9} {:>4} {:<10} {:<24} {:>6}",
+        "ID", "DATAFLOW", "PERIOD", "REV", "STATUS", "RECEIVED", "OBS"
+    );
     let mut count = 0;
     while let Some(s) = stream.message().await.map_err(failed)? {
         let status = match s.status() {
@@ -103,38 +113,64 @@ async fn list(args: ListArgs) -> Result<(), String> {
 async fn get(args: GetArgs) -> Result<(), String> {
     let mut client = SubmissionsClient::new(args.connection.connect().await?);
     let s = client
-        .get_submission(GetSubmissionRequest { submission_id: args.id.clone() })
+        .get_submission(GetSubmissionRequest {
+            submission_id: args.id.clone(),
+        })
         .await
         .map_err(failed)?
         .into_inner();
     let summary = s.summary.unwrap_or_default();
     let receipt = s.receipt.unwrap_or_default();
-    let env = crate::proto::SignedEnvelope::decode(s.envelope_bytes.as_slice()).map_err(|e| format!("envelope: {e}"))?;
+    let env = crate::proto::SignedEnvelope::decode(s.envelope_bytes.as_slice())
+        .map_err(|e| format!("envelope: {e}"))?;
 
     // Re-verify, trusting nothing but the returned certificate: the signature is over the
     // payload bytes exactly as stored, and the stored bytes hash to the receipt's digest.
     let key = public_key_of(&s.signing_certificate)?;
     let keyid = cert_digest_hex(&s.signing_certificate);
     let verified = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |id| {
-        if id == keyid { Ok(((), key.clone())) } else { Err("not the returned certificate".into()) }
+        if id == keyid {
+            Ok(((), key.clone()))
+        } else {
+            Err("not the returned certificate".into())
+        }
     });
-    let digest_ok = ring::digest::digest(&ring::digest::SHA256, &s.envelope_bytes).as_ref() == receipt.envelope_digest;
+    let digest_ok = ring::digest::digest(&ring::digest::SHA256, &s.envelope_bytes).as_ref()
+        == receipt.envelope_digest;
 
     println!("submission   {}", summary.submission_id);
     println!("member       {}", summary.member);
-    println!("dataflow     {}  reporter {}  period {} ({})", summary.dataflow, summary.ref_area, summary.time_period, summary.freq);
+    println!(
+        "dataflow     {}  reporter {}  period {} ({})",
+        summary.dataflow, summary.ref_area, summary.time_period, summary.freq
+    );
     println!("revision     {} ({:?})", summary.revision, summary.status());
     println!("observations {}", summary.observation_count);
     println!(
         "received     {}",
-        receipt.received_at.as_ref().and_then(format_timestamp).unwrap_or_default()
+        receipt
+            .received_at
+            .as_ref()
+            .and_then(format_timestamp)
+            .unwrap_or_default()
     );
-    println!("envelope     sha256:{} ({})", hex::encode(&receipt.envelope_digest), if digest_ok { "matches the stored bytes" } else { "DOES NOT MATCH the stored bytes" });
+    println!(
+        "envelope     sha256:{} ({})",
+        hex::encode(&receipt.envelope_digest),
+        if digest_ok {
+            "matches the stored bytes"
+        } else {
+            "DOES NOT MATCH the stored bytes"
+        }
+    );
     println!("signed by    key {keyid} ({:?})", key.algorithm);
-    println!("signature    {}", match &verified {
-        Ok(_) => "valid over the stored payload".to_owned(),
-        Err(e) => format!("INVALID: {e}"),
-    });
+    println!(
+        "signature    {}",
+        match &verified {
+            Ok(_) => "valid over the stored payload".to_owned(),
+            Err(e) => format!("INVALID: {e}"),
+        }
+    );
     if let Some(path) = args.envelope {
         std::fs::write(&path, &s.envelope_bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("wrote the envelope to {}", path.display());

@@ -39,20 +39,38 @@ pub struct Signer {
 impl Signer {
     /// Loads `signing.key` and `signing.pem` from an identity folder and checks they match.
     pub fn load(identity: &IdentityDir) -> Result<Self, String> {
-        let key_der = crate::pki::read_pkcs8(&identity.file("signing.key")).map_err(|e| e.to_string())?;
-        let key = SigningKey::from_pkcs8(&key_der).map_err(|e| format!("{}: {e}", identity.file("signing.key").display()))?;
+        let key_der =
+            crate::pki::read_pkcs8(&identity.file("signing.key")).map_err(|e| e.to_string())?;
+        let key = SigningKey::from_pkcs8(&key_der)
+            .map_err(|e| format!("{}: {e}", identity.file("signing.key").display()))?;
         let cert_path = identity.file("signing.pem");
-        let cert = crate::tls::read_chain(&cert_path).map_err(|e| e.to_string())?.remove(0);
-        let cert_key = public_key_of(cert.as_ref()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        let cert = crate::tls::read_chain(&cert_path)
+            .map_err(|e| e.to_string())?
+            .remove(0);
+        let cert_key =
+            public_key_of(cert.as_ref()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
         if cert_key != key.verifying_key() {
-            return Err(format!("{} does not hold the key of {}", identity.file("signing.key").display(), cert_path.display()));
+            return Err(format!(
+                "{} does not hold the key of {}",
+                identity.file("signing.key").display(),
+                cert_path.display()
+            ));
         }
-        Ok(Self { key, keyid: cert_digest_hex(cert.as_ref()) })
+        Ok(Self {
+            key,
+            keyid: cert_digest_hex(cert.as_ref()),
+        })
     }
 
     /// Signs a submission body into an envelope.
     pub fn seal(&self, body: &crate::proto::SubmissionBody) -> Result<SignedEnvelope, String> {
-        envelope::seal(SUBMISSION_PAYLOAD_TYPE, body.encode_to_vec(), &self.key, &self.keyid).map_err(|e| e.to_string())
+        envelope::seal(
+            SUBMISSION_PAYLOAD_TYPE,
+            body.encode_to_vec(),
+            &self.key,
+            &self.keyid,
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -69,7 +87,10 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
         for p in &problems {
             eprintln!("{p}");
         }
-        return Err(format!("{} problem(s) in the input; nothing was sent", problems.len()));
+        return Err(format!(
+            "{} problem(s) in the input; nothing was sent",
+            problems.len()
+        ));
     }
     let identity = args.connection.identity();
     let signer = Signer::load(&identity)?;
@@ -87,19 +108,34 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
                 }
             }
         }
-        println!("{} submission(s) checked, {failed} with problems; nothing was sent", prepared.len());
-        return if failed == 0 { Ok(()) } else { Err(format!("{failed} submission(s) would be refused")) };
+        println!(
+            "{} submission(s) checked, {failed} with problems; nothing was sent",
+            prepared.len()
+        );
+        return if failed == 0 {
+            Ok(())
+        } else {
+            Err(format!("{failed} submission(s) would be refused"))
+        };
     }
 
     let mut client = SubmissionsClient::new(args.connection.connect().await?);
-    let bar = if prepared.len() > 1 { ProgressBar::new(prepared.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if prepared.len() > 1 {
+        ProgressBar::new(prepared.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} submissions {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} submissions {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut failed = 0;
     for p in &prepared {
         let mut body = p.body.clone();
-        body.prepared_at = Some(prost_types::Timestamp { seconds: now.unix_timestamp(), nanos: 0 });
+        body.prepared_at = Some(prost_types::Timestamp {
+            seconds: now.unix_timestamp(),
+            nanos: 0,
+        });
         let env = signer.seal(&body)?;
         let what = format!("{} {} {}", body.ref_area, body.dataflow, body.time_period);
         bar.set_message(what.clone());
@@ -111,32 +147,55 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
                     "accepted {}  {} observation(s)  received {}  envelope sha256:{}",
                     receipt.submission_id,
                     body.observations.len(),
-                    receipt.received_at.as_ref().and_then(format_timestamp).unwrap_or_default(),
+                    receipt
+                        .received_at
+                        .as_ref()
+                        .and_then(format_timestamp)
+                        .unwrap_or_default(),
                     hex::encode(&receipt.envelope_digest),
                 );
                 bar.suspend(|| println!("{line}"));
             }
             Err(status) => {
                 failed += 1;
-                let line = format!("refused {what} ({}): {}", p.origin.locate(None), describe(&status, &p.origin));
+                let line = format!(
+                    "refused {what} ({}): {}",
+                    p.origin.locate(None),
+                    describe(&status, &p.origin)
+                );
                 bar.suspend(|| println!("{line}"));
             }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("{} submission(s) sent: {} accepted, {failed} refused", prepared.len(), prepared.len() - failed);
-    if failed > 0 { Err(format!("{failed} submission(s) refused")) } else { Ok(()) }
+    println!(
+        "{} submission(s) sent: {} accepted, {failed} refused",
+        prepared.len(),
+        prepared.len() - failed
+    );
+    if failed > 0 {
+        Err(format!("{failed} submission(s) refused"))
+    } else {
+        Ok(())
+    }
 }
 
 /// The gateway's receipt must speak of exactly what was sent.
-fn check_receipt(r: &Receipt, env: &SignedEnvelope, body: &crate::proto::SubmissionBody) -> Result<(), String> {
+fn check_receipt(
+    r: &Receipt,
+    env: &SignedEnvelope,
+    body: &crate::proto::SubmissionBody,
+) -> Result<(), String> {
     let sent = digest(&SHA256, &env.encode_to_vec());
     let payload = digest(&SHA256, &env.payload);
     if r.envelope_digest != sent.as_ref() || r.payload_digest != payload.as_ref() {
         return Err("the receipt's digests do not match the envelope sent".into());
     }
-    if r.ref_area != body.ref_area || r.dataflow != body.dataflow || r.time_period != body.time_period {
+    if r.ref_area != body.ref_area
+        || r.dataflow != body.dataflow
+        || r.time_period != body.time_period
+    {
         return Err("the receipt names another reporter, dataflow or period than sent".into());
     }
     Ok(())
@@ -144,9 +203,16 @@ fn check_receipt(r: &Receipt, env: &SignedEnvelope, body: &crate::proto::Submiss
 
 /// `observations[3].unit_measure` → `Some(3)`.
 fn observation_index(field: &str) -> Option<usize> {
-    field.strip_prefix("observations[")?.split(']').next()?.parse().ok()
+    field
+        .strip_prefix("observations[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn describe(status: &tonic::Status, origin: &input::Origin) -> String {
-    super::describe_status(status, |field| format!("{} ", origin.locate(observation_index(field))))
+    super::describe_status(status, |field| {
+        format!("{} ", origin.locate(observation_index(field)))
+    })
 }

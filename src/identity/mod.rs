@@ -40,7 +40,9 @@ impl MemberId {
         let (country, slug) = s.split_once(':')?;
         let country_ok = country.len() == 3 && country.bytes().all(|b| b.is_ascii_uppercase());
         let slug_ok = (1..=63).contains(&slug.len())
-            && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && slug
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !slug.starts_with('-');
         (country_ok && slug_ok).then(|| Self(s.to_owned()))
     }
@@ -63,7 +65,9 @@ impl fmt::Display for MemberId {
 }
 
 /// What a member may do. Granted by the policy, never by a certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Submits statistics for its own country.
@@ -128,7 +132,9 @@ pub enum IdentityError {
     #[error("not an X.509 certificate")]
     Malformed,
     /// No `urn:focalgate:member:` SAN URI, or more than one.
-    #[error("the certificate carries no single {MEMBER_URI_PREFIX}<ISO3>:<slug> subject alternative name")]
+    #[error(
+        "the certificate carries no single {MEMBER_URI_PREFIX}<ISO3>:<slug> subject alternative name"
+    )]
     NoMemberUri,
     /// The SAN URI is not `<ISO3>:<slug>`.
     #[error("member URI \"{0}\" is not of the form {MEMBER_URI_PREFIX}<ISO3>:<slug>")]
@@ -150,23 +156,36 @@ pub fn identify(der: &[u8], lists: &CodeLists) -> Result<CertIdentity, IdentityE
     let mut uris = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                if let Some(rest) = uri.strip_prefix(MEMBER_URI_PREFIX) {
-                    uris.push(rest);
-                }
+            if let GeneralName::URI(uri) = name
+                && let Some(rest) = uri.strip_prefix(MEMBER_URI_PREFIX)
+            {
+                uris.push(rest);
             }
         }
     }
     let [uri] = uris[..] else {
         return Err(IdentityError::NoMemberUri);
     };
-    let member = MemberId::parse(uri).ok_or_else(|| IdentityError::BadMemberUri(uri.chars().take(80).collect()))?;
+    let member = MemberId::parse(uri)
+        .ok_or_else(|| IdentityError::BadMemberUri(uri.chars().take(80).collect()))?;
     let subject = cert.subject();
-    let country = subject.iter_country().next().and_then(|a| a.as_str().ok()).map(str::to_owned);
+    let country = subject
+        .iter_country()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned);
     if country.as_deref().and_then(|c| lists.alpha3_of(c)) != Some(member.country()) {
-        return Err(IdentityError::CountryMismatch { subject: country, member: member.country().to_owned() });
+        return Err(IdentityError::CountryMismatch {
+            subject: country,
+            member: member.country().to_owned(),
+        });
     }
-    let organisation = subject.iter_organization().next().and_then(|a| a.as_str().ok()).unwrap_or_default().to_owned();
+    let organisation = subject
+        .iter_organization()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     Ok(CertIdentity {
         member,
         organisation,

@@ -11,7 +11,10 @@ use serde::Deserialize;
 use x509_parser::prelude::*;
 
 use super::{Caller, IdentityError, MemberId, Role, Trust, cert_digest_hex, identify};
-use crate::{envelope::{Algorithm, VerifyingKey}, schema::CodeLists};
+use crate::{
+    envelope::{Algorithm, VerifyingKey},
+    schema::CodeLists,
+};
 
 /// One member's entry in the policy file.
 #[derive(Debug, Deserialize)]
@@ -118,27 +121,50 @@ pub enum AuthError {
 impl Directory {
     /// Loads the policy file and every signing certificate it names, checking that each
     /// certificate parses and belongs to the member it is listed under.
-    pub fn load(trust: Trust, policy_path: &Path, lists: std::sync::Arc<CodeLists>) -> Result<Self, PolicyError> {
+    pub fn load(
+        trust: Trust,
+        policy_path: &Path,
+        lists: std::sync::Arc<CodeLists>,
+    ) -> Result<Self, PolicyError> {
         let shown = policy_path.display().to_string();
-        let invalid = |reason: String| PolicyError::Invalid { path: shown.clone(), reason };
-        let text = std::fs::read_to_string(policy_path).map_err(|source| PolicyError::Read { path: shown.clone(), source })?;
+        let invalid = |reason: String| PolicyError::Invalid {
+            path: shown.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(policy_path).map_err(|source| PolicyError::Read {
+            path: shown.clone(),
+            source,
+        })?;
         let file: PolicyFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         if file.version != 1 {
-            return Err(invalid(format!("version {} is not supported (expected 1)", file.version)));
+            return Err(invalid(format!(
+                "version {} is not supported (expected 1)",
+                file.version
+            )));
         }
         let base = policy_path.parent().unwrap_or(Path::new("."));
         let mut roles = HashMap::new();
         let mut signing = HashMap::new();
         for (id, entry) in file.members {
-            let member =
-                MemberId::parse(&id).ok_or_else(|| invalid(format!("member \"{id}\" is not of the form <ISO3>:<slug>")))?;
-            if lists.area.get(member.country()).and_then(|c| c.alpha2.as_ref()).is_none() {
-                return Err(invalid(format!("member {member}: {} is not a country in CL_AREA", member.country())));
+            let member = MemberId::parse(&id).ok_or_else(|| {
+                invalid(format!("member \"{id}\" is not of the form <ISO3>:<slug>"))
+            })?;
+            if lists
+                .area
+                .get(member.country())
+                .and_then(|c| c.alpha2.as_ref())
+                .is_none()
+            {
+                return Err(invalid(format!(
+                    "member {member}: {} is not a country in CL_AREA",
+                    member.country()
+                )));
             }
             for path in &entry.signing_certificates {
                 let path = base.join(path);
-                let cert = load_signing_cert(&path, &lists)
-                    .map_err(|reason| invalid(format!("member {member}: {}: {reason}", path.display())))?;
+                let cert = load_signing_cert(&path, &lists).map_err(|reason| {
+                    invalid(format!("member {member}: {}: {reason}", path.display()))
+                })?;
                 if cert.member != member {
                     return Err(invalid(format!(
                         "member {member}: {} belongs to member {}",
@@ -150,7 +176,12 @@ impl Directory {
             }
             roles.insert(member, entry.roles);
         }
-        Ok(Self { trust, policy: Policy { roles }, lists, signing })
+        Ok(Self {
+            trust,
+            policy: Policy { roles },
+            lists,
+            signing,
+        })
     }
 
     /// The code lists member countries are read with.
@@ -162,14 +193,28 @@ impl Directory {
     /// already checked the chain and the CRL.
     pub fn caller(&self, leaf: Option<&[u8]>) -> Result<Caller, AuthError> {
         let identity = identify(leaf.ok_or(AuthError::NoCertificate)?, &self.lists)?;
-        let roles = self.policy.roles(&identity.member).ok_or_else(|| AuthError::UnknownMember(identity.member.clone()))?;
-        Ok(Caller { roles: roles.clone(), identity })
+        let roles = self
+            .policy
+            .roles(&identity.member)
+            .ok_or_else(|| AuthError::UnknownMember(identity.member.clone()))?;
+        Ok(Caller {
+            roles: roles.clone(),
+            identity,
+        })
     }
 
     /// The signing certificate named by `keyid`, if it may sign for `member` at `now`:
     /// registered, the member's own, chained to the CA, unexpired and unrevoked.
-    pub fn signing_key(&self, keyid: &str, member: &MemberId, now: UnixTime) -> Result<(&SigningCert, VerifyingKey), String> {
-        let cert = self.signing.get(keyid).ok_or("not a registered signing certificate")?;
+    pub fn signing_key(
+        &self,
+        keyid: &str,
+        member: &MemberId,
+        now: UnixTime,
+    ) -> Result<(&SigningCert, VerifyingKey), String> {
+        let cert = self
+            .signing
+            .get(keyid)
+            .ok_or("not a registered signing certificate")?;
         if &cert.member != member {
             return Err("the signing certificate belongs to another member".into());
         }
@@ -185,14 +230,20 @@ impl Directory {
 
 /// Reads a PEM signing certificate and its member and public key.
 fn load_signing_cert(path: &Path, lists: &CodeLists) -> Result<SigningCert, String> {
-    let der = CertificateDer::from_pem_file(path).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let der =
+        CertificateDer::from_pem_file(path).map_err(|e| format!("not a PEM certificate: {e}"))?;
     signing_cert_from_der(der.as_ref(), lists)
 }
 
 /// Builds a registry entry from a signing certificate's DER.
 pub(crate) fn signing_cert_from_der(der: &[u8], lists: &CodeLists) -> Result<SigningCert, String> {
     let identity = identify(der, lists).map_err(|e| e.to_string())?;
-    Ok(SigningCert { member: identity.member, keyid: cert_digest_hex(der), key: public_key_of(der)?, der: der.to_vec() })
+    Ok(SigningCert {
+        member: identity.member,
+        keyid: cert_digest_hex(der),
+        key: public_key_of(der)?,
+        der: der.to_vec(),
+    })
 }
 
 /// The Ed25519 or ECDSA P-256 public key of a certificate.
@@ -200,17 +251,31 @@ pub fn public_key_of(der: &[u8]) -> Result<VerifyingKey, String> {
     const ED25519: &str = "1.3.101.112";
     const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
     const P256: &str = "1.2.840.10045.3.1.7";
-    let (_, cert) = X509Certificate::from_der(der).map_err(|_| "not an X.509 certificate".to_owned())?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|_| "not an X.509 certificate".to_owned())?;
     let spki = cert.public_key();
     let algorithm = match spki.algorithm.algorithm.to_id_string().as_str() {
         ED25519 => Algorithm::Ed25519,
         EC_PUBLIC_KEY
-            if spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string()).as_deref()
+            if spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .as_deref()
                 == Some(P256) =>
         {
             Algorithm::EcdsaP256Sha256
         }
-        other => return Err(format!("key algorithm {other} is not Ed25519 or ECDSA P-256")),
+        other => {
+            return Err(format!(
+                "key algorithm {other} is not Ed25519 or ECDSA P-256"
+            ));
+        }
     };
-    Ok(VerifyingKey { algorithm, public_key: spki.subject_public_key.data.to_vec() })
+    Ok(VerifyingKey {
+        algorithm,
+        public_key: spki.subject_public_key.data.to_vec(),
+    })
 }

@@ -4,8 +4,12 @@
 use std::{path::Path, sync::Arc};
 
 use rustls::{RootCertStore, server::WebPkiClientVerifier};
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime, pem::PemObject};
-use webpki::{CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime, pem::PemObject,
+};
+use webpki::{
+    CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth,
+};
 
 /// id-kp-documentSigning (1.3.6.1.5.5.7.3.36, RFC 9336), DER contents of the OID.
 pub const EKU_DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
@@ -50,7 +54,12 @@ pub enum TrustError {
 impl Trust {
     /// Loads the CA bundle (PEM) and the CRLs (PEM or DER), refusing empty or unparseable files.
     pub fn load(ca: &Path, crls: &[impl AsRef<Path>]) -> Result<Self, TrustError> {
-        let read = |p: &Path| std::fs::read(p).map_err(|source| TrustError::Read { path: p.display().to_string(), source });
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| TrustError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
         let ca_pem = read(ca)?;
         let crl_bytes = crls
             .iter()
@@ -60,8 +69,15 @@ impl Trust {
     }
 
     /// Builds trust from a PEM CA bundle and named CRLs (PEM or DER).
-    pub fn from_bytes(ca_name: &str, ca_pem: &[u8], crls: &[(String, Vec<u8>)]) -> Result<Self, TrustError> {
-        let invalid = |what: &str, reason: String| TrustError::Invalid { what: what.to_owned(), reason };
+    pub fn from_bytes(
+        ca_name: &str,
+        ca_pem: &[u8],
+        crls: &[(String, Vec<u8>)],
+    ) -> Result<Self, TrustError> {
+        let invalid = |what: &str, reason: String| TrustError::Invalid {
+            what: what.to_owned(),
+            reason,
+        };
         let ca_certs = CertificateDer::pem_slice_iter(ca_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid(ca_name, format!("not a PEM certificate bundle: {e}")))?;
@@ -78,7 +94,8 @@ impl Trust {
         let mut parsed = Vec::new();
         for (name, bytes) in crls {
             let der = if bytes.starts_with(b"-----BEGIN") {
-                CertificateRevocationListDer::from_pem_slice(bytes).map_err(|e| invalid(name, format!("not a PEM CRL: {e}")))?
+                CertificateRevocationListDer::from_pem_slice(bytes)
+                    .map_err(|e| invalid(name, format!("not a PEM CRL: {e}")))?
             } else {
                 CertificateRevocationListDer::from(bytes.clone())
             };
@@ -86,12 +103,20 @@ impl Trust {
                 .map(CertRevocationList::Owned)
                 .map_err(|e| invalid(name, format!("not a CRL: {e}")))?;
             if !anchors.iter().any(|a| a.subject.as_ref() == crl.issuer()) {
-                return Err(invalid(name, "the CRL is not issued by a trusted CA".into()));
+                return Err(invalid(
+                    name,
+                    "the CRL is not issued by a trusted CA".into(),
+                ));
             }
             ders.push(der);
             parsed.push(crl);
         }
-        Ok(Self { ca_certs, anchors, crls: ders, parsed_crls: parsed })
+        Ok(Self {
+            ca_certs,
+            anchors,
+            crls: ders,
+            parsed_crls: parsed,
+        })
     }
 
     /// The CA certificates.
@@ -107,9 +132,10 @@ impl Trust {
     ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TrustError> {
         let mut roots = RootCertStore::empty();
         for cert in &self.ca_certs {
-            roots
-                .add(cert.clone())
-                .map_err(|e| TrustError::Invalid { what: "CA certificate".into(), reason: e.to_string() })?;
+            roots.add(cert.clone()).map_err(|e| TrustError::Invalid {
+                what: "CA certificate".into(),
+                reason: e.to_string(),
+            })?;
         }
         let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .with_crls(self.crls.iter().cloned())
@@ -117,7 +143,10 @@ impl Trust {
         if !self.crls.is_empty() {
             builder = builder.enforce_revocation_expiration();
         }
-        builder.build().map_err(|e| TrustError::Invalid { what: "client verifier".into(), reason: e.to_string() })
+        builder.build().map_err(|e| TrustError::Invalid {
+            what: "client verifier".into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Checks a signing certificate at `now`: chained to the CA, within its validity, carrying
@@ -144,12 +173,18 @@ impl Trust {
         .map_err(|e| match e {
             webpki::Error::CertRevoked => "the signing certificate is revoked".to_owned(),
             webpki::Error::CertExpired { .. } => "the signing certificate has expired".to_owned(),
-            webpki::Error::CertNotValidYet { .. } => "the signing certificate is not valid yet".to_owned(),
-            webpki::Error::UnknownIssuer => "the signing certificate is not issued by the partnership CA".to_owned(),
+            webpki::Error::CertNotValidYet { .. } => {
+                "the signing certificate is not valid yet".to_owned()
+            }
+            webpki::Error::UnknownIssuer => {
+                "the signing certificate is not issued by the partnership CA".to_owned()
+            }
             webpki::Error::RequiredEkuNotFoundContext(_) => {
                 "the certificate is not a signing certificate (no documentSigning EKU)".to_owned()
             }
-            webpki::Error::CrlExpired { .. } => "the certificate revocation list has expired".to_owned(),
+            webpki::Error::CrlExpired { .. } => {
+                "the certificate revocation list has expired".to_owned()
+            }
             other => format!("the signing certificate is not acceptable: {other}"),
         })
     }

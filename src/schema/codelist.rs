@@ -83,18 +83,30 @@ pub enum CodeListError {
 impl CodeList {
     /// Parses one code list from TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, CodeListError> {
-        let invalid = |reason: String| CodeListError::Invalid { origin: origin.to_owned(), reason };
+        let invalid = |reason: String| CodeListError::Invalid {
+            origin: origin.to_owned(),
+            reason,
+        };
         let file: CodeListFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut index = HashMap::with_capacity(file.codes.len());
         for (i, code) in file.codes.iter().enumerate() {
             if code.id.is_empty() || code.id.len() > 64 {
-                return Err(invalid(format!("code #{} has an empty or over-long id", i + 1)));
+                return Err(invalid(format!(
+                    "code #{} has an empty or over-long id",
+                    i + 1
+                )));
             }
             if index.insert(code.id.clone(), i).is_some() {
                 return Err(invalid(format!("code {} appears twice", code.id)));
             }
         }
-        Ok(Self { id: file.id, version: file.version, name: file.name, codes: file.codes, index })
+        Ok(Self {
+            id: file.id,
+            version: file.version,
+            name: file.name,
+            codes: file.codes,
+            index,
+        })
     }
 
     /// Looks a code up.
@@ -140,10 +152,22 @@ const BUILTIN: [(&str, &str); 7] = [
     ("CL_AREA", include_str!("codelists/CL_AREA.toml")),
     ("CL_FREQ", include_str!("codelists/CL_FREQ.toml")),
     ("CL_DRUG", include_str!("codelists/CL_DRUG.toml")),
-    ("CL_UNIT_MEASURE", include_str!("codelists/CL_UNIT_MEASURE.toml")),
-    ("CL_TRANSPORT_MODE", include_str!("codelists/CL_TRANSPORT_MODE.toml")),
-    ("CL_OBS_STATUS", include_str!("codelists/CL_OBS_STATUS.toml")),
-    ("CL_CONF_STATUS", include_str!("codelists/CL_CONF_STATUS.toml")),
+    (
+        "CL_UNIT_MEASURE",
+        include_str!("codelists/CL_UNIT_MEASURE.toml"),
+    ),
+    (
+        "CL_TRANSPORT_MODE",
+        include_str!("codelists/CL_TRANSPORT_MODE.toml"),
+    ),
+    (
+        "CL_OBS_STATUS",
+        include_str!("codelists/CL_OBS_STATUS.toml"),
+    ),
+    (
+        "CL_CONF_STATUS",
+        include_str!("codelists/CL_CONF_STATUS.toml"),
+    ),
 ];
 
 impl CodeLists {
@@ -161,7 +185,10 @@ impl CodeLists {
             lists.insert(list.id.clone(), list);
         }
         if let Some(dir) = dir {
-            let read_err = |source| CodeListError::Read { path: dir.display().to_string(), source };
+            let read_err = |source| CodeListError::Read {
+                path: dir.display().to_string(),
+                source,
+            };
             let mut paths: Vec<_> = std::fs::read_dir(dir)
                 .map_err(read_err)?
                 .map(|e| e.map(|e| e.path()))
@@ -171,8 +198,11 @@ impl CodeLists {
             paths.sort();
             for path in paths {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| CodeListError::Read { path: shown.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| CodeListError::Read {
+                        path: shown.clone(),
+                        source,
+                    })?;
                 let list = CodeList::from_toml(&text, &shown)?;
                 if !lists.contains_key(&list.id) {
                     return Err(CodeListError::Invalid {
@@ -211,18 +241,34 @@ impl CodeLists {
 
     /// Cross-list rules: drug parents exist, drug units are units, required codes are present.
     fn check(&self) -> Result<(), CodeListError> {
-        let invalid = |list: &CodeList, reason: String| CodeListError::Invalid { origin: list.to_string(), reason };
+        let invalid = |list: &CodeList, reason: String| CodeListError::Invalid {
+            origin: list.to_string(),
+            reason,
+        };
         for code in self.drug.codes() {
-            if let Some(parent) = &code.parent {
-                if self.drug.get(parent).is_none() {
-                    return Err(invalid(&self.drug, format!("{}: parent {parent} is not a code", code.id)));
-                }
+            if let Some(parent) = &code.parent
+                && self.drug.get(parent).is_none()
+            {
+                return Err(invalid(
+                    &self.drug,
+                    format!("{}: parent {parent} is not a code", code.id),
+                ));
             }
-            if let Some(unit) = code.units.iter().find(|u| self.unit_measure.get(u).is_none()) {
-                return Err(invalid(&self.drug, format!("{}: unit {unit} is not in {}", code.id, self.unit_measure)));
+            if let Some(unit) = code
+                .units
+                .iter()
+                .find(|u| self.unit_measure.get(u).is_none())
+            {
+                return Err(invalid(
+                    &self.drug,
+                    format!("{}: unit {unit} is not in {}", code.id, self.unit_measure),
+                ));
             }
             if code.reportable && code.units.is_empty() {
-                return Err(invalid(&self.drug, format!("{}: a reportable drug needs at least one unit", code.id)));
+                return Err(invalid(
+                    &self.drug,
+                    format!("{}: a reportable drug needs at least one unit", code.id),
+                ));
             }
         }
         for (list, required) in [
@@ -256,20 +302,61 @@ mod tests {
             assert!(lists.area.get(c).is_some(), "{c}");
         }
         for d in [
-            "OPIUM", "HEROIN", "MORPHINE", "CANNABIS_HERB", "CANNABIS_RESIN", "COCAINE", "METHAMPHETAMINE",
-            "AMPHETAMINE", "MDMA", "TRAMADOL", "ACETIC_ANHYDRIDE", "EPHEDRINE",
+            "OPIUM",
+            "HEROIN",
+            "MORPHINE",
+            "CANNABIS_HERB",
+            "CANNABIS_RESIN",
+            "COCAINE",
+            "METHAMPHETAMINE",
+            "AMPHETAMINE",
+            "MDMA",
+            "TRAMADOL",
+            "ACETIC_ANHYDRIDE",
+            "EPHEDRINE",
         ] {
             assert!(lists.drug.get(d).is_some_and(|c| c.reportable), "{d}");
         }
-        let groups: Vec<_> = lists.drug.codes().iter().filter(|c| !c.reportable).map(|c| c.id.as_str()).collect();
+        let groups: Vec<_> = lists
+            .drug
+            .codes()
+            .iter()
+            .filter(|c| !c.reportable)
+            .map(|c| c.id.as_str())
+            .collect();
         assert_eq!(
             groups,
-            ["OPIOIDS", "COCAINE_TYPE", "CANNABIS_TYPE", "ATS", "ECSTASY_TYPE", "SEDATIVES", "HALLUCINOGENS", "NPS", "PRECURSORS"]
+            [
+                "OPIOIDS",
+                "COCAINE_TYPE",
+                "CANNABIS_TYPE",
+                "ATS",
+                "ECSTASY_TYPE",
+                "SEDATIVES",
+                "HALLUCINOGENS",
+                "NPS",
+                "PRECURSORS"
+            ]
         );
         for g in groups {
-            assert!(lists.drug.get(&format!("{g}_O")).is_some_and(|c| c.parent.as_deref() == Some(g)), "{g}_O");
+            assert!(
+                lists
+                    .drug
+                    .get(&format!("{g}_O"))
+                    .is_some_and(|c| c.parent.as_deref() == Some(g)),
+                "{g}_O"
+            );
         }
-        for t in ["ROAD", "RAIL", "AIR", "SEA", "POSTAL", "PEDESTRIAN", "_O", "_U"] {
+        for t in [
+            "ROAD",
+            "RAIL",
+            "AIR",
+            "SEA",
+            "POSTAL",
+            "PEDESTRIAN",
+            "_O",
+            "_U",
+        ] {
             assert!(lists.transport_mode.get(t).is_some(), "{t}");
         }
         assert_eq!(lists.alpha3_of("KZ"), Some("KAZ"));
@@ -287,9 +374,16 @@ mod tests {
         assert_eq!(lists.freq.version, "2.0.0");
         assert!(lists.freq.get("W").is_some());
 
-        std::fs::write(dir.path().join("x.toml"), "id = \"CL_OTHER\"\nversion = \"1\"\nname = \"x\"\ncodes = []\n").unwrap();
+        std::fs::write(
+            dir.path().join("x.toml"),
+            "id = \"CL_OTHER\"\nversion = \"1\"\nname = \"x\"\ncodes = []\n",
+        )
+        .unwrap();
         let err = CodeLists::load(Some(dir.path())).unwrap_err().to_string();
-        assert!(err.contains("CL_OTHER is not one of the schema's code lists"), "{err}");
+        assert!(
+            err.contains("CL_OTHER is not one of the schema's code lists"),
+            "{err}"
+        );
     }
 
     #[test]

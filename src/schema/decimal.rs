@@ -154,7 +154,12 @@ mod tests {
             .iter()
             .filter(|(input, want)| input.parse::<Quantity>().as_ref() != Err(want))
             .collect();
-        assert!(wrong.is_empty(), "{} of {} cases wrong: {wrong:?}", wrong.len(), cases.len());
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases wrong: {wrong:?}",
+            wrong.len(),
+            cases.len()
+        );
     }
 
     #[test]

@@ -80,7 +80,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_observations: 10_000, max_transit: 8, max_comment_chars: 500 }
+        Self {
+            max_observations: 10_000,
+            max_transit: 8,
+            max_comment_chars: 500,
+        }
     }
 }
 
@@ -201,7 +205,11 @@ pub struct Violation {
 impl Violation {
     /// A violation of `rule` at `field`.
     pub fn new(field: impl Into<String>, rule: Rule, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), rule, detail: detail.into() }
+        Self {
+            field: field.into(),
+            rule,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -211,8 +219,10 @@ impl fmt::Display for Violation {
     }
 }
 
-/// A submission that passed validation. Built only by [`validate`].
+/// A submission that passed validation. Built only by [`validate`] (outside this crate too:
+/// the type is non-exhaustive).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ValidSubmission {
     /// The dataflow.
     pub dataflow: Dataflow,
@@ -224,7 +234,6 @@ pub struct ValidSubmission {
     pub supersedes_revision: Option<u32>,
     /// The observations, in submission order.
     pub observations: Vec<ValidObservation>,
-    _sealed: (),
 }
 
 /// One validated observation. Optional dimensions are `None` when not given.
@@ -270,39 +279,65 @@ pub fn validate(
     let mut v = Violations::default();
 
     let dataflow = match body.dataflow.as_str() {
-        "" => v.push("dataflow", Rule::Required, "dataflow is required (SEIZURES or ROUTES)"),
+        "" => v.push(
+            "dataflow",
+            Rule::Required,
+            "dataflow is required (SEIZURES or ROUTES)",
+        ),
         id => Dataflow::from_id(id).or_else(|| {
-            v.push("dataflow", Rule::UnknownCode, format!("\"{id}\" is not a dataflow (SEIZURES or ROUTES)"))
+            v.push(
+                "dataflow",
+                Rule::UnknownCode,
+                format!("\"{id}\" is not a dataflow (SEIZURES or ROUTES)"),
+            )
         }),
     };
 
     let ref_area = v.code("ref_area", &body.ref_area, &lists.area, true);
-    if let Some(code) = ref_area.and_then(|c| lists.area.get(c)) {
-        if code.alpha2.is_none() {
-            v.push::<()>("ref_area", Rule::NotReportable, format!("{} is not a country and cannot report", code.id));
-        }
+    if let Some(code) = ref_area.and_then(|c| lists.area.get(c))
+        && code.alpha2.is_none()
+    {
+        v.push::<()>(
+            "ref_area",
+            Rule::NotReportable,
+            format!("{} is not a country and cannot report", code.id),
+        );
     }
 
-    let freq = v.code("freq", &body.freq, &lists.freq, true).and_then(Frequency::from_code);
+    let freq = v
+        .code("freq", &body.freq, &lists.freq, true)
+        .and_then(Frequency::from_code);
     let period = match (body.time_period.as_str(), freq) {
         ("", _) => v.push("time_period", Rule::Required, "time_period is required"),
         (s, Some(freq)) => match Period::parse_with(s, freq) {
             Ok(p) => Some(p),
-            Err(e @ PeriodError::FrequencyMismatch { .. }) => v.push("time_period", Rule::PeriodFrequency, e.to_string()),
+            Err(e @ PeriodError::FrequencyMismatch { .. }) => {
+                v.push("time_period", Rule::PeriodFrequency, e.to_string())
+            }
             Err(e) => v.push("time_period", Rule::PeriodMalformed, e.to_string()),
         },
-        (s, None) => Period::parse(s).map_err(|e| v.push::<()>("time_period", Rule::PeriodMalformed, e.to_string())).ok(),
+        (s, None) => Period::parse(s)
+            .map_err(|e| v.push::<()>("time_period", Rule::PeriodMalformed, e.to_string()))
+            .ok(),
     };
-    if let Some(p) = period {
-        if p.start() > now.date() {
-            v.push::<()>("time_period", Rule::PeriodInFuture, format!("{p} starts on {}, after today", p.start()));
-        }
+    if let Some(p) = period
+        && p.start() > now.date()
+    {
+        v.push::<()>(
+            "time_period",
+            Rule::PeriodInFuture,
+            format!("{p} starts on {}, after today", p.start()),
+        );
     }
 
     match body.action.as_str() {
         "R" => {}
         "" => {
-            v.push::<()>("action", Rule::Required, "action is required: R (replace the reporter's figures for this period)");
+            v.push::<()>(
+                "action",
+                Rule::Required,
+                "action is required: R (replace the reporter's figures for this period)",
+            );
         }
         other => {
             v.push::<()>(
@@ -318,12 +353,20 @@ pub fn validate(
 
     let mut observations = Vec::new();
     if body.observations.is_empty() {
-        v.push::<()>("observations", Rule::NoObservations, "a submission needs at least one observation");
+        v.push::<()>(
+            "observations",
+            Rule::NoObservations,
+            "a submission needs at least one observation",
+        );
     } else if body.observations.len() > limits.max_observations {
         v.push::<()>(
             "observations",
             Rule::TooManyObservations,
-            format!("{} observations, at most {} allowed", body.observations.len(), limits.max_observations),
+            format!(
+                "{} observations, at most {} allowed",
+                body.observations.len(),
+                limits.max_observations
+            ),
         );
     } else if let Some(dataflow) = dataflow {
         observations.reserve(body.observations.len());
@@ -338,7 +381,10 @@ pub fn validate(
                 v.push::<()>(
                     path,
                     Rule::DuplicateKey,
-                    format!("same key as observations[{first}] ({})", describe_key(obs, dataflow)),
+                    format!(
+                        "same key as observations[{first}] ({})",
+                        describe_key(obs, dataflow)
+                    ),
                 );
             }
         }
@@ -351,7 +397,6 @@ pub fn validate(
             period,
             supersedes_revision: body.supersedes_revision,
             observations,
-            _sealed: (),
         }),
         _ => Err(v.0),
     }
@@ -359,9 +404,17 @@ pub fn validate(
 
 /// The dimensions that identify an observation within one submission.
 fn observation_key(obs: &Observation, dataflow: Dataflow) -> Vec<&str> {
-    let mut key = vec![obs.drug.as_str(), obs.transport_mode.as_str(), obs.unit_measure.as_str()];
+    let mut key = vec![
+        obs.drug.as_str(),
+        obs.transport_mode.as_str(),
+        obs.unit_measure.as_str(),
+    ];
     if dataflow == Dataflow::Routes {
-        key.extend([obs.origin_area.as_str(), obs.departure_area.as_str(), obs.destination_area.as_str()]);
+        key.extend([
+            obs.origin_area.as_str(),
+            obs.departure_area.as_str(),
+            obs.destination_area.as_str(),
+        ]);
         key.extend(obs.transit_area.iter().map(String::as_str));
     }
     key
@@ -401,22 +454,46 @@ fn observation(
 
     let drug = v.code(&field("drug"), &obs.drug, &lists.drug, true);
     let is_routes = dataflow == Dataflow::Routes;
-    let transport_mode = v.code(&field("transport_mode"), &obs.transport_mode, &lists.transport_mode, is_routes);
+    let transport_mode = v.code(
+        &field("transport_mode"),
+        &obs.transport_mode,
+        &lists.transport_mode,
+        is_routes,
+    );
 
     let (mut origin, mut departure, mut destination, mut transit) = (None, None, None, Vec::new());
     if is_routes {
         origin = v.code(&field("origin_area"), &obs.origin_area, &lists.area, true);
-        departure = v.code(&field("departure_area"), &obs.departure_area, &lists.area, false);
-        destination = v.code(&field("destination_area"), &obs.destination_area, &lists.area, true);
+        departure = v.code(
+            &field("departure_area"),
+            &obs.departure_area,
+            &lists.area,
+            false,
+        );
+        destination = v.code(
+            &field("destination_area"),
+            &obs.destination_area,
+            &lists.area,
+            true,
+        );
         if obs.transit_area.len() > limits.max_transit {
             v.push::<()>(
                 field("transit_area"),
                 Rule::TooManyTransitAreas,
-                format!("{} transit areas, at most {} allowed", obs.transit_area.len(), limits.max_transit),
+                format!(
+                    "{} transit areas, at most {} allowed",
+                    obs.transit_area.len(),
+                    limits.max_transit
+                ),
             );
         } else {
             for (j, area) in obs.transit_area.iter().enumerate() {
-                if let Some(code) = v.code(&format!("{path}.transit_area[{j}]"), area, &lists.area, true) {
+                if let Some(code) = v.code(
+                    &format!("{path}.transit_area[{j}]"),
+                    area,
+                    &lists.area,
+                    true,
+                ) {
                     transit.push(code.to_owned());
                 }
             }
@@ -429,20 +506,34 @@ fn observation(
             ("destination_area", !obs.destination_area.is_empty()),
         ] {
             if given {
-                v.push::<()>(field(name), Rule::NotInDataflow, format!("{} is not a dimension of {dataflow}", name.to_uppercase()));
+                v.push::<()>(
+                    field(name),
+                    Rule::NotInDataflow,
+                    format!("{} is not a dimension of {dataflow}", name.to_uppercase()),
+                );
             }
         }
     }
 
-    let unit = v.code(&field("unit_measure"), &obs.unit_measure, &lists.unit_measure, false);
-    if let (Some(unit), Some(drug)) = (unit, drug.and_then(|d| lists.drug.get(d))) {
-        if drug.reportable && !drug.units.iter().any(|u| u == unit) {
-            v.push::<()>(
-                field("unit_measure"),
-                Rule::UnitNotAllowed,
-                format!("{} is not reported in {unit}; allowed: {}", drug.id, drug.units.join(", ")),
-            );
-        }
+    let unit = v.code(
+        &field("unit_measure"),
+        &obs.unit_measure,
+        &lists.unit_measure,
+        false,
+    );
+    if let (Some(unit), Some(drug)) = (unit, drug.and_then(|d| lists.drug.get(d)))
+        && drug.reportable
+        && !drug.units.iter().any(|u| u == unit)
+    {
+        v.push::<()>(
+            field("unit_measure"),
+            Rule::UnitNotAllowed,
+            format!(
+                "{} is not reported in {unit}; allowed: {}",
+                drug.id,
+                drug.units.join(", ")
+            ),
+        );
     }
     let quantity = match obs.quantity.as_str() {
         "" => None,
@@ -460,18 +551,28 @@ fn observation(
         },
     };
     if !obs.quantity.is_empty() && obs.unit_measure.is_empty() {
-        v.push::<()>(field("unit_measure"), Rule::UnitRequired, "a QUANTITY needs its UNIT_MEASURE");
+        v.push::<()>(
+            field("unit_measure"),
+            Rule::UnitRequired,
+            "a QUANTITY needs its UNIT_MEASURE",
+        );
     }
 
     if let Some(n) = obs.n_seizures.filter(|&n| n > MAX_SEIZURES) {
-        v.push::<()>(field("n_seizures"), Rule::CountTooLarge, format!("{n} seizures, at most {MAX_SEIZURES} allowed"));
+        v.push::<()>(
+            field("n_seizures"),
+            Rule::CountTooLarge,
+            format!("{n} seizures, at most {MAX_SEIZURES} allowed"),
+        );
     }
 
     let obs_status = match obs.obs_status.as_str() {
         "" => Some("A"),
         s => v.code(&field("obs_status"), s, &lists.obs_status, true),
     };
-    let missing = obs_status.and_then(|s| lists.obs_status.get(s)).is_some_and(|c| c.missing);
+    let missing = obs_status
+        .and_then(|s| lists.obs_status.get(s))
+        .is_some_and(|c| c.missing);
     if obs.n_seizures.is_none() && obs.quantity.is_empty() && !missing {
         v.push::<()>(
             path.to_owned(),
@@ -484,10 +585,17 @@ fn observation(
         "" => Some("F"),
         s => v.code(&field("conf_status"), s, &lists.conf_status, true),
     };
-    let embargo_time = obs.embargo_time.as_ref().and_then(|ts| v.timestamp(&field("embargo_time"), ts));
+    let embargo_time = obs
+        .embargo_time
+        .as_ref()
+        .and_then(|ts| v.timestamp(&field("embargo_time"), ts));
     match (conf_status, &obs.embargo_time) {
         (Some("E"), None) => {
-            v.push::<()>(field("embargo_time"), Rule::EmbargoTimeRequired, "CONF_STATUS E (embargo) needs an EMBARGO_TIME");
+            v.push::<()>(
+                field("embargo_time"),
+                Rule::EmbargoTimeRequired,
+                "CONF_STATUS E (embargo) needs an EMBARGO_TIME",
+            );
         }
         (Some(s), Some(_)) if s != "E" => {
             v.push::<()>(
@@ -507,11 +615,18 @@ fn observation(
                 v.push::<()>(
                     field("comment"),
                     Rule::CommentTooLong,
-                    format!("{chars} characters, at most {} allowed", limits.max_comment_chars),
+                    format!(
+                        "{chars} characters, at most {} allowed",
+                        limits.max_comment_chars
+                    ),
                 );
             }
             if c.chars().any(char::is_control) {
-                v.push::<()>(field("comment"), Rule::CommentControlCharacter, "control characters (such as line breaks) are not allowed");
+                v.push::<()>(
+                    field("comment"),
+                    Rule::CommentControlCharacter,
+                    "control characters (such as line breaks) are not allowed",
+                );
             }
             Some(c.to_owned())
         }
@@ -542,29 +657,52 @@ fn observation(
 struct Violations(Vec<Violation>);
 
 impl Violations {
-    fn push<T>(&mut self, field: impl Into<String>, rule: Rule, detail: impl Into<String>) -> Option<T> {
+    fn push<T>(
+        &mut self,
+        field: impl Into<String>,
+        rule: Rule,
+        detail: impl Into<String>,
+    ) -> Option<T> {
         self.0.push(Violation::new(field, rule, detail));
         None
     }
 
     /// Checks `value` against `list`; an empty value is `None`, or a violation if `required`.
-    fn code<'a>(&mut self, field: &str, value: &'a str, list: &CodeList, required: bool) -> Option<&'a str> {
+    fn code<'a>(
+        &mut self,
+        field: &str,
+        value: &'a str,
+        list: &CodeList,
+        required: bool,
+    ) -> Option<&'a str> {
         if value.is_empty() {
             if required {
-                self.push::<()>(field, Rule::Required, format!("{} is required ({})", field_name(field), list));
+                self.push::<()>(
+                    field,
+                    Rule::Required,
+                    format!("{} is required ({})", field_name(field), list),
+                );
             }
             return None;
         }
         match list.get(value) {
             Some(code) if code.reportable => Some(value),
-            Some(code) => self.push(field, Rule::NotReportable, format!("{} ({}) may not be submitted", code.id, code.name)),
+            Some(code) => self.push(
+                field,
+                Rule::NotReportable,
+                format!("{} ({}) may not be submitted", code.id, code.name),
+            ),
             None => {
                 let hint = match list.get(&value.to_ascii_uppercase()) {
                     Some(code) if code.id != value => format!("; did you mean {}?", code.id),
                     _ => String::new(),
                 };
                 let shown: String = value.chars().take(40).collect();
-                self.push(field, Rule::UnknownCode, format!("\"{shown}\" is not in {list}{hint}"))
+                self.push(
+                    field,
+                    Rule::UnknownCode,
+                    format!("\"{shown}\" is not in {list}{hint}"),
+                )
             }
         }
     }
@@ -583,4 +721,114 @@ fn field_name(path: &str) -> String {
     let last = path.rsplit('.').next().unwrap_or(path);
     let last = last.split('[').next().unwrap_or(last);
     last.to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
+
+    fn obs(drug: &str, unit: &str, quantity: &str) -> Observation {
+        Observation {
+            drug: drug.into(),
+            unit_measure: unit.into(),
+            quantity: quantity.into(),
+            ..Default::default()
+        }
+    }
+
+    fn submission(observations: Vec<Observation>) -> SubmissionBody {
+        SubmissionBody {
+            dataflow: "SEIZURES".into(),
+            ref_area: "KAZ".into(),
+            freq: "Q".into(),
+            time_period: "2026-Q4".into(),
+            action: "R".into(),
+            observations,
+            ..Default::default()
+        }
+    }
+
+    fn check(body: &SubmissionBody) -> Result<ValidSubmission, Vec<Violation>> {
+        validate(
+            body,
+            &CodeLists::builtin().unwrap(),
+            &Limits::default(),
+            NOW,
+        )
+    }
+
+    #[test]
+    fn a_valid_submission_is_typed_with_defaults() {
+        let v = check(&submission(vec![
+            obs("HEROIN", "KG", "001.250"),
+            obs("MDMA", "U", "2000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (v.dataflow, v.ref_area.as_str(), v.period.to_string()),
+            (Dataflow::Seizures, "KAZ", "2026-Q4".into())
+        );
+        let o = &v.observations[0];
+        assert_eq!(o.quantity.map(|q| q.millionths()), Some(1_250_000));
+        assert_eq!(
+            (
+                o.obs_status.as_str(),
+                o.conf_status.as_str(),
+                o.transport_mode.as_deref()
+            ),
+            ("A", "F", None)
+        );
+    }
+
+    #[test]
+    fn the_current_period_is_accepted_the_next_is_future() {
+        let mut b = submission(vec![obs("HEROIN", "KG", "1")]);
+        assert!(check(&b).is_ok(), "2026-Q4 has begun");
+        b.freq = "M".into();
+        b.time_period = "2026-M12".into();
+        let err = check(&b).unwrap_err();
+        assert_eq!(
+            (err[0].field.as_str(), err[0].rule),
+            ("time_period", Rule::PeriodInFuture)
+        );
+    }
+
+    #[test]
+    fn the_unknown_area_may_be_a_route_end_but_never_a_reporter() {
+        let mut b = submission(vec![obs("HEROIN", "KG", "1")]);
+        b.ref_area = "_U".into();
+        let err = check(&b).unwrap_err();
+        assert_eq!(
+            (err[0].field.as_str(), err[0].rule),
+            ("ref_area", Rule::NotReportable)
+        );
+
+        b.ref_area = "TJK".into();
+        b.dataflow = "ROUTES".into();
+        b.observations[0].origin_area = "_U".into();
+        b.observations[0].destination_area = "_U".into();
+        b.observations[0].transport_mode = "_U".into();
+        assert!(check(&b).is_ok());
+    }
+
+    #[test]
+    fn a_missing_value_status_needs_no_measure() {
+        let mut o = obs("HEROIN", "", "");
+        o.obs_status = "M".into();
+        assert!(check(&submission(vec![o])).is_ok());
+    }
+
+    #[test]
+    fn mdma_in_tablets_and_in_kilograms_are_different_observations() {
+        assert!(
+            check(&submission(vec![
+                obs("MDMA", "U", "1000"),
+                obs("MDMA", "KG", "2")
+            ]))
+            .is_ok()
+        );
+    }
 }

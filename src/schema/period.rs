@@ -93,7 +93,9 @@ impl Period {
         let year: i32 = s[..4].parse().map_err(|_| malformed())?;
         let two_digits = |d: &[u8]| -> Option<u8> {
             match d {
-                [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => Some((a - b'0') * 10 + (b - b'0')),
+                [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+                    Some((a - b'0') * 10 + (b - b'0'))
+                }
                 _ => None,
             }
         };
@@ -116,7 +118,10 @@ impl Period {
     pub fn parse_with(s: &str, freq: Frequency) -> Result<Self, PeriodError> {
         let period = Self::parse(s)?;
         if period.frequency() != freq {
-            return Err(PeriodError::FrequencyMismatch { period: s.to_owned(), freq });
+            return Err(PeriodError::FrequencyMismatch {
+                period: s.to_owned(),
+                freq,
+            });
         }
         Ok(period)
     }
@@ -149,7 +154,7 @@ impl Period {
     pub fn end(self) -> Date {
         let next = match self.part {
             Part::Year => (self.year + 1, 1),
-            Part::Quarter(q) if q == 4 => (self.year + 1, 1),
+            Part::Quarter(4) => (self.year + 1, 1),
             Part::Quarter(q) => (self.year, 3 * q + 1),
             Part::Month(12) => (self.year + 1, 1),
             Part::Month(m) => (self.year, m + 1),
@@ -192,21 +197,36 @@ mod tests {
         ];
         for (s, start, end) in cases {
             let p = Period::parse(s).unwrap();
-            assert_eq!((p.start(), p.end(), p.to_string()), (start, end, s.to_owned()), "{s}");
+            assert_eq!(
+                (p.start(), p.end(), p.to_string()),
+                (start, end, s.to_owned()),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn refuses_other_forms() {
-        let bad = ["24", "2024-Q5", "2024-Q0", "2024-M13", "2024-M00", "2024-M7", "2024-07", "2024Q1", "2024-q1", "", "20245", "1949"];
+        let bad = [
+            "24", "2024-Q5", "2024-Q0", "2024-M13", "2024-M00", "2024-M7", "2024-07", "2024Q1",
+            "2024-q1", "", "20245", "1949",
+        ];
         let accepted: Vec<_> = bad.iter().filter(|s| Period::parse(s).is_ok()).collect();
-        assert!(accepted.is_empty(), "{} of {} accepted: {accepted:?}", accepted.len(), bad.len());
+        assert!(
+            accepted.is_empty(),
+            "{} of {} accepted: {accepted:?}",
+            accepted.len(),
+            bad.len()
+        );
     }
 
     #[test]
     fn period_must_match_frequency() {
         assert!(Period::parse_with("2024-Q3", Frequency::Quarterly).is_ok());
         let err = Period::parse_with("2024-Q3", Frequency::Monthly).unwrap_err();
-        assert_eq!(err.to_string(), "\"2024-Q3\" does not match FREQ M: expected YYYY-Mmm, e.g. 2024-M07");
+        assert_eq!(
+            err.to_string(),
+            "\"2024-Q3\" does not match FREQ M: expected YYYY-Mmm, e.g. 2024-M07"
+        );
     }
 }

@@ -26,8 +26,12 @@ use crate::{
     store::StoreError,
 };
 
-/// Most field violations sent back in one status; the message says how many were left out.
-const MAX_VIOLATIONS_SENT: usize = 200;
+/// Bytes of field violations sent back in one status. A status travels in HTTP/2 trailers,
+/// and common gRPC clients (C-core, hence Python and R; Java) refuse metadata over 8 KiB: the
+/// details (base64-encoded) and the message must fit together. What does not fit is counted.
+const DETAILS_BUDGET: usize = 4_500;
+/// Characters of the readable message.
+const MESSAGE_BUDGET: usize = 1_000;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,16 +64,28 @@ impl From<EnvelopeError> for ApiError {
         let v = |field: String, rule, detail: String| Violation::new(field, rule, detail);
         let detail = e.to_string();
         ApiError::Invalid(match e {
-            EnvelopeError::WrongPayloadType { .. } => vec![v("payload_type".into(), Rule::EnvelopeType, detail)],
+            EnvelopeError::WrongPayloadType { .. } => {
+                vec![v("payload_type".into(), Rule::EnvelopeType, detail)]
+            }
             EnvelopeError::Unsigned | EnvelopeError::TooManySignatures(_) => {
                 vec![v("signatures".into(), Rule::EnvelopeSignature, detail)]
             }
             EnvelopeError::BadSignature { index, .. } => {
-                vec![v(format!("signatures[{index}].sig"), Rule::EnvelopeSignature, detail)]
+                vec![v(
+                    format!("signatures[{index}].sig"),
+                    Rule::EnvelopeSignature,
+                    detail,
+                )]
             }
             EnvelopeError::NoAcceptableSignature { rejected } => rejected
                 .into_iter()
-                .map(|(i, keyid, why)| v(format!("signatures[{i}].keyid"), Rule::EnvelopeSigner, format!("key {keyid}: {why}")))
+                .map(|(i, keyid, why)| {
+                    v(
+                        format!("signatures[{i}].keyid"),
+                        Rule::EnvelopeSigner,
+                        format!("key {keyid}: {why}"),
+                    )
+                })
                 .collect(),
             EnvelopeError::UnsupportedKey | EnvelopeError::SigningFailed => {
                 vec![v("signatures".into(), Rule::EnvelopeSignature, detail)]
@@ -79,30 +95,53 @@ impl From<EnvelopeError> for ApiError {
 }
 
 fn bad_request(violations: &[Violation]) -> ErrorDetails {
-    let mut fields: Vec<FieldViolation> = violations
-        .iter()
-        .take(MAX_VIOLATIONS_SENT)
-        .map(|v| FieldViolation {
+    let mut used = 0;
+    let mut fields = Vec::new();
+    for v in violations {
+        let reason = v.rule.name().to_uppercase().replace('-', "_");
+        used += v.field.len() + v.detail.len() + reason.len() + 8;
+        if used > DETAILS_BUDGET {
+            break;
+        }
+        fields.push(FieldViolation {
             field: v.field.clone(),
             description: v.detail.clone(),
-            reason: v.rule.name().to_uppercase().replace('-', "_"),
+            reason,
             localized_message: None,
-        })
-        .collect();
-    if violations.len() > MAX_VIOLATIONS_SENT {
-        fields.push(FieldViolation::new("", format!("{} more violations not listed", violations.len() - MAX_VIOLATIONS_SENT)));
+        });
+    }
+    if fields.len() < violations.len() {
+        let more = violations.len() - fields.len();
+        fields.push(FieldViolation::new(
+            "",
+            format!(
+                "{more} more violations not listed; `focalgate submit --dry-run` lists them all"
+            ),
+        ));
     }
     ErrorDetails::with_bad_request(fields)
 }
 
 /// A readable message listing the first violations.
 fn summary(violations: &[Violation]) -> String {
-    const SHOWN: usize = 20;
     let mut msg = format!("the submission breaks {} rule(s): ", violations.len());
-    let listed: Vec<String> = violations.iter().take(SHOWN).map(Violation::to_string).collect();
-    msg.push_str(&listed.join("; "));
-    if violations.len() > SHOWN {
-        msg.push_str(&format!("; and {} more (see the BadRequest details)", violations.len() - SHOWN));
+    let mut listed = 0;
+    for v in violations {
+        let text = v.to_string();
+        if listed > 0 && msg.len() + text.len() > MESSAGE_BUDGET {
+            break;
+        }
+        if listed > 0 {
+            msg.push_str("; ");
+        }
+        msg.push_str(&text);
+        listed += 1;
+    }
+    if listed < violations.len() {
+        msg.push_str(&format!(
+            "; and {} more (see the BadRequest details)",
+            violations.len() - listed
+        ));
     }
     msg
 }
@@ -110,25 +149,33 @@ fn summary(violations: &[Violation]) -> String {
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::Unauthenticated(_) => {
-                Status::unauthenticated("the client certificate does not identify a member of this gateway")
-            }
+            ApiError::Unauthenticated(_) => Status::unauthenticated(
+                "the client certificate does not identify a member of this gateway",
+            ),
             ApiError::PermissionDenied(why) => Status::permission_denied(why),
             ApiError::FieldDenied(v) => Status::with_error_details(
                 Code::PermissionDenied,
                 v.to_string(),
                 bad_request(std::slice::from_ref(&v)),
             ),
-            ApiError::Invalid(violations) => {
-                Status::with_error_details(Code::InvalidArgument, summary(&violations), bad_request(&violations))
-            }
+            ApiError::Invalid(violations) => Status::with_error_details(
+                Code::InvalidArgument,
+                summary(&violations),
+                bad_request(&violations),
+            ),
             ApiError::NotFound(what) => Status::not_found(what),
-            ApiError::Ledger(LedgerError::RevisionConflict { current, expected }) => Status::aborted(format!(
-                "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
-            )),
-            ApiError::Ledger(LedgerError::Closed) => Status::unavailable("the gateway is shutting down"),
+            ApiError::Ledger(LedgerError::RevisionConflict { current, expected }) => {
+                Status::aborted(format!(
+                    "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
+                ))
+            }
+            ApiError::Ledger(LedgerError::Closed) => {
+                Status::unavailable("the gateway is shutting down")
+            }
             ApiError::Ledger(LedgerError::Store(e)) | ApiError::Store(e) => match e {
-                StoreError::Unavailable(_) => Status::unavailable("the store is temporarily unavailable; retry later"),
+                StoreError::Unavailable(_) => {
+                    Status::unavailable("the store is temporarily unavailable; retry later")
+                }
                 StoreError::Internal(_) => Status::internal("internal error"),
             },
         }
@@ -136,7 +183,12 @@ impl From<ApiError> for Status {
 }
 
 /// Logs one finished request (member, method, code, latency) and converts its error.
-pub fn finish<T>(method: &'static str, member: Option<&str>, started: Instant, result: Result<T, ApiError>) -> Result<T, Status> {
+pub fn finish<T>(
+    method: &'static str,
+    member: Option<&str>,
+    started: Instant,
+    result: Result<T, ApiError>,
+) -> Result<T, Status> {
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     let member = member.unwrap_or("-");
     match result {
@@ -154,8 +206,12 @@ pub fn finish<T>(method: &'static str, member: Option<&str>, started: Instant, r
             let status = Status::from(e);
             let code = format!("{:?}", status.code());
             match detail {
-                Some(detail) => tracing::warn!(target: "focalgate::request", member, method, code, latency_ms, detail, "request"),
-                None => tracing::info!(target: "focalgate::request", member, method, code, latency_ms, "request"),
+                Some(detail) => {
+                    tracing::warn!(target: "focalgate::request", member, method, code, latency_ms, detail, "request")
+                }
+                None => {
+                    tracing::info!(target: "focalgate::request", member, method, code, latency_ms, "request")
+                }
             }
             Err(status)
         }

@@ -67,7 +67,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<SubmissionsServer<submissions::SubmissionsService>>().await;
+    health
+        .set_serving::<SubmissionsServer<submissions::SubmissionsService>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -82,7 +84,11 @@ pub async fn serve(
         .max_encoding_message_size(options.max_message_bytes);
 
     let incoming = crate::tls::incoming(listener, tls, options.handshake_timeout);
+    let limit = options.max_message_bytes;
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(move |r| {
+            oversize_is_resource_exhausted(r, limit)
+        }))
         .timeout(options.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
@@ -92,6 +98,35 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// tonic answers an over-long request message with OUT_OF_RANGE; gRPC says RESOURCE_EXHAUSTED
+/// ("a per-user quota or message size limit"), and so does the gateway's contract.
+fn oversize_is_resource_exhausted<B>(
+    mut response: http::Response<B>,
+    limit: usize,
+) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    let headers = response.headers_mut();
+    let oversize = headers
+        .get("grpc-status")
+        .is_some_and(|s| s == OUT_OF_RANGE)
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.replace("%20", " ")
+                    .contains("decoded message length too large")
+            });
+    if oversize {
+        let message =
+            format!("the request message is larger than this gateway accepts ({limit} bytes)");
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        if let Ok(value) = http::HeaderValue::from_str(&message) {
+            headers.insert("grpc-message", value);
+        }
+    }
+    response
 }
 
 /// Why the server stopped with an error.
@@ -161,14 +196,25 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
     let paths = settings.resolved()?;
     let lists = Arc::new(CodeLists::load(settings.schema.codelists_dir.as_deref())?);
     let trust = Trust::load(&paths.ca, &paths.crl)?;
-    let tls = crate::tls::server_config(&trust, crate::tls::read_chain(&paths.cert)?, crate::tls::read_key(&paths.key)?)?;
+    let tls = crate::tls::server_config(
+        &trust,
+        crate::tls::read_chain(&paths.cert)?,
+        crate::tls::read_key(&paths.key)?,
+    )?;
     let directory = Arc::new(Directory::load(trust, &paths.policy, lists.clone())?);
 
     let data_dir = &settings.data_dir;
-    let dir_err = |source| StartError::DataDir { path: data_dir.display().to_string(), source };
+    let dir_err = |source| StartError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
     std::fs::create_dir_all(data_dir).map_err(dir_err)?;
     #[cfg(unix)]
-    std::fs::set_permissions(data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(dir_err)?;
+    std::fs::set_permissions(
+        data_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(dir_err)?;
     let key_path = data_dir.join("gateway.key");
     let (key, created) = crate::pki::load_or_create_gateway_key(&key_path)?;
     if created {
@@ -180,10 +226,20 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         Some(_) => Arc::new(SqliteStore::open_url(&url).await?),
         None => return Err(StartError::StoreUrl(url)),
     };
-    let (ledger, ledger_task) = Ledger::start(store.clone(), Arc::new(key), settings.store.max_batch);
-    let limits = Limits { max_observations: settings.limits.max_observations, ..Limits::default() };
+    let (ledger, ledger_task) =
+        Ledger::start(store.clone(), Arc::new(key), settings.store.max_batch);
+    let limits = Limits {
+        max_observations: settings.limits.max_observations,
+        ..Limits::default()
+    };
     Ok(Assembled {
-        gateway: Arc::new(Gateway { directory, lists, limits, store, ledger }),
+        gateway: Arc::new(Gateway {
+            directory,
+            lists,
+            limits,
+            store,
+            ledger,
+        }),
         tls,
         options: ServeOptions {
             max_message_bytes: settings.limits.max_message_bytes,

@@ -16,8 +16,8 @@ use crate::{
     identity::{Caller, Role},
     ledger::Accepted,
     proto::{
-        GetSubmissionRequest, ListSubmissionsRequest, Receipt, RevisionStatus, SignedEnvelope, Submission, SubmissionBody,
-        SubmissionSummary, submissions_server::Submissions,
+        GetSubmissionRequest, ListSubmissionsRequest, Receipt, RevisionStatus, SignedEnvelope,
+        Submission, SubmissionBody, SubmissionSummary, submissions_server::Submissions,
     },
     receipt::timestamp_from_millis,
     schema::{self, Dataflow, Period, Rule, SUBMISSION_PAYLOAD_TYPE, Violation},
@@ -38,14 +38,23 @@ impl SubmissionsService {
     async fn submit(&self, caller: &Caller, env: SignedEnvelope) -> Result<Receipt, ApiError> {
         let g = &self.gateway;
         if !caller.has(Role::Submitter) {
-            return Err(ApiError::PermissionDenied(format!("member {} has no submitter role", caller.member())));
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} has no submitter role",
+                caller.member()
+            )));
         }
         let now = UnixTime::now();
         let verified = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
-            g.directory.signing_key(keyid, caller.member(), now).map(|(cert, key)| (cert.der.clone(), key))
+            g.directory
+                .signing_key(keyid, caller.member(), now)
+                .map(|(cert, key)| (cert.der.clone(), key))
         })?;
         let body = SubmissionBody::decode(verified.payload).map_err(|e| {
-            ApiError::Invalid(vec![Violation::new("payload", Rule::PayloadMalformed, format!("not a SubmissionBody: {e}"))])
+            ApiError::Invalid(vec![Violation::new(
+                "payload",
+                Rule::PayloadMalformed,
+                format!("not a SubmissionBody: {e}"),
+            )])
         })?;
         if body.ref_area != caller.member().country() {
             return Err(ApiError::FieldDenied(Violation::new(
@@ -59,8 +68,8 @@ impl SubmissionsService {
                 ),
             )));
         }
-        let submission =
-            schema::validate(&body, &g.lists, &g.limits, OffsetDateTime::now_utc()).map_err(ApiError::Invalid)?;
+        let submission = schema::validate(&body, &g.lists, &g.limits, OffsetDateTime::now_utc())
+            .map_err(ApiError::Invalid)?;
         let payload_digest = sha256(verified.payload);
         let signing_cert = verified.signer;
         let encoded = env.encode_to_vec();
@@ -82,41 +91,75 @@ impl SubmissionsService {
 
     async fn get(&self, caller: &Caller, id: &str) -> Result<Submission, ApiError> {
         if !caller.has(Role::Submitter) && !Self::sees_all(caller) {
-            return Err(ApiError::PermissionDenied(format!("member {} may not read submissions", caller.member())));
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not read submissions",
+                caller.member()
+            )));
         }
-        let not_found = || ApiError::NotFound(format!("no submission \"{}\" visible to you", id.chars().take(80).collect::<String>()));
-        let stored = self.gateway.store.submission(id).await?.ok_or_else(not_found)?;
+        let not_found = || {
+            ApiError::NotFound(format!(
+                "no submission \"{}\" visible to you",
+                id.chars().take(80).collect::<String>()
+            ))
+        };
+        let stored = self
+            .gateway
+            .store
+            .submission(id)
+            .await?
+            .ok_or_else(not_found)?;
         if stored.summary.member != caller.member().as_str() && !Self::sees_all(caller) {
             return Err(not_found());
         }
         let decode_failed = |what: &str, e: prost::DecodeError| {
-            ApiError::Store(store::StoreError::Internal(format!("stored {what} of {id}: {e}")))
+            ApiError::Store(store::StoreError::Internal(format!(
+                "stored {what} of {id}: {e}"
+            )))
         };
         Ok(Submission {
-            envelope: Some(SignedEnvelope::decode(stored.envelope.as_slice()).map_err(|e| decode_failed("envelope", e))?),
-            receipt: Some(Receipt::decode(stored.receipt.as_slice()).map_err(|e| decode_failed("receipt", e))?),
+            envelope: Some(
+                SignedEnvelope::decode(stored.envelope.as_slice())
+                    .map_err(|e| decode_failed("envelope", e))?,
+            ),
+            receipt: Some(
+                Receipt::decode(stored.receipt.as_slice())
+                    .map_err(|e| decode_failed("receipt", e))?,
+            ),
             summary: Some(to_proto(stored.summary)),
             envelope_bytes: stored.envelope,
             signing_certificate: stored.signing_cert,
         })
     }
 
-    fn list_filter(&self, caller: &Caller, req: &ListSubmissionsRequest) -> Result<ListFilter, ApiError> {
+    fn list_filter(
+        &self,
+        caller: &Caller,
+        req: &ListSubmissionsRequest,
+    ) -> Result<ListFilter, ApiError> {
         if !caller.has(Role::Submitter) && !Self::sees_all(caller) {
-            return Err(ApiError::PermissionDenied(format!("member {} may not list submissions", caller.member())));
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not list submissions",
+                caller.member()
+            )));
         }
         let mut violations = Vec::new();
         let dataflow = match req.dataflow.as_str() {
             "" => None,
             d => Dataflow::from_id(d).or_else(|| {
-                violations.push(Violation::new("dataflow", Rule::UnknownCode, format!("\"{d}\" is not SEIZURES or ROUTES")));
+                violations.push(Violation::new(
+                    "dataflow",
+                    Rule::UnknownCode,
+                    format!("\"{d}\" is not SEIZURES or ROUTES"),
+                ));
                 None
             }),
         };
         let mut period = |field: &str, value: &str| match value {
             "" => None,
             v => Period::parse(v)
-                .map_err(|e| violations.push(Violation::new(field, Rule::PeriodMalformed, e.to_string())))
+                .map_err(|e| {
+                    violations.push(Violation::new(field, Rule::PeriodMalformed, e.to_string()))
+                })
                 .ok(),
         };
         let starts_from = period("period_from", &req.period_from).map(Period::start);
@@ -150,7 +193,11 @@ fn to_proto(s: store::SubmissionSummary) -> SubmissionSummary {
         freq: s.freq,
         time_period: s.time_period,
         revision: s.revision,
-        status: if s.is_current { RevisionStatus::Current } else { RevisionStatus::Superseded } as i32,
+        status: if s.is_current {
+            RevisionStatus::Current
+        } else {
+            RevisionStatus::Superseded
+        } as i32,
         received_at: Some(timestamp_from_millis(s.received_at_ms)),
         observation_count: s.observation_count,
         envelope_digest: s.envelope_digest,
@@ -170,7 +217,10 @@ impl Submissions for SubmissionsService {
         finish("Submit", member.as_deref(), started, result).map(Response::new)
     }
 
-    async fn get_submission(&self, request: Request<GetSubmissionRequest>) -> Result<Response<Submission>, Status> {
+    async fn get_submission(
+        &self,
+        request: Request<GetSubmissionRequest>,
+    ) -> Result<Response<Submission>, Status> {
         let started = Instant::now();
         let caller = self.gateway.caller(&request);
         let member = caller.as_ref().ok().map(|c| c.member().to_string());

@@ -141,7 +141,11 @@ pub trait Store: Send + Sync + 'static {
     async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError>;
 
     /// Up to [`LIST_PAGE`] submissions matching `filter` with `seq < before_seq`, newest first.
-    async fn list(&self, filter: &ListFilter, before_seq: Option<i64>) -> Result<Vec<SubmissionSummary>, StoreError>;
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        before_seq: Option<i64>,
+    ) -> Result<Vec<SubmissionSummary>, StoreError>;
 }
 
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls
@@ -149,7 +153,10 @@ pub trait Store: Send + Sync + 'static {
 #[async_trait]
 pub trait WriteTx: Send {
     /// The stored receipt of a submission with this payload digest, if any.
-    async fn receipt_by_payload(&mut self, payload_digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn receipt_by_payload(
+        &mut self,
+        payload_digest: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The current revision of a series, 0 if nothing was submitted yet.
     async fn current_revision(&mut self, series: &SeriesKey) -> Result<u32, StoreError>;

@@ -6,16 +6,23 @@ use std::{path::Path, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use sqlx::{
     QueryBuilder, Row, Sqlite, SqlitePool, Transaction,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
 };
 use time::{Date, format_description::BorrowedFormatItem, macros::format_description};
 
 use super::{
-    LIST_PAGE, ListFilter, SeriesKey, Store, StoreError, StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+    LIST_PAGE, ListFilter, SeriesKey, Store, StoreError, StoredSubmission, SubmissionRecord,
+    SubmissionSummary, WriteTx,
 };
 
 /// Migrations, applied in order, each once: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "submissions", include_str!("migrations/sqlite/0001_submissions.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "submissions",
+    include_str!("migrations/sqlite/0001_submissions.sql"),
+)];
 
 const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
 
@@ -30,9 +37,10 @@ pub struct SqliteStore {
 
 fn classify(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
             StoreError::Unavailable(e.to_string())
         }
@@ -63,20 +71,27 @@ impl SqliteStore {
 
     /// Opens a database named by a `sqlite://PATH` URL.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Internal(e.to_string()))?;
         Self::open(options.get_filename()).await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
         )
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM schema_migrations").fetch_one(&mut *tx).await.map_err(classify)?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
         let applied = applied.unwrap_or(0);
         let newest = MIGRATIONS.last().map_or(0, |m| m.0);
         if applied > newest {
@@ -85,7 +100,10 @@ impl SqliteStore {
             )));
         }
         for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(classify)?;
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
             sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, unixepoch())")
                 .bind(version)
                 .bind(name)
@@ -123,7 +141,11 @@ fn date(d: Date) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
         Ok(Box::new(SqliteTx { tx }))
     }
 
@@ -148,9 +170,14 @@ impl Store for SqliteStore {
         .map_err(classify)
     }
 
-    async fn list(&self, filter: &ListFilter, before_seq: Option<i64>) -> Result<Vec<SubmissionSummary>, StoreError> {
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        before_seq: Option<i64>,
+    ) -> Result<Vec<SubmissionSummary>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
-        q.push(SUMMARY_COLUMNS).push(" FROM submissions WHERE 1 = 1");
+        q.push(SUMMARY_COLUMNS)
+            .push(" FROM submissions WHERE 1 = 1");
         if let Some(member) = &filter.member {
             q.push(" AND member = ").push_bind(member.clone());
         }
@@ -172,9 +199,13 @@ impl Store for SqliteStore {
         if let Some(before) = before_seq {
             q.push(" AND seq < ").push_bind(before);
         }
-        q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(LIST_PAGE));
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(LIST_PAGE));
         let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
-        rows.iter().map(summary).collect::<Result<_, _>>().map_err(classify)
+        rows.iter()
+            .map(summary)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
     }
 }
 
@@ -185,7 +216,10 @@ struct SqliteTx {
 
 #[async_trait]
 impl WriteTx for SqliteTx {
-    async fn receipt_by_payload(&mut self, payload_digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn receipt_by_payload(
+        &mut self,
+        payload_digest: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         sqlx::query_scalar("SELECT receipt FROM submissions WHERE payload_digest = ?")
             .bind(&payload_digest[..])
             .fetch_optional(&mut *self.tx)
@@ -264,7 +298,10 @@ impl WriteTx for SqliteTx {
                     .push_bind(o.quantity.map(|q| q.millionths()))
                     .push_bind(o.obs_status.clone())
                     .push_bind(o.conf_status.clone())
-                    .push_bind(o.embargo_time.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64))
+                    .push_bind(
+                        o.embargo_time
+                            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+                    )
                     .push_bind(o.comment.clone());
             });
             q.build().execute(&mut *self.tx).await.map_err(classify)?;

@@ -1,0 +1,268 @@
+//! Test harness: real gateways on 127.0.0.1:0 with the demo PKI, real mTLS clients, real
+//! SQLite files in temporary directories.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use focalgate::{
+    config::Settings,
+    envelope::{self, SigningKey},
+    identity::cert_digest_hex,
+    proto::{Observation, SignedEnvelope, SubmissionBody, submissions_client::SubmissionsClient},
+    schema::SUBMISSION_PAYLOAD_TYPE,
+    service,
+};
+use prost::Message;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The demo PKI folder.
+pub fn pki() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-example")
+}
+
+/// The sample data folder.
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// Settings for a demo gateway with its data in `data_dir`.
+pub fn settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::load_with_env(None, true, Vec::new()).unwrap();
+    let pki = pki();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.data_dir = data_dir.to_path_buf();
+    s.tls.ca = Some(pki.join("ca/ca.pem"));
+    s.tls.crl = vec![pki.join("ca/crl.pem")];
+    s.tls.cert = Some(pki.join("server/server.pem"));
+    s.tls.key = Some(pki.join("server/server.key"));
+    s.policy = Some(pki.join("policy.toml"));
+    s
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Starts a demo gateway with its data in `data_dir`.
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(settings(data_dir)).await
+    }
+
+    /// Starts a gateway with the given settings (listening on 127.0.0.1:0).
+    pub async fn start_with(settings: Settings) -> Self {
+        let assembled = service::assemble(&settings).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service::Assembled {
+            gateway,
+            tls,
+            options,
+            ledger_task,
+        } = assembled;
+        let task = tokio::spawn(async move {
+            service::serve(listener, tls, gateway, options, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+            ledger_task.await.unwrap();
+        });
+        Self {
+            addr,
+            data_dir: settings.data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Shuts down gracefully and waits until everything has stopped.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A channel authenticated as the identity folder `who` of the demo PKI.
+    pub async fn channel(&self, who: &str) -> Channel {
+        let dir = pki().join(who);
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(
+                std::fs::read(pki().join("ca/ca.pem")).unwrap(),
+            ))
+            .identity(Identity::from_pem(
+                std::fs::read(dir.join("auth.pem")).unwrap(),
+                std::fs::read(dir.join("auth.key")).unwrap(),
+            ));
+        self.channel_with(tls).await
+    }
+
+    pub async fn channel_with(&self, tls: ClientTlsConfig) -> Channel {
+        Endpoint::from_shared(self.url())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(&self, who: &str) -> SubmissionsClient<Channel> {
+        SubmissionsClient::new(self.channel(who).await)
+    }
+
+    /// The gateway's raw Ed25519 public key, read from its key file.
+    pub fn public_key(&self) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        let (key, created) =
+            focalgate::pki::load_or_create_gateway_key(&self.data_dir.join("gateway.key")).unwrap();
+        assert!(!created);
+        key.public_key().as_ref().to_vec()
+    }
+
+    /// Rows in a table of the gateway's SQLite file, read behind its back.
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::Connection;
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            self.data_dir.join("focalgate.db").display()
+        );
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let sql = format!("SELECT count(*) FROM {table}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+/// A member's signing key and key id from its demo identity folder.
+pub struct Signer {
+    pub key: SigningKey,
+    pub keyid: String,
+}
+
+impl Signer {
+    /// `signing.key` / `signing.pem` of a demo identity folder.
+    pub fn of(who: &str) -> Self {
+        Self::from_files(
+            &pki().join(who).join("signing.key"),
+            &pki().join(who).join("signing.pem"),
+        )
+    }
+
+    pub fn from_files(key: &Path, cert: &Path) -> Self {
+        let der = focalgate::pki::read_pkcs8(key).unwrap();
+        let cert = focalgate::tls::read_chain(cert).unwrap().remove(0);
+        Self {
+            key: SigningKey::from_pkcs8(&der).unwrap(),
+            keyid: cert_digest_hex(cert.as_ref()),
+        }
+    }
+
+    pub fn seal(&self, body: &SubmissionBody) -> SignedEnvelope {
+        envelope::seal(
+            SUBMISSION_PAYLOAD_TYPE,
+            body.encode_to_vec(),
+            &self.key,
+            &self.keyid,
+        )
+        .unwrap()
+    }
+}
+
+/// A valid SEIZURES observation.
+pub fn seizure(drug: &str, unit: &str, quantity: &str, n: u64) -> Observation {
+    Observation {
+        drug: drug.into(),
+        transport_mode: "ROAD".into(),
+        unit_measure: unit.into(),
+        quantity: quantity.into(),
+        n_seizures: Some(n),
+        ..Default::default()
+    }
+}
+
+/// A valid ROUTES observation.
+pub fn route(
+    drug: &str,
+    origin: &str,
+    transit: &[&str],
+    destination: &str,
+    quantity: &str,
+) -> Observation {
+    Observation {
+        drug: drug.into(),
+        origin_area: origin.into(),
+        departure_area: origin.into(),
+        transit_area: transit.iter().map(|s| s.to_string()).collect(),
+        destination_area: destination.into(),
+        transport_mode: "ROAD".into(),
+        unit_measure: "KG".into(),
+        quantity: quantity.into(),
+        n_seizures: Some(1),
+        ..Default::default()
+    }
+}
+
+/// A submission body: `dataflow` for `ref_area` in `period` (frequency inferred).
+pub fn body(
+    dataflow: &str,
+    ref_area: &str,
+    period: &str,
+    observations: Vec<Observation>,
+) -> SubmissionBody {
+    let freq = if period.contains("-Q") {
+        "Q"
+    } else if period.contains("-M") {
+        "M"
+    } else {
+        "A"
+    };
+    SubmissionBody {
+        dataflow: dataflow.into(),
+        ref_area: ref_area.into(),
+        freq: freq.into(),
+        time_period: period.into(),
+        action: "R".into(),
+        supersedes_revision: None,
+        prepared_at: Some(prost_types::Timestamp {
+            seconds: 1_780_000_000,
+            nanos: 0,
+        }),
+        observations,
+    }
+}
+
+/// Where the shared conformance vectors live; under `CI=true` their absence is a failure.
+pub fn vectors_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("FOCALGATE_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "conformance vectors not found at {} (set FOCALGATE_VECTORS)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipping: conformance vectors not found at {}",
+        dir.display()
+    );
+    None
+}

@@ -1,0 +1,168 @@
+//! Who may connect: TLS 1.3 only, client certificate required, chained to the partnership CA,
+//! unexpired, unrevoked, and naming a member in the policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Gateway, Signer, body, pki, seizure};
+use focalgate::{
+    identity::MemberId,
+    pki::{CertKind, member_params},
+    proto::submissions_client::SubmissionsClient,
+    schema::CodeLists,
+};
+use rcgen::{Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use time::{Duration, OffsetDateTime};
+use tonic::{
+    Code,
+    transport::{Certificate, ClientTlsConfig, Identity},
+};
+
+fn ca_tls() -> ClientTlsConfig {
+    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
+        std::fs::read(pki().join("ca/ca.pem")).unwrap(),
+    ))
+}
+
+/// Connects as the identity folder `who` and tries one submission; returns the error.
+async fn refused(gw: &Gateway, tls: ClientTlsConfig) -> tonic::Status {
+    // Under TLS 1.3 the server checks the client certificate after the client considers the
+    // handshake done: connect() may succeed, the first call must fail.
+    let channel = match tonic::transport::Endpoint::from_shared(gw.url())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+    {
+        Ok(channel) => channel,
+        Err(e) => return tonic::Status::unavailable(e.to_string()),
+    };
+    let env = Signer::of("KAZ").seal(&body(
+        "SEIZURES",
+        "KAZ",
+        "2024",
+        vec![seizure("HEROIN", "KG", "1", 1)],
+    ));
+    SubmissionsClient::new(channel)
+        .submit(env)
+        .await
+        .expect_err("the call must be refused")
+}
+
+fn identity_of(who: &str) -> Identity {
+    let dir = pki().join(who);
+    Identity::from_pem(
+        std::fs::read(dir.join("auth.pem")).unwrap(),
+        std::fs::read(dir.join("auth.key")).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn missing_foreign_expired_and_revoked_client_certificates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path()).await;
+    let cases = [
+        ("no client certificate", ca_tls()),
+        ("wrong CA", ca_tls().identity(identity_of("wrong-ca"))),
+        ("expired", ca_tls().identity(identity_of("expired"))),
+        ("revoked", ca_tls().identity(identity_of("revoked"))),
+    ];
+    for (what, tls) in cases {
+        let status = refused(&gw, tls).await;
+        assert_ne!(status.code(), Code::Ok, "{what}");
+    }
+    assert_eq!(gw.count("submissions").await, 0);
+
+    // The same gateway still serves a good member.
+    let env = Signer::of("KAZ").seal(&body(
+        "SEIZURES",
+        "KAZ",
+        "2024",
+        vec![seizure("HEROIN", "KG", "1", 1)],
+    ));
+    gw.client("KAZ").await.submit(env).await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls12_only_client_cannot_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(pki().join("ca/ca.pem")).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_file(pki().join("KAZ/auth.pem")).unwrap()];
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(pki().join("KAZ/auth.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(focalgate::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let result = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await;
+    let err = result.expect_err("a TLS 1.2 handshake must fail");
+    assert!(
+        err.to_string().to_lowercase().contains("protocol") || err.to_string().contains("alert"),
+        "{err}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_ca_issued_certificate_for_a_member_not_in_the_policy_is_unauthenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path()).await;
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(pki().join("ca/ca.key")).unwrap()).unwrap();
+    let ca_cert = CertificateDer::from_pem_file(pki().join("ca/ca.pem")).unwrap();
+    let issuer = Issuer::from_ca_cert_der(&ca_cert, ca_key).unwrap();
+    let lists = CodeLists::builtin().unwrap();
+    let member = MemberId::parse("FRA:stranger").unwrap();
+    let now = OffsetDateTime::now_utc();
+    let params = member_params(
+        &member,
+        "Not in the policy",
+        CertKind::Auth,
+        &lists,
+        now - Duration::hours(1),
+        now + Duration::days(1),
+    )
+    .unwrap();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let status = refused(
+        &gw,
+        ca_tls().identity(Identity::from_pem(cert.pem(), key.serialize_pem())),
+    )
+    .await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        !status.message().contains("FRA:stranger"),
+        "no internal detail to the peer: {}",
+        status.message()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_signing_certificate_cannot_be_used_for_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path()).await;
+    let dir_kaz = pki().join("KAZ");
+    let signing = Identity::from_pem(
+        std::fs::read(dir_kaz.join("signing.pem")).unwrap(),
+        std::fs::read(dir_kaz.join("signing.key")).unwrap(),
+    );
+    let status = refused(&gw, ca_tls().identity(signing)).await;
+    assert_ne!(status.code(), Code::Ok);
+    gw.stop().await;
+}
