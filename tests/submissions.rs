@@ -492,3 +492,61 @@ async fn health_and_reflection_are_served_over_mtls() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_submissions_and_loses_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path()).await;
+    let channel = gw.channel("TKM").await;
+    let tasks: Vec<_> = (0..60u32)
+        .map(|i| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let obs = seizure("OPIUM", "KG", &format!("{i}.5"), 1);
+                let mut b = body(
+                    "SEIZURES",
+                    "TKM",
+                    &format!("20{:02}", 10 + i % 15),
+                    vec![obs],
+                );
+                b.prepared_at.as_mut().unwrap().nanos = i as i32;
+                let mut client =
+                    focalgate::proto::submissions_client::SubmissionsClient::new(channel);
+                client
+                    .submit(Signer::of("TKM").seal(&b))
+                    .await
+                    .map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    gw.stop().await;
+    let mut receipts = Vec::new();
+    for t in tasks {
+        if let Ok(r) = t.await.unwrap() {
+            receipts.push(r);
+        }
+    }
+
+    let gw = Gateway::start(dir.path()).await;
+    let mut client = gw.client("TKM").await;
+    for r in &receipts {
+        let got = client
+            .get_submission(GetSubmissionRequest {
+                submission_id: r.submission_id.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            got.into_inner().receipt.as_ref(),
+            Some(r),
+            "every receipted submission survives"
+        );
+    }
+    assert_eq!(
+        gw.count("submissions").await as usize,
+        receipts.len(),
+        "and nothing without a receipt was kept"
+    );
+    gw.stop().await;
+}

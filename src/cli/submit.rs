@@ -132,16 +132,18 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
     let mut failed = 0;
     for p in &prepared {
         let mut body = p.body.clone();
+        // Each run is a deliberate submission: a distinct prepared_at makes it a new revision
+        // even with the same figures, while retries resend the very same envelope.
+        let prepared = OffsetDateTime::now_utc();
         body.prepared_at = Some(prost_types::Timestamp {
-            seconds: now.unix_timestamp(),
-            nanos: 0,
+            seconds: prepared.unix_timestamp(),
+            nanos: prepared.nanosecond() as i32,
         });
         let env = signer.seal(&body)?;
         let what = format!("{} {} {}", body.ref_area, body.dataflow, body.time_period);
         bar.set_message(what.clone());
-        match client.submit(env.clone()).await {
-            Ok(response) => {
-                let receipt = response.into_inner();
+        match submit_with_retries(&mut client, &env).await {
+            Ok(receipt) => {
                 check_receipt(&receipt, &env, &body).map_err(|e| format!("{what}: {e}"))?;
                 let line = format!(
                     "accepted {}  {} observation(s)  received {}  envelope sha256:{}",
@@ -178,6 +180,32 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
         Err(format!("{failed} submission(s) refused"))
     } else {
         Ok(())
+    }
+}
+
+/// Sends an envelope, resending the very same envelope when the gateway or the network was
+/// briefly unavailable: the gateway answers a resent envelope with its first receipt.
+async fn submit_with_retries(
+    client: &mut SubmissionsClient<tonic::transport::Channel>,
+    env: &SignedEnvelope,
+) -> Result<Receipt, tonic::Status> {
+    const ATTEMPTS: u32 = 4;
+    let mut attempt = 1;
+    loop {
+        match client.submit(env.clone()).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s)
+                if attempt < ATTEMPTS
+                    && matches!(
+                        s.code(),
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                    ) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                attempt += 1;
+            }
+            Err(s) => return Err(s),
+        }
     }
 }
 

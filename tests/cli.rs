@@ -1,0 +1,259 @@
+//! The `focalgate` binary as a user runs it: serve from a configuration file, submit the
+//! sample files, list and read back, see a validation error, stop with SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{pki, samples};
+
+const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("FOCALGATE_CONFIG")
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ focalgate {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data_dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let config = data_dir.join("focalgate.toml");
+        let p = pki();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                data_dir.join("data").display(),
+                p.join("policy.toml").display(),
+                p.join("ca/ca.pem").display(),
+                p.join("ca/crl.pem").display(),
+                p.join("server/server.pem").display(),
+                p.join("server/server.key").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("FOCALGATE_LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the "serving" line.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = lines.next().expect("server exited early").unwrap();
+            if line.contains("focalgate is serving") {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+                assert_eq!(v["level"], "INFO");
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    /// A failed test must not leave a gateway running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_without_configuration_says_what_to_do() {
+    let out = run(&["serve"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--config FILE") && err.contains("focalgate serve --demo"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlisten_port = 5\n").unwrap();
+    let out = run(&["serve", "--config", file.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listen_port"),
+        "unknown keys are named"
+    );
+}
+
+#[test]
+fn the_walkthrough_works_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let kaz = pki().join("KAZ");
+    let (server_arg, identity) = (server.url.as_str(), kaz.to_str().unwrap());
+
+    let file = samples().join("KAZ-SEIZURES.csv");
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--server",
+        server_arg,
+        "--identity",
+        identity,
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("accepted KAZ.SEIZURES.").count(),
+        28,
+        "one submission per quarter 2019-2025"
+    );
+    assert!(
+        stdout.contains("28 submission(s) sent: 28 accepted, 0 refused"),
+        "{stdout}"
+    );
+
+    let routes = samples().join("KAZ-ROUTES.csv");
+    let out = run(&[
+        "submit",
+        routes.to_str().unwrap(),
+        "--server",
+        server_arg,
+        "--identity",
+        identity,
+    ]);
+    assert!(out.status.success());
+
+    // A second run of the same file is a new revision of every period.
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--server",
+        server_arg,
+        "--identity",
+        identity,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted KAZ.SEIZURES.2025-Q4.r2"));
+
+    let out = run(&[
+        "submissions",
+        "list",
+        "--server",
+        server_arg,
+        "--identity",
+        identity,
+        "--dataflow",
+        "SEIZURES",
+        "--from",
+        "2025-Q4",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("KAZ.SEIZURES.2025-Q4.r2") && stdout.contains("current"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("KAZ.SEIZURES.2025-Q4.r1") && stdout.contains("superseded"),
+        "{stdout}"
+    );
+
+    let env_file = dir.path().join("envelope.bin");
+    let out = run(&[
+        "submissions",
+        "get",
+        "KAZ.SEIZURES.2025-Q4.r1",
+        "--server",
+        server_arg,
+        "--identity",
+        identity,
+        "--envelope",
+        env_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid over the stored payload"));
+    assert!(std::fs::metadata(&env_file).unwrap().len() > 100);
+
+    // A file with mistakes: every problem, pointed at its line.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "STRUCTURE,STRUCTURE_ID,ACTION,REF_AREA,FREQ,TIME_PERIOD,DRUG,UNIT_MEASURE,QUANTITY\n\
+         dataflow,FOCALGATE:SEIZURES(1.0),R,KAZ,A,2024,HEROIN,KG,12.5\n\
+         dataflow,FOCALGATE:SEIZURES(1.0),R,KAZ,A,2024,HEROIN,U,3\n\
+         dataflow,FOCALGATE:SEIZURES(1.0),R,KAZ,A,2024,COCAIN,KG,1.5\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "submit",
+        bad.to_str().unwrap(),
+        "--server",
+        server_arg,
+        "--identity",
+        identity,
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bad.csv:3 observations[1].unit_measure: HEROIN is not reported in U"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad.csv:4 observations[2].drug: \"COCAIN\" is not in CL_DRUG"),
+        "{stdout}"
+    );
+
+    // The dry run finds the same problems without a server.
+    let out = run(&[
+        "submit",
+        bad.to_str().unwrap(),
+        "--dry-run",
+        "--identity",
+        identity,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: observations[1].unit_measure")
+    );
+
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+}
