@@ -1,7 +1,39 @@
-//! focalgate: the gateway through which partner countries' national focal points submit
-//! drug-seizure and trafficking-route statistics, signed, over mutual TLS.
+//! focalgate: the gateway through which national focal points of partner countries submit
+//! agreed, non-sensitive drug-seizure and trafficking-route statistics — signed, over mutual
+//! TLS, in one SDMX-aligned schema — and get a signed receipt for every submission.
 //!
-//! (The full map is written once the modules settle.)
+//! # Layout
+//! Pure parts (no tonic, tokio or store):
+//! - [`schema`]: dataflows `SEIZURES` and `ROUTES`, versioned code lists (data files compiled
+//!   in), exact decimals, periods, and validation that reports every violation.
+//! - [`envelope`]: DSSE v1 pre-authentication encoding, signing, verification before parsing.
+//! - [`receipt`]: the statement the gateway signs for each accepted submission.
+//!
+//! Around them:
+//! - [`identity`]: certificate → member (the certificate profile), roles from the policy,
+//!   the signing-certificate registry, the CA and CRLs in force.
+//! - [`pki`]: certificate profile parameters, key files, the gateway key, the demo PKI.
+//! - [`store`]: persistence behind the [`store::Store`] trait; [`store::sqlite`] is the default.
+//! - [`ledger`]: the single writer: revision numbering, idempotency, receipts, group commit.
+//! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
+//! - [`service`]: the tonic services (thin), errors → gRPC status in one place, the server.
+//! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
+//! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
+//! - [`proto`]: the generated wire contract `focalgate.v1`.
+//!
+//! # Data flow of a submission
+//! ```text
+//! client: SubmissionBody ─encode─▶ bytes ─sign PAE(type, bytes)─▶ SignedEnvelope ─mTLS─▶ Submit
+//! gateway: peer certificate ─identity::Directory─▶ Caller (member, roles)
+//!          envelope::verify (signing certificate: registered, the caller's, CA, CRL, time)
+//!          ─▶ decode SubmissionBody ─▶ reporter is the caller's country ─▶ schema::validate
+//!          ─▶ ledger (batch: idempotency, revision n+1, signed receipt, one durable commit)
+//!          ─▶ Receipt
+//! ```
+//!
+//! # Non-goals
+//! Personal data, case narratives or anything but aggregate statistics; free text is short and
+//! optional. The gateway never deletes or edits a submission: a correction is a new revision.
 
 #![forbid(unsafe_code)]
 

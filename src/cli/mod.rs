@@ -14,7 +14,7 @@ use crate::tls::IdentityDir;
 /// focalgate: a secure gateway for partner countries' drug-seizure and trafficking-route
 /// statistics.
 #[derive(Debug, Parser)]
-#[command(name = "focalgate", version, about, long_about = None)]
+#[command(name = "focalgate", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
