@@ -20,8 +20,8 @@ use focalgate::{
     envelope::{self, SigningKey},
     identity::cert_digest_hex,
     proto::{
-        GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope, Submission, SubmissionBody,
-        SubmissionSummary,
+        GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope,
+        Submission, SubmissionBody, SubmissionSummary,
         submissions_client::SubmissionsClient,
         submissions_server::{Submissions, SubmissionsServer},
     },
@@ -48,10 +48,24 @@ const DRUGS: [(&str, &str); 10] = [
     ("COCAINE", "KG"),
     ("ACETIC_ANHYDRIDE", "L"),
 ];
-const MODES: [&str; 10] = ["ROAD", "RAIL", "AIR", "SEA", "POSTAL", "PEDESTRIAN", "INLAND_WATER", "_O", "_U", ""];
+const MODES: [&str; 10] = [
+    "ROAD",
+    "RAIL",
+    "AIR",
+    "SEA",
+    "POSTAL",
+    "PEDESTRIAN",
+    "INLAND_WATER",
+    "_O",
+    "_U",
+    "",
+];
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `n` distinct signed submissions of 100 observations, spread over members and periods.
@@ -59,9 +73,17 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
     let signers: Vec<(SigningKey, String)> = MEMBERS
         .iter()
         .map(|m| {
-            let key = focalgate::pki::read_pkcs8(&format!("certs-example/{m}/signing.key").as_ref()).unwrap();
-            let cert = focalgate::tls::read_chain(format!("certs-example/{m}/signing.pem").as_ref()).unwrap().remove(0);
-            (SigningKey::from_pkcs8(&key).unwrap(), cert_digest_hex(cert.as_ref()))
+            let key =
+                focalgate::pki::read_pkcs8(&format!("certs-example/{m}/signing.key").as_ref())
+                    .unwrap();
+            let cert =
+                focalgate::tls::read_chain(format!("certs-example/{m}/signing.pem").as_ref())
+                    .unwrap()
+                    .remove(0);
+            (
+                SigningKey::from_pkcs8(&key).unwrap(),
+                cert_digest_hex(cert.as_ref()),
+            )
         })
         .collect();
     (0..n)
@@ -86,12 +108,18 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
                 freq: "M".into(),
                 time_period: format!("{}-M{:02}", 2015 + (i / 12) % 10, 1 + i % 12),
                 action: "R".into(),
-                prepared_at: Some(prost_types::Timestamp { seconds: 1_780_000_000, nanos: i as i32 }),
+                prepared_at: Some(prost_types::Timestamp {
+                    seconds: 1_780_000_000,
+                    nanos: i as i32,
+                }),
                 observations,
                 ..Default::default()
             };
             let (key, keyid) = &signers[member];
-            (member, envelope::seal(SUBMISSION_PAYLOAD_TYPE, body.encode_to_vec(), key, keyid).unwrap())
+            (
+                member,
+                envelope::seal(SUBMISSION_PAYLOAD_TYPE, body.encode_to_vec(), key, keyid).unwrap(),
+            )
         })
         .collect()
 }
@@ -103,13 +131,22 @@ struct Echo;
 impl Submissions for Echo {
     async fn submit(&self, request: Request<SignedEnvelope>) -> Result<Response<Receipt>, Status> {
         let env = request.into_inner();
-        Ok(Response::new(Receipt { payload_digest: env.payload[..32.min(env.payload.len())].to_vec(), ..Default::default() }))
+        Ok(Response::new(Receipt {
+            payload_digest: env.payload[..32.min(env.payload.len())].to_vec(),
+            ..Default::default()
+        }))
     }
-    async fn get_submission(&self, _: Request<GetSubmissionRequest>) -> Result<Response<Submission>, Status> {
+    async fn get_submission(
+        &self,
+        _: Request<GetSubmissionRequest>,
+    ) -> Result<Response<Submission>, Status> {
         Err(Status::unimplemented("baseline"))
     }
     type ListSubmissionsStream = tokio_stream::Empty<Result<SubmissionSummary, Status>>;
-    async fn list_submissions(&self, _: Request<ListSubmissionsRequest>) -> Result<Response<Self::ListSubmissionsStream>, Status> {
+    async fn list_submissions(
+        &self,
+        _: Request<ListSubmissionsRequest>,
+    ) -> Result<Response<Self::ListSubmissionsStream>, Status> {
         Err(Status::unimplemented("baseline"))
     }
 }
@@ -117,12 +154,20 @@ impl Submissions for Echo {
 async fn channel(addr: std::net::SocketAddr, member: &str) -> Channel {
     let dir = format!("certs-example/{member}");
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read("certs-example/ca/ca.pem").unwrap()))
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read("certs-example/ca/ca.pem").unwrap(),
+        ))
         .identity(Identity::from_pem(
             std::fs::read(format!("{dir}/auth.pem")).unwrap(),
             std::fs::read(format!("{dir}/auth.key")).unwrap(),
         ));
-    Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap()
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 struct Run {
@@ -133,7 +178,11 @@ struct Run {
 
 /// Sends every envelope from `clients` concurrent clients (one connection each, as the member
 /// that signed it) and measures throughput and latency.
-async fn drive(addr: std::net::SocketAddr, envs: &[(usize, SignedEnvelope)], clients: usize) -> Run {
+async fn drive(
+    addr: std::net::SocketAddr,
+    envs: &[(usize, SignedEnvelope)],
+    clients: usize,
+) -> Run {
     let envs = Arc::new(envs.to_vec());
     let mut channels = Vec::new();
     for c in 0..clients {
@@ -150,11 +199,14 @@ async fn drive(addr: std::net::SocketAddr, envs: &[(usize, SignedEnvelope)], cli
         .map(|(_, per_member)| {
             let (envs, next) = (envs.clone(), next.clone());
             tokio::spawn(async move {
-                let mut clients: Vec<_> = per_member.into_iter().map(SubmissionsClient::new).collect();
+                let mut clients: Vec<_> =
+                    per_member.into_iter().map(SubmissionsClient::new).collect();
                 let mut latencies = Vec::new();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((member, env)) = envs.get(i) else { break };
+                    let Some((member, env)) = envs.get(i) else {
+                        break;
+                    };
                     let t = Instant::now();
                     clients[*member].submit(env.clone()).await.unwrap();
                     latencies.push(t.elapsed());
@@ -170,13 +222,20 @@ async fn drive(addr: std::net::SocketAddr, envs: &[(usize, SignedEnvelope)], cli
     let elapsed = started.elapsed();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Run { per_second: envs.len() as f64 / elapsed.as_secs_f64(), p50: at(0.5), p99: at(0.99) }
+    Run {
+        per_second: envs.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.5),
+        p99: at(0.99),
+    }
 }
 
 fn main() {
     let n = env_or("BENCH_SUBMISSIONS", 4_000);
     let clients = env_or("BENCH_CLIENTS", 16);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         eprintln!("signing {n} submissions of 100 observations ...");
         let envs = envelopes(n);

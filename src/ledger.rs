@@ -136,6 +136,16 @@ fn reply_all(jobs: Vec<Job>, results: Vec<Result<Receipt, LedgerError>>) {
     }
 }
 
+/// A submission of the batch that will be stored.
+struct Fresh {
+    job: usize,
+    series: SeriesKey,
+    id: String,
+    revision: u32,
+    receipt: Receipt,
+    encoded: Vec<u8>,
+}
+
 /// Runs one batch in one transaction; the outer error means nothing was committed.
 async fn commit(
     store: &dyn Store,
@@ -144,36 +154,41 @@ async fn commit(
 ) -> Result<Vec<Result<Receipt, LedgerError>>, StoreError> {
     let mut tx = store.begin().await?;
     let received_at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut revisions: HashMap<SeriesKey, u32> = HashMap::new();
-    let mut in_batch: HashMap<[u8; 32], Receipt> = HashMap::new();
+    let series: Vec<SeriesKey> = jobs
+        .iter()
+        .map(|j| series_of(&j.accepted.submission))
+        .collect();
+    let digests: Vec<[u8; 32]> = jobs.iter().map(|j| j.accepted.payload_digest).collect();
+    let stored = tx.receipts_by_payload(&digests).await?;
+    let mut current = tx
+        .current_revisions(&series.iter().collect::<Vec<_>>())
+        .await?;
+
     let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    let mut fresh: Vec<Fresh> = Vec::with_capacity(jobs.len());
+    let mut in_batch: HashMap<[u8; 32], usize> = HashMap::new();
+    for (i, (job, series)) in jobs.iter().zip(series).enumerate() {
         let a = &job.accepted;
-        if let Some(r) = in_batch.get(&a.payload_digest) {
-            results.push(Ok(r.clone()));
-            continue;
-        }
-        if let Some(bytes) = tx.receipt_by_payload(&a.payload_digest).await? {
-            let stored = Receipt::decode(bytes.as_slice())
+        if let Some(bytes) = stored.get(&a.payload_digest) {
+            let receipt = Receipt::decode(bytes.as_slice())
                 .map_err(|e| StoreError::Internal(format!("stored receipt: {e}")))?;
-            results.push(Ok(stored));
+            results.push(Ok(receipt));
             continue;
         }
-        let s = &a.submission;
-        let series = SeriesKey {
-            ref_area: s.ref_area.clone(),
-            dataflow: s.dataflow,
-            time_period: s.period.to_string(),
-        };
-        let current = match revisions.get(&series) {
-            Some(&rev) => rev,
-            None => tx.current_revision(&series).await?,
-        };
-        if let Some(expected) = s.supersedes_revision.filter(|&e| e != current) {
-            results.push(Err(LedgerError::RevisionConflict { current, expected }));
+        if let Some(&k) = in_batch.get(&a.payload_digest) {
+            results.push(Ok(fresh[k].receipt.clone()));
             continue;
         }
-        let revision = current + 1;
+        let now = current.get(&series).copied().unwrap_or(0);
+        if let Some(expected) = a.submission.supersedes_revision.filter(|&e| e != now) {
+            results.push(Err(LedgerError::RevisionConflict {
+                current: now,
+                expected,
+            }));
+            continue;
+        }
+        let revision = now + 1;
+        current.insert(series.clone(), revision);
         let id = format!(
             "{}.{}.{}.r{revision}",
             series.ref_area, series.dataflow, series.time_period
@@ -191,28 +206,52 @@ async fn commit(
             ..Default::default()
         };
         receipt::sign(&mut r, key).map_err(|e| StoreError::Internal(format!("receipt: {e}")))?;
-        let encoded = r.encode_to_vec();
-        tx.insert(&SubmissionRecord {
+        in_batch.insert(a.payload_digest, fresh.len());
+        results.push(Ok(r.clone()));
+        fresh.push(Fresh {
+            job: i,
+            series,
             id,
-            member: a.member.as_str(),
-            series: &series,
-            freq: s.period.frequency().code(),
-            period_start: s.period.start(),
-            period_end: s.period.end(),
             revision,
-            received_at_ms,
-            payload_digest: a.payload_digest,
-            envelope_digest: a.envelope_digest,
-            envelope: &a.envelope,
-            signing_cert: &a.signing_cert,
-            receipt: &encoded,
-            observations: &s.observations,
-        })
-        .await?;
-        revisions.insert(series, revision);
-        in_batch.insert(a.payload_digest, r.clone());
-        results.push(Ok(r));
+            encoded: r.encode_to_vec(),
+            receipt: r,
+        });
+    }
+
+    if !fresh.is_empty() {
+        let records: Vec<SubmissionRecord<'_>> = fresh
+            .iter()
+            .map(|f| {
+                let a = &jobs[f.job].accepted;
+                let s = &a.submission;
+                SubmissionRecord {
+                    id: f.id.clone(),
+                    member: a.member.as_str(),
+                    series: &f.series,
+                    freq: s.period.frequency().code(),
+                    period_start: s.period.start(),
+                    period_end: s.period.end(),
+                    revision: f.revision,
+                    received_at_ms,
+                    payload_digest: a.payload_digest,
+                    envelope_digest: a.envelope_digest,
+                    envelope: &a.envelope,
+                    signing_cert: &a.signing_cert,
+                    receipt: &f.encoded,
+                    observations: &s.observations,
+                }
+            })
+            .collect();
+        tx.insert(&records).await?;
     }
     tx.commit().await?;
     Ok(results)
+}
+
+fn series_of(s: &ValidSubmission) -> SeriesKey {
+    SeriesKey {
+        ref_area: s.ref_area.clone(),
+        dataflow: s.dataflow,
+        time_period: s.period.to_string(),
+    }
 }

@@ -550,3 +550,149 @@ async fn shutdown_finishes_in_flight_submissions_and_loses_none() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn observations_are_stored_exactly_as_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path()).await;
+    let mut embargoed = seizure("METHAMPHETAMINE", "KG", "0.000001", 1);
+    embargoed.conf_status = "E".into();
+    embargoed.embargo_time = Some(prost_types::Timestamp {
+        seconds: 1_900_000_000,
+        nanos: 123_000_000,
+    });
+    embargoed.comment = "contains \"quotes\", commas; and ünïcode".into();
+    let mut counted = seizure("TRAMADOL", "U", "", 12);
+    counted.quantity.clear();
+    counted.unit_measure.clear();
+    counted.transport_mode.clear();
+    let b = body(
+        "SEIZURES",
+        "UZB",
+        "2024-M03",
+        vec![
+            seizure("OPIUM", "KG", "999999999999.999999", 7),
+            embargoed,
+            counted,
+        ],
+    );
+    gw.client("UZB")
+        .await
+        .submit(Signer::of("UZB").seal(&b))
+        .await
+        .unwrap();
+    let r = body(
+        "ROUTES",
+        "UZB",
+        "2024",
+        vec![route("HEROIN", "AFG", &["TJK", "KGZ", "KAZ"], "RUS", "10")],
+    );
+    gw.client("UZB")
+        .await
+        .submit(Signer::of("UZB").seal(&r))
+        .await
+        .unwrap();
+
+    use sqlx::{Connection, Row};
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("focalgate.db").display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT s.id, o.idx, o.drug, o.transport_mode, o.transit_area, o.unit_measure, o.n_seizures, o.quantity, \
+         o.conf_status, o.embargo_time, o.comment FROM observations o JOIN submissions s ON s.seq = o.submission_seq \
+         ORDER BY s.seq, o.idx",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    type Stored = (
+        String,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        String,
+        Option<i64>,
+        Option<String>,
+    );
+    let got: Vec<Stored> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+                r.get(9),
+                r.get(10),
+            )
+        })
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    let want: Vec<Stored> = vec![
+        (
+            "UZB.SEIZURES.2024-M03.r1".into(),
+            0,
+            "OPIUM".into(),
+            s("ROAD"),
+            None,
+            s("KG"),
+            Some(7),
+            Some(999_999_999_999_999_999),
+            "F".into(),
+            None,
+            None,
+        ),
+        (
+            "UZB.SEIZURES.2024-M03.r1".into(),
+            1,
+            "METHAMPHETAMINE".into(),
+            s("ROAD"),
+            None,
+            s("KG"),
+            Some(1),
+            Some(1),
+            "E".into(),
+            Some(1_900_000_000_123),
+            s("contains \"quotes\", commas; and ünïcode"),
+        ),
+        (
+            "UZB.SEIZURES.2024-M03.r1".into(),
+            2,
+            "TRAMADOL".into(),
+            None,
+            None,
+            None,
+            Some(12),
+            None,
+            "F".into(),
+            None,
+            None,
+        ),
+        (
+            "UZB.ROUTES.2024.r1".into(),
+            0,
+            "HEROIN".into(),
+            s("ROAD"),
+            s("TJK;KGZ;KAZ"),
+            s("KG"),
+            Some(1),
+            Some(10_000_000),
+            "F".into(),
+            None,
+            None,
+        ),
+    ];
+    assert_eq!(got, want);
+    gw.stop().await;
+}

@@ -90,6 +90,8 @@ pub struct SigningCert {
     pub keyid: String,
     /// Its public key.
     pub key: VerifyingKey,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
 }
 
 /// Everything needed to identify callers and signers: CA and CRLs, policy, signing registry.
@@ -101,7 +103,15 @@ pub struct Directory {
     pub policy: Policy,
     lists: std::sync::Arc<CodeLists>,
     signing: HashMap<String, SigningCert>,
+    /// Signing certificates whose chain and revocation status were checked, and until when
+    /// (Unix seconds) that check holds: the certificate's end of validity, the CRLs'
+    /// `nextUpdate`, or a few minutes, whichever comes first. A new trust or policy is a new
+    /// `Directory`, so a reload empties it.
+    checked: std::sync::Mutex<HashMap<String, i64>>,
 }
+
+/// How long a successful signing-certificate check is reused, in seconds.
+const CHECK_REUSE_SECS: i64 = 300;
 
 /// Why a caller is not authenticated. Only ever shown to operators; peers get a plain
 /// UNAUTHENTICATED.
@@ -181,6 +191,7 @@ impl Directory {
             policy: Policy { roles },
             lists,
             signing,
+            checked: Default::default(),
         })
     }
 
@@ -218,7 +229,21 @@ impl Directory {
         if &cert.member != member {
             return Err("the signing certificate belongs to another member".into());
         }
-        self.trust.check_signing_cert(&cert.der, now)?;
+        let secs = now.as_secs() as i64;
+        let fresh = |c: &HashMap<String, i64>| c.get(keyid).is_some_and(|&until| secs < until);
+        // A poisoned lock only means another check panicked; the map itself stays valid.
+        if !fresh(&self.checked.lock().unwrap_or_else(|p| p.into_inner())) {
+            self.trust.check_signing_cert(&cert.der, now)?;
+            let until = [cert.not_after, secs + CHECK_REUSE_SECS]
+                .into_iter()
+                .chain(self.trust.crls_valid_until())
+                .min()
+                .unwrap_or(secs);
+            self.checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(keyid.to_owned(), until);
+        }
         Ok((cert, cert.key.clone()))
     }
 
@@ -242,6 +267,7 @@ pub(crate) fn signing_cert_from_der(der: &[u8], lists: &CodeLists) -> Result<Sig
         member: identity.member,
         keyid: cert_digest_hex(der),
         key: public_key_of(der)?,
+        not_after: identity.not_after,
         der: der.to_vec(),
     })
 }

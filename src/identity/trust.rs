@@ -28,6 +28,8 @@ pub struct Trust {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     parsed_crls: Vec<CertRevocationList<'static>>,
+    /// The earliest `nextUpdate` of the CRLs (Unix seconds): after it, every check fails.
+    crls_valid_until: Option<i64>,
 }
 
 /// Why trust material was refused.
@@ -92,6 +94,7 @@ impl Trust {
 
         let mut ders = Vec::new();
         let mut parsed = Vec::new();
+        let mut crls_valid_until: Option<i64> = None;
         for (name, bytes) in crls {
             let der = if bytes.starts_with(b"-----BEGIN") {
                 CertificateRevocationListDer::from_pem_slice(bytes)
@@ -108,6 +111,12 @@ impl Trust {
                     "the CRL is not issued by a trusted CA".into(),
                 ));
             }
+            let next_update = x509_parser::parse_x509_crl(der.as_ref())
+                .ok()
+                .and_then(|(_, c)| c.next_update())
+                .map(|t| t.timestamp())
+                .ok_or_else(|| invalid(name, "the CRL has no nextUpdate".into()))?;
+            crls_valid_until = Some(crls_valid_until.map_or(next_update, |t| t.min(next_update)));
             ders.push(der);
             parsed.push(crl);
         }
@@ -116,7 +125,13 @@ impl Trust {
             anchors,
             crls: ders,
             parsed_crls: parsed,
+            crls_valid_until,
         })
+    }
+
+    /// The earliest `nextUpdate` of the CRLs in force, Unix seconds.
+    pub fn crls_valid_until(&self) -> Option<i64> {
+        self.crls_valid_until
     }
 
     /// The CA certificates.

@@ -372,14 +372,13 @@ pub fn validate(
         observations.reserve(body.observations.len());
         let mut keys: HashMap<Vec<&str>, usize> = HashMap::with_capacity(body.observations.len());
         for (i, obs) in body.observations.iter().enumerate() {
-            let path = format!("observations[{i}]");
-            if let Some(valid) = observation(&mut v, &path, obs, dataflow, lists, limits) {
+            if let Some(valid) = observation(&mut v, i, obs, dataflow, lists, limits) {
                 observations.push(valid);
             }
             let key = observation_key(obs, dataflow);
             if let Some(first) = keys.insert(key, i) {
                 v.push::<()>(
-                    path,
+                    At::observation(i, ""),
                     Rule::DuplicateKey,
                     format!(
                         "same key as observations[{first}] ({})",
@@ -443,19 +442,19 @@ fn describe_key(obs: &Observation, dataflow: Dataflow) -> String {
 
 fn observation(
     v: &mut Violations,
-    path: &str,
+    index: usize,
     obs: &Observation,
     dataflow: Dataflow,
     lists: &CodeLists,
     limits: &Limits,
 ) -> Option<ValidObservation> {
     let before = v.0.len();
-    let field = |name: &str| format!("{path}.{name}");
+    let field = |name: &'static str| At::observation(index, name);
 
-    let drug = v.code(&field("drug"), &obs.drug, &lists.drug, true);
+    let drug = v.code(field("drug"), &obs.drug, &lists.drug, true);
     let is_routes = dataflow == Dataflow::Routes;
     let transport_mode = v.code(
-        &field("transport_mode"),
+        field("transport_mode"),
         &obs.transport_mode,
         &lists.transport_mode,
         is_routes,
@@ -463,15 +462,15 @@ fn observation(
 
     let (mut origin, mut departure, mut destination, mut transit) = (None, None, None, Vec::new());
     if is_routes {
-        origin = v.code(&field("origin_area"), &obs.origin_area, &lists.area, true);
+        origin = v.code(field("origin_area"), &obs.origin_area, &lists.area, true);
         departure = v.code(
-            &field("departure_area"),
+            field("departure_area"),
             &obs.departure_area,
             &lists.area,
             false,
         );
         destination = v.code(
-            &field("destination_area"),
+            field("destination_area"),
             &obs.destination_area,
             &lists.area,
             true,
@@ -489,7 +488,11 @@ fn observation(
         } else {
             for (j, area) in obs.transit_area.iter().enumerate() {
                 if let Some(code) = v.code(
-                    &format!("{path}.transit_area[{j}]"),
+                    At {
+                        index,
+                        field: "transit_area",
+                        item: Some(j),
+                    },
                     area,
                     &lists.area,
                     true,
@@ -516,7 +519,7 @@ fn observation(
     }
 
     let unit = v.code(
-        &field("unit_measure"),
+        field("unit_measure"),
         &obs.unit_measure,
         &lists.unit_measure,
         false,
@@ -568,14 +571,14 @@ fn observation(
 
     let obs_status = match obs.obs_status.as_str() {
         "" => Some("A"),
-        s => v.code(&field("obs_status"), s, &lists.obs_status, true),
+        s => v.code(field("obs_status"), s, &lists.obs_status, true),
     };
     let missing = obs_status
         .and_then(|s| lists.obs_status.get(s))
         .is_some_and(|c| c.missing);
     if obs.n_seizures.is_none() && obs.quantity.is_empty() && !missing {
         v.push::<()>(
-            path.to_owned(),
+            field(""),
             Rule::NoMeasure,
             "an observation needs N_SEIZURES or QUANTITY, or an OBS_STATUS meaning a missing value",
         );
@@ -583,12 +586,12 @@ fn observation(
 
     let conf_status = match obs.conf_status.as_str() {
         "" => Some("F"),
-        s => v.code(&field("conf_status"), s, &lists.conf_status, true),
+        s => v.code(field("conf_status"), s, &lists.conf_status, true),
     };
     let embargo_time = obs
         .embargo_time
         .as_ref()
-        .and_then(|ts| v.timestamp(&field("embargo_time"), ts));
+        .and_then(|ts| v.timestamp(field("embargo_time"), ts));
     match (conf_status, &obs.embargo_time) {
         (Some("E"), None) => {
             v.push::<()>(
@@ -659,29 +662,27 @@ struct Violations(Vec<Violation>);
 impl Violations {
     fn push<T>(
         &mut self,
-        field: impl Into<String>,
+        field: impl fmt::Display,
         rule: Rule,
         detail: impl Into<String>,
     ) -> Option<T> {
-        self.0.push(Violation::new(field, rule, detail));
+        self.0.push(Violation::new(field.to_string(), rule, detail));
         None
     }
 
     /// Checks `value` against `list`; an empty value is `None`, or a violation if `required`.
     fn code<'a>(
         &mut self,
-        field: &str,
+        field: impl fmt::Display,
         value: &'a str,
         list: &CodeList,
         required: bool,
     ) -> Option<&'a str> {
         if value.is_empty() {
             if required {
-                self.push::<()>(
-                    field,
-                    Rule::Required,
-                    format!("{} is required ({})", field_name(field), list),
-                );
+                let field = field.to_string();
+                let detail = format!("{} is required ({})", field_name(&field), list);
+                self.push::<()>(field, Rule::Required, detail);
             }
             return None;
         }
@@ -707,11 +708,47 @@ impl Violations {
         }
     }
 
-    fn timestamp(&mut self, field: &str, ts: &prost_types::Timestamp) -> Option<OffsetDateTime> {
+    fn timestamp(
+        &mut self,
+        field: impl fmt::Display,
+        ts: &prost_types::Timestamp,
+    ) -> Option<OffsetDateTime> {
         let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
         match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
             Ok(t) if (0..1_000_000_000).contains(&ts.nanos) => Some(t),
             _ => self.push(field, Rule::TimestampInvalid, "not a valid timestamp"),
+        }
+    }
+}
+
+/// The path of a field of one observation, written out only when a violation needs it:
+/// `observations[3]`, `observations[3].unit_measure`, `observations[3].transit_area[1]`.
+#[derive(Clone, Copy)]
+struct At {
+    index: usize,
+    field: &'static str,
+    item: Option<usize>,
+}
+
+impl At {
+    fn observation(index: usize, field: &'static str) -> Self {
+        Self {
+            index,
+            field,
+            item: None,
+        }
+    }
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "observations[{}]", self.index)?;
+        if !self.field.is_empty() {
+            write!(f, ".{}", self.field)?;
+        }
+        match self.item {
+            Some(j) => write!(f, "[{j}]"),
+            None => Ok(()),
         }
     }
 }

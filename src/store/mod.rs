@@ -9,6 +9,8 @@
 
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use time::Date;
 
@@ -149,22 +151,60 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls
-/// everything back.
+/// everything back. Every method works on the whole batch, so a batch costs a handful of
+/// statements however many submissions it holds.
 #[async_trait]
 pub trait WriteTx: Send {
-    /// The stored receipt of a submission with this payload digest, if any.
-    async fn receipt_by_payload(
+    /// The stored receipts of submissions with any of these payload digests.
+    async fn receipts_by_payload(
         &mut self,
-        payload_digest: &[u8; 32],
-    ) -> Result<Option<Vec<u8>>, StoreError>;
+        payload_digests: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>, StoreError>;
 
-    /// The current revision of a series, 0 if nothing was submitted yet.
-    async fn current_revision(&mut self, series: &SeriesKey) -> Result<u32, StoreError>;
+    /// The current revisions of these series; a series with nothing submitted yet is absent.
+    async fn current_revisions(
+        &mut self,
+        series: &[&SeriesKey],
+    ) -> Result<HashMap<SeriesKey, u32>, StoreError>;
 
-    /// Inserts a submission as the current revision of its series, marking the previous one
-    /// superseded.
-    async fn insert(&mut self, record: &SubmissionRecord<'_>) -> Result<(), StoreError>;
+    /// Inserts submissions in order. The previous current revision of each series is marked
+    /// superseded, and the last record of each series becomes its current revision.
+    async fn insert(&mut self, records: &[SubmissionRecord<'_>]) -> Result<(), StoreError>;
 
     /// Commits durably.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// The observations of a batch as one JSON array of rows, for a single INSERT … SELECT:
+/// `[submission_seq, idx, drug, transport_mode, origin_area, departure_area, transit_area,
+/// destination_area, unit_measure, n_seizures, quantity (millionths), obs_status, conf_status,
+/// embargo_time (Unix ms), comment]`, absent values as `null`, transit areas joined by `;`.
+pub(crate) fn observation_rows_json<'a>(
+    records: impl Iterator<Item = (i64, &'a [ValidObservation])>,
+) -> Result<String, StoreError> {
+    let mut rows = Vec::new();
+    for (seq, observations) in records {
+        for (idx, o) in observations.iter().enumerate() {
+            let transit = (!o.transit_area.is_empty()).then(|| o.transit_area.join(";"));
+            rows.push(serde_json::json!([
+                seq,
+                idx,
+                o.drug,
+                o.transport_mode,
+                o.origin_area,
+                o.departure_area,
+                transit,
+                o.destination_area,
+                o.unit_measure,
+                o.n_seizures,
+                o.quantity.map(|q| q.millionths()),
+                o.obs_status,
+                o.conf_status,
+                o.embargo_time
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+                o.comment,
+            ]));
+        }
+    }
+    serde_json::to_string(&rows).map_err(|e| StoreError::Internal(format!("observation rows: {e}")))
 }

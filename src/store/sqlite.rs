@@ -1,7 +1,7 @@
 //! The embedded SQLite store: one file, WAL, `synchronous = FULL` so that a commit is on disk
 //! before it returns, and `BEGIN IMMEDIATE` write transactions so writers never deadlock.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
@@ -12,9 +12,11 @@ use sqlx::{
 };
 use time::{Date, format_description::BorrowedFormatItem, macros::format_description};
 
+use crate::schema::Dataflow;
+
 use super::{
     LIST_PAGE, ListFilter, SeriesKey, Store, StoreError, StoredSubmission, SubmissionRecord,
-    SubmissionSummary, WriteTx,
+    SubmissionSummary, WriteTx, observation_rows_json,
 };
 
 /// Migrations, applied in order, each once: (version, name, SQL).
@@ -26,8 +28,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
 
-/// Rows per multi-row INSERT, well under SQLite's 32,766 bound parameters.
-const INSERT_CHUNK: usize = 1_000;
+/// Submissions per multi-row INSERT (17 parameters each), well under SQLite's 32,766.
+const INSERT_CHUNK: usize = 500;
+/// Keys per `IN (…)` lookup.
+const LOOKUP_CHUNK: usize = 500;
 
 /// A SQLite database file.
 #[derive(Clone, Debug)]
@@ -216,100 +220,154 @@ struct SqliteTx {
 
 #[async_trait]
 impl WriteTx for SqliteTx {
-    async fn receipt_by_payload(
+    async fn receipts_by_payload(
         &mut self,
-        payload_digest: &[u8; 32],
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar("SELECT receipt FROM submissions WHERE payload_digest = ?")
-            .bind(&payload_digest[..])
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(classify)
+        payload_digests: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in payload_digests.chunks(LOOKUP_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT payload_digest, receipt FROM submissions WHERE payload_digest IN (",
+            );
+            let mut list = q.separated(", ");
+            for d in chunk {
+                list.push_bind(d.to_vec());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *self.tx).await.map_err(classify)? {
+                let digest: Vec<u8> = row.try_get(0).map_err(classify)?;
+                let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| {
+                    StoreError::Internal("stored payload digest is not 32 bytes".into())
+                })?;
+                found.insert(digest, row.try_get(1).map_err(classify)?);
+            }
+        }
+        Ok(found)
     }
 
-    async fn current_revision(&mut self, series: &SeriesKey) -> Result<u32, StoreError> {
-        let rev: Option<u32> = sqlx::query_scalar(
-            "SELECT revision FROM submissions WHERE ref_area = ? AND dataflow = ? AND time_period = ? AND is_current = 1",
-        )
-        .bind(&series.ref_area)
-        .bind(series.dataflow.id())
-        .bind(&series.time_period)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(classify)?;
-        Ok(rev.unwrap_or(0))
+    async fn current_revisions(
+        &mut self,
+        series: &[&SeriesKey],
+    ) -> Result<HashMap<SeriesKey, u32>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in series.chunks(LOOKUP_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT ref_area, dataflow, time_period, revision FROM submissions \
+                 WHERE is_current = 1 AND (ref_area, dataflow, time_period) IN (VALUES ",
+            );
+            push_series(&mut q, chunk);
+            q.push(")");
+            for row in q.build().fetch_all(&mut *self.tx).await.map_err(classify)? {
+                let dataflow: String = row.try_get(1).map_err(classify)?;
+                let key = SeriesKey {
+                    ref_area: row.try_get(0).map_err(classify)?,
+                    dataflow: Dataflow::from_id(&dataflow).ok_or_else(|| {
+                        StoreError::Internal(format!("stored dataflow {dataflow}"))
+                    })?,
+                    time_period: row.try_get(2).map_err(classify)?,
+                };
+                found.insert(key, row.try_get(3).map_err(classify)?);
+            }
+        }
+        Ok(found)
     }
 
-    async fn insert(&mut self, r: &SubmissionRecord<'_>) -> Result<(), StoreError> {
-        let s = &r.series;
+    async fn insert(&mut self, records: &[SubmissionRecord<'_>]) -> Result<(), StoreError> {
+        // 1. The series' current revisions become superseded.
+        let mut series: Vec<&SeriesKey> = records.iter().map(|r| r.series).collect();
+        series.sort_by(|a, b| {
+            (&a.ref_area, a.dataflow.id(), &a.time_period).cmp(&(
+                &b.ref_area,
+                b.dataflow.id(),
+                &b.time_period,
+            ))
+        });
+        series.dedup();
+        for chunk in series.chunks(LOOKUP_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE submissions SET is_current = 0 \
+                 WHERE is_current = 1 AND (ref_area, dataflow, time_period) IN (VALUES ",
+            );
+            push_series(&mut q, chunk);
+            q.push(")");
+            q.build().execute(&mut *self.tx).await.map_err(classify)?;
+        }
+
+        // 2. The submissions, the last of each series current.
+        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(records.len());
+        for (chunk_no, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO submissions (id, member, dataflow, ref_area, freq, time_period, period_start, \
+                 period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
+                 signing_cert, receipt, observation_count) ",
+            );
+            q.push_values(chunk.iter().enumerate(), |mut b, (i, r)| {
+                let position = chunk_no * INSERT_CHUNK + i;
+                let is_current = !records[position + 1..]
+                    .iter()
+                    .any(|later| later.series == r.series);
+                b.push_bind(r.id.clone())
+                    .push_bind(r.member.to_owned())
+                    .push_bind(r.series.dataflow.id())
+                    .push_bind(r.series.ref_area.clone())
+                    .push_bind(r.freq)
+                    .push_bind(r.series.time_period.clone())
+                    .push_bind(date(r.period_start))
+                    .push_bind(date(r.period_end))
+                    .push_bind(r.revision)
+                    .push_bind(is_current)
+                    .push_bind(r.received_at_ms)
+                    .push_bind(r.payload_digest.to_vec())
+                    .push_bind(r.envelope_digest.to_vec())
+                    .push_bind(r.envelope.to_vec())
+                    .push_bind(r.signing_cert.to_vec())
+                    .push_bind(r.receipt.to_vec())
+                    .push_bind(r.observations.len() as i64);
+            });
+            q.push(" RETURNING id, seq");
+            for row in q.build().fetch_all(&mut *self.tx).await.map_err(classify)? {
+                seqs.insert(
+                    row.try_get(0).map_err(classify)?,
+                    row.try_get(1).map_err(classify)?,
+                );
+            }
+        }
+
+        // 3. Every observation of the batch in one statement.
+        let rows = observation_rows_json(
+            records
+                .iter()
+                .map(|r| (seqs.get(&r.id).copied().unwrap_or(0), r.observations)),
+        )?;
         sqlx::query(
-            "UPDATE submissions SET is_current = 0 WHERE ref_area = ? AND dataflow = ? AND time_period = ? AND is_current = 1",
+            "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, departure_area, \
+             transit_area, destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, \
+             embargo_time, comment) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
+             value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, value->>14 FROM json_each(?)",
         )
-        .bind(&s.ref_area)
-        .bind(s.dataflow.id())
-        .bind(&s.time_period)
+        .bind(rows)
         .execute(&mut *self.tx)
         .await
         .map_err(classify)?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO submissions (id, member, dataflow, ref_area, freq, time_period, period_start, period_end, \
-             revision, is_current, received_at, payload_digest, envelope_digest, envelope, signing_cert, receipt, \
-             observation_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(&r.id)
-        .bind(r.member)
-        .bind(s.dataflow.id())
-        .bind(&s.ref_area)
-        .bind(r.freq)
-        .bind(&s.time_period)
-        .bind(date(r.period_start))
-        .bind(date(r.period_end))
-        .bind(r.revision)
-        .bind(r.received_at_ms)
-        .bind(&r.payload_digest[..])
-        .bind(&r.envelope_digest[..])
-        .bind(r.envelope)
-        .bind(r.signing_cert)
-        .bind(r.receipt)
-        .bind(r.observations.len() as i64)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(classify)?;
-
-        for (chunk_no, chunk) in r.observations.chunks(INSERT_CHUNK).enumerate() {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, departure_area, \
-                 transit_area, destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, \
-                 embargo_time, comment) ",
-            );
-            q.push_values(chunk.iter().enumerate(), |mut b, (i, o)| {
-                let transit = (!o.transit_area.is_empty()).then(|| o.transit_area.join(";"));
-                b.push_bind(seq)
-                    .push_bind((chunk_no * INSERT_CHUNK + i) as i64)
-                    .push_bind(o.drug.clone())
-                    .push_bind(o.transport_mode.clone())
-                    .push_bind(o.origin_area.clone())
-                    .push_bind(o.departure_area.clone())
-                    .push_bind(transit)
-                    .push_bind(o.destination_area.clone())
-                    .push_bind(o.unit_measure.clone())
-                    // Validation bounds counts far below i64::MAX.
-                    .push_bind(o.n_seizures.map(|n| n as i64))
-                    .push_bind(o.quantity.map(|q| q.millionths()))
-                    .push_bind(o.obs_status.clone())
-                    .push_bind(o.conf_status.clone())
-                    .push_bind(
-                        o.embargo_time
-                            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
-                    )
-                    .push_bind(o.comment.clone());
-            });
-            q.build().execute(&mut *self.tx).await.map_err(classify)?;
-        }
         Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(classify)
+    }
+}
+
+/// `(?, ?, ?), (?, ?, ?)…` for a list of series.
+fn push_series(q: &mut QueryBuilder<Sqlite>, series: &[&SeriesKey]) {
+    let mut list = q.separated(", ");
+    for s in series {
+        list.push("(")
+            .push_bind_unseparated(s.ref_area.clone())
+            .push_unseparated(", ")
+            .push_bind_unseparated(s.dataflow.id())
+            .push_unseparated(", ")
+            .push_bind_unseparated(s.time_period.clone())
+            .push_unseparated(")");
     }
 }
