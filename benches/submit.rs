@@ -74,7 +74,7 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
         .iter()
         .map(|m| {
             let key =
-                focalgate::pki::read_pkcs8(&format!("certs-example/{m}/signing.key").as_ref())
+                focalgate::pki::read_pkcs8(format!("certs-example/{m}/signing.key").as_ref())
                     .unwrap();
             let cert =
                 focalgate::tls::read_chain(format!("certs-example/{m}/signing.pem").as_ref())
