@@ -73,9 +73,8 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
     let signers: Vec<(SigningKey, String)> = MEMBERS
         .iter()
         .map(|m| {
-            let key =
-                focalgate::pki::read_pkcs8(format!("certs-example/{m}/signing.key").as_ref())
-                    .unwrap();
+            let key = focalgate::pki::read_pkcs8(format!("certs-example/{m}/signing.key").as_ref())
+                .unwrap();
             let cert =
                 focalgate::tls::read_chain(format!("certs-example/{m}/signing.pem").as_ref())
                     .unwrap()

@@ -160,9 +160,7 @@ async fn commit(
         .collect();
     let digests: Vec<[u8; 32]> = jobs.iter().map(|j| j.accepted.payload_digest).collect();
     let stored = tx.receipts_by_payload(&digests).await?;
-    let mut current = tx
-        .current_revisions(&series.iter().collect::<Vec<_>>())
-        .await?;
+    let mut current = tx.current_revisions(&series).await?;
 
     let mut results = Vec::with_capacity(jobs.len());
     let mut fresh: Vec<Fresh> = Vec::with_capacity(jobs.len());
@@ -219,15 +217,15 @@ async fn commit(
     }
 
     if !fresh.is_empty() {
-        let records: Vec<SubmissionRecord<'_>> = fresh
-            .iter()
+        let records: Vec<SubmissionRecord> = fresh
+            .into_iter()
             .map(|f| {
                 let a = &jobs[f.job].accepted;
                 let s = &a.submission;
                 SubmissionRecord {
-                    id: f.id.clone(),
-                    member: a.member.as_str(),
-                    series: &f.series,
+                    id: f.id,
+                    member: a.member.to_string(),
+                    series: f.series,
                     freq: s.period.frequency().code(),
                     period_start: s.period.start(),
                     period_end: s.period.end(),
@@ -235,14 +233,14 @@ async fn commit(
                     received_at_ms,
                     payload_digest: a.payload_digest,
                     envelope_digest: a.envelope_digest,
-                    envelope: &a.envelope,
-                    signing_cert: &a.signing_cert,
-                    receipt: &f.encoded,
-                    observations: &s.observations,
+                    envelope: a.envelope.clone(),
+                    signing_cert: a.signing_cert.clone(),
+                    receipt: f.encoded,
+                    observations: s.observations.clone(),
                 }
             })
             .collect();
-        tx.insert(&records).await?;
+        tx.insert(records).await?;
     }
     tx.commit().await?;
     Ok(results)

@@ -593,20 +593,14 @@ async fn observations_are_stored_exactly_as_validated() {
         .await
         .unwrap();
 
-    use sqlx::{Connection, Row};
-    let url = format!(
-        "sqlite://{}?mode=ro",
-        dir.path().join("focalgate.db").display()
-    );
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let rows = sqlx::query(
-        "SELECT s.id, o.idx, o.drug, o.transport_mode, o.transit_area, o.unit_measure, o.n_seizures, o.quantity, \
-         o.conf_status, o.embargo_time, o.comment FROM observations o JOIN submissions s ON s.seq = o.submission_seq \
-         ORDER BY s.seq, o.idx",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let db = gw.database();
+    let mut stmt = db
+        .prepare(
+            "SELECT s.id, o.idx, o.drug, o.transport_mode, o.transit_area, o.unit_measure, o.n_seizures, o.quantity, \
+             o.conf_status, o.embargo_time, o.comment FROM observations o JOIN submissions s ON s.seq = o.submission_seq \
+             ORDER BY s.seq, o.idx",
+        )
+        .unwrap();
     type Stored = (
         String,
         i64,
@@ -620,24 +614,25 @@ async fn observations_are_stored_exactly_as_validated() {
         Option<i64>,
         Option<String>,
     );
-    let got: Vec<Stored> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-                r.get(4),
-                r.get(5),
-                r.get(6),
-                r.get(7),
-                r.get(8),
-                r.get(9),
-                r.get(10),
-            )
+    let got: Vec<Stored> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
         })
-        .collect();
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let s = |v: &str| Some(v.to_string());
     let want: Vec<Stored> = vec![
         (

@@ -40,13 +40,13 @@ pub struct SeriesKey {
 
 /// Everything stored for one accepted submission.
 #[derive(Clone, Debug)]
-pub struct SubmissionRecord<'a> {
+pub struct SubmissionRecord {
     /// `REF_AREA.DATAFLOW.TIME_PERIOD.rREVISION`.
     pub id: String,
     /// Sender's member id.
-    pub member: &'a str,
+    pub member: String,
     /// The series it revises.
-    pub series: &'a SeriesKey,
+    pub series: SeriesKey,
     /// FREQ code.
     pub freq: &'static str,
     /// First day of the period.
@@ -62,13 +62,13 @@ pub struct SubmissionRecord<'a> {
     /// SHA-256 of `envelope`.
     pub envelope_digest: [u8; 32],
     /// The encoded SignedEnvelope.
-    pub envelope: &'a [u8],
+    pub envelope: Vec<u8>,
     /// DER of the signing certificate.
-    pub signing_cert: &'a [u8],
+    pub signing_cert: Vec<u8>,
     /// The encoded Receipt.
-    pub receipt: &'a [u8],
+    pub receipt: Vec<u8>,
     /// The validated observations.
-    pub observations: &'a [ValidObservation],
+    pub observations: Vec<ValidObservation>,
 }
 
 /// A submission as listed.
@@ -152,7 +152,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls
 /// everything back. Every method works on the whole batch, so a batch costs a handful of
-/// statements however many submissions it holds.
+/// round trips to the database however many submissions it holds.
 #[async_trait]
 pub trait WriteTx: Send {
     /// The stored receipts of submissions with any of these payload digests.
@@ -164,47 +164,13 @@ pub trait WriteTx: Send {
     /// The current revisions of these series; a series with nothing submitted yet is absent.
     async fn current_revisions(
         &mut self,
-        series: &[&SeriesKey],
+        series: &[SeriesKey],
     ) -> Result<HashMap<SeriesKey, u32>, StoreError>;
 
     /// Inserts submissions in order. The previous current revision of each series is marked
     /// superseded, and the last record of each series becomes its current revision.
-    async fn insert(&mut self, records: &[SubmissionRecord<'_>]) -> Result<(), StoreError>;
+    async fn insert(&mut self, records: Vec<SubmissionRecord>) -> Result<(), StoreError>;
 
     /// Commits durably.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
-}
-
-/// The observations of a batch as one JSON array of rows, for a single INSERT … SELECT:
-/// `[submission_seq, idx, drug, transport_mode, origin_area, departure_area, transit_area,
-/// destination_area, unit_measure, n_seizures, quantity (millionths), obs_status, conf_status,
-/// embargo_time (Unix ms), comment]`, absent values as `null`, transit areas joined by `;`.
-pub(crate) fn observation_rows_json<'a>(
-    records: impl Iterator<Item = (i64, &'a [ValidObservation])>,
-) -> Result<String, StoreError> {
-    let mut rows = Vec::new();
-    for (seq, observations) in records {
-        for (idx, o) in observations.iter().enumerate() {
-            let transit = (!o.transit_area.is_empty()).then(|| o.transit_area.join(";"));
-            rows.push(serde_json::json!([
-                seq,
-                idx,
-                o.drug,
-                o.transport_mode,
-                o.origin_area,
-                o.departure_area,
-                transit,
-                o.destination_area,
-                o.unit_measure,
-                o.n_seizures,
-                o.quantity.map(|q| q.millionths()),
-                o.obs_status,
-                o.conf_status,
-                o.embargo_time
-                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
-                o.comment,
-            ]));
-        }
-    }
-    serde_json::to_string(&rows).map_err(|e| StoreError::Internal(format!("observation rows: {e}")))
 }

@@ -1,22 +1,27 @@
 //! The embedded SQLite store: one file, WAL, `synchronous = FULL` so that a commit is on disk
 //! before it returns, and `BEGIN IMMEDIATE` write transactions so writers never deadlock.
+//!
+//! SQLite calls block, so they run on tokio's blocking pool: one writer connection (a batch
+//! holds it for its whole transaction) and a few reader connections, which WAL lets read while
+//! the writer writes. Statements are prepared once per connection and cached.
 
-use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
-use sqlx::{
-    QueryBuilder, Row, Sqlite, SqlitePool, Transaction,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter, types::Value,
 };
 use time::{Date, format_description::BorrowedFormatItem, macros::format_description};
-
-use crate::schema::Dataflow;
+use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
     LIST_PAGE, ListFilter, SeriesKey, Store, StoreError, StoredSubmission, SubmissionRecord,
-    SubmissionSummary, WriteTx, observation_rows_json,
+    SubmissionSummary, WriteTx,
 };
 
 /// Migrations, applied in order, each once: (version, name, SQL).
@@ -28,113 +33,179 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
 
-/// Submissions per multi-row INSERT (17 parameters each), well under SQLite's 32,766.
-const INSERT_CHUNK: usize = 500;
-/// Keys per `IN (…)` lookup.
-const LOOKUP_CHUNK: usize = 500;
+/// Reader connections; WAL readers never block the writer or each other.
+const READERS: usize = 4;
+
+/// How long a statement waits for a lock held by another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A SQLite database file.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    path: Arc<PathBuf>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
 }
 
-fn classify(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
+/// Idle reader connections; the semaphore counts connections that may still be opened or
+/// taken, so at most [`READERS`] exist.
+struct Readers {
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure,
+    };
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | DiskFull) => {
             StoreError::Unavailable(e.to_string())
         }
-        other => StoreError::Internal(other.to_string()),
+        _ => StoreError::Internal(e.to_string()),
     }
+}
+
+fn joined(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Internal(format!("database task failed: {e}"))
+}
+
+fn open_connection(path: &Path, reader: bool) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(classify)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(classify)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(classify)?;
+    if reader {
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(classify)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        let path = path.to_path_buf();
+        let opened = path.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&opened, false)?;
+            migrate(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(joined)??;
+        Ok(Self {
+            path: Arc::new(path),
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Readers {
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: Semaphore::new(READERS),
+            }),
+        })
     }
 
     /// Opens a database named by a `sqlite://PATH` URL.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let options =
-            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Internal(e.to_string()))?;
-        Self::open(options.get_filename()).await
+        let path = url
+            .strip_prefix("sqlite://")
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| StoreError::Internal(format!("\"{url}\" is not a sqlite://PATH URL")))?;
+        Self::open(Path::new(path)).await
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+    /// Runs `f` on a reader connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
             .await
-            .map_err(classify)?;
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
+            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+        let idle = self
+            .readers
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let (path, readers) = (self.path.clone(), self.readers.clone());
+        tokio::task::spawn_blocking(move || {
+            let conn = match idle {
+                Some(conn) => conn,
+                None => open_connection(&path, true)?,
+            };
+            let result = f(&conn);
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            result
+        })
         .await
-        .map_err(classify)?;
-        let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let applied = applied.unwrap_or(0);
-        let newest = MIGRATIONS.last().map_or(0, |m| m.0);
-        if applied > newest {
-            return Err(StoreError::Internal(format!(
-                "the database is at schema version {applied}, newer than this gateway knows ({newest}); upgrade the gateway"
-            )));
-        }
-        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, unixepoch())")
-                .bind(version)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        .map_err(joined)?
     }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(classify)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(classify)?;
+    let applied: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(classify)?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if applied > newest {
+        return Err(StoreError::Internal(format!(
+            "the database is at schema version {applied}, newer than this gateway knows ({newest}); upgrade the gateway"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+        tx.execute_batch(sql).map_err(classify)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())",
+            params![version, name],
+        )
+        .map_err(classify)?;
+    }
+    tx.commit().map_err(classify)
 }
 
 const SUMMARY_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest";
 
-fn summary(row: &SqliteRow) -> Result<SubmissionSummary, sqlx::Error> {
+fn summary(row: &Row<'_>) -> rusqlite::Result<SubmissionSummary> {
     Ok(SubmissionSummary {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        member: row.try_get("member")?,
-        dataflow: row.try_get("dataflow")?,
-        ref_area: row.try_get("ref_area")?,
-        freq: row.try_get("freq")?,
-        time_period: row.try_get("time_period")?,
-        revision: row.try_get("revision")?,
-        is_current: row.try_get("is_current")?,
-        received_at_ms: row.try_get("received_at")?,
-        observation_count: row.try_get("observation_count")?,
-        envelope_digest: row.try_get("envelope_digest")?,
+        seq: row.get("seq")?,
+        id: row.get("id")?,
+        member: row.get("member")?,
+        dataflow: row.get("dataflow")?,
+        ref_area: row.get("ref_area")?,
+        freq: row.get("freq")?,
+        time_period: row.get("time_period")?,
+        revision: row.get("revision")?,
+        is_current: row.get("is_current")?,
+        received_at_ms: row.get("received_at")?,
+        observation_count: row.get("observation_count")?,
+        envelope_digest: row.get("envelope_digest")?,
     })
 }
 
@@ -145,33 +216,43 @@ fn date(d: Date) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(classify)?;
-        Ok(Box::new(SqliteTx { tx }))
+        let guard = self.writer.clone().lock_owned().await;
+        let mut tx = SqliteTx {
+            conn: Some(guard),
+            open: false,
+        };
+        tx.run(|conn| {
+            if !conn.is_autocommit() {
+                // A batch that failed half-way left its transaction open.
+                conn.execute_batch("ROLLBACK").map_err(classify)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)
+        })
+        .await?;
+        tx.open = true;
+        Ok(Box::new(tx))
     }
 
     async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, \
-             observation_count, envelope_digest, envelope, signing_cert, receipt FROM submissions WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        row.map(|row| {
-            Ok(StoredSubmission {
-                summary: summary(&row)?,
-                envelope: row.try_get("envelope")?,
-                signing_cert: row.try_get("signing_cert")?,
-                receipt: row.try_get("receipt")?,
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SUMMARY_COLUMNS}, envelope, signing_cert, receipt FROM submissions WHERE id = ?1"
+                ))
+                .map_err(classify)?;
+            stmt.query_row([&id], |row| {
+                Ok(StoredSubmission {
+                    summary: summary(row)?,
+                    envelope: row.get("envelope")?,
+                    signing_cert: row.get("signing_cert")?,
+                    receipt: row.get("receipt")?,
+                })
             })
+            .optional()
+            .map_err(classify)
         })
-        .transpose()
-        .map_err(classify)
+        .await
     }
 
     async fn list(
@@ -179,44 +260,101 @@ impl Store for SqliteStore {
         filter: &ListFilter,
         before_seq: Option<i64>,
     ) -> Result<Vec<SubmissionSummary>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT ");
-        q.push(SUMMARY_COLUMNS)
-            .push(" FROM submissions WHERE 1 = 1");
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM submissions WHERE 1 = 1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut and = |clause: &str, value: Value| {
+            sql.push_str(clause);
+            args.push(value);
+        };
         if let Some(member) = &filter.member {
-            q.push(" AND member = ").push_bind(member.clone());
+            and(" AND member = ?", Value::Text(member.clone()));
         }
         if let Some(ref_area) = &filter.ref_area {
-            q.push(" AND ref_area = ").push_bind(ref_area.clone());
+            and(" AND ref_area = ?", Value::Text(ref_area.clone()));
         }
         if let Some(dataflow) = filter.dataflow {
-            q.push(" AND dataflow = ").push_bind(dataflow.id());
+            and(" AND dataflow = ?", Value::Text(dataflow.id().into()));
         }
         if let Some(from) = filter.starts_from {
-            q.push(" AND period_start >= ").push_bind(date(from));
+            and(" AND period_start >= ?", Value::Text(date(from)));
         }
         if let Some(until) = filter.ends_until {
-            q.push(" AND period_end <= ").push_bind(date(until));
-        }
-        if filter.current_only {
-            q.push(" AND is_current = 1");
+            and(" AND period_end <= ?", Value::Text(date(until)));
         }
         if let Some(before) = before_seq {
-            q.push(" AND seq < ").push_bind(before);
+            and(" AND seq < ?", Value::Integer(before));
         }
-        q.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(i64::from(LIST_PAGE));
-        let rows = q.build().fetch_all(&self.pool).await.map_err(classify)?;
-        rows.iter()
-            .map(summary)
-            .collect::<Result<_, _>>()
-            .map_err(classify)
+        if filter.current_only {
+            sql.push_str(" AND is_current = 1");
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {LIST_PAGE}"));
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
+            let rows = stmt
+                .query_map(params_from_iter(args), summary)
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
+        })
+        .await
     }
 }
 
-/// One batch's `BEGIN IMMEDIATE` transaction.
+/// One batch's `BEGIN IMMEDIATE` transaction on the writer connection.
 struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
+    /// The writer connection, held for the whole transaction; `None` only while a step runs.
+    conn: Option<OwnedMutexGuard<Connection>>,
+    /// Whether a transaction is open (to roll back if dropped).
+    open: bool,
 }
+
+impl SqliteTx {
+    /// Runs one step of the transaction on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .conn
+            .take()
+            .ok_or_else(|| StoreError::Internal("the transaction is gone".into()))?;
+        let (guard, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut guard);
+            (guard, result)
+        })
+        .await
+        .map_err(joined)?;
+        self.conn = Some(guard);
+        result
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if let (true, Some(conn)) = (self.open, self.conn.as_mut()) {
+            // Fast and local: undoing an uncommitted WAL transaction writes nothing.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// `(?, ?, ?), (?, ?, ?)…` for `n` series, and their values.
+fn series_values(series: &[SeriesKey]) -> (String, Vec<Value>) {
+    let placeholders = vec!["(?, ?, ?)"; series.len()].join(", ");
+    let values = series
+        .iter()
+        .flat_map(|s| {
+            [
+                Value::Text(s.ref_area.clone()),
+                Value::Text(s.dataflow.id().into()),
+                Value::Text(s.time_period.clone()),
+            ]
+        })
+        .collect();
+    (placeholders, values)
+}
+
+/// Keys per `IN (…)` lookup, under SQLite's bound-parameter limit.
+const LOOKUP_CHUNK: usize = 500;
 
 #[async_trait]
 impl WriteTx for SqliteTx {
@@ -224,150 +362,149 @@ impl WriteTx for SqliteTx {
         &mut self,
         payload_digests: &[[u8; 32]],
     ) -> Result<HashMap<[u8; 32], Vec<u8>>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in payload_digests.chunks(LOOKUP_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT payload_digest, receipt FROM submissions WHERE payload_digest IN (",
-            );
-            let mut list = q.separated(", ");
-            for d in chunk {
-                list.push_bind(d.to_vec());
+        let digests = payload_digests.to_vec();
+        self.run(move |conn| {
+            let mut found = HashMap::new();
+            let mut stmt = conn
+                .prepare_cached("SELECT receipt FROM submissions WHERE payload_digest = ?1")
+                .map_err(classify)?;
+            for d in digests {
+                if let Some(receipt) = stmt
+                    .query_row([&d[..]], |r| r.get(0))
+                    .optional()
+                    .map_err(classify)?
+                {
+                    found.insert(d, receipt);
+                }
             }
-            q.push(")");
-            for row in q.build().fetch_all(&mut *self.tx).await.map_err(classify)? {
-                let digest: Vec<u8> = row.try_get(0).map_err(classify)?;
-                let digest = <[u8; 32]>::try_from(digest.as_slice()).map_err(|_| {
-                    StoreError::Internal("stored payload digest is not 32 bytes".into())
-                })?;
-                found.insert(digest, row.try_get(1).map_err(classify)?);
-            }
-        }
-        Ok(found)
+            Ok(found)
+        })
+        .await
     }
 
     async fn current_revisions(
         &mut self,
-        series: &[&SeriesKey],
+        series: &[SeriesKey],
     ) -> Result<HashMap<SeriesKey, u32>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in series.chunks(LOOKUP_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT ref_area, dataflow, time_period, revision FROM submissions \
-                 WHERE is_current = 1 AND (ref_area, dataflow, time_period) IN (VALUES ",
-            );
-            push_series(&mut q, chunk);
-            q.push(")");
-            for row in q.build().fetch_all(&mut *self.tx).await.map_err(classify)? {
-                let dataflow: String = row.try_get(1).map_err(classify)?;
-                let key = SeriesKey {
-                    ref_area: row.try_get(0).map_err(classify)?,
-                    dataflow: Dataflow::from_id(&dataflow).ok_or_else(|| {
-                        StoreError::Internal(format!("stored dataflow {dataflow}"))
-                    })?,
-                    time_period: row.try_get(2).map_err(classify)?,
-                };
-                found.insert(key, row.try_get(3).map_err(classify)?);
+        let series = series.to_vec();
+        self.run(move |conn| {
+            let mut found = HashMap::new();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT revision FROM submissions \
+                     WHERE ref_area = ?1 AND dataflow = ?2 AND time_period = ?3 AND is_current = 1",
+                )
+                .map_err(classify)?;
+            for s in series {
+                let rev: Option<u32> = stmt
+                    .query_row(params![s.ref_area, s.dataflow.id(), s.time_period], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(classify)?;
+                if let Some(rev) = rev {
+                    found.insert(s, rev);
+                }
             }
-        }
-        Ok(found)
-    }
-
-    async fn insert(&mut self, records: &[SubmissionRecord<'_>]) -> Result<(), StoreError> {
-        // 1. The series' current revisions become superseded.
-        let mut series: Vec<&SeriesKey> = records.iter().map(|r| r.series).collect();
-        series.sort_by(|a, b| {
-            (&a.ref_area, a.dataflow.id(), &a.time_period).cmp(&(
-                &b.ref_area,
-                b.dataflow.id(),
-                &b.time_period,
-            ))
-        });
-        series.dedup();
-        for chunk in series.chunks(LOOKUP_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "UPDATE submissions SET is_current = 0 \
-                 WHERE is_current = 1 AND (ref_area, dataflow, time_period) IN (VALUES ",
-            );
-            push_series(&mut q, chunk);
-            q.push(")");
-            q.build().execute(&mut *self.tx).await.map_err(classify)?;
-        }
-
-        // 2. The submissions, the last of each series current.
-        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(records.len());
-        for (chunk_no, chunk) in records.chunks(INSERT_CHUNK).enumerate() {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO submissions (id, member, dataflow, ref_area, freq, time_period, period_start, \
-                 period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
-                 signing_cert, receipt, observation_count) ",
-            );
-            q.push_values(chunk.iter().enumerate(), |mut b, (i, r)| {
-                let position = chunk_no * INSERT_CHUNK + i;
-                let is_current = !records[position + 1..]
-                    .iter()
-                    .any(|later| later.series == r.series);
-                b.push_bind(r.id.clone())
-                    .push_bind(r.member.to_owned())
-                    .push_bind(r.series.dataflow.id())
-                    .push_bind(r.series.ref_area.clone())
-                    .push_bind(r.freq)
-                    .push_bind(r.series.time_period.clone())
-                    .push_bind(date(r.period_start))
-                    .push_bind(date(r.period_end))
-                    .push_bind(r.revision)
-                    .push_bind(is_current)
-                    .push_bind(r.received_at_ms)
-                    .push_bind(r.payload_digest.to_vec())
-                    .push_bind(r.envelope_digest.to_vec())
-                    .push_bind(r.envelope.to_vec())
-                    .push_bind(r.signing_cert.to_vec())
-                    .push_bind(r.receipt.to_vec())
-                    .push_bind(r.observations.len() as i64);
-            });
-            q.push(" RETURNING id, seq");
-            for row in q.build().fetch_all(&mut *self.tx).await.map_err(classify)? {
-                seqs.insert(
-                    row.try_get(0).map_err(classify)?,
-                    row.try_get(1).map_err(classify)?,
-                );
-            }
-        }
-
-        // 3. Every observation of the batch in one statement.
-        let rows = observation_rows_json(
-            records
-                .iter()
-                .map(|r| (seqs.get(&r.id).copied().unwrap_or(0), r.observations)),
-        )?;
-        sqlx::query(
-            "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, departure_area, \
-             transit_area, destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, \
-             embargo_time, comment) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
-             value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, value->>14 FROM json_each(?)",
-        )
-        .bind(rows)
-        .execute(&mut *self.tx)
+            Ok(found)
+        })
         .await
-        .map_err(classify)?;
+    }
+
+    async fn insert(&mut self, records: Vec<SubmissionRecord>) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            // 1. The series' current revisions become superseded.
+            let mut series: Vec<SeriesKey> = records.iter().map(|r| r.series.clone()).collect();
+            series.sort_by(|a, b| {
+                (&a.ref_area, a.dataflow.id(), &a.time_period).cmp(&(&b.ref_area, b.dataflow.id(), &b.time_period))
+            });
+            series.dedup();
+            for chunk in series.chunks(LOOKUP_CHUNK) {
+                let (placeholders, values) = series_values(chunk);
+                conn.execute(
+                    &format!(
+                        "UPDATE submissions SET is_current = 0 \
+                         WHERE is_current = 1 AND (ref_area, dataflow, time_period) IN (VALUES {placeholders})"
+                    ),
+                    params_from_iter(values),
+                )
+                .map_err(classify)?;
+            }
+
+            // 2. Each submission, the last of its series current, then its observations.
+            let mut submission = conn
+                .prepare_cached(
+                    "INSERT INTO submissions (id, member, dataflow, ref_area, freq, time_period, period_start, \
+                     period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
+                     signing_cert, receipt, observation_count) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                )
+                .map_err(classify)?;
+            let mut observation = conn
+                .prepare_cached(
+                    "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, \
+                     departure_area, transit_area, destination_area, unit_measure, n_seizures, quantity, \
+                     obs_status, conf_status, embargo_time, comment) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .map_err(classify)?;
+            for (i, r) in records.iter().enumerate() {
+                let is_current = !records[i + 1..].iter().any(|later| later.series == r.series);
+                submission
+                    .execute(params![
+                        r.id,
+                        r.member,
+                        r.series.dataflow.id(),
+                        r.series.ref_area,
+                        r.freq,
+                        r.series.time_period,
+                        date(r.period_start),
+                        date(r.period_end),
+                        r.revision,
+                        is_current,
+                        r.received_at_ms,
+                        &r.payload_digest[..],
+                        &r.envelope_digest[..],
+                        r.envelope,
+                        r.signing_cert,
+                        r.receipt,
+                        r.observations.len() as i64,
+                    ])
+                    .map_err(classify)?;
+                let seq = conn.last_insert_rowid();
+                for (idx, o) in r.observations.iter().enumerate() {
+                    let transit = (!o.transit_area.is_empty()).then(|| o.transit_area.join(";"));
+                    observation
+                        .execute(params![
+                            seq,
+                            idx as i64,
+                            o.drug,
+                            o.transport_mode,
+                            o.origin_area,
+                            o.departure_area,
+                            transit,
+                            o.destination_area,
+                            o.unit_measure,
+                            // Validation bounds counts far below i64::MAX.
+                            o.n_seizures.map(|n| n as i64),
+                            o.quantity.map(|q| q.millionths()),
+                            o.obs_status,
+                            o.conf_status,
+                            o.embargo_time.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+                            o.comment,
+                        ])
+                        .map_err(classify)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.run(|conn| conn.execute_batch("COMMIT").map_err(classify))
+            .await?;
+        self.open = false;
         Ok(())
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(classify)
-    }
-}
-
-/// `(?, ?, ?), (?, ?, ?)…` for a list of series.
-fn push_series(q: &mut QueryBuilder<Sqlite>, series: &[&SeriesKey]) {
-    let mut list = q.separated(", ");
-    for s in series {
-        list.push("(")
-            .push_bind_unseparated(s.ref_area.clone())
-            .push_unseparated(", ")
-            .push_bind_unseparated(s.dataflow.id())
-            .push_unseparated(", ")
-            .push_bind_unseparated(s.time_period.clone())
-            .push_unseparated(")");
     }
 }

@@ -132,19 +132,16 @@ impl Gateway {
         key.public_key().as_ref().to_vec()
     }
 
-    /// Rows in a table of the gateway's SQLite file, read behind its back.
+    /// The gateway's SQLite file, opened read-only behind its back.
+    pub fn database(&self) -> rusqlite::Connection {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        rusqlite::Connection::open_with_flags(self.data_dir.join("focalgate.db"), flags).unwrap()
+    }
+
+    /// Rows in a table of the gateway's SQLite file.
     pub async fn count(&self, table: &str) -> i64 {
-        use sqlx::Connection;
-        let url = format!(
-            "sqlite://{}?mode=ro",
-            self.data_dir.join("focalgate.db").display()
-        );
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         let sql = format!("SELECT count(*) FROM {table}");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
+        self.database().query_row(&sql, [], |r| r.get(0)).unwrap()
     }
 }
 
