@@ -165,7 +165,7 @@ pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     NoFile(String),
     /// The file or the environment could not be read or has unknown or ill-typed keys.
-    #[error("configuration: {0}")]
+    #[error("configuration (file and FOCALGATE_* environment variables): {0}")]
     Invalid(String),
     /// A required key has no value.
     #[error("configuration: {key} is required (environment variable {env})")]

@@ -71,8 +71,13 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
         loop {
-            let line = lines.next().expect("server exited early").unwrap();
+            let Some(line) = lines.next() else {
+                panic!("the server exited early:\n{}", seen.join("\n"));
+            };
+            let line = line.unwrap();
+            seen.push(line.clone());
             if line.contains("focalgate is serving") {
                 let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
                 assert_eq!(v["level"], "INFO");
