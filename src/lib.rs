@@ -42,6 +42,7 @@ pub mod config;
 pub mod envelope;
 pub mod identity;
 pub mod ledger;
+pub mod merkle;
 pub mod pki;
 pub mod receipt;
 pub mod schema;
