@@ -40,6 +40,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod entry;
 pub mod envelope;
 pub mod identity;
 pub mod ledger;

@@ -268,6 +268,11 @@ impl NoteSigner {
         &self.verifier
     }
 
+    /// The Ed25519 key pair, for signing what is not a note (receipts).
+    pub fn key_pair(&self) -> &Ed25519KeyPair {
+        &self.key
+    }
+
     /// The signature line this key makes over `text` (a cosignature at `time`).
     pub fn sign(&self, text: &str, time: u64) -> NoteSignature {
         let mut sig = Vec::with_capacity(72);
