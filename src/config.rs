@@ -33,7 +33,9 @@ pub struct Settings {
     /// The policy file: roles and signing certificates per member.
     pub policy: Option<PathBuf>,
     /// Logging.
-    pub log: LogSettings,
+    pub logging: LogSettings,
+    /// The transparency log.
+    pub log: TransparencyLogSettings,
     /// TLS material.
     pub tls: TlsSettings,
     /// Storage.
@@ -44,7 +46,7 @@ pub struct Settings {
     pub schema: SchemaSettings,
 }
 
-/// `[log]`
+/// `[logging]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -63,6 +65,21 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// `[log]`: the transparency log.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransparencyLogSettings {
+    /// The log's origin: a unique name, also its key's name in checkpoints (no spaces, no
+    /// `+`), e.g. `hub.example.org/focalgate`. Fixed at first start.
+    pub origin: Option<String>,
+    /// The gateway's Ed25519 key (PKCS#8 PEM), which signs checkpoints and receipts; default
+    /// `<data_dir>/gateway.key`, generated at first start.
+    pub key: Option<PathBuf>,
+}
+
+/// The origin of the demo log.
+pub const DEMO_ORIGIN: &str = "focalgate.demo/log";
 
 /// `[tls]`
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -116,7 +133,8 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("focalgate-data"),
             policy: None,
-            log: LogSettings::default(),
+            logging: LogSettings::default(),
+            log: TransparencyLogSettings::default(),
             tls: TlsSettings::default(),
             store: StoreSettings::default(),
             limits: LimitSettings::default(),
@@ -190,6 +208,10 @@ pub struct Resolved {
     pub key: PathBuf,
     /// Policy file.
     pub policy: PathBuf,
+    /// The transparency log's origin.
+    pub origin: String,
+    /// The gateway key file.
+    pub log_key: PathBuf,
 }
 
 impl Settings {
@@ -245,6 +267,10 @@ impl Settings {
             settings
                 .policy
                 .get_or_insert_with(|| pki.join("policy.toml"));
+            settings
+                .log
+                .origin
+                .get_or_insert_with(|| DEMO_ORIGIN.to_owned());
         }
         Ok(settings)
     }
@@ -265,6 +291,15 @@ impl Settings {
             cert: need(&self.tls.cert, "tls.cert", "FOCALGATE_TLS__CERT")?,
             key: need(&self.tls.key, "tls.key", "FOCALGATE_TLS__KEY")?,
             policy: need(&self.policy, "policy", "FOCALGATE_POLICY")?,
+            origin: self.log.origin.clone().ok_or(ConfigError::Required {
+                key: "log.origin",
+                env: "FOCALGATE_LOG__ORIGIN",
+            })?,
+            log_key: self
+                .log
+                .key
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("gateway.key")),
         })
     }
 

@@ -1,28 +1,42 @@
-//! The single writer: orders accepted submissions, numbers their revisions, issues receipts,
-//! and commits them to the store in batches (group commit).
+//! The single writer: orders accepted submissions, numbers their revisions, appends them to the
+//! transparency log, signs one checkpoint per batch and a receipt per submission, and commits
+//! everything in one durable transaction (group commit).
 //!
 //! ```text
 //!  Submit handlers ──Accepted──▶ mpsc ──▶ ledger task ──one WriteTx per batch──▶ Store
-//!        ▲                                    │ revision n+1, signed receipt
+//!        ▲                                    │ revision n+1, log entry, nodes,
+//!        │                                    │ checkpoint, inclusion proof, receipt
 //!        └────────── oneshot reply ◀──────────┘ (sent only after the durable commit)
 //! ```
 //!
-//! Everything that arrives while a commit is in flight forms the next batch, so one fsync
-//! covers many submissions under load, and a lone submission is never kept waiting.
+//! Everything that arrives while a commit is in flight forms the next batch, so one fsync and
+//! one checkpoint signature cover many submissions under load, and a lone submission is never
+//! kept waiting. A submission and its log entry share the transaction: either both are stored
+//! or neither, so every receipt names an entry that exists.
+//!
+//! The gateway never signs two inconsistent checkpoints: each checkpoint is computed, inside
+//! the write transaction that serialises all writers, from the stored tree it extends; and at
+//! start [`prepare_log`] refuses to serve if the stored tree disagrees with the last checkpoint.
 
 use std::{collections::HashMap, sync::Arc};
 
 use prost::Message;
-use ring::signature::Ed25519KeyPair;
+use ring::digest::{SHA256, digest};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    checkpoint::{self, Checkpoint, NoteSigner},
+    entry::{Entry, SubmissionEntry},
     identity::MemberId,
+    merkle::{self, Hash, NodeId, Nodes},
     proto::Receipt,
     receipt,
     schema::ValidSubmission,
-    store::{SeriesKey, Store, StoreError, SubmissionRecord},
+    store::{
+        LogAppend, LogEntryRecord, SeriesKey, Store, StoreError, StoredSubmission,
+        SubmissionRecord, WriteTx,
+    },
 };
 
 /// A submission that passed every check and waits to be stored.
@@ -42,7 +56,7 @@ pub struct Accepted {
     pub signing_cert: Vec<u8>,
 }
 
-/// Why a submission was not stored.
+/// Why a submission was not stored, or the log cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// `supersedes_revision` did not match the current revision.
@@ -59,6 +73,9 @@ pub enum LedgerError {
     /// The ledger has stopped (the gateway is shutting down).
     #[error("the ledger is not running")]
     Closed,
+    /// The stored log does not match what the gateway signed, or belongs to another log.
+    #[error("refusing to serve: {0}")]
+    LogIntegrity(String),
 }
 
 struct Job {
@@ -73,11 +90,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the ledger task over `store`, signing receipts with `key`. At most `max_batch`
-    /// submissions share one commit.
+    /// Starts the ledger task over `store`, signing checkpoints and receipts with `key` (whose
+    /// name is the log's origin). At most `max_batch` submissions share one commit. Call
+    /// [`prepare_log`] first.
     pub fn start(
         store: Arc<dyn Store>,
-        key: Arc<Ed25519KeyPair>,
+        key: Arc<NoteSigner>,
         max_batch: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(max_batch.max(1) * 4);
@@ -99,7 +117,7 @@ impl Ledger {
 
 async fn run(
     store: Arc<dyn Store>,
-    key: Arc<Ed25519KeyPair>,
+    key: Arc<NoteSigner>,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
 ) {
@@ -136,6 +154,111 @@ fn reply_all(jobs: Vec<Job>, results: Vec<Result<Receipt, LedgerError>>) {
     }
 }
 
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+/// A tree failure inside a transaction: the stored tree lacks a node it must have.
+fn tree_error(e: merkle::ProofError) -> StoreError {
+    StoreError::Internal(format!("log tree: {e}"))
+}
+
+/// Reads into `nodes` whichever of `needed` it does not hold yet.
+async fn fill(
+    tx: &mut dyn WriteTx,
+    nodes: &mut Nodes,
+    needed: impl IntoIterator<Item = NodeId>,
+) -> Result<(), StoreError> {
+    let mut missing: Vec<NodeId> = needed
+        .into_iter()
+        .filter(|id| !nodes.contains_key(id))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if !missing.is_empty() {
+        nodes.extend(tx.nodes(missing).await?);
+    }
+    Ok(())
+}
+
+/// Entries appended within a transaction, not yet written.
+struct Appended {
+    /// Index of the first new entry.
+    first: u64,
+    /// The signed checkpoint of the new tree.
+    checkpoint: String,
+    /// The inclusion proof of each new entry in the new tree.
+    proofs: Vec<Vec<Hash>>,
+    /// What to write.
+    append: LogAppend,
+}
+
+/// Appends `entries` to the log read through `tx`: the new tree nodes, the signed checkpoint
+/// of the new tree, and each new entry's inclusion proof in it.
+async fn append_entries(
+    tx: &mut dyn WriteTx,
+    key: &NoteSigner,
+    entries: Vec<Vec<u8>>,
+    signed_at_ms: i64,
+) -> Result<Appended, StoreError> {
+    let first = tx.log_size().await?;
+    let size = first + entries.len() as u64;
+    let mut nodes = Nodes::new();
+    let mut new_nodes = Vec::new();
+    let mut records = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let index = first + i as u64;
+        let leaf = merkle::leaf_hash(&entry);
+        fill(tx, &mut nodes, merkle::append_nodes(index)).await?;
+        let added = merkle::append(index, leaf, &nodes).map_err(tree_error)?;
+        nodes.extend(added.iter().copied());
+        new_nodes.extend(added);
+        records.push(LogEntryRecord {
+            index,
+            entry,
+            leaf_hash: leaf,
+        });
+    }
+    fill(tx, &mut nodes, merkle::root_nodes(size)).await?;
+    let root = merkle::root(size, &nodes).map_err(tree_error)?;
+    let body = Checkpoint {
+        origin: key.verifier().name().to_owned(),
+        size,
+        root,
+        extensions: Vec::new(),
+    };
+    let note = body
+        .sign(key)
+        .map_err(|e| StoreError::Internal(format!("checkpoint: {e}")))?;
+    fill(
+        tx,
+        &mut nodes,
+        (first..size).flat_map(|i| merkle::inclusion_proof_nodes(i, size)),
+    )
+    .await?;
+    let proofs = (first..size)
+        .map(|i| merkle::inclusion_proof(i, size, &nodes))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(tree_error)?;
+    Ok(Appended {
+        first,
+        checkpoint: note.clone(),
+        proofs,
+        append: LogAppend {
+            entries: records,
+            nodes: new_nodes,
+            checkpoint: Some((size, note)),
+            signed_at_ms,
+        },
+    })
+}
+
 /// A submission of the batch that will be stored.
 struct Fresh {
     job: usize,
@@ -143,17 +266,16 @@ struct Fresh {
     id: String,
     revision: u32,
     receipt: Receipt,
-    encoded: Vec<u8>,
 }
 
 /// Runs one batch in one transaction; the outer error means nothing was committed.
 async fn commit(
     store: &dyn Store,
-    key: &Ed25519KeyPair,
+    key: &NoteSigner,
     jobs: &[Job],
 ) -> Result<Vec<Result<Receipt, LedgerError>>, StoreError> {
     let mut tx = store.begin().await?;
-    let received_at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let received_at_ms = now_ms();
     let series: Vec<SeriesKey> = jobs
         .iter()
         .map(|j| series_of(&j.accepted.submission))
@@ -162,27 +284,30 @@ async fn commit(
     let stored = tx.receipts_by_payload(&digests).await?;
     let mut current = tx.current_revisions(&series).await?;
 
-    let mut results = Vec::with_capacity(jobs.len());
+    // Results are filled in order; fresh submissions get theirs once the log is appended.
+    let mut results: Vec<Option<Result<Receipt, LedgerError>>> = Vec::with_capacity(jobs.len());
     let mut fresh: Vec<Fresh> = Vec::with_capacity(jobs.len());
     let mut in_batch: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut duplicates: Vec<(usize, usize)> = Vec::new();
     for (i, (job, series)) in jobs.iter().zip(series).enumerate() {
         let a = &job.accepted;
         if let Some(bytes) = stored.get(&a.payload_digest) {
             let receipt = Receipt::decode(bytes.as_slice())
                 .map_err(|e| StoreError::Internal(format!("stored receipt: {e}")))?;
-            results.push(Ok(receipt));
+            results.push(Some(Ok(receipt)));
             continue;
         }
         if let Some(&k) = in_batch.get(&a.payload_digest) {
-            results.push(Ok(fresh[k].receipt.clone()));
+            duplicates.push((i, k));
+            results.push(None);
             continue;
         }
         let now = current.get(&series).copied().unwrap_or(0);
         if let Some(expected) = a.submission.supersedes_revision.filter(|&e| e != now) {
-            results.push(Err(LedgerError::RevisionConflict {
+            results.push(Some(Err(LedgerError::RevisionConflict {
                 current: now,
                 expected,
-            }));
+            })));
             continue;
         }
         let revision = now + 1;
@@ -191,7 +316,7 @@ async fn commit(
             "{}.{}.{}.r{revision}",
             series.ref_area, series.dataflow, series.time_period
         );
-        let mut r = Receipt {
+        let receipt = Receipt {
             submission_id: id.clone(),
             envelope_digest: a.envelope_digest.to_vec(),
             payload_digest: a.payload_digest.to_vec(),
@@ -203,47 +328,86 @@ async fn commit(
             time_period: series.time_period.clone(),
             ..Default::default()
         };
-        receipt::sign(&mut r, key).map_err(|e| StoreError::Internal(format!("receipt: {e}")))?;
         in_batch.insert(a.payload_digest, fresh.len());
-        results.push(Ok(r.clone()));
+        results.push(None);
         fresh.push(Fresh {
             job: i,
             series,
             id,
             revision,
-            encoded: r.encode_to_vec(),
-            receipt: r,
+            receipt,
         });
     }
 
     if !fresh.is_empty() {
-        let records: Vec<SubmissionRecord> = fresh
-            .into_iter()
+        let entries = fresh
+            .iter()
             .map(|f| {
                 let a = &jobs[f.job].accepted;
-                let s = &a.submission;
-                SubmissionRecord {
-                    id: f.id,
+                Entry::Submission(SubmissionEntry {
+                    time_ms: received_at_ms,
+                    submission_id: f.id.clone(),
                     member: a.member.to_string(),
-                    series: f.series,
-                    freq: s.period.frequency().code(),
-                    period_start: s.period.start(),
-                    period_end: s.period.end(),
+                    dataflow: f.series.dataflow.id().to_owned(),
+                    ref_area: f.series.ref_area.clone(),
+                    time_period: f.series.time_period.clone(),
                     revision: f.revision,
-                    received_at_ms,
                     payload_digest: a.payload_digest,
                     envelope_digest: a.envelope_digest,
-                    envelope: a.envelope.clone(),
-                    signing_cert: a.signing_cert.clone(),
-                    receipt: f.encoded,
-                    observations: s.observations.clone(),
-                }
+                    signing_cert_digest: sha256(&a.signing_cert),
+                })
+                .encode()
+                .map_err(|e| StoreError::Internal(format!("log entry of {}: {e}", f.id)))
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
+        let appended = append_entries(tx.as_mut(), key, entries, received_at_ms).await?;
+        let mut records = Vec::with_capacity(fresh.len());
+        for (k, f) in fresh.iter_mut().enumerate() {
+            let r = &mut f.receipt;
+            r.log_index = appended.first + k as u64;
+            r.log_entry = appended.append.entries[k].entry.clone();
+            r.checkpoint = appended.checkpoint.clone();
+            r.inclusion_proof = appended.proofs[k]
+                .iter()
+                .map(|h| h.as_bytes().to_vec())
+                .collect();
+            receipt::sign(r, key.key_pair())
+                .map_err(|e| StoreError::Internal(format!("receipt: {e}")))?;
+            let a = &jobs[f.job].accepted;
+            let s = &a.submission;
+            records.push(SubmissionRecord {
+                id: f.id.clone(),
+                member: a.member.to_string(),
+                series: f.series.clone(),
+                freq: s.period.frequency().code(),
+                period_start: s.period.start(),
+                period_end: s.period.end(),
+                revision: f.revision,
+                received_at_ms,
+                log_index: r.log_index,
+                payload_digest: a.payload_digest,
+                envelope_digest: a.envelope_digest,
+                envelope: a.envelope.clone(),
+                signing_cert: a.signing_cert.clone(),
+                receipt: r.encode_to_vec(),
+                observations: s.observations.clone(),
+            });
+        }
         tx.insert(records).await?;
+        tx.append_log(appended.append).await?;
     }
     tx.commit().await?;
-    Ok(results)
+
+    for f in &fresh {
+        results[f.job] = Some(Ok(f.receipt.clone()));
+    }
+    for (i, k) in duplicates {
+        results[i] = Some(Ok(fresh[k].receipt.clone()));
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(LedgerError::Closed)))
+        .collect())
 }
 
 fn series_of(s: &ValidSubmission) -> SeriesKey {
@@ -252,4 +416,113 @@ fn series_of(s: &ValidSubmission) -> SeriesKey {
         dataflow: s.dataflow,
         time_period: s.period.to_string(),
     }
+}
+
+/// The name under which the log's origin is recorded in the store.
+const ORIGIN: &str = "origin";
+
+/// Makes the stored log safe to serve, before the ledger starts:
+/// - the log's origin is recorded at first start and must match `key`'s name afterwards;
+/// - the last signed checkpoint must verify with `key`, and the stored tree must have exactly
+///   its size and its root (else the store was altered, restored or rolled back);
+/// - submissions accepted before the log existed are appended to it.
+///
+/// Returns the size of the log.
+pub async fn prepare_log(store: &dyn Store, key: &NoteSigner) -> Result<u64, LedgerError> {
+    let origin = key.verifier().name();
+    match store.log_meta(ORIGIN).await? {
+        Some(o) if o == origin => {}
+        Some(o) => {
+            return Err(LedgerError::LogIntegrity(format!(
+                "this store holds the log \"{o}\", but the gateway is configured as \"{origin}\" (log.origin)"
+            )));
+        }
+        None => {
+            let mut tx = store.begin().await?;
+            tx.set_log_meta(ORIGIN, origin).await?;
+            tx.commit().await?;
+        }
+    }
+
+    let size = store.log_size().await?;
+    match store.latest_checkpoint().await? {
+        None if size == 0 => {}
+        None => {
+            return Err(LedgerError::LogIntegrity(format!(
+                "the log holds {size} entries but no signed checkpoint"
+            )));
+        }
+        Some(cp) => {
+            let signed = checkpoint::open(cp.note.as_bytes(), key.verifier(), &[]).map_err(|e| {
+                LedgerError::LogIntegrity(format!(
+                    "the last stored checkpoint (size {}) does not verify with this gateway's key: {e}",
+                    cp.size
+                ))
+            })?;
+            let signed = signed.checkpoint;
+            if signed.size != size {
+                return Err(LedgerError::LogIntegrity(format!(
+                    "the log holds {size} entries, but the last checkpoint the gateway signed is for {}",
+                    signed.size
+                )));
+            }
+            let nodes = store.nodes(merkle::root_nodes(size)).await?;
+            let stored = merkle::root(size, &nodes).map_err(|e| {
+                LedgerError::LogIntegrity(format!("the stored tree is incomplete: {e}"))
+            })?;
+            if stored != signed.root {
+                return Err(LedgerError::LogIntegrity(format!(
+                    "the stored tree of size {size} has root {stored}, but the gateway signed {}",
+                    signed.root
+                )));
+            }
+        }
+    }
+
+    let unlogged = store.unlogged().await?;
+    if unlogged.is_empty() {
+        return Ok(size);
+    }
+    let mut tx = store.begin().await?;
+    let entries = unlogged
+        .iter()
+        .map(entry_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let appended = append_entries(tx.as_mut(), key, entries, now_ms()).await?;
+    for (k, s) in unlogged.iter().enumerate() {
+        tx.set_log_index(&s.summary.id, appended.first + k as u64)
+            .await?;
+    }
+    let size = appended.first + unlogged.len() as u64;
+    tx.append_log(appended.append).await?;
+    tx.commit().await?;
+    tracing::info!(
+        count = unlogged.len(),
+        size,
+        "logged submissions accepted before the log existed"
+    );
+    Ok(size)
+}
+
+/// The log entry of a stored submission.
+fn entry_of(s: &StoredSubmission) -> Result<Vec<u8>, StoreError> {
+    let digest32 = |d: &[u8], what: &str| {
+        <[u8; 32]>::try_from(d).map_err(|_| {
+            StoreError::Internal(format!("stored {what} of {} is not 32 bytes", s.summary.id))
+        })
+    };
+    Entry::Submission(SubmissionEntry {
+        time_ms: s.summary.received_at_ms,
+        submission_id: s.summary.id.clone(),
+        member: s.summary.member.clone(),
+        dataflow: s.summary.dataflow.clone(),
+        ref_area: s.summary.ref_area.clone(),
+        time_period: s.summary.time_period.clone(),
+        revision: s.summary.revision,
+        payload_digest: digest32(&s.payload_digest, "payload digest")?,
+        envelope_digest: digest32(&s.summary.envelope_digest, "envelope digest")?,
+        signing_cert_digest: sha256(&s.signing_cert),
+    })
+    .encode()
+    .map_err(|e| StoreError::Internal(format!("log entry of {}: {e}", s.summary.id)))
 }

@@ -50,7 +50,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
                 data_dir.join("data").display(),
                 p.join("policy.toml").display(),
                 p.join("ca/ca.pem").display(),
@@ -62,7 +62,7 @@ impl Server {
         .unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--config", config.to_str().unwrap()])
-            .env("FOCALGATE_LOG__FORMAT", "json")
+            .env("FOCALGATE_LOGGING__FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -72,6 +72,12 @@ async fn each_dataflow_is_accepted_with_a_signed_receipt_and_reads_back_verbatim
         );
         assert_eq!(r.payload_digest, digest(&SHA256, &env.payload).as_ref());
         receipt::verify(&r, &gw.public_key()).unwrap();
+        let verified = receipt::verify_offline(&r, &gw.log_key()).unwrap();
+        assert_eq!(
+            verified.tree_size,
+            r.log_index + 1,
+            "each receipt carries the checkpoint of its own batch"
+        );
 
         let got = gw
             .client("KAZ")

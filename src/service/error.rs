@@ -169,6 +169,7 @@ impl From<ApiError> for Status {
                     "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
                 ))
             }
+            ApiError::Ledger(LedgerError::LogIntegrity(_)) => Status::internal("internal error"),
             ApiError::Ledger(LedgerError::Closed) => {
                 Status::unavailable("the gateway is shutting down")
             }
@@ -201,6 +202,7 @@ pub fn finish<T>(
             let detail = match &e {
                 ApiError::Unauthenticated(why) => Some(why.to_string()),
                 ApiError::Ledger(LedgerError::Store(s)) | ApiError::Store(s) => Some(s.to_string()),
+                ApiError::Ledger(e @ LedgerError::LogIntegrity(_)) => Some(e.to_string()),
                 _ => None,
             };
             let status = Status::from(e);

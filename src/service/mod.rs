@@ -12,6 +12,7 @@ use tonic::Request;
 pub use error::ApiError;
 
 use crate::{
+    checkpoint::{KeyType, NoteSigner},
     config::{ConfigError, Settings},
     identity::{Caller, Directory, PolicyError, Trust, TrustError},
     ledger::Ledger,
@@ -172,6 +173,12 @@ pub enum StartError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The transparency log cannot be served.
+    #[error(transparent)]
+    Log(#[from] crate::ledger::LedgerError),
+    /// The log origin is not a valid key name.
+    #[error("log.origin \"{0}\" is not a valid log name (no spaces, no '+')")]
+    Origin(String),
     /// A store URL of an unknown kind.
     #[error("store.url \"{0}\" is not supported; use sqlite://PATH")]
     StoreUrl(String),
@@ -215,17 +222,27 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .map_err(dir_err)?;
-    let key_path = data_dir.join("gateway.key");
-    let (key, created) = crate::pki::load_or_create_gateway_key(&key_path)?;
+    let (key, created) = crate::pki::load_or_create_gateway_key(&paths.log_key)?;
     if created {
-        tracing::info!(path = %key_path.display(), "generated the gateway's Ed25519 key");
+        tracing::info!(path = %paths.log_key.display(), "generated the gateway's Ed25519 key");
     }
+    let key = NoteSigner::from_key_pair(&paths.origin, KeyType::Ed25519, key)
+        .map_err(|_| StartError::Origin(paths.origin.clone()))?;
+    let vkey_path = data_dir.join("log.vkey");
+    std::fs::write(&vkey_path, format!("{}\n", key.verifier())).map_err(|source| {
+        StartError::DataDir {
+            path: vkey_path.display().to_string(),
+            source,
+        }
+    })?;
 
     let url = settings.store_url();
     let store: Arc<dyn Store> = match url.strip_prefix("sqlite://") {
         Some(_) => Arc::new(SqliteStore::open_url(&url).await?),
         None => return Err(StartError::StoreUrl(url)),
     };
+    let size = crate::ledger::prepare_log(&*store, &key).await?;
+    tracing::info!(origin = %paths.origin, size, vkey = %key.verifier(), "transparency log checked");
     let (ledger, ledger_task) =
         Ledger::start(store.clone(), Arc::new(key), settings.store.max_batch);
     let limits = Limits {

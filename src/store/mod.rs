@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use time::Date;
 
-use crate::schema::{Dataflow, ValidObservation};
+use crate::{
+    merkle::{Hash, NodeId, Nodes},
+    schema::{Dataflow, ValidObservation},
+};
 
 /// A storage failure. Peers only ever learn the kind, never the detail.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -57,6 +60,8 @@ pub struct SubmissionRecord {
     pub revision: u32,
     /// When the gateway accepted it, Unix milliseconds.
     pub received_at_ms: i64,
+    /// Index of its entry in the transparency log.
+    pub log_index: u64,
     /// SHA-256 of the signed payload.
     pub payload_digest: [u8; 32],
     /// SHA-256 of `envelope`.
@@ -105,6 +110,11 @@ pub struct SubmissionSummary {
 pub struct StoredSubmission {
     /// The summary.
     pub summary: SubmissionSummary,
+    /// SHA-256 of the signed payload.
+    pub payload_digest: Vec<u8>,
+    /// Index of its log entry; `None` only for submissions accepted before the log existed,
+    /// until the next start logs them.
+    pub log_index: Option<u64>,
     /// The encoded SignedEnvelope.
     pub envelope: Vec<u8>,
     /// DER of the signing certificate.
@@ -130,6 +140,39 @@ pub struct ListFilter {
     pub current_only: bool,
 }
 
+/// An entry appended to the transparency log.
+#[derive(Clone, Debug)]
+pub struct LogEntryRecord {
+    /// Leaf index.
+    pub index: u64,
+    /// The exact entry bytes.
+    pub entry: Vec<u8>,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+}
+
+/// What one batch adds to the transparency log.
+#[derive(Clone, Debug, Default)]
+pub struct LogAppend {
+    /// New entries, in index order, continuing the log without a gap.
+    pub entries: Vec<LogEntryRecord>,
+    /// The complete subtrees the new entries complete.
+    pub nodes: Vec<(NodeId, Hash)>,
+    /// The checkpoint signed over the new tree: (size, signed note).
+    pub checkpoint: Option<(u64, String)>,
+    /// When it was signed, Unix milliseconds.
+    pub signed_at_ms: i64,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// The signed note.
+    pub note: String,
+}
+
 /// Most rows one [`Store::list`] call returns; callers page with `before_seq`.
 pub const LIST_PAGE: u32 = 500;
 
@@ -148,6 +191,30 @@ pub trait Store: Send + Sync + 'static {
         filter: &ListFilter,
         before_seq: Option<i64>,
     ) -> Result<Vec<SubmissionSummary>, StoreError>;
+
+    /// Submissions not yet in the log (accepted before it existed), oldest first.
+    async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError>;
+
+    /// The number of log entries.
+    async fn log_size(&self) -> Result<u64, StoreError>;
+
+    /// The checkpoint with the largest tree size.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The checkpoint signed for exactly this tree size, if any.
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Stored tree nodes; absent ones are left out.
+    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
+
+    /// Entries with index in `start..end`, in order.
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// The index of the first entry with this leaf hash.
+    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError>;
+
+    /// A value of the log's identity (`origin`).
+    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls
@@ -170,6 +237,21 @@ pub trait WriteTx: Send {
     /// Inserts submissions in order. The previous current revision of each series is marked
     /// superseded, and the last record of each series becomes its current revision.
     async fn insert(&mut self, records: Vec<SubmissionRecord>) -> Result<(), StoreError>;
+
+    /// The number of log entries.
+    async fn log_size(&mut self) -> Result<u64, StoreError>;
+
+    /// Stored tree nodes; absent ones are left out.
+    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
+
+    /// Appends entries, nodes and the new checkpoint to the log.
+    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError>;
+
+    /// Gives a submission accepted before the log existed its log index.
+    async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError>;
+
+    /// Records a value of the log's identity, once.
+    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
 
     /// Commits durably.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

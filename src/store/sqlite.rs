@@ -20,16 +20,24 @@ use time::{Date, format_description::BorrowedFormatItem, macros::format_descript
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
-    LIST_PAGE, ListFilter, SeriesKey, Store, StoreError, StoredSubmission, SubmissionRecord,
-    SubmissionSummary, WriteTx,
+    LIST_PAGE, ListFilter, LogAppend, SeriesKey, Store, StoreError, StoredCheckpoint,
+    StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
 };
+use crate::merkle::{Hash, NodeId, Nodes};
 
 /// Migrations, applied in order, each once: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "submissions",
-    include_str!("migrations/sqlite/0001_submissions.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "submissions",
+        include_str!("migrations/sqlite/0001_submissions.sql"),
+    ),
+    (
+        2,
+        "transparency log",
+        include_str!("migrations/sqlite/0002_transparency_log.sql"),
+    ),
+];
 
 const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
 
@@ -209,6 +217,57 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<SubmissionSummary> {
     })
 }
 
+const STORED_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest, payload_digest, log_index, envelope, signing_cert, receipt";
+
+fn stored(row: &Row<'_>) -> rusqlite::Result<StoredSubmission> {
+    Ok(StoredSubmission {
+        summary: summary(row)?,
+        payload_digest: row.get("payload_digest")?,
+        log_index: row.get::<_, Option<i64>>("log_index")?.map(|i| i as u64),
+        envelope: row.get("envelope")?,
+        signing_cert: row.get("signing_cert")?,
+        receipt: row.get("receipt")?,
+    })
+}
+
+fn node_query(conn: &Connection, ids: &[NodeId]) -> Result<Nodes, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
+        .map_err(classify)?;
+    let mut found = Nodes::with_capacity(ids.len());
+    for id in ids {
+        let hash: Option<Vec<u8>> = stmt
+            .query_row(params![id.level, id.index as i64], |r| r.get(0))
+            .optional()
+            .map_err(classify)?;
+        if let Some(hash) = hash {
+            let hash = Hash::from_bytes(&hash).ok_or_else(|| {
+                StoreError::Internal(format!("stored node {id:?} is not 32 bytes"))
+            })?;
+            found.insert(*id, hash);
+        }
+    }
+    Ok(found)
+}
+
+fn log_size_query(conn: &Connection) -> Result<u64, StoreError> {
+    let size: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(idx) + 1, 0) FROM log_entries",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(classify)?;
+    Ok(size as u64)
+}
+
+fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: row.get::<_, i64>(0)? as u64,
+        note: row.get(1)?,
+    })
+}
+
 fn date(d: Date) -> String {
     d.format(DATE).unwrap_or_default()
 }
@@ -238,19 +297,10 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {SUMMARY_COLUMNS}, envelope, signing_cert, receipt FROM submissions WHERE id = ?1"
+                    "SELECT {STORED_COLUMNS} FROM submissions WHERE id = ?1"
                 ))
                 .map_err(classify)?;
-            stmt.query_row([&id], |row| {
-                Ok(StoredSubmission {
-                    summary: summary(row)?,
-                    envelope: row.get("envelope")?,
-                    signing_cert: row.get("signing_cert")?,
-                    receipt: row.get("receipt")?,
-                })
-            })
-            .optional()
-            .map_err(classify)
+            stmt.query_row([&id], stored).optional().map_err(classify)
         })
         .await
     }
@@ -294,6 +344,91 @@ impl Store for SqliteStore {
                 .query_map(params_from_iter(args), summary)
                 .map_err(classify)?;
             rows.collect::<Result<_, _>>().map_err(classify)
+        })
+        .await
+    }
+
+    async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {STORED_COLUMNS} FROM submissions WHERE log_index IS NULL ORDER BY seq"
+                ))
+                .map_err(classify)?;
+            let rows = stmt.query_map([], stored).map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
+        })
+        .await
+    }
+
+    async fn log_size(&self) -> Result<u64, StoreError> {
+        self.read(log_size_query).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                checkpoint_row,
+            )
+            .optional()
+            .map_err(classify)
+        })
+        .await
+    }
+
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT size, note FROM checkpoints WHERE size = ?1")
+                .map_err(classify)?
+                .query_row([size as i64], checkpoint_row)
+                .optional()
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        self.read(move |conn| node_query(conn, &ids)).await
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([start as i64, end as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
+        })
+        .await
+    }
+
+    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT min(idx) FROM log_entries WHERE leaf_hash = ?1")
+                .map_err(classify)?
+                .query_row([&leaf_hash.as_bytes()[..]], |r| r.get::<_, Option<i64>>(0))
+                .map(|i| i.map(|i| i as u64))
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row("SELECT value FROM log_meta WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(classify)
         })
         .await
     }
@@ -436,8 +571,8 @@ impl WriteTx for SqliteTx {
                 .prepare_cached(
                     "INSERT INTO submissions (id, member, dataflow, ref_area, freq, time_period, period_start, \
                      period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
-                     signing_cert, receipt, observation_count) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     signing_cert, receipt, observation_count, log_index) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 )
                 .map_err(classify)?;
             let mut observation = conn
@@ -469,6 +604,7 @@ impl WriteTx for SqliteTx {
                         r.signing_cert,
                         r.receipt,
                         r.observations.len() as i64,
+                        r.log_index as i64,
                     ])
                     .map_err(classify)?;
                 let seq = conn.last_insert_rowid();
@@ -497,6 +633,84 @@ impl WriteTx for SqliteTx {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn log_size(&mut self) -> Result<u64, StoreError> {
+        self.run(|conn| log_size_query(conn)).await
+    }
+
+    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        self.run(move |conn| node_query(conn, &ids)).await
+    }
+
+    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut entry = conn
+                .prepare_cached(
+                    "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(classify)?;
+            for e in &append.entries {
+                entry
+                    .execute(params![
+                        e.index as i64,
+                        e.entry,
+                        &e.leaf_hash.as_bytes()[..]
+                    ])
+                    .map_err(classify)?;
+            }
+            let mut node = conn
+                .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+                .map_err(classify)?;
+            for (id, hash) in &append.nodes {
+                node.execute(params![id.level, id.index as i64, &hash.as_bytes()[..]])
+                    .map_err(classify)?;
+            }
+            if let Some((size, note)) = &append.checkpoint {
+                conn.prepare_cached(
+                    "INSERT INTO checkpoints (size, note, signed_at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(classify)?
+                .execute(params![*size as i64, note, append.signed_at_ms])
+                .map_err(classify)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError> {
+        let id = submission_id.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE submissions SET log_index = ?1 WHERE id = ?2 AND log_index IS NULL",
+                params![index as i64, id],
+            )
+            .map_err(classify)
+            .and_then(|n| {
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreError::Internal(format!(
+                        "submission {id} is already logged"
+                    )))
+                }
+            })
+        })
+        .await
+    }
+
+    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO log_meta (name, value) VALUES (?1, ?2)",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(classify)
         })
         .await
     }

@@ -132,6 +132,12 @@ impl Gateway {
         key.public_key().as_ref().to_vec()
     }
 
+    /// The log's verifier key, as the gateway published it in its data directory.
+    pub fn log_key(&self) -> focalgate::checkpoint::NoteVerifier {
+        let vkey = std::fs::read_to_string(self.data_dir.join("log.vkey")).unwrap();
+        focalgate::checkpoint::NoteVerifier::parse(vkey.trim()).unwrap()
+    }
+
     /// The gateway's SQLite file, opened read-only behind its back.
     pub fn database(&self) -> rusqlite::Connection {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
