@@ -16,8 +16,12 @@ use std::{
 use serde::Deserialize;
 
 /// Environment variables of the client commands, which share the prefix but are not settings.
-pub const CLIENT_VARIABLES: [&str; 3] =
-    ["FOCALGATE_SERVER", "FOCALGATE_IDENTITY", "FOCALGATE_CONFIG"];
+pub const CLIENT_VARIABLES: [&str; 4] = [
+    "FOCALGATE_SERVER",
+    "FOCALGATE_IDENTITY",
+    "FOCALGATE_CONFIG",
+    "FOCALGATE_LOG_KEY",
+];
 
 /// The demo PKI folder, relative to the working directory.
 pub const DEMO_PKI: &str = "certs-example";

@@ -87,7 +87,8 @@ pub enum AdminAction {
 }
 
 impl AdminAction {
-    fn kind(self) -> &'static str {
+    /// The `kind` line of the entry.
+    pub fn kind(self) -> &'static str {
         match self {
             Self::CertificateIssued => "certificate-issued",
             Self::CertificateRevoked => "certificate-revoked",

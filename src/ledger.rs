@@ -476,6 +476,14 @@ pub async fn prepare_log(store: &dyn Store, key: &NoteSigner) -> Result<u64, Led
                     signed.root
                 )));
             }
+            let recomputed = recompute_root(store, size).await?;
+            if recomputed != signed.root {
+                return Err(LedgerError::LogIntegrity(format!(
+                    "the stored entries recompute root {recomputed}, but the gateway signed {} for size {size}: \
+                     entries were altered behind the gateway's back",
+                    signed.root
+                )));
+            }
         }
     }
 
@@ -502,6 +510,31 @@ pub async fn prepare_log(store: &dyn Store, key: &NoteSigner) -> Result<u64, Led
         "logged submissions accepted before the log existed"
     );
     Ok(size)
+}
+
+/// The root recomputed from every stored entry, read in pages.
+async fn recompute_root(store: &dyn Store, size: u64) -> Result<Hash, LedgerError> {
+    const PAGE: u64 = 10_000;
+    let mut tree = merkle::CompactTree::default();
+    while tree.size() < size {
+        let start = tree.size();
+        let page = store.entries(start, (start + PAGE).min(size)).await?;
+        if page.is_empty() {
+            return Err(LedgerError::LogIntegrity(format!(
+                "log entry {start} is missing"
+            )));
+        }
+        for (index, entry) in page {
+            if index != tree.size() {
+                return Err(LedgerError::LogIntegrity(format!(
+                    "log entry {} is missing",
+                    tree.size()
+                )));
+            }
+            tree.push(merkle::leaf_hash(&entry));
+        }
+    }
+    Ok(tree.root())
 }
 
 /// The log entry of a stored submission.

@@ -340,6 +340,69 @@ pub fn append(n: u64, leaf: Hash, nodes: &Nodes) -> Result<Vec<(NodeId, Hash)>, 
     Ok(out)
 }
 
+/// The leaf ranges whose hashes make up the inclusion proof of leaf `index` in a tree of
+/// `size` leaves, in proof order. The ranges that end at or before `index` are its left
+/// siblings, and together they tile `[0, index)`.
+pub fn inclusion_proof_ranges(index: u64, size: u64) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    if index < size {
+        inclusion_ranges(index, 0, size, &mut ranges);
+    }
+    ranges
+}
+
+/// MTH of a run of leaf hashes, RFC 9162 §2.1.1, computed from the leaves.
+pub fn subtree_root(leaves: &[Hash]) -> Hash {
+    let mut tree = CompactTree::default();
+    for leaf in leaves {
+        tree.push(*leaf);
+    }
+    tree.root()
+}
+
+/// A tree that keeps only its right frontier: the complete subtrees that tile its leaves, at
+/// most one per level. Appending and the root cost O(log n) and memory stays O(log n), which is
+/// what verifying a whole log needs.
+#[derive(Clone, Debug, Default)]
+pub struct CompactTree {
+    size: u64,
+    /// The frontier, largest subtree first.
+    frontier: Vec<Hash>,
+}
+
+impl CompactTree {
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        // Each trailing one bit of the old size is a complete subtree that now gets its right half.
+        let mut n = self.size;
+        while n & 1 == 1 {
+            let left = self.frontier.pop().unwrap_or_else(empty_root);
+            hash = node_hash(&left, &hash);
+            n >>= 1;
+        }
+        self.frontier.push(hash);
+        self.size += 1;
+    }
+
+    /// MTH of all leaves so far.
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.frontier.iter().rev();
+        let Some(mut acc) = hashes.next().copied() else {
+            return empty_root();
+        };
+        for left in hashes {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
+}
+
 /// Checks that `leaf` is leaf `index` of the tree of `size` leaves with root `root`, RFC 9162
 /// §2.1.3.2.
 pub fn verify_inclusion(
@@ -712,6 +775,34 @@ mod tests {
             accepted += usize::from(verify_inclusion(idx, sz, &leaves[13], p, &root).is_ok());
         }
         assert_eq!(accepted, 0, "{accepted} of {cases} mutations accepted");
+    }
+
+    #[test]
+    fn the_compact_tree_has_every_root_and_left_siblings_tile_the_prefix() {
+        let (leaves, _) = build(BOUND);
+        let mut tree = CompactTree::default();
+        let mut wrong = Vec::new();
+        for (n, leaf) in leaves.iter().enumerate() {
+            tree.push(*leaf);
+            if tree.root() != mth(&leaves[..=n]) || subtree_root(&leaves[..=n]) != tree.root() {
+                wrong.push(n + 1);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {BOUND} sizes wrong: {wrong:?}",
+            wrong.len()
+        );
+        for size in 1..=40u64 {
+            for index in 0..size {
+                let left: Vec<_> = inclusion_proof_ranges(index, size)
+                    .into_iter()
+                    .filter(|r| r.1 <= index)
+                    .collect();
+                let covered: u64 = left.iter().map(|r| r.1 - r.0).sum();
+                assert_eq!(covered, index, "{index}/{size}: {left:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `focalgate` command line: one binary, one subcommand per job.
 
 mod input;
+mod log;
 mod serve;
 mod submissions;
 mod submit;
@@ -29,6 +30,12 @@ enum Command {
     /// List or fetch your member's submissions.
     #[command(subcommand)]
     Submissions(submissions::SubmissionsCommand),
+    /// The transparency log: its key, a full verification, monitoring for forks and rollbacks.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+    /// Check receipts offline.
+    #[command(subcommand)]
+    Receipt(log::ReceiptCommand),
     /// Certificate authority operations.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -139,6 +146,8 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Submissions(cmd) => submissions::run(cmd).await,
+            Command::Log(cmd) => log::run(cmd).await,
+            Command::Receipt(cmd) => log::run_receipt(cmd),
             Command::Ca(CaCommand::Demo { out }) => ca_demo(&out),
             Command::Samples { out } => {
                 crate::synthetic::write_samples(&out).map_err(|e| e.to_string())

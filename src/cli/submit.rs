@@ -13,7 +13,7 @@ use crate::{
     envelope::{self, SigningKey},
     identity::{cert_digest_hex, public_key_of},
     proto::{Receipt, SignedEnvelope, submissions_client::SubmissionsClient},
-    receipt::format_timestamp,
+    receipt::{ReceiptFile, format_timestamp},
     schema::{self, CodeLists, Limits, SUBMISSION_PAYLOAD_TYPE},
     tls::IdentityDir,
 };
@@ -28,6 +28,44 @@ pub struct SubmitArgs {
     /// Validate against the built-in schema and sign, but send nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Save each receipt, self-contained and verifiable offline (`focalgate receipt verify`):
+    /// a file, or a directory with one `<submission id>.json` per submission when the input
+    /// spans several.
+    #[arg(long)]
+    receipt: Option<PathBuf>,
+}
+
+/// Where receipts go.
+enum ReceiptOut {
+    None,
+    File(PathBuf),
+    Dir(PathBuf),
+}
+
+impl ReceiptOut {
+    fn new(path: Option<PathBuf>, submissions: usize) -> Result<Self, String> {
+        Ok(match path {
+            None => Self::None,
+            Some(p) if submissions > 1 || p.is_dir() => {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| format!("--receipt {}: {e}", p.display()))?;
+                Self::Dir(p)
+            }
+            Some(p) => Self::File(p),
+        })
+    }
+
+    fn save(&self, r: &Receipt) -> Result<Option<PathBuf>, String> {
+        let path = match self {
+            Self::None => return Ok(None),
+            Self::File(p) => p.clone(),
+            Self::Dir(d) => d.join(format!("{}.json", r.submission_id)),
+        };
+        let file = ReceiptFile::from_receipt(r).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some(path))
+    }
 }
 
 /// The member's signing key and the key id of its certificate.
@@ -119,6 +157,7 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
         };
     }
 
+    let receipts = ReceiptOut::new(args.receipt, prepared.len())?;
     let mut client = SubmissionsClient::new(args.connection.connect().await?);
     let bar = if prepared.len() > 1 {
         ProgressBar::new(prepared.len() as u64)
@@ -145,8 +184,9 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
         match submit_with_retries(&mut client, &env).await {
             Ok(receipt) => {
                 check_receipt(&receipt, &env, &body).map_err(|e| format!("{what}: {e}"))?;
+                let saved = receipts.save(&receipt)?;
                 let line = format!(
-                    "accepted {}  {} observation(s)  received {}  envelope sha256:{}",
+                    "accepted {}  {} observation(s)  received {}  log entry {}{}",
                     receipt.submission_id,
                     body.observations.len(),
                     receipt
@@ -154,7 +194,10 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
                         .as_ref()
                         .and_then(format_timestamp)
                         .unwrap_or_default(),
-                    hex::encode(&receipt.envelope_digest),
+                    receipt.log_index,
+                    saved
+                        .map(|p| format!("  receipt {}", p.display()))
+                        .unwrap_or_default(),
                 );
                 bar.suspend(|| println!("{line}"));
             }

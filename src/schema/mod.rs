@@ -151,6 +151,8 @@ pub enum Rule {
     EnvelopeSigner,
     /// The payload is not a serialised SubmissionBody.
     PayloadMalformed,
+    /// A number outside what the request may name (a tree size, an index).
+    OutOfRange,
 }
 
 impl Rule {
@@ -187,6 +189,7 @@ impl Rule {
             Self::EnvelopeSignature => "envelope-signature",
             Self::EnvelopeSigner => "envelope-signer",
             Self::PayloadMalformed => "payload-malformed",
+            Self::OutOfRange => "out-of-range",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC services (thin: identify the caller, call the domain, map errors) and the server
 //! that hosts them over the gateway's own mutual-TLS listener.
 
+mod audit;
 mod error;
 mod submissions;
 
@@ -17,7 +18,7 @@ use crate::{
     identity::{Caller, Directory, PolicyError, Trust, TrustError},
     ledger::Ledger,
     pki::PkiError,
-    proto::submissions_server::SubmissionsServer,
+    proto::{audit_server::AuditServer, submissions_server::SubmissionsServer},
     schema::{CodeListError, CodeLists, Limits},
     store::{Store, StoreError, sqlite::SqliteStore},
     tls::TlsError,
@@ -71,6 +72,9 @@ pub async fn serve(
     health
         .set_serving::<SubmissionsServer<submissions::SubmissionsService>>()
         .await;
+    health
+        .set_serving::<AuditServer<audit::AuditService>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -80,6 +84,9 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let audit = AuditServer::new(audit::AuditService::new(gateway.clone()))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
     let submissions = SubmissionsServer::new(submissions::SubmissionsService::new(gateway))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -96,6 +103,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(submissions)
+        .add_service(audit)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

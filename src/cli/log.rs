@@ -1,0 +1,541 @@
+//! `focalgate log key|verify|monitor` and `focalgate receipt verify`: checking the transparency
+//! log and receipts without trusting the hub's operator, with the log's verifier key alone.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use prost::Message;
+use rustls_pki_types::UnixTime;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use super::Connection;
+use crate::{
+    checkpoint::{self, Checkpoint, NoteVerifier},
+    config::Settings,
+    entry::{Entry, SubmissionEntry},
+    envelope,
+    identity::{Trust, cert_digest_hex, public_key_of},
+    merkle::{self, CompactTree, Hash},
+    proto::{
+        GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
+        GetInclusionProofRequest, GetSubmissionRequest, audit_client::AuditClient,
+        get_inclusion_proof_request::Leaf, submissions_client::SubmissionsClient,
+    },
+    receipt::{self, ReceiptFile},
+    schema::SUBMISSION_PAYLOAD_TYPE,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Print the log's verifier key (name+keyid+key), as the gateway wrote it to its data directory.
+    Key {
+        /// The gateway's configuration file.
+        #[arg(long, env = "FOCALGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The demo gateway's.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Download every entry, recompute the root, check it against the signed checkpoint, and
+    /// re-verify every submission's signature and certificate chain.
+    Verify(VerifyArgs),
+    /// Check that the log only grew since the last run: a consistency proof from the checkpoint
+    /// remembered in the state file to the current one.
+    Monitor(MonitorArgs),
+}
+
+/// The log's verifier key: `--log-key` (or FOCALGATE_LOG_KEY), the key itself or a file holding it.
+#[derive(Debug, Args)]
+pub struct LogKey {
+    /// The log's verifier key (name+keyid+base64), or a file holding it (`focalgate log key`).
+    #[arg(long = "log-key", env = "FOCALGATE_LOG_KEY")]
+    log_key: String,
+}
+
+impl LogKey {
+    fn verifier(&self) -> Result<NoteVerifier, String> {
+        let text = match std::fs::read_to_string(&self.log_key) {
+            Ok(text) => text,
+            Err(_) if !Path::new(&self.log_key).exists() => self.log_key.clone(),
+            Err(e) => return Err(format!("--log-key {}: {e}", self.log_key)),
+        };
+        NoteVerifier::parse(text.trim())
+            .map_err(|e| format!("--log-key: not a log verifier key ({e})"))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(flatten)]
+    key: LogKey,
+    /// Submissions re-verified at the same time.
+    #[arg(long, default_value_t = 16)]
+    parallel: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(flatten)]
+    key: LogKey,
+    /// Where the last verified checkpoint is kept between runs.
+    #[arg(long)]
+    state: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Check receipt files offline: the gateway's signature, the log entry, the signed
+    /// checkpoint and the inclusion proof.
+    Verify {
+        /// Receipt files (as written by `focalgate submit --receipt`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        key: LogKey,
+    },
+}
+
+pub async fn run(cmd: LogCommand) -> Result<(), String> {
+    match cmd {
+        LogCommand::Key { config, demo } => {
+            let settings = Settings::load(config.as_deref(), demo).map_err(|e| e.to_string())?;
+            let path = settings.data_dir.join("log.vkey");
+            let vkey = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e} (the gateway writes it at start)", path.display()))?;
+            print!("{vkey}");
+            Ok(())
+        }
+        LogCommand::Verify(args) => verify(args).await,
+        LogCommand::Monitor(args) => monitor(args).await,
+    }
+}
+
+pub fn run_receipt(cmd: ReceiptCommand) -> Result<(), String> {
+    let ReceiptCommand::Verify { files, key } = cmd;
+    let key = key.verifier()?;
+    let mut failed = 0;
+    for file in &files {
+        let checked = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                serde_json::from_str::<ReceiptFile>(&text)
+                    .map_err(|e| format!("not a receipt file: {e}"))
+            })
+            .and_then(|f| f.to_receipt().map_err(|e| e.to_string()))
+            .and_then(|r| receipt::verify_offline(&r, &key).map_err(|e| e.to_string()));
+        match checked {
+            Ok(v) => println!(
+                "OK  {}: {} revision {}, log entry {} of {} (checkpoint signed by {})",
+                file.display(),
+                v.receipt.submission_id,
+                v.receipt.revision,
+                v.receipt.log_index,
+                v.tree_size,
+                key.name()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("BAD {}: {e}", file.display());
+            }
+        }
+    }
+    if failed > 0 {
+        Err(format!(
+            "{failed} of {} receipt(s) do not verify",
+            files.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn failed(status: tonic::Status) -> String {
+    super::describe_status(&status, |_| String::new())
+}
+
+/// Fetches and opens the latest checkpoint.
+async fn latest(
+    audit: &mut AuditClient<tonic::transport::Channel>,
+    key: &NoteVerifier,
+) -> Result<(Checkpoint, String), String> {
+    let cp = audit
+        .get_checkpoint(GetCheckpointRequest { tree_size: 0 })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let opened = checkpoint::open(cp.note.as_bytes(), key, &[])
+        .map_err(|e| format!("the gateway's checkpoint does not verify with the log key: {e}"))?;
+    Ok((opened.checkpoint, cp.note))
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+async fn verify(args: VerifyArgs) -> Result<(), String> {
+    let key = args.key.verifier()?;
+    let channel = args.connection.connect().await?;
+    let mut audit = AuditClient::new(channel.clone());
+    let (cp, _) = latest(&mut audit, &key).await?;
+    let started = std::time::Instant::now();
+
+    // 1. Every entry, in order, into a compact tree.
+    let bar = progress(cp.size, "entries");
+    let mut tree = CompactTree::default();
+    let mut leaves: Vec<Hash> = Vec::with_capacity(cp.size as usize);
+    let mut submissions: Vec<(u64, SubmissionEntry)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    while tree.size() < cp.size {
+        let mut stream = audit
+            .get_entries(GetEntriesRequest {
+                start: tree.size(),
+                end: cp.size,
+            })
+            .await
+            .map_err(failed)?
+            .into_inner();
+        let before = tree.size();
+        while let Some(e) = stream.message().await.map_err(failed)? {
+            if e.index != tree.size() {
+                return Err(format!(
+                    "the gateway sent entry {} where entry {} was due",
+                    e.index,
+                    tree.size()
+                ));
+            }
+            let leaf = merkle::leaf_hash(&e.entry);
+            match Entry::parse(&e.entry) {
+                Ok(Entry::Submission(s)) => submissions.push((e.index, s)),
+                Ok(Entry::Admin(_)) => {}
+                Err(_) => problems.push(format!("entry {}: not a well-formed log entry", e.index)),
+            }
+            tree.push(leaf);
+            leaves.push(leaf);
+            bar.inc(1);
+        }
+        if tree.size() == before {
+            return Err(format!(
+                "the gateway sent no entries from {before} on, but its checkpoint has {}",
+                cp.size
+            ));
+        }
+    }
+    bar.finish_and_clear();
+
+    // 2. The recomputed root against the signed one; on a mismatch, find the first entry that
+    // is not what the tree committed to.
+    if tree.root() != cp.root {
+        let bad = first_bad_entry(&mut audit, &leaves, &cp).await?;
+        return Err(format!(
+            "entry {bad} is not the entry the signed tree of size {} holds: the entries recompute root {}, the checkpoint says {}",
+            cp.size,
+            tree.root(),
+            cp.root
+        ));
+    }
+
+    // 3. Every submission's signature and certificate chain, from the stored envelope.
+    let ca = std::fs::read(args.connection.identity().file("ca.pem"))
+        .map_err(|e| format!("ca.pem: {e}"))?;
+    let trust = Arc::new(Trust::from_bytes("ca.pem", &ca, &[]).map_err(|e| e.to_string())?);
+    let logged_submissions = submissions.len();
+    let bar = progress(logged_submissions as u64, "signatures");
+    let mut unreadable = 0;
+    let mut tasks = JoinSet::new();
+    let mut pending = submissions.into_iter();
+    let client = SubmissionsClient::new(channel);
+    loop {
+        while tasks.len() < args.parallel.max(1) {
+            let Some((index, entry)) = pending.next() else {
+                break;
+            };
+            let (mut client, trust) = (client.clone(), trust.clone());
+            tasks.spawn(async move { (index, reverify(&mut client, &trust, &entry).await) });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let (index, outcome) = done.map_err(|e| e.to_string())?;
+        match outcome {
+            Reverified::Ok => {}
+            Reverified::Unreadable => unreadable += 1,
+            Reverified::Bad(why) => problems.push(format!("entry {index}: {why}")),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let checked = leaves.len();
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        return Err(format!(
+            "{} problem(s) in the log of {checked} entries",
+            problems.len()
+        ));
+    }
+    println!(
+        "log {} verified: {checked} entries recompute the signed root {} ({:.0} entries/s)",
+        cp.origin,
+        cp.root,
+        checked as f64 / started.elapsed().as_secs_f64().max(1e-9)
+    );
+    println!(
+        "{} submission signature(s) and certificate chain(s) re-verified",
+        logged_submissions - unreadable
+    );
+    if unreadable > 0 {
+        println!(
+            "{unreadable} submission(s) not readable with this identity were not re-verified (use an auditor identity)"
+        );
+    }
+    Ok(())
+}
+
+/// The first entry whose leaf is not the one the signed tree holds. Entries `[0, i]` are all
+/// authentic exactly when leaf `i` proves into the signed root *and* the proof's left siblings
+/// (which tile `[0, i)`) equal the hashes recomputed from the downloaded entries, so the first
+/// bad entry is found by bisection with O(log n) proofs.
+async fn first_bad_entry(
+    audit: &mut AuditClient<tonic::transport::Channel>,
+    leaves: &[Hash],
+    cp: &Checkpoint,
+) -> Result<u64, String> {
+    let (mut lo, mut hi) = (0u64, cp.size - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if prefix_authentic(audit, leaves, cp, mid).await? {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+async fn prefix_authentic(
+    audit: &mut AuditClient<tonic::transport::Channel>,
+    leaves: &[Hash],
+    cp: &Checkpoint,
+    index: u64,
+) -> Result<bool, String> {
+    let proof = audit
+        .get_inclusion_proof(GetInclusionProofRequest {
+            leaf: Some(Leaf::LeafIndex(index)),
+            tree_size: cp.size,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let hashes: Option<Vec<Hash>> = proof.hashes.iter().map(|h| Hash::from_bytes(h)).collect();
+    let Some(hashes) = hashes else {
+        return Ok(false);
+    };
+    if merkle::verify_inclusion(index, cp.size, &leaves[index as usize], &hashes, &cp.root).is_err()
+    {
+        return Ok(false);
+    }
+    let ranges = merkle::inclusion_proof_ranges(index, cp.size);
+    Ok(ranges
+        .iter()
+        .zip(&hashes)
+        .filter(|((_, end), _)| *end <= index)
+        .all(|(&(a, b), h)| merkle::subtree_root(&leaves[a as usize..b as usize]) == *h))
+}
+
+enum Reverified {
+    Ok,
+    Unreadable,
+    Bad(String),
+}
+
+/// Re-verifies one submission from its stored envelope and certificate, against its log entry.
+async fn reverify(
+    client: &mut SubmissionsClient<tonic::transport::Channel>,
+    trust: &Trust,
+    entry: &SubmissionEntry,
+) -> Reverified {
+    let s = match client
+        .get_submission(GetSubmissionRequest {
+            submission_id: entry.submission_id.clone(),
+        })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::NotFound | tonic::Code::PermissionDenied
+            ) =>
+        {
+            return Reverified::Unreadable;
+        }
+        Err(s) => return Reverified::Bad(format!("{}: {}", entry.submission_id, failed(s))),
+    };
+    let sha = |b: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, b)
+            .as_ref()
+            .to_vec()
+    };
+    if sha(&s.envelope_bytes) != entry.envelope_digest {
+        return Reverified::Bad(format!(
+            "{}: the stored envelope is not the logged one",
+            entry.submission_id
+        ));
+    }
+    if cert_digest_hex(&s.signing_certificate) != hex::encode(entry.signing_cert_digest) {
+        return Reverified::Bad(format!(
+            "{}: the signing certificate is not the logged one",
+            entry.submission_id
+        ));
+    }
+    let env = match crate::proto::SignedEnvelope::decode(s.envelope_bytes.as_slice()) {
+        Ok(env) => env,
+        Err(_) => {
+            return Reverified::Bad(format!(
+                "{}: the stored envelope does not decode",
+                entry.submission_id
+            ));
+        }
+    };
+    if sha(&env.payload) != entry.payload_digest {
+        return Reverified::Bad(format!(
+            "{}: the payload is not the logged one",
+            entry.submission_id
+        ));
+    }
+    let key = match public_key_of(&s.signing_certificate) {
+        Ok(k) => k,
+        Err(e) => return Reverified::Bad(format!("{}: {e}", entry.submission_id)),
+    };
+    let keyid = cert_digest_hex(&s.signing_certificate);
+    let verified = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |id| {
+        if id == keyid {
+            Ok(((), key.clone()))
+        } else {
+            Err("not the logged certificate".into())
+        }
+    });
+    if let Err(e) = verified {
+        return Reverified::Bad(format!("{}: {e}", entry.submission_id));
+    }
+    // The certificate must have been valid, and chained to the CA, when the log took it.
+    let at =
+        UnixTime::since_unix_epoch(std::time::Duration::from_millis(entry.time_ms.max(0) as u64));
+    match trust.check_signing_cert(&s.signing_certificate, at) {
+        Ok(()) => Reverified::Ok,
+        Err(why) => Reverified::Bad(format!("{}: {why}", entry.submission_id)),
+    }
+}
+
+/// What `log monitor` remembers between runs.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonitorState {
+    /// The last checkpoint verified, as signed.
+    checkpoint: String,
+}
+
+async fn monitor(args: MonitorArgs) -> Result<(), String> {
+    let key = args.key.verifier()?;
+    let mut audit = AuditClient::new(args.connection.connect().await?);
+    let (new, note) = latest(&mut audit, &key).await?;
+    let old = match std::fs::read_to_string(&args.state) {
+        Ok(text) => {
+            let state: MonitorState = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a monitor state file: {e}", args.state.display()))?;
+            let old = checkpoint::open(state.checkpoint.as_bytes(), &key, &[]).map_err(|e| {
+                format!(
+                    "{}: the remembered checkpoint does not verify: {e}",
+                    args.state.display()
+                )
+            })?;
+            Some(old.checkpoint)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: {e}", args.state.display())),
+    };
+    match &old {
+        None => println!(
+            "first run: remembering checkpoint of size {} (root {})",
+            new.size, new.root
+        ),
+        Some(old) if new.size < old.size => {
+            return Err(format!(
+                "ROLLBACK: the log {} shrank from {} to {} entries since the last run; keep {} as evidence",
+                key.name(),
+                old.size,
+                new.size,
+                args.state.display()
+            ));
+        }
+        Some(old) if new.size == old.size => {
+            if new.root != old.root {
+                return Err(format!(
+                    "FORK: the log {} signed two different roots for size {}: {} and {}; keep {} as evidence",
+                    key.name(),
+                    new.size,
+                    old.root,
+                    new.root,
+                    args.state.display()
+                ));
+            }
+            println!(
+                "the log has not grown: {} entries, root {}",
+                new.size, new.root
+            );
+        }
+        Some(old) => {
+            let proof = audit
+                .get_consistency_proof(GetConsistencyProofRequest {
+                    from_size: old.size,
+                    to_size: new.size,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            let hashes: Option<Vec<Hash>> =
+                proof.hashes.iter().map(|h| Hash::from_bytes(h)).collect();
+            let consistent = hashes
+                .ok_or_else(|| "not 32-byte hashes".to_owned())
+                .and_then(|h| {
+                    merkle::verify_consistency(old.size, new.size, &h, &old.root, &new.root)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(why) = consistent {
+                return Err(format!(
+                    "FORK: the log {} of size {} does not extend the one of size {} seen before ({why}); keep {} as evidence",
+                    key.name(),
+                    new.size,
+                    old.size,
+                    args.state.display()
+                ));
+            }
+            println!(
+                "the log grew from {} to {} entries, consistently (root {})",
+                old.size, new.size, new.root
+            );
+        }
+    }
+    let state = serde_json::to_string_pretty(&MonitorState { checkpoint: note })
+        .map_err(|e| e.to_string())?;
+    let tmp = args.state.with_extension("tmp");
+    std::fs::write(&tmp, state)
+        .and_then(|()| std::fs::rename(&tmp, &args.state))
+        .map_err(|e| format!("{}: {e}", args.state.display()))
+}

@@ -1,0 +1,284 @@
+//! `focalgate.v1.Audit`: checkpoints, proofs and entries of the transparency log.
+
+use std::{sync::Arc, time::Instant};
+
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, Gateway, error::finish};
+use crate::{
+    checkpoint::Checkpoint,
+    entry::Entry,
+    identity::Caller,
+    merkle::{self, Hash},
+    proto::{
+        self, ConsistencyProof, GetCheckpointRequest, GetConsistencyProofRequest,
+        GetEntriesRequest, GetInclusionProofRequest, InclusionProof, LogEntry, SignedCheckpoint,
+        audit_server::Audit, get_inclusion_proof_request::Leaf,
+    },
+    receipt::timestamp_from_millis,
+    schema::{Rule, Violation},
+    store::{StoreError, StoredCheckpoint},
+};
+
+/// Most entries one GetEntries call returns.
+pub const MAX_ENTRIES_PER_CALL: u64 = 1_000;
+
+/// The Audit service.
+pub struct AuditService {
+    gateway: Arc<Gateway>,
+}
+
+fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::Invalid(vec![Violation::new(field, Rule::OutOfRange, detail)])
+}
+
+fn to_proto(cp: &StoredCheckpoint) -> Result<SignedCheckpoint, ApiError> {
+    // The stored note was signed by this gateway; its body is read, not re-verified, here.
+    let body = cp
+        .note
+        .rsplit_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .unwrap_or_default();
+    let parsed = Checkpoint::parse_body(&body).map_err(|e| {
+        ApiError::Store(StoreError::Internal(format!(
+            "stored checkpoint {}: {e}",
+            cp.size
+        )))
+    })?;
+    Ok(SignedCheckpoint {
+        note: cp.note.clone(),
+        origin: parsed.origin,
+        tree_size: parsed.size,
+        root_hash: parsed.root.as_bytes().to_vec(),
+    })
+}
+
+fn hashes(hs: Vec<Hash>) -> Vec<Vec<u8>> {
+    hs.into_iter().map(|h| h.as_bytes().to_vec()).collect()
+}
+
+fn decoded(bytes: &[u8]) -> Option<proto::log_entry::Decoded> {
+    Some(match Entry::parse(bytes).ok()? {
+        Entry::Submission(s) => proto::log_entry::Decoded::Submission(proto::SubmissionEntry {
+            time: Some(timestamp_from_millis(s.time_ms)),
+            submission_id: s.submission_id,
+            member: s.member,
+            dataflow: s.dataflow,
+            ref_area: s.ref_area,
+            time_period: s.time_period,
+            revision: s.revision,
+            payload_digest: s.payload_digest.to_vec(),
+            envelope_digest: s.envelope_digest.to_vec(),
+            signing_certificate_digest: s.signing_cert_digest.to_vec(),
+        }),
+        Entry::Admin(a) => proto::log_entry::Decoded::Admin(proto::AdminEntry {
+            action: a.action.kind().to_owned(),
+            time: Some(timestamp_from_millis(a.time_ms)),
+            actor: a.actor,
+            subject: a.subject,
+            serial: a.serial.unwrap_or_default(),
+            digest: a.digest.to_vec(),
+            reason: a.reason.unwrap_or_default(),
+            certificate: a.certificate.unwrap_or_default(),
+        }),
+    })
+}
+
+impl AuditService {
+    pub(super) fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    /// The latest checkpoint; the log is never empty of checkpoints once it has entries.
+    async fn latest(&self) -> Result<StoredCheckpoint, ApiError> {
+        self.gateway
+            .store
+            .latest_checkpoint()
+            .await?
+            .ok_or_else(|| ApiError::NotFound("the log has no entries yet".into()))
+    }
+
+    /// The tree size a request names (0: the latest checkpoint's), checked against the log.
+    async fn size(
+        &self,
+        field: &str,
+        requested: u64,
+    ) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
+        let latest = self.latest().await?;
+        match requested {
+            0 => Ok((latest.size, Some(latest))),
+            n if n > latest.size => Err(invalid(
+                field,
+                format!(
+                    "{n} is beyond the latest checkpoint's tree size {}",
+                    latest.size
+                ),
+            )),
+            n => Ok((n, self.gateway.store.checkpoint_at(n).await?)),
+        }
+    }
+
+    async fn checkpoint(&self, req: &GetCheckpointRequest) -> Result<SignedCheckpoint, ApiError> {
+        let cp = match req.tree_size {
+            0 => self.latest().await?,
+            n => self.gateway.store.checkpoint_at(n).await?.ok_or_else(|| {
+                ApiError::NotFound(format!("no checkpoint was signed for tree size {n}"))
+            })?,
+        };
+        to_proto(&cp)
+    }
+
+    async fn inclusion(&self, req: &GetInclusionProofRequest) -> Result<InclusionProof, ApiError> {
+        let (size, checkpoint) = self.size("tree_size", req.tree_size).await?;
+        let index = match &req.leaf {
+            Some(Leaf::LeafIndex(i)) => *i,
+            Some(Leaf::LeafHash(h)) => {
+                let hash = Hash::from_bytes(h)
+                    .ok_or_else(|| invalid("leaf_hash", "a leaf hash is 32 bytes"))?;
+                self.gateway
+                    .store
+                    .entry_index(hash)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound("no entry has this leaf hash".into()))?
+            }
+            None => return Err(invalid("leaf", "name the entry by leaf_index or leaf_hash")),
+        };
+        if index >= size {
+            return Err(invalid(
+                "leaf_index",
+                format!("entry {index} is not in the tree of size {size}"),
+            ));
+        }
+        let nodes = self
+            .gateway
+            .store
+            .nodes(merkle::inclusion_proof_nodes(index, size))
+            .await?;
+        let proof = merkle::inclusion_proof(index, size, &nodes)
+            .map_err(|e| ApiError::Store(StoreError::Internal(format!("log tree: {e}"))))?;
+        Ok(InclusionProof {
+            leaf_index: index,
+            tree_size: size,
+            hashes: hashes(proof),
+            checkpoint: checkpoint.as_ref().map(to_proto).transpose()?,
+        })
+    }
+
+    async fn consistency(
+        &self,
+        req: &GetConsistencyProofRequest,
+    ) -> Result<ConsistencyProof, ApiError> {
+        let (to, checkpoint) = self.size("to_size", req.to_size).await?;
+        if req.from_size == 0 || req.from_size > to {
+            return Err(invalid(
+                "from_size",
+                format!("from_size must be between 1 and {to}"),
+            ));
+        }
+        let nodes = self
+            .gateway
+            .store
+            .nodes(merkle::consistency_proof_nodes(req.from_size, to))
+            .await?;
+        let proof = merkle::consistency_proof(req.from_size, to, &nodes)
+            .map_err(|e| ApiError::Store(StoreError::Internal(format!("log tree: {e}"))))?;
+        Ok(ConsistencyProof {
+            from_size: req.from_size,
+            to_size: to,
+            hashes: hashes(proof),
+            checkpoint: checkpoint.as_ref().map(to_proto).transpose()?,
+        })
+    }
+
+    async fn entries(&self, req: &GetEntriesRequest) -> Result<Vec<LogEntry>, ApiError> {
+        let size = self.gateway.store.log_size().await?;
+        if req.start >= size && size > 0 {
+            return Err(invalid("start", format!("the log has {size} entries")));
+        }
+        let end = match req.end {
+            0 => size,
+            e if e <= req.start => return Err(invalid("end", "end must be after start")),
+            e => e.min(size),
+        }
+        .min(req.start.saturating_add(MAX_ENTRIES_PER_CALL));
+        let rows = self.gateway.store.entries(req.start, end).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(index, entry)| LogEntry {
+                index,
+                leaf_hash: merkle::leaf_hash(&entry).as_bytes().to_vec(),
+                decoded: decoded(&entry),
+                entry,
+            })
+            .collect())
+    }
+}
+
+/// Runs one Audit call: the caller must be a member (any role).
+async fn call<T, F>(
+    service: &AuditService,
+    method: &'static str,
+    request: &Request<impl Sized>,
+    f: impl FnOnce(Caller) -> F,
+) -> Result<Response<T>, Status>
+where
+    F: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let started = Instant::now();
+    let caller = service.gateway.caller(request);
+    let member = caller.as_ref().ok().map(|c| c.member().to_string());
+    let result = match caller {
+        Ok(caller) => f(caller).await,
+        Err(e) => Err(e),
+    };
+    finish(method, member.as_deref(), started, result).map(Response::new)
+}
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<SignedCheckpoint>, Status> {
+        call(self, "GetCheckpoint", &request, |_| {
+            self.checkpoint(request.get_ref())
+        })
+        .await
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<InclusionProof>, Status> {
+        call(self, "GetInclusionProof", &request, |_| {
+            self.inclusion(request.get_ref())
+        })
+        .await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<ConsistencyProof>, Status> {
+        call(self, "GetConsistencyProof", &request, |_| {
+            self.consistency(request.get_ref())
+        })
+        .await
+    }
+
+    type GetEntriesStream = tokio_stream::Iter<std::vec::IntoIter<Result<LogEntry, Status>>>;
+
+    async fn get_entries(
+        &self,
+        request: Request<GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        let entries = call(self, "GetEntries", &request, |_| {
+            self.entries(request.get_ref())
+        })
+        .await?
+        .into_inner();
+        Ok(Response::new(tokio_stream::iter(
+            entries.into_iter().map(Ok).collect::<Vec<_>>(),
+        )))
+    }
+}
