@@ -48,6 +48,10 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Schema options.
     pub schema: SchemaSettings,
+    /// Serve a store whose log does not extend the checkpoint last published in the data
+    /// directory (a restored backup). Only from `serve --accept-restored-log`, never from a file.
+    #[serde(skip)]
+    pub accept_restored_log: bool,
 }
 
 /// `[logging]`
@@ -143,6 +147,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             limits: LimitSettings::default(),
             schema: SchemaSettings::default(),
+            accept_restored_log: false,
         }
     }
 }

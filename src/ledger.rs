@@ -96,10 +96,11 @@ impl Ledger {
     pub fn start(
         store: Arc<dyn Store>,
         key: Arc<NoteSigner>,
+        published: Published,
         max_batch: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(max_batch.max(1) * 4);
-        let task = tokio::spawn(run(store, key, rx, max_batch.max(1)));
+        let task = tokio::spawn(run(store, key, published, rx, max_batch.max(1)));
         (Self { jobs }, task)
     }
 
@@ -118,6 +119,7 @@ impl Ledger {
 async fn run(
     store: Arc<dyn Store>,
     key: Arc<NoteSigner>,
+    published: Published,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
 ) {
@@ -125,14 +127,20 @@ async fn run(
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::take(&mut batch);
         match commit(&*store, &key, &jobs).await {
-            Ok(results) => reply_all(jobs, results),
+            Ok((results, checkpoint)) => {
+                published.record(checkpoint.as_deref());
+                reply_all(jobs, results);
+            }
             // One bad submission must not sink the others: retry each on its own.
             Err(StoreError::Internal(_)) if jobs.len() > 1 => {
                 for job in jobs {
-                    let result = commit(&*store, &key, std::slice::from_ref(&job)).await;
-                    let result = result
-                        .map(|mut r| r.remove(0))
-                        .unwrap_or_else(|e| Err(e.into()));
+                    let result = match commit(&*store, &key, std::slice::from_ref(&job)).await {
+                        Ok((mut results, checkpoint)) => {
+                            published.record(checkpoint.as_deref());
+                            results.remove(0)
+                        }
+                        Err(e) => Err(e.into()),
+                    };
                     let _ = job.reply.send(result);
                 }
             }
@@ -143,6 +151,47 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The latest checkpoint the gateway signed, kept outside the store (`<data_dir>/checkpoint`)
+/// so that a store restored from an older backup, or replaced, cannot make the gateway sign a
+/// checkpoint inconsistent with one it already published.
+#[derive(Clone, Debug)]
+pub struct Published {
+    path: std::path::PathBuf,
+}
+
+impl Published {
+    /// The published checkpoint kept at `path`.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The checkpoint last recorded, if any.
+    fn read(&self) -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(note) => Ok(Some(note)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a newly committed checkpoint, durably, before its receipts go out.
+    fn record(&self, note: Option<&str>) {
+        let Some(note) = note else { return };
+        if let Err(e) = self.write(note) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot record the published checkpoint");
+        }
+    }
+
+    fn write(&self, note: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = self.path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(note.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
     }
 }
 
@@ -268,12 +317,15 @@ struct Fresh {
     receipt: Receipt,
 }
 
+/// The results, in job order, and the new checkpoint if the log grew.
+type Committed = (Vec<Result<Receipt, LedgerError>>, Option<String>);
+
 /// Runs one batch in one transaction; the outer error means nothing was committed.
 async fn commit(
     store: &dyn Store,
     key: &NoteSigner,
     jobs: &[Job],
-) -> Result<Vec<Result<Receipt, LedgerError>>, StoreError> {
+) -> Result<Committed, StoreError> {
     let mut tx = store.begin().await?;
     let received_at_ms = now_ms();
     let series: Vec<SeriesKey> = jobs
@@ -339,6 +391,7 @@ async fn commit(
         });
     }
 
+    let mut checkpoint = None;
     if !fresh.is_empty() {
         let entries = fresh
             .iter()
@@ -393,6 +446,7 @@ async fn commit(
                 observations: s.observations.clone(),
             });
         }
+        checkpoint = Some(appended.checkpoint.clone());
         tx.insert(records).await?;
         tx.append_log(appended.append).await?;
     }
@@ -404,10 +458,11 @@ async fn commit(
     for (i, k) in duplicates {
         results[i] = Some(Ok(fresh[k].receipt.clone()));
     }
-    Ok(results
+    let results = results
         .into_iter()
         .map(|r| r.unwrap_or(Err(LedgerError::Closed)))
-        .collect())
+        .collect();
+    Ok((results, checkpoint))
 }
 
 fn series_of(s: &ValidSubmission) -> SeriesKey {
@@ -428,7 +483,12 @@ const ORIGIN: &str = "origin";
 /// - submissions accepted before the log existed are appended to it.
 ///
 /// Returns the size of the log.
-pub async fn prepare_log(store: &dyn Store, key: &NoteSigner) -> Result<u64, LedgerError> {
+pub async fn prepare_log(
+    store: &dyn Store,
+    key: &NoteSigner,
+    published: &Published,
+    accept_restored_log: bool,
+) -> Result<u64, LedgerError> {
     let origin = key.verifier().name();
     match store.log_meta(ORIGIN).await? {
         Some(o) if o == origin => {}
@@ -487,8 +547,15 @@ pub async fn prepare_log(store: &dyn Store, key: &NoteSigner) -> Result<u64, Led
         }
     }
 
+    check_published(store, key, published, size, accept_restored_log).await?;
+
     let unlogged = store.unlogged().await?;
     if unlogged.is_empty() {
+        if let Some(cp) = store.latest_checkpoint().await? {
+            published
+                .write(&cp.note)
+                .map_err(|e| published_error(published, e))?;
+        }
         return Ok(size);
     }
     let mut tx = store.begin().await?;
@@ -502,14 +569,77 @@ pub async fn prepare_log(store: &dyn Store, key: &NoteSigner) -> Result<u64, Led
             .await?;
     }
     let size = appended.first + unlogged.len() as u64;
+    let note = appended.checkpoint.clone();
     tx.append_log(appended.append).await?;
     tx.commit().await?;
+    published
+        .write(&note)
+        .map_err(|e| published_error(published, e))?;
     tracing::info!(
         count = unlogged.len(),
         size,
         "logged submissions accepted before the log existed"
     );
     Ok(size)
+}
+
+fn published_error(published: &Published, e: std::io::Error) -> LedgerError {
+    LedgerError::LogIntegrity(format!("{}: {e}", published.path.display()))
+}
+
+/// The store must hold the tree of the checkpoint the gateway last published, or extend it.
+async fn check_published(
+    store: &dyn Store,
+    key: &NoteSigner,
+    published: &Published,
+    size: u64,
+    accept_restored_log: bool,
+) -> Result<(), LedgerError> {
+    let Some(note) = published
+        .read()
+        .map_err(|e| published_error(published, e))?
+    else {
+        return Ok(());
+    };
+    let last = checkpoint::open(note.as_bytes(), key.verifier(), &[])
+        .map_err(|e| {
+            LedgerError::LogIntegrity(format!(
+                "{} does not verify with this gateway's key: {e}",
+                published.path.display()
+            ))
+        })?
+        .checkpoint;
+    let problem = if size < last.size {
+        Some(format!(
+            "the store holds {size} log entries, but this gateway already published a checkpoint of size {} \
+             ({}): the store was restored from an older backup or replaced",
+            last.size,
+            published.path.display()
+        ))
+    } else {
+        let nodes = store.nodes(merkle::root_nodes(last.size)).await?;
+        match merkle::root(last.size, &nodes) {
+            Ok(root) if root == last.root => None,
+            _ => Some(format!(
+                "the store's tree of size {} is not the one this gateway published ({}): the store was replaced",
+                last.size,
+                published.path.display()
+            )),
+        }
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) if accept_restored_log => {
+            tracing::warn!(
+                "{p}; continuing because --accept-restored-log was given: the gateway will sign checkpoints that \
+                 do not extend the one it published, and monitors will report a fork or rollback"
+            );
+            Ok(())
+        }
+        Some(p) => Err(LedgerError::LogIntegrity(format!(
+            "{p}. Restore a newer backup, or start with --accept-restored-log to knowingly fork the log"
+        ))),
+    }
 }
 
 /// The root recomputed from every stored entry, read in pages.

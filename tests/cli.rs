@@ -4,15 +4,9 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::process::{Command, Output};
 
-use common::{pki, samples};
-
-const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
+use common::{BIN, ChildGateway, pki, samples};
 
 fn run(args: &[&str]) -> Output {
     let out = Command::new(BIN)
@@ -27,86 +21,6 @@ fn run(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path) -> Self {
-        let port = free_port();
-        let config = data_dir.join("focalgate.toml");
-        let p = pki();
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
-                data_dir.join("data").display(),
-                p.join("policy.toml").display(),
-                p.join("ca/ca.pem").display(),
-                p.join("ca/crl.pem").display(),
-                p.join("server/server.pem").display(),
-                p.join("server/server.key").display(),
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env("FOCALGATE_LOGGING__FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait for the "serving" line.
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        loop {
-            let Some(line) = lines.next() else {
-                panic!("the server exited early:\n{}", seen.join("\n"));
-            };
-            let line = line.unwrap();
-            seen.push(line.clone());
-            if line.contains("focalgate is serving") {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-                assert_eq!(v["level"], "INFO");
-                break;
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            url: format!("https://127.0.0.1:{port}"),
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    /// A failed test must not leave a gateway running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -132,7 +46,7 @@ fn serve_without_configuration_says_what_to_do() {
 #[test]
 fn the_walkthrough_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = ChildGateway::start(dir.path());
     let kaz = pki().join("KAZ");
     let (server_arg, identity) = (server.url.as_str(), kaz.to_str().unwrap());
 

@@ -18,10 +18,17 @@ pub struct ServeArgs {
     /// Run the demo: the demo PKI in certs-example/, data in ./focalgate-data, 127.0.0.1:50051.
     #[arg(long)]
     demo: bool,
+    /// Serve even though the store's log does not extend the checkpoint this gateway last
+    /// published (the store was restored from an older backup): the log forks, and every
+    /// partner's monitor will say so.
+    #[arg(long)]
+    accept_restored_log: bool,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let settings = Settings::load(args.config.as_deref(), args.demo).map_err(|e| e.to_string())?;
+    let mut settings =
+        Settings::load(args.config.as_deref(), args.demo).map_err(|e| e.to_string())?;
+    settings.accept_restored_log = args.accept_restored_log;
     init_logging(&settings);
     if args.demo {
         tracing::warn!(

@@ -16,7 +16,7 @@ use crate::{
     checkpoint::{KeyType, NoteSigner},
     config::{ConfigError, Settings},
     identity::{Caller, Directory, PolicyError, Trust, TrustError},
-    ledger::Ledger,
+    ledger::{Ledger, Published},
     pki::PkiError,
     proto::{audit_server::AuditServer, submissions_server::SubmissionsServer},
     schema::{CodeListError, CodeLists, Limits},
@@ -249,10 +249,16 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         Some(_) => Arc::new(SqliteStore::open_url(&url).await?),
         None => return Err(StartError::StoreUrl(url)),
     };
-    let size = crate::ledger::prepare_log(&*store, &key).await?;
+    let published = Published::new(data_dir.join("checkpoint"));
+    let size =
+        crate::ledger::prepare_log(&*store, &key, &published, settings.accept_restored_log).await?;
     tracing::info!(origin = %paths.origin, size, vkey = %key.verifier(), "transparency log checked");
-    let (ledger, ledger_task) =
-        Ledger::start(store.clone(), Arc::new(key), settings.store.max_batch);
+    let (ledger, ledger_task) = Ledger::start(
+        store.clone(),
+        Arc::new(key),
+        published,
+        settings.store.max_batch,
+    );
     let limits = Limits {
         max_observations: settings.limits.max_observations,
         ..Limits::default()

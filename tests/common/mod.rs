@@ -3,8 +3,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use focalgate::{
@@ -18,6 +21,103 @@ use focalgate::{
 use prost::Message;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The gateway binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway running as its own process, from a configuration file, as an operator runs it.
+pub struct ChildGateway {
+    /// Its process.
+    pub child: Child,
+    /// Its address.
+    pub url: String,
+    /// Its configuration file.
+    pub config: PathBuf,
+}
+
+impl ChildGateway {
+    /// Writes a configuration for the demo PKI with its data in `dir/data` and starts `focalgate serve`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let config = dir.join("focalgate.toml");
+        let p = pki();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("data").display(),
+                p.join("policy.toml").display(),
+                p.join("ca/ca.pem").display(),
+                p.join("ca/crl.pem").display(),
+                p.join("server/server.pem").display(),
+                p.join("server/server.key").display(),
+            ),
+        )
+        .unwrap();
+        Self::spawn(config, port)
+    }
+
+    /// Starts `focalgate serve` on an existing configuration file.
+    pub fn spawn(config: PathBuf, port: u16) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("FOCALGATE_LOGGING__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the "serving" line.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let Some(line) = lines.next() else {
+                panic!("the server exited early:\n{}", seen.join("\n"));
+            };
+            let line = line.unwrap();
+            seen.push(line.clone());
+            if line.contains("focalgate is serving") {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+                assert_eq!(v["level"], "INFO");
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            config,
+        }
+    }
+
+    /// SIGTERM, and wait for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ChildGateway {
+    /// A failed test must not leave a gateway running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// The demo PKI folder.
 pub fn pki() -> PathBuf {
