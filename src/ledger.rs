@@ -308,6 +308,52 @@ async fn append_entries(
     })
 }
 
+/// An entry appended on its own (not a submission): where it is and the proof of it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    /// Its index.
+    pub index: u64,
+    /// The signed checkpoint of the tree that first includes it.
+    pub checkpoint: String,
+    /// Its inclusion proof in that tree.
+    pub proof: Vec<Hash>,
+}
+
+/// Appends entries that are not submissions (administrative acts) in one durable transaction,
+/// with a checkpoint over the new tree, recorded as published. Writers are serialised by the
+/// store, so this interleaves safely with the ledger's batches.
+pub async fn append_entries_durably(
+    store: &dyn Store,
+    key: &NoteSigner,
+    published: &Published,
+    entries: &[Entry],
+) -> Result<Vec<Logged>, LedgerError> {
+    let bytes = entries
+        .iter()
+        .map(|e| {
+            e.encode()
+                .map_err(|e| StoreError::Internal(format!("log entry: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tx = store.begin().await?;
+    let appended = append_entries(tx.as_mut(), key, bytes, now_ms()).await?;
+    let logged = appended
+        .proofs
+        .iter()
+        .enumerate()
+        .map(|(k, proof)| Logged {
+            index: appended.first + k as u64,
+            checkpoint: appended.checkpoint.clone(),
+            proof: proof.clone(),
+        })
+        .collect();
+    let note = appended.checkpoint.clone();
+    tx.append_log(appended.append).await?;
+    tx.commit().await?;
+    published.record(Some(&note));
+    Ok(logged)
+}
+
 /// A submission of the batch that will be stored.
 struct Fresh {
     job: usize,
