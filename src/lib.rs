@@ -1,22 +1,30 @@
 //! focalgate: the gateway through which national focal points of partner countries submit
 //! agreed, non-sensitive drug-seizure and trafficking-route statistics — signed, over mutual
-//! TLS, in one SDMX-aligned schema — and get a signed receipt for every submission.
+//! TLS, in one SDMX-aligned schema — and get a signed receipt for every submission, recorded in
+//! an append-only Merkle log that any partner can verify without trusting the hub's operator.
 //!
 //! # Layout
 //! Pure parts (no tonic, tokio or store):
 //! - [`schema`]: dataflows `SEIZURES` and `ROUTES`, versioned code lists (data files compiled
 //!   in), exact decimals, periods, and validation that reports every violation.
 //! - [`envelope`]: DSSE v1 pre-authentication encoding, signing, verification before parsing.
-//! - [`receipt`]: the statement the gateway signs for each accepted submission.
+//! - [`merkle`]: RFC 9162 hashing; proofs generated from stored complete subtrees, verified
+//!   purely; the compact tree that verifies a whole log.
+//! - [`checkpoint`]: C2SP signed notes, verifier keys, tlog checkpoints and cosignatures.
+//! - [`entry`]: the log entries, in the exact bytes that are hashed.
+//! - [`receipt`]: the statement the gateway signs for each accepted submission, and the
+//!   offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
 //!
 //! Around them:
 //! - [`identity`]: certificate → member (the certificate profile), roles from the policy,
 //!   the signing-certificate registry, the CA and CRLs in force.
 //! - [`pki`]: certificate profile parameters, key files, the gateway key, the demo PKI.
 //! - [`store`]: persistence behind the [`store::Store`] trait; [`store::sqlite`] is the default.
-//! - [`ledger`]: the single writer: revision numbering, idempotency, receipts, group commit.
+//! - [`ledger`]: the single writer: revision numbering, idempotency, log appends, one
+//!   checkpoint per batch, receipts, group commit; the start-up check of the log.
 //! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
-//! - [`service`]: the tonic services (thin), errors → gRPC status in one place, the server.
+//! - [`service`]: the tonic services `Submissions` and `Audit` (thin), errors → gRPC status in
+//!   one place, the server.
 //! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
 //! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
 //! - [`proto`]: the generated wire contract `focalgate.v1`.
@@ -27,8 +35,11 @@
 //! gateway: peer certificate ─identity::Directory─▶ Caller (member, roles)
 //!          envelope::verify (signing certificate: registered, the caller's, CA, CRL, time)
 //!          ─▶ decode SubmissionBody ─▶ reporter is the caller's country ─▶ schema::validate
-//!          ─▶ ledger (batch: idempotency, revision n+1, signed receipt, one durable commit)
-//!          ─▶ Receipt
+//!          ─▶ ledger (batch: idempotency, revision n+1, log entry + tree nodes, one signed
+//!             checkpoint, inclusion proofs, signed receipts, one durable commit)
+//!          ─▶ Receipt ─▶ client: receipt::verify_offline with the log's verifier key
+//! auditor: Audit.GetEntries ─▶ merkle::CompactTree ─▶ root == signed checkpoint?
+//!          Audit.GetConsistencyProof ─▶ merkle::verify_consistency (log monitor)
 //! ```
 //!
 //! # Non-goals

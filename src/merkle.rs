@@ -130,6 +130,9 @@ pub enum ProofError {
         /// The root the proof computes.
         computed: Hash,
     },
+    /// A proof element that is not a 32-byte hash.
+    #[error("a proof hash has {0} bytes, not 32")]
+    NotAHash(usize),
     /// A stored node the computation needs was not supplied.
     #[error("stored node {0:?} was not supplied")]
     MissingNode(NodeId),
@@ -401,6 +404,21 @@ impl CompactTree {
         }
         acc
     }
+}
+
+/// Decodes the hashes of a proof as they travel (raw 32-byte strings), refusing proofs longer
+/// than any tree can need and hashes of any other length.
+pub fn decode_proof(hashes: &[Vec<u8>]) -> Result<Vec<Hash>, ProofError> {
+    if hashes.len() > MAX_PROOF_LEN {
+        return Err(ProofError::WrongLength {
+            expected: MAX_PROOF_LEN,
+            got: hashes.len(),
+        });
+    }
+    hashes
+        .iter()
+        .map(|h| Hash::from_bytes(h).ok_or(ProofError::NotAHash(h.len())))
+        .collect()
 }
 
 /// Checks that `leaf` is leaf `index` of the tree of `size` leaves with root `root`, RFC 9162

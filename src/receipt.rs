@@ -32,7 +32,7 @@ use time::{OffsetDateTime, format_description::BorrowedFormatItem, macros::forma
 use crate::{
     checkpoint::{self, CheckpointError, NoteVerifier},
     entry::Entry,
-    merkle::{self, Hash, ProofError},
+    merkle::{self, ProofError},
     proto::Receipt,
 };
 
@@ -194,22 +194,7 @@ pub fn verify_offline(r: &Receipt, log: &NoteVerifier) -> Result<VerifiedReceipt
         return Err(ReceiptError::EntryMismatch(field));
     }
     let cp = checkpoint::open(r.checkpoint.as_bytes(), log, &[])?.checkpoint;
-    if r.inclusion_proof.len() > merkle::MAX_PROOF_LEN {
-        return Err(ProofError::WrongLength {
-            expected: merkle::MAX_PROOF_LEN,
-            got: r.inclusion_proof.len(),
-        }
-        .into());
-    }
-    let proof = r
-        .inclusion_proof
-        .iter()
-        .map(|h| {
-            Hash::from_bytes(h).ok_or(ReceiptError::Malformed(
-                "an inclusion proof hash is not 32 bytes",
-            ))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let proof = merkle::decode_proof(&r.inclusion_proof)?;
     merkle::verify_inclusion(
         r.log_index,
         cp.size,

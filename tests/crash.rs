@@ -12,8 +12,7 @@ use std::{
 
 use common::{BIN, ChildGateway, Signer, body, pki, seizure};
 use focalgate::{
-    checkpoint,
-    merkle::{self, Hash},
+    checkpoint, merkle,
     proto::{
         GetCheckpointRequest, GetEntriesRequest, GetInclusionProofRequest, GetSubmissionRequest,
         Receipt, audit_client::AuditClient, get_inclusion_proof_request::Leaf,
@@ -146,11 +145,7 @@ async fn receipted_submissions_survive_sigkill() {
             .await
             .unwrap()
             .into_inner();
-        let hashes: Vec<Hash> = p
-            .hashes
-            .iter()
-            .map(|h| Hash::from_bytes(h).unwrap())
-            .collect();
+        let hashes = merkle::decode_proof(&p.hashes).unwrap();
         if merkle::verify_inclusion(
             r.log_index,
             head.size,

@@ -67,7 +67,7 @@ async fn submit_many(gw: &Gateway, who: &str, n: u32) -> Vec<Receipt> {
 }
 
 fn hashes(v: &[Vec<u8>]) -> Vec<Hash> {
-    v.iter().map(|h| Hash::from_bytes(h).unwrap()).collect()
+    merkle::decode_proof(v).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -342,8 +342,7 @@ async fn prefix_authentic(
         .await
         .map_err(failed)?
         .into_inner();
-    let hashes: Option<Vec<Hash>> = proof.hashes.iter().map(|h| Hash::from_bytes(h)).collect();
-    let Some(hashes) = hashes else {
+    let Ok(hashes) = merkle::decode_proof(&proof.hashes) else {
         return Ok(false);
     };
     if merkle::verify_inclusion(index, cp.size, &leaves[index as usize], &hashes, &cp.root).is_err()
@@ -509,14 +508,11 @@ async fn monitor(args: MonitorArgs) -> Result<(), String> {
                 .await
                 .map_err(failed)?
                 .into_inner();
-            let hashes: Option<Vec<Hash>> =
-                proof.hashes.iter().map(|h| Hash::from_bytes(h)).collect();
-            let consistent = hashes
-                .ok_or_else(|| "not 32-byte hashes".to_owned())
+            let consistent = merkle::decode_proof(&proof.hashes)
                 .and_then(|h| {
                     merkle::verify_consistency(old.size, new.size, &h, &old.root, &new.root)
-                        .map_err(|e| e.to_string())
-                });
+                })
+                .map_err(|e| e.to_string());
             if let Err(why) = consistent {
                 return Err(format!(
                     "FORK: the log {} of size {} does not extend the one of size {} seen before ({why}); keep {} as evidence",

@@ -351,7 +351,7 @@ pub fn body(
 
 /// Where the shared conformance vectors live; under `CI=true` their absence is a failure.
 pub fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FOCALGATE_VECTORS")
+    let dir = std::env::var_os("CONFORMANCE_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
     if dir.is_dir() {
@@ -359,7 +359,7 @@ pub fn vectors_dir() -> Option<PathBuf> {
     }
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!(
-            "conformance vectors not found at {} (set FOCALGATE_VECTORS)",
+            "conformance vectors not found at {} (set CONFORMANCE_VECTORS)",
             dir.display()
         );
     }
