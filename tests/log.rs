@@ -250,7 +250,7 @@ async fn log_verify_passes_on_an_honest_log_and_names_an_altered_entry() {
             .unwrap();
         let forged = String::from_utf8(entry)
             .unwrap()
-            .replace("revision: 1", "revision: 2");
+            .replace("dataflow: SEIZURES", "dataflow: ROUTES");
         db.execute(
             "UPDATE log_entries SET entry = ?1 WHERE idx = 23",
             [forged.as_bytes()],
