@@ -282,6 +282,11 @@ pub mod demo {
         ("admin", "BEL:admin", "Hub operator (demo)", "admin"),
     ];
 
+    /// The demo's sharing rules: most reporters share their country-level figures with every
+    /// member; Turkmenistan only with the regional analysis group.
+    const SHARING: &str = "\n# Who may see each reporter's country-level figures (a member always sees its own).\n\
+                           [sharing]\ndefault = [\"everyone\"]\n\n[sharing.reporters]\nTKM = [\"group:regional-analysis\"]\n";
+
     struct Writer<'a> {
         out: &'a Path,
         ca_pem: String,
@@ -391,8 +396,12 @@ pub mod demo {
             )?;
             let signing = issue(&m, org, CertKind::Signing, &PKCS_ED25519, from, until)?;
             w.identity(folder, (&auth.0, &auth.1), (&signing.0, &signing.1))?;
-            policy.push_str(&format!("\n[members.\"{id}\"]\nroles = [\"{role}\"]\nsigning_certificates = [\"{folder}/signing.pem\"]\n"));
+            let groups = if role == "analyst" { "groups = [\"regional-analysis\"]\n" } else { "" };
+            policy.push_str(&format!(
+                "\n[members.\"{id}\"]\nroles = [\"{role}\"]\n{groups}signing_certificates = [\"{folder}/signing.pem\"]\n"
+            ));
         }
+        policy.push_str(SHARING);
 
         // Negative identities, all claiming to be KAZ:nfp.
         let kaz = member("KAZ:nfp")?;

@@ -22,7 +22,18 @@ use crate::{
 struct MemberEntry {
     roles: BTreeSet<Role>,
     #[serde(default)]
+    groups: BTreeSet<String>,
+    #[serde(default)]
     signing_certificates: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharingSection {
+    #[serde(default)]
+    default: Vec<String>,
+    #[serde(default)]
+    reporters: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,19 +42,69 @@ struct PolicyFile {
     version: u32,
     #[serde(default)]
     members: BTreeMap<String, MemberEntry>,
+    #[serde(default)]
+    sharing: SharingSection,
 }
 
-/// Roles per member, as configured. Loaded from a TOML file:
+/// Who may see a reporter's country-level figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audience {
+    /// Every member.
+    pub everyone: bool,
+    /// These members.
+    pub members: BTreeSet<MemberId>,
+    /// Members of these groups.
+    pub groups: BTreeSet<String>,
+}
+
+impl Audience {
+    /// Parses `["everyone" | "member:<ISO3>:<slug>" | "group:<name>", …]`.
+    fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut a = Self::default();
+        for e in entries {
+            if e == "everyone" {
+                a.everyone = true;
+            } else if let Some(m) = e.strip_prefix("member:") {
+                a.members.insert(MemberId::parse(m).ok_or_else(|| format!("\"{e}\": not a member id"))?);
+            } else if let Some(g) = e.strip_prefix("group:").filter(|g| !g.is_empty()) {
+                a.groups.insert(g.to_owned());
+            } else {
+                return Err(format!("\"{e}\" is not everyone, member:<ISO3>:<slug> or group:<name>"));
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// Roles and groups per member, and who may see each reporter's country-level figures, as
+/// configured. Loaded from a TOML file:
 ///
 /// ```toml
 /// version = 1
 /// [members."KAZ:nfp"]
 /// roles = ["submitter"]
 /// signing_certificates = ["KAZ/signing.pem"]   # relative to the policy file
+///
+/// [members."PRT:analyst"]
+/// roles = ["analyst"]
+/// groups = ["regional-analysis"]
+///
+/// [sharing]
+/// default = ["everyone"]                        # reporters without a rule of their own
+/// reporters.TKM = ["group:regional-analysis", "member:DEU:nfp"]
 /// ```
+///
+/// A sharing rule lists `everyone`, `member:<id>` and `group:<name>`; an empty list means the
+/// reporter alone. Without a `[sharing]` section, each reporter's country-level figures are
+/// its own (aggregates still use them, under small-cell suppression).
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     roles: HashMap<MemberId, BTreeSet<Role>>,
+    groups: HashMap<MemberId, BTreeSet<String>>,
+    /// Sharing rule per reporter (ISO3).
+    sharing: HashMap<String, Audience>,
+    /// The rule of reporters without one of their own.
+    default_sharing: Audience,
 }
 
 impl Policy {
@@ -55,6 +116,18 @@ impl Policy {
     /// Every member in the policy.
     pub fn members(&self) -> impl Iterator<Item = (&MemberId, &BTreeSet<Role>)> {
         self.roles.iter()
+    }
+
+    /// Whether `viewer` may see the country-level figures of `reporter` (ISO3). A member always
+    /// sees its own country's.
+    pub fn may_see(&self, viewer: &MemberId, reporter: &str) -> bool {
+        if viewer.country() == reporter {
+            return true;
+        }
+        let rule = self.sharing.get(reporter).unwrap_or(&self.default_sharing);
+        rule.everyone
+            || rule.members.contains(viewer)
+            || self.groups.get(viewer).is_some_and(|g| !g.is_disjoint(&rule.groups))
     }
 }
 
@@ -154,6 +227,7 @@ impl Directory {
         }
         let base = policy_path.parent().unwrap_or(Path::new("."));
         let mut roles = HashMap::new();
+        let mut groups = HashMap::new();
         let mut signing = HashMap::new();
         for (id, entry) in file.members {
             let member = MemberId::parse(&id).ok_or_else(|| {
@@ -184,11 +258,22 @@ impl Directory {
                 }
                 signing.insert(cert.keyid.clone(), cert);
             }
+            groups.insert(member.clone(), entry.groups);
             roles.insert(member, entry.roles);
+        }
+        let default_sharing =
+            Audience::parse(&file.sharing.default).map_err(|e| invalid(format!("sharing.default: {e}")))?;
+        let mut sharing = HashMap::new();
+        for (reporter, audience) in &file.sharing.reporters {
+            if lists.area.get(reporter).and_then(|c| c.alpha2.as_ref()).is_none() {
+                return Err(invalid(format!("sharing.reporters: {reporter} is not a country in CL_AREA")));
+            }
+            let a = Audience::parse(audience).map_err(|e| invalid(format!("sharing.reporters.{reporter}: {e}")))?;
+            sharing.insert(reporter.clone(), a);
         }
         Ok(Self {
             trust,
-            policy: Policy { roles },
+            policy: Policy { roles, groups, sharing, default_sharing },
             lists,
             signing,
             checked: Default::default(),
