@@ -48,6 +48,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Schema options.
     pub schema: SchemaSettings,
+    /// Statistics options.
+    pub statistics: StatisticsSettings,
     /// Serve a store whose log does not extend the checkpoint last published in the data
     /// directory (a restored backup). Only from `serve --accept-restored-log`, never from a file.
     #[serde(skip)]
@@ -127,6 +129,26 @@ pub struct LimitSettings {
     pub max_observations: usize,
 }
 
+/// `[statistics]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatisticsSettings {
+    /// k: a cell computed from fewer seizures is suppressed for callers who may not see every
+    /// contributing reporter's country-level figures.
+    pub min_seizures: u64,
+    /// m: likewise for cells computed from fewer reporters.
+    pub min_reporters: u32,
+}
+
+impl Default for StatisticsSettings {
+    fn default() -> Self {
+        Self {
+            min_seizures: 3,
+            min_reporters: 2,
+        }
+    }
+}
+
 /// `[schema]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -147,6 +169,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             limits: LimitSettings::default(),
             schema: SchemaSettings::default(),
+            statistics: StatisticsSettings::default(),
             accept_restored_log: false,
         }
     }

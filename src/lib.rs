@@ -60,6 +60,7 @@ pub mod pki;
 pub mod receipt;
 pub mod schema;
 pub mod service;
+pub mod statistics;
 pub mod store;
 pub mod synthetic;
 pub mod tls;

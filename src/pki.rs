@@ -396,7 +396,11 @@ pub mod demo {
             )?;
             let signing = issue(&m, org, CertKind::Signing, &PKCS_ED25519, from, until)?;
             w.identity(folder, (&auth.0, &auth.1), (&signing.0, &signing.1))?;
-            let groups = if role == "analyst" { "groups = [\"regional-analysis\"]\n" } else { "" };
+            let groups = if role == "analyst" {
+                "groups = [\"regional-analysis\"]\n"
+            } else {
+                ""
+            };
             policy.push_str(&format!(
                 "\n[members.\"{id}\"]\nroles = [\"{role}\"]\n{groups}signing_certificates = [\"{folder}/signing.pem\"]\n"
             ));

@@ -1,7 +1,9 @@
 //! The `focalgate` command line: one binary, one subcommand per job.
 
+mod chart;
 mod input;
 mod log;
+mod query;
 mod serve;
 mod submissions;
 mod submit;
@@ -30,6 +32,10 @@ enum Command {
     /// List or fetch your member's submissions.
     #[command(subcommand)]
     Submissions(submissions::SubmissionsCommand),
+    /// Aggregate statistics: totals and trends by drug, period, country and route.
+    Query(Box<query::QueryArgs>),
+    /// The access trail: every statistics query, who asked and what came back (auditors, admins).
+    AccessTrail(query::TrailArgs),
     /// The transparency log: its key, a full verification, monitoring for forks and rollbacks.
     #[command(subcommand)]
     Log(log::LogCommand),
@@ -147,6 +153,8 @@ pub fn main() -> ExitCode {
             Command::Submit(args) => submit::run(args).await,
             Command::Submissions(cmd) => submissions::run(cmd).await,
             Command::Log(cmd) => log::run(cmd).await,
+            Command::Query(args) => query::run(*args).await,
+            Command::AccessTrail(args) => query::trail(args).await,
             Command::Receipt(cmd) => log::run_receipt(cmd),
             Command::Ca(CaCommand::Demo { out }) => ca_demo(&out),
             Command::Samples { out } => {

@@ -65,11 +65,14 @@ impl Audience {
             if e == "everyone" {
                 a.everyone = true;
             } else if let Some(m) = e.strip_prefix("member:") {
-                a.members.insert(MemberId::parse(m).ok_or_else(|| format!("\"{e}\": not a member id"))?);
+                a.members
+                    .insert(MemberId::parse(m).ok_or_else(|| format!("\"{e}\": not a member id"))?);
             } else if let Some(g) = e.strip_prefix("group:").filter(|g| !g.is_empty()) {
                 a.groups.insert(g.to_owned());
             } else {
-                return Err(format!("\"{e}\" is not everyone, member:<ISO3>:<slug> or group:<name>"));
+                return Err(format!(
+                    "\"{e}\" is not everyone, member:<ISO3>:<slug> or group:<name>"
+                ));
             }
         }
         Ok(a)
@@ -127,7 +130,10 @@ impl Policy {
         let rule = self.sharing.get(reporter).unwrap_or(&self.default_sharing);
         rule.everyone
             || rule.members.contains(viewer)
-            || self.groups.get(viewer).is_some_and(|g| !g.is_disjoint(&rule.groups))
+            || self
+                .groups
+                .get(viewer)
+                .is_some_and(|g| !g.is_disjoint(&rule.groups))
     }
 }
 
@@ -261,19 +267,32 @@ impl Directory {
             groups.insert(member.clone(), entry.groups);
             roles.insert(member, entry.roles);
         }
-        let default_sharing =
-            Audience::parse(&file.sharing.default).map_err(|e| invalid(format!("sharing.default: {e}")))?;
+        let default_sharing = Audience::parse(&file.sharing.default)
+            .map_err(|e| invalid(format!("sharing.default: {e}")))?;
         let mut sharing = HashMap::new();
         for (reporter, audience) in &file.sharing.reporters {
-            if lists.area.get(reporter).and_then(|c| c.alpha2.as_ref()).is_none() {
-                return Err(invalid(format!("sharing.reporters: {reporter} is not a country in CL_AREA")));
+            if lists
+                .area
+                .get(reporter)
+                .and_then(|c| c.alpha2.as_ref())
+                .is_none()
+            {
+                return Err(invalid(format!(
+                    "sharing.reporters: {reporter} is not a country in CL_AREA"
+                )));
             }
-            let a = Audience::parse(audience).map_err(|e| invalid(format!("sharing.reporters.{reporter}: {e}")))?;
+            let a = Audience::parse(audience)
+                .map_err(|e| invalid(format!("sharing.reporters.{reporter}: {e}")))?;
             sharing.insert(reporter.clone(), a);
         }
         Ok(Self {
             trust,
-            policy: Policy { roles, groups, sharing, default_sharing },
+            policy: Policy {
+                roles,
+                groups,
+                sharing,
+                default_sharing,
+            },
             lists,
             signing,
             checked: Default::default(),

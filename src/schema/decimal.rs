@@ -96,12 +96,19 @@ impl std::str::FromStr for Quantity {
 impl fmt::Display for Quantity {
     /// Canonical form: no leading or trailing zeros beyond what the value needs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        format_millionths(self.0 as i128, f)
+        write_millionths(self.0 as i128, f)
     }
 }
 
-/// Writes a (possibly large, e.g. summed) number of millionths as a canonical decimal.
-fn format_millionths(m: i128, f: &mut impl fmt::Write) -> fmt::Result {
+/// A (possibly large, e.g. summed) number of millionths as a canonical decimal.
+pub fn format_millionths(m: i128) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_millionths(m, &mut s);
+    s
+}
+
+fn write_millionths(m: i128, f: &mut impl fmt::Write) -> fmt::Result {
     let sign = if m < 0 { "-" } else { "" };
     let m = m.unsigned_abs();
     let (int, frac) = (m / SCALE as u128, m % SCALE as u128);
@@ -164,8 +171,11 @@ mod tests {
 
     #[test]
     fn formats_large_sums() {
-        let mut s = String::new();
-        format_millionths(12_345_000_001, &mut s).unwrap();
-        assert_eq!(s, "12345.000001");
+        assert_eq!(format_millionths(12_345_000_001), "12345.000001");
+        assert_eq!(format_millionths(-5_000_000), "-5");
+        assert_eq!(
+            format_millionths(i128::from(i64::MAX) * 3),
+            "27670116110564.327421"
+        );
     }
 }

@@ -23,7 +23,9 @@ use std::{collections::HashMap, fmt};
 use time::OffsetDateTime;
 
 pub use codelist::{Code, CodeList, CodeListError, CodeLists};
-pub use decimal::{MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, Quantity, QuantityError};
+pub use decimal::{
+    MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, Quantity, QuantityError, format_millionths,
+};
 pub use period::{FIRST_YEAR, Frequency, Period, PeriodError};
 
 use crate::proto::{Observation, SubmissionBody};

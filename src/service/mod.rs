@@ -3,6 +3,7 @@
 
 mod audit;
 mod error;
+mod statistics;
 mod submissions;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -18,7 +19,10 @@ use crate::{
     identity::{Caller, Directory, PolicyError, Trust, TrustError},
     ledger::{Ledger, Published},
     pki::PkiError,
-    proto::{audit_server::AuditServer, submissions_server::SubmissionsServer},
+    proto::{
+        audit_server::AuditServer, statistics_server::StatisticsServer,
+        submissions_server::SubmissionsServer,
+    },
     schema::{CodeListError, CodeLists, Limits},
     store::{Store, StoreError, sqlite::SqliteStore},
     tls::TlsError,
@@ -36,6 +40,10 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     /// Writes, in order, with receipts.
     pub ledger: Ledger,
+    /// The in-memory index of observations that statistics queries run on.
+    pub statistics: Arc<statistics::StatisticsState>,
+    /// Small-cell suppression thresholds.
+    pub thresholds: crate::statistics::Thresholds,
 }
 
 impl Gateway {
@@ -84,6 +92,9 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let statistics = StatisticsServer::new(statistics::StatisticsService::new(gateway.clone()))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
     let audit = AuditServer::new(audit::AuditService::new(gateway.clone()))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -104,6 +115,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(submissions)
         .add_service(audit)
+        .add_service(statistics)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
@@ -259,6 +271,16 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         published,
         settings.store.max_batch,
     );
+    let drug_groups = lists
+        .drug
+        .codes()
+        .iter()
+        .filter_map(|c| Some((c.id.clone(), c.parent.clone()?)))
+        .collect();
+    let statistics = Arc::new(statistics::StatisticsState::new(
+        crate::statistics::Index::new(drug_groups),
+    ));
+    statistics.refresh(&*store).await?;
     let limits = Limits {
         max_observations: settings.limits.max_observations,
         ..Limits::default()
@@ -270,6 +292,11 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
             limits,
             store,
             ledger,
+            statistics,
+            thresholds: crate::statistics::Thresholds {
+                min_seizures: settings.statistics.min_seizures,
+                min_reporters: settings.statistics.min_reporters,
+            },
         }),
         tls,
         options: ServeOptions {

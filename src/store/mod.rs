@@ -164,6 +164,44 @@ pub struct LogAppend {
     pub signed_at_ms: i64,
 }
 
+/// A submission and its observations, as the statistics index reads them (without comments).
+#[derive(Clone, Debug)]
+pub struct IndexedSubmission {
+    /// Store order.
+    pub seq: i64,
+    /// Dataflow.
+    pub dataflow: Dataflow,
+    /// Reporter.
+    pub ref_area: String,
+    /// TIME_PERIOD.
+    pub time_period: String,
+    /// Its log entry.
+    pub log_index: Option<u64>,
+    /// Its observations, in order.
+    pub observations: Vec<ValidObservation>,
+}
+
+/// One statistics query, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Trail order; 0 before it is stored.
+    pub id: i64,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// Who.
+    pub member: String,
+    /// Which RPC.
+    pub method: String,
+    /// The request, JSON.
+    pub request: String,
+    /// The log size the answer reflects.
+    pub tree_size: u64,
+    /// Rows returned.
+    pub rows: u32,
+    /// Cells suppressed.
+    pub suppressed: u32,
+}
+
 /// A signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -215,6 +253,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// A value of the log's identity (`origin`).
     async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Up to `limit` submissions with `seq > after_seq`, in store order, with their observations.
+    async fn submissions_since(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IndexedSubmission>, StoreError>;
+
+    /// The latest checkpoint signed at or before `time_ms`.
+    async fn checkpoint_before(&self, time_ms: i64)
+    -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Records one query in the access trail, durably.
+    async fn record_access(&self, record: &AccessRecord) -> Result<(), StoreError>;
+
+    /// Up to `limit` access records with `id < before_id`, newest first.
+    async fn access_trail(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AccessRecord>, StoreError>;
 }
 
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls

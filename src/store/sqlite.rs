@@ -20,10 +20,13 @@ use time::{Date, format_description::BorrowedFormatItem, macros::format_descript
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
-    LIST_PAGE, ListFilter, LogAppend, SeriesKey, Store, StoreError, StoredCheckpoint,
-    StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+    AccessRecord, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend, SeriesKey, Store,
+    StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
 };
-use crate::merkle::{Hash, NodeId, Nodes};
+use crate::{
+    merkle::{Hash, NodeId, Nodes},
+    schema::Dataflow,
+};
 
 /// Migrations, applied in order, each once: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -36,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "transparency log",
         include_str!("migrations/sqlite/0002_transparency_log.sql"),
+    ),
+    (
+        3,
+        "access trail",
+        include_str!("migrations/sqlite/0003_access_trail.sql"),
     ),
 ];
 
@@ -268,6 +276,34 @@ fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
     })
 }
 
+/// An observation row as the index reads it (from `drug` on; comments are not read).
+fn stored_observation(r: &Row<'_>) -> rusqlite::Result<crate::schema::ValidObservation> {
+    let text = |i: usize| r.get::<_, Option<String>>(i);
+    let transit: Option<String> = text(5)?;
+    let embargo: Option<i64> = r.get(12)?;
+    Ok(crate::schema::ValidObservation {
+        drug: r.get(1)?,
+        transport_mode: text(2)?,
+        origin_area: text(3)?,
+        departure_area: text(4)?,
+        transit_area: transit
+            .map(|t| t.split(';').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        destination_area: text(6)?,
+        unit_measure: text(7)?,
+        n_seizures: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
+        quantity: r
+            .get::<_, Option<i64>>(9)?
+            .and_then(crate::schema::Quantity::from_millionths),
+        obs_status: r.get(10)?,
+        conf_status: r.get(11)?,
+        embargo_time: embargo.and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        }),
+        comment: None,
+    })
+}
+
 fn date(d: Date) -> String {
     d.format(DATE).unwrap_or_default()
 }
@@ -429,6 +465,127 @@ impl Store for SqliteStore {
             })
             .optional()
             .map_err(classify)
+        })
+        .await
+    }
+
+    async fn submissions_since(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IndexedSubmission>, StoreError> {
+        self.read(move |conn| {
+            let mut subs = conn
+                .prepare_cached(
+                    "SELECT seq, dataflow, ref_area, time_period, log_index FROM submissions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(classify)?;
+            let mut out: Vec<IndexedSubmission> = subs
+                .query_map(params![after_seq, limit], |r| {
+                    let dataflow: String = r.get(1)?;
+                    Ok((r.get::<_, i64>(0)?, dataflow, r.get(2)?, r.get(3)?, r.get::<_, Option<i64>>(4)?))
+                })
+                .map_err(classify)?
+                .map(|row| {
+                    let (seq, dataflow, ref_area, time_period, log_index) = row.map_err(classify)?;
+                    Ok(IndexedSubmission {
+                        seq,
+                        dataflow: Dataflow::from_id(&dataflow)
+                            .ok_or_else(|| StoreError::Internal(format!("stored dataflow {dataflow}")))?,
+                        ref_area,
+                        time_period,
+                        log_index: log_index.map(|i| i as u64),
+                        observations: Vec::new(),
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let (Some(first), Some(last)) = (out.first().map(|s| s.seq), out.last().map(|s| s.seq)) else {
+                return Ok(out);
+            };
+            let mut obs = conn
+                .prepare_cached(
+                    "SELECT submission_seq, drug, transport_mode, origin_area, departure_area, transit_area, \
+                     destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, embargo_time \
+                     FROM observations WHERE submission_seq BETWEEN ?1 AND ?2 ORDER BY submission_seq, idx",
+                )
+                .map_err(classify)?;
+            let mut rows = obs.query(params![first, last]).map_err(classify)?;
+            let mut at = 0;
+            while let Some(r) = rows.next().map_err(classify)? {
+                let seq: i64 = r.get(0).map_err(classify)?;
+                while out[at].seq != seq {
+                    at += 1;
+                    if at == out.len() {
+                        return Err(StoreError::Internal(format!("observations of unknown submission {seq}")));
+                    }
+                }
+                out[at].observations.push(stored_observation(r).map_err(classify)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn checkpoint_before(
+        &self,
+        time_ms: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT size, note FROM checkpoints WHERE signed_at <= ?1 ORDER BY size DESC LIMIT 1")
+                .map_err(classify)?
+                .query_row([time_ms], checkpoint_row)
+                .optional()
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn record_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
+        let r = record.clone();
+        let guard = self.writer.clone().lock_owned().await;
+        let mut tx = SqliteTx {
+            conn: Some(guard),
+            open: false,
+        };
+        tx.run(move |conn| {
+            conn.execute(
+                "INSERT INTO access_trail (at, member, method, request, tree_size, rows, suppressed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.at_ms, r.member, r.method, r.request, r.tree_size as i64, r.rows, r.suppressed],
+            )
+            .map(|_| ())
+            .map_err(classify)
+        })
+        .await
+    }
+
+    async fn access_trail(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AccessRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, at, member, method, request, tree_size, rows, suppressed FROM access_trail \
+                     WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![before_id.unwrap_or(i64::MAX), limit], |r| {
+                    Ok(AccessRecord {
+                        id: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        member: r.get(2)?,
+                        method: r.get(3)?,
+                        request: r.get(4)?,
+                        tree_size: r.get::<_, i64>(5)? as u64,
+                        rows: r.get(6)?,
+                        suppressed: r.get(7)?,
+                    })
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
     }

@@ -1,0 +1,380 @@
+//! `focalgate query` and `focalgate access-trail`: aggregates for analysts, in the formats their
+//! tools read, and the record of who asked what.
+
+use std::{io::IsTerminal, path::PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::{Connection, chart};
+use crate::{
+    proto::{
+        AggregateQuery, AggregateRow, ListAccessTrailRequest, QueryHeader, aggregate_query::AsOf,
+        query_response::Item, statistics_client::StatisticsClient,
+    },
+    receipt::format_timestamp,
+};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned table (the default on a terminal).
+    Table,
+    /// CSV named after the concepts (the default otherwise).
+    Csv,
+    /// SDMX-CSV 2.x.
+    SdmxCsv,
+    /// JSON, with the header.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// SEIZURES or ROUTES.
+    #[arg(long)]
+    dataflow: String,
+    /// Frequency of the series combined: A, Q or M.
+    #[arg(long)]
+    freq: String,
+    /// Roll periods up to Q or A.
+    #[arg(long)]
+    rollup: Option<String>,
+    /// Dimensions to group by, comma-separated, case-insensitive (drug,unit_measure,…).
+    #[arg(long, value_delimiter = ',')]
+    group_by: Vec<String>,
+    /// Periods starting on or after this one.
+    #[arg(long)]
+    from: Option<String>,
+    /// Periods ending on or before this one.
+    #[arg(long)]
+    to: Option<String>,
+    /// Reporters (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    reporter: Vec<String>,
+    /// Drugs or drug groups.
+    #[arg(long, value_delimiter = ',')]
+    drug: Vec<String>,
+    /// Transport modes.
+    #[arg(long, value_delimiter = ',')]
+    transport_mode: Vec<String>,
+    /// ROUTES: origins.
+    #[arg(long, value_delimiter = ',')]
+    origin: Vec<String>,
+    /// ROUTES: routes through any of these countries.
+    #[arg(long, value_delimiter = ',')]
+    transit: Vec<String>,
+    /// ROUTES: destinations.
+    #[arg(long, value_delimiter = ',')]
+    destination: Vec<String>,
+    /// Observation statuses.
+    #[arg(long, value_delimiter = ',')]
+    obs_status: Vec<String>,
+    /// Units of measure.
+    #[arg(long, value_delimiter = ',')]
+    unit: Vec<String>,
+    /// Add a total row per unit.
+    #[arg(long)]
+    totals: bool,
+    /// Keep the N largest cells per unit (top routes).
+    #[arg(long)]
+    top: Option<u32>,
+    /// The data as it was in the log of this many entries (a signed checkpoint's size).
+    #[arg(long, conflicts_with = "as_of")]
+    as_of_size: Option<u64>,
+    /// The data as it was at this time (RFC 3339).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Output format; a table on a terminal, CSV otherwise.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Also draw the answer as SVG: a time series per series key, a flow chart for routes.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrailArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// At most this many records, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+fn failed(status: tonic::Status) -> String {
+    super::describe_status(&status, |_| String::new())
+}
+
+/// The answer as it arrived.
+pub struct Answer {
+    pub dataflow: String,
+    pub header: QueryHeader,
+    pub rows: Vec<AggregateRow>,
+}
+
+pub async fn run(args: QueryArgs) -> Result<(), String> {
+    let as_of = match (&args.as_of_size, &args.as_of) {
+        (Some(n), _) => Some(AsOf::AsOfTreeSize(*n)),
+        (None, Some(t)) => {
+            let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| format!("--as-of {t}: not an RFC 3339 time"))?;
+            Some(AsOf::AsOfTime(prost_types::Timestamp {
+                seconds: t.unix_timestamp(),
+                nanos: t.nanosecond() as i32,
+            }))
+        }
+        (None, None) => None,
+    };
+    let request = AggregateQuery {
+        dataflow: args.dataflow.clone(),
+        freq: args.freq.clone(),
+        rollup: args.rollup.clone().unwrap_or_default(),
+        period_from: args.from.clone().unwrap_or_default(),
+        period_to: args.to.clone().unwrap_or_default(),
+        ref_area: args.reporter.clone(),
+        drug: args.drug.clone(),
+        transport_mode: args.transport_mode.clone(),
+        origin_area: args.origin.clone(),
+        transit_area: args.transit.clone(),
+        destination_area: args.destination.clone(),
+        obs_status: args.obs_status.clone(),
+        unit_measure: args.unit.clone(),
+        group_by: args.group_by.clone(),
+        totals: args.totals,
+        top_n: args.top.unwrap_or(0),
+        as_of,
+    };
+    let mut client = StatisticsClient::new(args.connection.connect().await?);
+    let mut stream = client.query(request).await.map_err(failed)?.into_inner();
+    let mut header = None;
+    let mut rows = Vec::new();
+    while let Some(item) = stream.message().await.map_err(failed)? {
+        match item.item {
+            Some(Item::Header(h)) => header = Some(h),
+            Some(Item::Row(r)) => rows.push(r),
+            None => {}
+        }
+    }
+    let header = header.ok_or("the gateway sent no header")?;
+    let answer = Answer {
+        dataflow: args.dataflow.to_ascii_uppercase(),
+        header,
+        rows,
+    };
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Csv
+    });
+    print!("{}", render(&answer, format)?);
+    if let Some(path) = &args.chart {
+        let svg = chart::draw(&answer)?;
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    let suppressed = answer.rows.iter().filter(|r| r.obs_status == "Q").count();
+    eprintln!(
+        "{} row(s), {suppressed} suppressed; computed at the log of {} entries",
+        answer.rows.len(),
+        answer.header.tree_size
+    );
+    Ok(())
+}
+
+/// The answer's columns: dimensions, then UNIT_MEASURE and the measures and attributes.
+fn columns(header: &QueryHeader) -> Vec<String> {
+    let mut c = header.dimensions.clone();
+    c.extend(
+        [
+            "UNIT_MEASURE",
+            "QUANTITY",
+            "N_SEIZURES",
+            "N_REPORTERS",
+            "OBS_STATUS",
+            "CONF_STATUS",
+        ]
+        .map(String::from),
+    );
+    c
+}
+
+/// N_SEIZURES and N_REPORTERS as printed: empty when withheld.
+fn counts(r: &AggregateRow) -> [String; 2] {
+    let withheld = r.obs_status == "Q";
+    [
+        r.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
+        if withheld {
+            String::new()
+        } else {
+            r.n_reporters.to_string()
+        },
+    ]
+}
+
+fn values(r: &AggregateRow) -> Vec<String> {
+    let [n_seizures, n_reporters] = counts(r);
+    let mut v = r.key.clone();
+    v.extend([
+        r.unit_measure.clone(),
+        r.quantity.clone(),
+        n_seizures,
+        n_reporters,
+        r.obs_status.clone(),
+        r.conf_status.clone(),
+    ]);
+    v
+}
+
+fn csv_line(fields: &[String]) -> Result<String, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(fields).map_err(|e| e.to_string())?;
+    String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+/// Renders an answer in one of the formats.
+pub fn render(a: &Answer, format: Format) -> Result<String, String> {
+    let mut out = String::new();
+    match format {
+        Format::Csv => {
+            out.push_str(&csv_line(&columns(&a.header))?);
+            for r in &a.rows {
+                out.push_str(&csv_line(&values(r))?);
+            }
+        }
+        Format::SdmxCsv => {
+            // SDMX-CSV 2.x: STRUCTURE, STRUCTURE_ID, ACTION, the dimensions, the measures
+            // (OBS_VALUE is QUANTITY), then the attributes.
+            let mut head: Vec<String> = ["STRUCTURE", "STRUCTURE_ID", "ACTION"]
+                .map(String::from)
+                .to_vec();
+            head.extend(a.header.dimensions.iter().cloned());
+            head.extend(
+                [
+                    "OBS_VALUE",
+                    "N_SEIZURES",
+                    "N_REPORTERS",
+                    "UNIT_MEASURE",
+                    "OBS_STATUS",
+                    "CONF_STATUS",
+                ]
+                .map(String::from),
+            );
+            out.push_str(&csv_line(&head)?);
+            for r in &a.rows {
+                let [n_seizures, n_reporters] = counts(r);
+                let mut v = vec![
+                    "dataflow".to_owned(),
+                    format!("FOCALGATE:{}(1.0)", a.dataflow),
+                    "I".to_owned(),
+                ];
+                v.extend(r.key.iter().cloned());
+                v.extend([
+                    r.quantity.clone(),
+                    n_seizures,
+                    n_reporters,
+                    r.unit_measure.clone(),
+                    r.obs_status.clone(),
+                    r.conf_status.clone(),
+                ]);
+                out.push_str(&csv_line(&v)?);
+            }
+        }
+        Format::Json => {
+            let rows: Vec<_> = a
+                .rows
+                .iter()
+                .map(|r| {
+                    let key: serde_json::Map<String, serde_json::Value> = a
+                        .header
+                        .dimensions
+                        .iter()
+                        .cloned()
+                        .zip(r.key.iter().map(|k| json!(k)))
+                        .collect();
+                    json!({
+                        "key": key,
+                        "unit_measure": r.unit_measure,
+                        "quantity": (!r.quantity.is_empty()).then_some(&r.quantity),
+                        "n_seizures": r.n_seizures,
+                        "n_reporters": (r.obs_status != "Q").then_some(r.n_reporters),
+                        "obs_status": r.obs_status,
+                        "conf_status": r.conf_status,
+                        "total": r.total,
+                    })
+                })
+                .collect();
+            let doc = json!({
+                "dataflow": a.dataflow,
+                "dimensions": a.header.dimensions,
+                "tree_size": a.header.tree_size,
+                "checkpoint": a.header.checkpoint,
+                "min_seizures": a.header.min_seizures,
+                "min_reporters": a.header.min_reporters,
+                "computed_at": a.header.computed_at.as_ref().and_then(format_timestamp),
+                "rows": rows,
+            });
+            out = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
+        }
+        Format::Table => {
+            let head = columns(&a.header);
+            let body: Vec<Vec<String>> = a.rows.iter().map(values).collect();
+            let widths: Vec<usize> = (0..head.len())
+                .map(|i| {
+                    body.iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([head[i].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let numeric = |i: usize| i >= head.len() - 5 && i < head.len() - 2;
+            for row in std::iter::once(&head).chain(body.iter()) {
+                let cells: Vec<String> = row
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if numeric(i) {
+                            format!("{c:>w$}", w = widths[i])
+                        } else {
+                            format!("{c:<w$}", w = widths[i])
+                        }
+                    })
+                    .collect();
+                out.push_str(cells.join("  ").trim_end());
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn trail(args: TrailArgs) -> Result<(), String> {
+    let mut client = StatisticsClient::new(args.connection.connect().await?);
+    let mut stream = client
+        .list_access_trail(ListAccessTrailRequest {
+            before_id: 0,
+            limit: args.limit,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    println!(
+        "{:>6}  {:<24}  {:<14}  {:>9}  {:>6}  {:>10}  REQUEST",
+        "ID", "AT", "MEMBER", "TREE", "ROWS", "SUPPRESSED"
+    );
+    while let Some(r) = stream.message().await.map_err(failed)? {
+        println!(
+            "{:>6}  {:<24}  {:<14}  {:>9}  {:>6}  {:>10}  {}",
+            r.id,
+            r.at.as_ref().and_then(format_timestamp).unwrap_or_default(),
+            r.member,
+            r.tree_size,
+            r.rows,
+            r.suppressed,
+            r.request
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! `focalgate.v1.Statistics`: aggregate queries and the access trail.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Instant,
+};
+
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, Gateway, error::finish};
+use crate::{
+    identity::{Caller, Role},
+    proto::{
+        AccessRecord as ProtoAccessRecord, AggregateQuery, AggregateRow, ListAccessTrailRequest,
+        QueryHeader, QueryResponse, aggregate_query, query_response::Item,
+        statistics_server::Statistics,
+    },
+    receipt::timestamp_from_millis,
+    schema::{Rule, Violation, format_millionths},
+    statistics::{self, AsOf, Index, Query, Viewer},
+    store::{AccessRecord, StoreError, StoredCheckpoint},
+};
+
+/// Submissions read from the store per refresh step.
+const REFRESH_PAGE: u32 = 2_000;
+/// Most access records per call.
+const TRAIL_PAGE: u32 = 1_000;
+
+/// The statistics index shared by all queries, and the lock that makes refreshes single-flight.
+pub struct StatisticsState {
+    index: RwLock<Index>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl StatisticsState {
+    /// An empty index; [`refresh`](Self::refresh) fills it.
+    pub fn new(index: Index) -> Self {
+        Self {
+            index: RwLock::new(index),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reads what the store gained since the index last looked.
+    pub async fn refresh(&self, store: &dyn crate::store::Store) -> Result<(), StoreError> {
+        let _single = self.refreshing.lock().await;
+        loop {
+            let last = self
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_seq;
+            let batch = store.submissions_since(last, REFRESH_PAGE).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+        }
+    }
+}
+
+/// The Statistics service.
+pub struct StatisticsService {
+    gateway: Arc<Gateway>,
+}
+
+impl StatisticsService {
+    pub(super) fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+
+    /// The tree size an answer reflects, and its checkpoint.
+    async fn tree(&self, as_of: AsOf) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
+        let store = &self.gateway.store;
+        let latest = store.latest_checkpoint().await?;
+        let latest_size = latest.as_ref().map_or(0, |c| c.size);
+        match as_of {
+            AsOf::Latest => Ok((latest_size, latest)),
+            AsOf::TreeSize(n) if n > latest_size => Err(ApiError::Invalid(vec![Violation::new(
+                "as_of_tree_size",
+                Rule::OutOfRange,
+                format!("{n} is beyond the latest checkpoint's tree size {latest_size}"),
+            )])),
+            AsOf::TreeSize(n) => match store.checkpoint_at(n).await? {
+                Some(cp) => Ok((n, Some(cp))),
+                None => Err(ApiError::Invalid(vec![Violation::new(
+                    "as_of_tree_size",
+                    Rule::OutOfRange,
+                    format!(
+                        "no checkpoint was signed for tree size {n}: name the size of a signed checkpoint"
+                    ),
+                )])),
+            },
+            AsOf::Time(ms) => {
+                let cp = store.checkpoint_before(ms).await?;
+                Ok((cp.as_ref().map_or(0, |c| c.size), cp))
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        caller: &Caller,
+        request: &AggregateQuery,
+    ) -> Result<Vec<QueryResponse>, ApiError> {
+        let g = &self.gateway;
+        if !caller.has(Role::Analyst) && !caller.has(Role::Submitter) {
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not query statistics",
+                caller.member()
+            )));
+        }
+        let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
+        let (size, checkpoint) = self.tree(query.as_of).await?;
+        g.statistics.refresh(&*g.store).await?;
+
+        let now_ms = now_ms();
+        let (state, directory, member, thresholds) = (
+            g.statistics.clone(),
+            g.directory.clone(),
+            caller.member().clone(),
+            g.thresholds,
+        );
+        let q = query.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
+            let viewer = Viewer {
+                country: member.country(),
+                may_see: &may_see,
+            };
+            statistics::aggregate(&index, &q, size, now_ms, &viewer, thresholds)
+        })
+        .await
+        .map_err(|e| ApiError::Store(StoreError::Internal(format!("query task: {e}"))))?;
+
+        // The trail first: no answer leaves without its record.
+        g.store
+            .record_access(&AccessRecord {
+                id: 0,
+                at_ms: now_ms,
+                member: caller.member().to_string(),
+                method: "Query".into(),
+                request: describe(request),
+                tree_size: size,
+                rows: answer.cells.len() as u32,
+                suppressed: answer.suppressed() as u32,
+            })
+            .await?;
+
+        let mut out = Vec::with_capacity(answer.cells.len() + 1);
+        out.push(QueryResponse {
+            item: Some(Item::Header(QueryHeader {
+                dimensions: answer
+                    .dimensions
+                    .iter()
+                    .map(|d| d.id().to_owned())
+                    .collect(),
+                tree_size: size,
+                checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
+                min_seizures: thresholds.min_seizures as u32,
+                min_reporters: thresholds.min_reporters,
+                computed_at: Some(timestamp_from_millis(now_ms)),
+            })),
+        });
+        out.extend(answer.cells.into_iter().map(|c| QueryResponse {
+            item: Some(Item::Row(AggregateRow {
+                key: c.key,
+                unit_measure: c.unit_measure,
+                quantity: c.quantity.map(format_millionths).unwrap_or_default(),
+                n_seizures: c.n_seizures,
+                n_reporters: c.n_reporters,
+                obs_status: c.obs_status,
+                conf_status: c.conf_status,
+                total: c.total,
+            })),
+        }));
+        Ok(out)
+    }
+
+    async fn trail(
+        &self,
+        caller: &Caller,
+        request: &ListAccessTrailRequest,
+    ) -> Result<Vec<ProtoAccessRecord>, ApiError> {
+        if !caller.has(Role::Auditor) && !caller.has(Role::Admin) {
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not read the access trail",
+                caller.member()
+            )));
+        }
+        let limit = match request.limit {
+            0 => TRAIL_PAGE,
+            n => n.min(TRAIL_PAGE),
+        };
+        let before = (request.before_id > 0).then_some(request.before_id as i64);
+        let records = self.gateway.store.access_trail(before, limit).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| ProtoAccessRecord {
+                id: r.id as u64,
+                at: Some(timestamp_from_millis(r.at_ms)),
+                member: r.member,
+                method: r.method,
+                request: r.request,
+                tree_size: r.tree_size,
+                rows: r.rows,
+                suppressed: r.suppressed,
+            })
+            .collect())
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The query as the trail records it: every field that was set, as JSON.
+fn describe(q: &AggregateQuery) -> String {
+    let mut m = serde_json::Map::new();
+    let mut text = |name: &str, v: &str| {
+        if !v.is_empty() {
+            m.insert(name.into(), v.into());
+        }
+    };
+    text("dataflow", &q.dataflow);
+    text("freq", &q.freq);
+    text("rollup", &q.rollup);
+    text("period_from", &q.period_from);
+    text("period_to", &q.period_to);
+    for (name, values) in [
+        ("ref_area", &q.ref_area),
+        ("drug", &q.drug),
+        ("transport_mode", &q.transport_mode),
+        ("origin_area", &q.origin_area),
+        ("transit_area", &q.transit_area),
+        ("destination_area", &q.destination_area),
+        ("obs_status", &q.obs_status),
+        ("unit_measure", &q.unit_measure),
+        ("group_by", &q.group_by),
+    ] {
+        if !values.is_empty() {
+            m.insert(name.into(), values.clone().into());
+        }
+    }
+    if q.totals {
+        m.insert("totals".into(), true.into());
+    }
+    if q.top_n > 0 {
+        m.insert("top_n".into(), q.top_n.into());
+    }
+    match &q.as_of {
+        Some(aggregate_query::AsOf::AsOfTreeSize(n)) => {
+            m.insert("as_of_tree_size".into(), (*n).into());
+        }
+        Some(aggregate_query::AsOf::AsOfTime(t)) => {
+            m.insert("as_of_time".into(), t.seconds.into());
+        }
+        None => {}
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+#[tonic::async_trait]
+impl Statistics for StatisticsService {
+    type QueryStream = tokio_stream::Iter<std::vec::IntoIter<Result<QueryResponse, Status>>>;
+
+    async fn query(
+        &self,
+        request: Request<AggregateQuery>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        let started = Instant::now();
+        let caller = self.gateway.caller(&request);
+        let member = caller.as_ref().ok().map(|c| c.member().to_string());
+        let result = match caller {
+            Ok(caller) => StatisticsService::query(self, &caller, request.get_ref()).await,
+            Err(e) => Err(e),
+        };
+        let items = finish("Query", member.as_deref(), started, result)?;
+        Ok(Response::new(tokio_stream::iter(
+            items.into_iter().map(Ok).collect::<Vec<_>>(),
+        )))
+    }
+
+    type ListAccessTrailStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<ProtoAccessRecord, Status>>>;
+
+    async fn list_access_trail(
+        &self,
+        request: Request<ListAccessTrailRequest>,
+    ) -> Result<Response<Self::ListAccessTrailStream>, Status> {
+        let started = Instant::now();
+        let caller = self.gateway.caller(&request);
+        let member = caller.as_ref().ok().map(|c| c.member().to_string());
+        let result = match caller {
+            Ok(caller) => self.trail(&caller, request.get_ref()).await,
+            Err(e) => Err(e),
+        };
+        let items = finish("ListAccessTrail", member.as_deref(), started, result)?;
+        Ok(Response::new(tokio_stream::iter(
+            items.into_iter().map(Ok).collect::<Vec<_>>(),
+        )))
+    }
+}
