@@ -102,7 +102,7 @@ fn body(reporter: &str, year: i32, month: u8, rng: &mut Rng) -> SubmissionBody {
         lists
             .drug
             .get(&o.drug)
-            .is_some_and(|c| c.units.iter().any(|u| *u == o.unit_measure))
+            .is_some_and(|c| c.units.contains(&o.unit_measure))
     });
     SubmissionBody {
         dataflow: "SEIZURES".into(),
