@@ -23,8 +23,10 @@
 //! - [`ledger`]: the single writer: revision numbering, idempotency, log appends, one
 //!   checkpoint per batch, receipts, group commit; the start-up check of the log.
 //! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
-//! - [`service`]: the tonic services `Submissions` and `Audit` (thin), errors → gRPC status in
-//!   one place, the server.
+//! - [`statistics`]: aggregates for analysts: an in-memory columnar index of every revision,
+//!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
+//! - [`service`]: the tonic services `Submissions`, `Audit` and `Statistics` (thin), errors →
+//!   gRPC status in one place, the server.
 //! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
 //! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
 //! - [`proto`]: the generated wire contract `focalgate.v1`.
@@ -40,6 +42,9 @@
 //!          ─▶ Receipt ─▶ client: receipt::verify_offline with the log's verifier key
 //! auditor: Audit.GetEntries ─▶ merkle::CompactTree ─▶ root == signed checkpoint?
 //!          Audit.GetConsistencyProof ─▶ merkle::verify_consistency (log monitor)
+//! analyst: Statistics.Query ─▶ statistics::Query ─▶ Index refreshed from the store
+//!          ─▶ aggregate (tree size of a signed checkpoint, caller's sharing rights,
+//!             suppression) ─▶ access trail (durable) ─▶ header + rows
 //! ```
 //!
 //! # Non-goals

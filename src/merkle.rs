@@ -244,7 +244,7 @@ pub fn root_nodes(size: u64) -> Vec<NodeId> {
     tiles(0, size)
 }
 
-/// MTH(D[0:size]) from stored nodes.
+/// MTH(D\[0:size\]) from stored nodes.
 pub fn root(size: u64, nodes: &Nodes) -> Result<Hash, ProofError> {
     range_hash(0, size, nodes)
 }

@@ -487,9 +487,46 @@ async fn empty_answers_bad_queries_rights_and_the_access_trail() {
     let (_, rows) = query(&gw, "KAZ", nothing).await.unwrap();
     assert!(rows.is_empty());
 
+    // Without a frequency: the one the selected series have, named in the header.
+    let (header, rows) = query(&gw, "KAZ", q("SEIZURES", "", &["DRUG"]))
+        .await
+        .unwrap();
+    assert_eq!((header.freq.as_str(), rows.len()), ("A", 1));
+    let mut rolled_down = q("SEIZURES", "", &["TIME_PERIOD"]);
+    rolled_down.rollup = "Q".into();
+    let err = query(&gw, "KAZ", rolled_down).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("rollup"), "{}", err.message());
+    // Quarterly series beside the annual one: months are never added to years, so a query
+    // that would mix them must name a frequency; one whose filter selects one of them need not.
+    gw.client("KAZ")
+        .await
+        .submit(Signer::of("KAZ").seal(&body(
+            "SEIZURES",
+            "KAZ",
+            "2024-Q1",
+            vec![seizure("OPIUM", "KG", "2", 1)],
+        )))
+        .await
+        .unwrap();
+    let err = query(&gw, "KAZ", q("SEIZURES", "", &["DRUG"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("freq") && err.message().contains("A, Q"),
+        "{}",
+        err.message()
+    );
+    let mut opium = q("SEIZURES", "", &["DRUG"]);
+    opium.drug = vec!["OPIUM".into()];
+    let (header, rows) = query(&gw, "KAZ", opium).await.unwrap();
+    assert_eq!((header.freq.as_str(), rows.len()), ("Q", 1));
+
     // Bad queries: every problem, with its field.
     let bad = AggregateQuery {
         dataflow: "SEIZURES".into(),
+        freq: "W".into(),
         group_by: vec!["ORIGIN_AREA".into(), "color".into()],
         drug: vec!["HEROINE".into()],
         ..Default::default()
@@ -515,20 +552,19 @@ async fn empty_answers_bad_queries_rights_and_the_access_trail() {
     while let Some(r) = stream.message().await.unwrap() {
         records.push(r);
     }
-    // Refused queries never ran; the one that ran is there.
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(
-        (
-            records[0].member.as_str(),
-            records[0].method.as_str(),
-            records[0].rows
-        ),
-        ("KAZ:nfp", "Query", 0)
-    );
+    // Refused queries never ran; those that ran are there, newest first.
+    assert_eq!(records.len(), 3, "{records:?}");
     assert!(
-        records[0].request.contains("\"drug\":[\"LSD\"]"),
+        records
+            .iter()
+            .all(|r| r.member == "KAZ:nfp" && r.method == "Query")
+    );
+    let lsd = &records[2];
+    assert_eq!(lsd.rows, 0);
+    assert!(
+        lsd.request.contains("\"drug\":[\"LSD\"]"),
         "{}",
-        records[0].request
+        lsd.request
     );
     let err = StatisticsClient::new(gw.channel("KAZ").await)
         .list_access_trail(ListAccessTrailRequest::default())
@@ -611,10 +647,8 @@ async fn the_cli_exports_sdmx_csv_json_and_charts() {
         run(&[
             "--dataflow",
             "SEIZURES",
-            "--freq",
-            "Q",
             "--group-by",
-            "DRUG",
+            "drug,unit_measure",
             "--format",
             "csv",
         ])

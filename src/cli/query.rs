@@ -35,9 +35,9 @@ pub struct QueryArgs {
     /// SEIZURES or ROUTES.
     #[arg(long)]
     dataflow: String,
-    /// Frequency of the series combined: A, Q or M.
+    /// Frequency of the series combined: A, Q or M (default: the one the selected series have).
     #[arg(long)]
-    freq: String,
+    freq: Option<String>,
     /// Roll periods up to Q or A.
     #[arg(long)]
     rollup: Option<String>,
@@ -129,7 +129,7 @@ pub async fn run(args: QueryArgs) -> Result<(), String> {
     };
     let request = AggregateQuery {
         dataflow: args.dataflow.clone(),
-        freq: args.freq.clone(),
+        freq: args.freq.clone().unwrap_or_default(),
         rollup: args.rollup.clone().unwrap_or_default(),
         period_from: args.from.clone().unwrap_or_default(),
         period_to: args.to.clone().unwrap_or_default(),

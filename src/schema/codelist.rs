@@ -148,6 +148,10 @@ pub struct CodeLists {
 }
 
 /// The built-in lists: (id, file text).
+/// Most areas that may report (countries, i.e. areas with an alpha-2 code): the statistics
+/// count a cell's reporters in a fixed-size set of this many.
+pub const MAX_REPORTING_AREAS: usize = 256;
+
 const BUILTIN: [(&str, &str); 7] = [
     ("CL_AREA", include_str!("codelists/CL_AREA.toml")),
     ("CL_FREQ", include_str!("codelists/CL_FREQ.toml")),
@@ -270,6 +274,21 @@ impl CodeLists {
                     format!("{}: a reportable drug needs at least one unit", code.id),
                 ));
             }
+        }
+        let reporting = self
+            .area
+            .codes()
+            .iter()
+            .filter(|c| c.alpha2.is_some())
+            .count();
+        if reporting > MAX_REPORTING_AREAS {
+            return Err(invalid(
+                &self.area,
+                format!(
+                    "{reporting} areas can report (have an alpha-2 code); at most \
+                     {MAX_REPORTING_AREAS} are supported"
+                ),
+            ));
         }
         for (list, required) in [
             (&self.freq, &["A", "Q", "M"][..]),

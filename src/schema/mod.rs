@@ -22,7 +22,7 @@ use std::{collections::HashMap, fmt};
 
 use time::OffsetDateTime;
 
-pub use codelist::{Code, CodeList, CodeListError, CodeLists};
+pub use codelist::{Code, CodeList, CodeListError, CodeLists, MAX_REPORTING_AREAS};
 pub use decimal::{
     MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, Quantity, QuantityError, format_millionths,
 };

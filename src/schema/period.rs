@@ -36,6 +36,16 @@ impl Frequency {
         }
     }
 
+    /// Whether periods of this frequency can be rolled up to `to` (as coarse or coarser).
+    pub fn rolls_up_to(self, to: Frequency) -> bool {
+        let coarseness = |f: Frequency| match f {
+            Self::Monthly => 0,
+            Self::Quarterly => 1,
+            Self::Annual => 2,
+        };
+        coarseness(to) >= coarseness(self)
+    }
+
     /// How a period of this frequency is written, for error messages.
     pub fn example(self) -> &'static str {
         match self {

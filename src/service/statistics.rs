@@ -135,7 +135,8 @@ impl StatisticsService {
             statistics::aggregate(&index, &q, size, now_ms, &viewer, thresholds)
         })
         .await
-        .map_err(|e| ApiError::Store(StoreError::Internal(format!("query task: {e}"))))?;
+        .map_err(|e| ApiError::Store(StoreError::Internal(format!("query task: {e}"))))?
+        .map_err(|v| ApiError::Invalid(vec![v]))?;
 
         // The trail first: no answer leaves without its record.
         g.store
@@ -159,6 +160,7 @@ impl StatisticsService {
                     .iter()
                     .map(|d| d.id().to_owned())
                     .collect(),
+                freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
                 tree_size: size,
                 checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
                 min_seizures: thresholds.min_seizures as u32,

@@ -24,13 +24,13 @@
 //! `U` (low reliability) > `E` (estimated) > `P` (provisional) > any other code. CONF_STATUS is
 //! the most restrictive contributing status: `C` > `E` > `N` > `D` > `F`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{
     index::{Index, NONE, Row, Sub},
     query::{Dimension, Query},
 };
-use crate::schema::{Frequency, Period};
+use crate::schema::{Frequency, Period, Rule, Violation};
 
 /// Suppression thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct Cell {
 /// The answer to a query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
+    /// The frequency of the series combined (`None` when nothing was selected).
+    pub freq: Option<Frequency>,
     /// The group-by dimensions, in key order.
     pub dimensions: Vec<Dimension>,
     /// The cells, sorted by key and unit, totals last.
@@ -97,7 +99,8 @@ impl Answer {
     }
 }
 
-/// A set of up to 256 reporters.
+/// A set of up to 256 reporters ([`MAX_REPORTING_AREAS`](crate::schema::MAX_REPORTING_AREAS):
+/// a reporter is an area that may report, and the code lists allow no more).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 struct ReporterSet([u64; 4]);
 
@@ -197,6 +200,10 @@ fn passes(filter: &Option<Vec<u32>>, id: u32) -> bool {
 }
 
 /// Runs `q` over the tree of `size` entries for `viewer` at `now_ms`.
+///
+/// Without a frequency in `q`, the selected series must all have one frequency: otherwise the
+/// answer is refused (field `freq`) rather than adding a reporter's months to its years. Only
+/// series the viewer sees count towards that, so the refusal gives nothing hidden away.
 pub fn aggregate(
     index: &Index,
     q: &Query,
@@ -204,7 +211,7 @@ pub fn aggregate(
     now_ms: i64,
     viewer: &Viewer<'_>,
     t: Thresholds,
-) -> Answer {
+) -> Result<Answer, Violation> {
     let f_ref_area = ids(index, &q.ref_area);
     let f_drug = ids(index, &q.drug);
     let f_mode = ids(index, &q.transport_mode);
@@ -232,12 +239,13 @@ pub fn aggregate(
     let mut labels: Vec<String> = Vec::new();
     let mut transit_ok: HashMap<u32, bool> = HashMap::new();
 
+    let mut seen: HashSet<Frequency> = HashSet::new();
     let mut cells: HashMap<Box<[u32]>, Acc> = HashMap::new();
     let mut key: Vec<u32> = Vec::with_capacity(q.group_by.len() + 1);
     for sub in index
         .subs
         .iter()
-        .filter(|s| s.dataflow == q.dataflow && s.period.frequency() == q.freq)
+        .filter(|s| s.dataflow == q.dataflow && q.freq.is_none_or(|f| s.period.frequency() == f))
     {
         if !sub.counts_at(size)
             || q.from.is_some_and(|d| sub.start < d)
@@ -254,7 +262,7 @@ pub fn aggregate(
             next
         });
         let period = *periods.entry(sub.period).or_insert_with(|| {
-            let label = rolled(sub.period, q.rollup);
+            let label = rolled(sub.period, q.rollup.unwrap_or(sub.period.frequency()));
             *label_ids.entry(label.clone()).or_insert_with(|| {
                 labels.push(label);
                 labels.len() as u32 - 1
@@ -290,6 +298,7 @@ pub fn aggregate(
                     continue;
                 }
             }
+            seen.insert(sub.period.frequency());
             key.clear();
             for d in &q.group_by {
                 key.push(match d {
@@ -319,6 +328,36 @@ pub fn aggregate(
                 }
             }
         }
+    }
+
+    let freq = match seen.len() {
+        0 | 1 => seen.into_iter().next(),
+        _ => {
+            let mut codes: Vec<_> = seen.iter().map(|f| f.code()).collect();
+            codes.sort_unstable();
+            return Err(Violation::new(
+                "freq",
+                Rule::Required,
+                format!(
+                    "the selection holds series of frequencies {}: name one (A, Q or M), since an \
+                     aggregate combines series of one frequency",
+                    codes.join(", ")
+                ),
+            ));
+        }
+    };
+    if let (Some(f), Some(r)) = (freq, q.rollup)
+        && !f.rolls_up_to(r)
+    {
+        return Err(Violation::new(
+            "rollup",
+            Rule::OutOfRange,
+            format!(
+                "the selected {} periods cannot be rolled down to {}",
+                f.code(),
+                r.code()
+            ),
+        ));
     }
 
     let name = |d: Option<&Dimension>, id: u32| match d {
@@ -398,10 +437,11 @@ pub fn aggregate(
             out.push(total);
         }
     }
-    Answer {
+    Ok(Answer {
+        freq,
         dimensions: q.group_by.clone(),
         cells: out,
-    }
+    })
 }
 
 fn rows<'a>(index: &'a Index, sub: &Sub) -> &'a [Row] {

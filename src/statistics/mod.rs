@@ -5,9 +5,9 @@
 //!  AggregateQuery ──Query::from_request──▶ Query ──aggregate(index, query, tree size, viewer)──▶ Answer
 //! ```
 //!
-//! [`aggregate`] is pure: the service resolves the tree size (the latest checkpoint or the one
+//! [`aggregate()`] is pure: the service resolves the tree size (the latest checkpoint or the one
 //! `as_of` names), refreshes the index, runs the query, records it in the access trail, and
-//! streams the answer. See [`aggregate`'s module](aggregate) for the visibility and
+//! streams the answer. See [`aggregate`'s module](mod@aggregate) for the visibility and
 //! suppression rules.
 
 pub mod aggregate;

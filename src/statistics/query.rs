@@ -95,10 +95,10 @@ pub enum AsOf {
 pub struct Query {
     /// Dataflow.
     pub dataflow: Dataflow,
-    /// Frequency of the series combined.
-    pub freq: Frequency,
-    /// Frequency periods are rolled up to (`freq` when there is no roll-up).
-    pub rollup: Frequency,
+    /// Frequency of the series combined; `None`: the one frequency of the selected series.
+    pub freq: Option<Frequency>,
+    /// Frequency periods are rolled up to; `None`: no roll-up.
+    pub rollup: Option<Frequency>,
     /// Periods starting on or after this day.
     pub from: Option<Date>,
     /// Periods ending on or before this day.
@@ -129,15 +129,6 @@ pub struct Query {
     pub as_of: AsOf,
 }
 
-/// How coarse a frequency is: months < quarters < years.
-fn coarseness(f: Frequency) -> u8 {
-    match f {
-        Frequency::Monthly => 0,
-        Frequency::Quarterly => 1,
-        Frequency::Annual => 2,
-    }
-}
-
 impl Query {
     /// Checks a request, collecting every problem.
     pub fn from_request(q: &AggregateQuery, lists: &CodeLists) -> Result<Self, Vec<Violation>> {
@@ -156,22 +147,21 @@ impl Query {
                 None
             }
         };
-        let freq = match Frequency::from_code(&q.freq.to_ascii_uppercase()) {
-            Some(f) => Some(f),
-            None => {
+        let freq = match q.freq.to_ascii_uppercase().as_str() {
+            "" => None,
+            f => Frequency::from_code(f).or_else(|| {
                 bad(
                     "freq",
-                    Rule::Required,
-                    "freq (A, Q or M) is required: an aggregate combines series of one frequency"
-                        .into(),
+                    Rule::UnknownCode,
+                    format!("\"{}\" is not A, Q or M", q.freq),
                 );
                 None
-            }
+            }),
         };
-        let rollup = match q.rollup.as_str() {
-            "" => freq,
-            r => match Frequency::from_code(&r.to_ascii_uppercase()) {
-                Some(r) if freq.is_none_or(|f| coarseness(r) >= coarseness(f)) => Some(r),
+        let rollup = match q.rollup.to_ascii_uppercase().as_str() {
+            "" => None,
+            r => match Frequency::from_code(r) {
+                Some(r) if freq.is_none_or(|f| f.rolls_up_to(r)) => Some(r),
                 Some(r) => {
                     bad(
                         "rollup",
@@ -184,7 +174,7 @@ impl Query {
                     bad(
                         "rollup",
                         Rule::UnknownCode,
-                        format!("\"{r}\" is not Q or A"),
+                        format!("\"{}\" is not Q or A", q.rollup),
                     );
                     None
                 }
@@ -319,8 +309,8 @@ impl Query {
             ),
         };
 
-        match (dataflow, freq, rollup, v.is_empty()) {
-            (Some(dataflow), Some(freq), Some(rollup), true) => Ok(Self {
+        match (dataflow, v.is_empty()) {
+            (Some(dataflow), true) => Ok(Self {
                 dataflow,
                 freq,
                 rollup,
