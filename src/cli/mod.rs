@@ -1,5 +1,6 @@
 //! The `focalgate` command line: one binary, one subcommand per job.
 
+mod ca;
 mod chart;
 mod input;
 mod log;
@@ -42,23 +43,13 @@ enum Command {
     /// Check receipts offline.
     #[command(subcommand)]
     Receipt(log::ReceiptCommand),
-    /// Certificate authority operations.
+    /// The partnership CA: create it, issue and revoke certificates, publish CRLs.
     #[command(subcommand)]
-    Ca(CaCommand),
+    Ca(ca::CaCommand),
     /// Write the synthetic sample data files (SDMX-CSV) used by the walkthrough and tests.
     Samples {
         /// Folder to write into.
         #[arg(long, default_value = "tests/data")]
-        out: PathBuf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum CaCommand {
-    /// Regenerate the demo PKI (CA and CRL, server, members, roles, negative identities, policy).
-    Demo {
-        /// Folder to write into; replaces its contents.
-        #[arg(long, default_value = crate::config::DEMO_PKI)]
         out: PathBuf,
     },
 }
@@ -156,7 +147,7 @@ pub fn main() -> ExitCode {
             Command::Query(args) => query::run(*args).await,
             Command::AccessTrail(args) => query::trail(args).await,
             Command::Receipt(cmd) => log::run_receipt(cmd),
-            Command::Ca(CaCommand::Demo { out }) => ca_demo(&out),
+            Command::Ca(cmd) => ca::run(cmd),
             Command::Samples { out } => {
                 crate::synthetic::write_samples(&out).map_err(|e| e.to_string())
             }
@@ -169,15 +160,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn ca_demo(out: &std::path::Path) -> Result<(), String> {
-    let lists = crate::schema::CodeLists::builtin().map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    crate::pki::demo::generate(out, &lists).map_err(|e| e.to_string())?;
-    println!(
-        "wrote the demo PKI to {} (its private keys are public: for demos and tests only)",
-        out.display()
-    );
-    Ok(())
 }

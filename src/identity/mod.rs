@@ -22,7 +22,7 @@ use std::{collections::BTreeSet, fmt};
 use x509_parser::{extensions::GeneralName, prelude::*};
 
 pub use policy::{Audience, AuthError, Directory, Policy, PolicyError, SigningCert, public_key_of};
-pub use trust::{Trust, TrustError};
+pub use trust::{EKU_DOCUMENT_SIGNING, Trust, TrustError};
 
 use crate::schema::CodeLists;
 

@@ -1,0 +1,243 @@
+//! Key material and certificates: the certificate profile (see [`crate::identity`]), private
+//! key files, the gateway's own Ed25519 key, and the demo PKI in `certs-example/`.
+
+use std::{io::Write, path::Path};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ED25519, SanType, SerialNumber,
+};
+use ring::{rand::SecureRandom, signature::Ed25519KeyPair};
+use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
+use time::OffsetDateTime;
+
+use crate::{
+    identity::{MEMBER_URI_PREFIX, MemberId},
+    schema::CodeLists,
+};
+
+/// id-kp-documentSigning (RFC 9336) as OID arcs.
+const DOCUMENT_SIGNING: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 3, 36];
+
+/// Why a PKI operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Certificate or key generation failed.
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A key file holds no usable key.
+    #[error("{path}: {reason}")]
+    BadKey {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A member or name that the profile cannot encode, or CA state that is not usable.
+    #[error("{0}")]
+    Profile(String),
+    /// A certificate signing request that cannot be honoured.
+    #[error("certificate request: {0}")]
+    Csr(String),
+    /// No such certificate.
+    #[error("{0}")]
+    NotFound(String),
+    /// The certificate is revoked already.
+    #[error("{0}")]
+    AlreadyRevoked(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What a member certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertKind {
+    /// TLS client authentication (EKU clientAuth, key usage digitalSignature).
+    Auth,
+    /// Content commitment on submissions (EKU documentSigning, key usages digitalSignature and
+    /// contentCommitment).
+    Signing,
+}
+
+/// A fresh random serial number: 16 bytes, positive, never starting with a zero byte.
+pub fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Profile("the operating system provided no randomness".into()))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// Parameters of the partnership CA certificate.
+pub fn ca_params(
+    name: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "focalgate partnership");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(random_serial()?);
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    Ok(params)
+}
+
+/// Parameters of a member certificate following the profile in [`crate::identity`].
+pub fn member_params(
+    member: &MemberId,
+    organisation: &str,
+    kind: CertKind,
+    lists: &CodeLists,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, PkiError> {
+    let alpha2 = lists
+        .area
+        .get(member.country())
+        .and_then(|c| c.alpha2.clone())
+        .ok_or_else(|| {
+            PkiError::Profile(format!("{} is not a country in CL_AREA", member.country()))
+        })?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CountryName, alpha2);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, organisation);
+    let purpose = match kind {
+        CertKind::Auth => "authentication",
+        CertKind::Signing => "signing",
+    };
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{member} {purpose}"));
+    let uri = format!("{MEMBER_URI_PREFIX}{member}");
+    params.subject_alt_names = vec![SanType::URI(
+        uri.try_into()
+            .map_err(|_| PkiError::Profile("bad member URI".into()))?,
+    )];
+    match kind {
+        CertKind::Auth => {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        CertKind::Signing => {
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ];
+            params.extended_key_usages =
+                vec![ExtendedKeyUsagePurpose::Other(DOCUMENT_SIGNING.to_vec())];
+        }
+    }
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
+}
+
+/// Parameters of the gateway's TLS server certificate for DNS names and IP addresses.
+pub fn server_params(
+    names: &[&str],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, PkiError> {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "focalgate partnership");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().copied().unwrap_or("focalgate"),
+    );
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
+}
+
+/// Writes a file readable by its owner only (0600 on Unix), replacing any existing one.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io_err(path))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io_err(path))?;
+    file.write_all(contents).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Writes a public file (certificate, CRL).
+pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    std::fs::write(path, contents).map_err(io_err(path))
+}
+
+/// Reads a PEM private key as PKCS#8 DER.
+pub fn read_pkcs8(path: &Path) -> Result<Vec<u8>, PkiError> {
+    let bad = |reason: String| PkiError::BadKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    match PrivateKeyDer::from_pem_file(path) {
+        Ok(PrivateKeyDer::Pkcs8(der)) => Ok(der.secret_pkcs8_der().to_vec()),
+        Ok(_) => Err(bad(
+            "not a PKCS#8 private key (\"BEGIN PRIVATE KEY\")".into()
+        )),
+        Err(e) => Err(bad(format!("not a PEM private key: {e}"))),
+    }
+}
+
+/// Loads the gateway's Ed25519 key from `path`, creating it (mode 0600) if it does not exist.
+/// Returns the key and whether it was created.
+pub fn load_or_create_gateway_key(path: &Path) -> Result<(Ed25519KeyPair, bool), PkiError> {
+    let created = if path.exists() {
+        false
+    } else {
+        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        write_private(path, key.serialize_pem().as_bytes())?;
+        true
+    };
+    let der = read_pkcs8(path)?;
+    let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|e| PkiError::BadKey {
+        path: path.display().to_string(),
+        reason: format!("not an Ed25519 key: {e}"),
+    })?;
+    Ok((key, created))
+}
+
+pub mod ca;
+pub mod demo;
