@@ -17,7 +17,7 @@ use std::{
 use focalgate::{
     checkpoint::{KeyType, NoteSigner},
     config::Settings,
-    identity::MemberId,
+    identity::{MemberId, Registry},
     ledger::{Accepted, Ledger, Published},
     proto::{
         AggregateQuery, Observation, SubmissionBody, query_response::Item,
@@ -145,8 +145,9 @@ fn main() {
         let (pair, _) = focalgate::pki::load_or_create_gateway_key(&data.join("gateway.key")).unwrap();
         let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
         let published = Published::new(data.join("checkpoint"));
-        focalgate::ledger::prepare_log(&*store, &key, &published, false).await.unwrap();
-        let (ledger, task) = Ledger::start(store.clone(), Arc::new(key), published, 256);
+        let registry = Arc::new(Registry::new(Arc::new(lists().clone())));
+        focalgate::ledger::prepare_log(&*store, &key, &published, false, &registry).await.unwrap();
+        let (ledger, task) = Ledger::start(store.clone(), Arc::new(key), published, registry, 256);
         let mut rng = Rng::new(11);
         let mut pending = tokio::task::JoinSet::new();
         let mut observations = 0usize;
@@ -166,6 +167,7 @@ fn main() {
                         envelope_digest: payload_digest,
                         envelope: payload,
                         signing_cert: b"bench".to_vec(),
+                        signing_serial: "01".into(),
                     };
                     let ledger = ledger.clone();
                     pending.spawn(async move { ledger.submit(accepted).await.unwrap() });

@@ -50,6 +50,10 @@ pub struct Settings {
     pub schema: SchemaSettings,
     /// Statistics options.
     pub statistics: StatisticsSettings,
+    /// The partnership CA, if this gateway holds it.
+    pub ca: CaSettings,
+    /// Reloading configuration files.
+    pub reload: ReloadSettings,
     /// Serve a store whose log does not extend the checkpoint last published in the data
     /// directory (a restored backup). Only from `serve --accept-restored-log`, never from a file.
     #[serde(skip)]
@@ -149,6 +153,30 @@ impl Default for StatisticsSettings {
     }
 }
 
+/// `[ca]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaSettings {
+    /// A CA directory (`focalgate ca init`): lets the Admin service issue and revoke. Its
+    /// `crl.pem` should be one of `tls.crl`.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[reload]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSettings {
+    /// How often the CA bundle, CRLs, policy and server certificate files are checked for
+    /// changes, in milliseconds; 0: only on SIGHUP.
+    pub watch_ms: u64,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        Self { watch_ms: 1_000 }
+    }
+}
+
 /// `[schema]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,6 +198,8 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             schema: SchemaSettings::default(),
             statistics: StatisticsSettings::default(),
+            ca: CaSettings::default(),
+            reload: ReloadSettings::default(),
             accept_restored_log: false,
         }
     }
@@ -299,6 +329,7 @@ impl Settings {
             settings
                 .policy
                 .get_or_insert_with(|| pki.join("policy.toml"));
+            settings.ca.dir.get_or_insert_with(|| pki.join("ca"));
             settings
                 .log
                 .origin

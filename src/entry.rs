@@ -47,6 +47,15 @@ use crate::receipt::format_millis;
 
 const HEADER: &str = "focalgate log entry v1";
 
+/// Whether `bytes` start like an administrative entry (any kind but `submission`): a cheap
+/// test for scanning the log; [`Entry::parse`] still decides.
+pub fn is_admin(bytes: &[u8]) -> bool {
+    bytes
+        .strip_prefix(HEADER.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b"\nkind: "))
+        .is_some_and(|kind| !kind.starts_with(b"submission\n"))
+}
+
 /// Largest entry accepted, in bytes (a certificate fits many times over).
 pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
 
@@ -333,6 +342,8 @@ mod tests {
             a.certificate = Some(vec![0x30, 0x82, 1, 2, 3]);
         }
         assert_eq!(Entry::parse(&issued.encode().unwrap()), Ok(issued));
+        assert!(!is_admin(&submission().encode().unwrap()));
+        assert!(is_admin(&revocation().encode().unwrap()));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     checkpoint::{self, Checkpoint, NoteSigner},
     entry::{Entry, SubmissionEntry},
-    identity::MemberId,
+    identity::{MemberId, Registry},
     merkle::{self, Hash, NodeId, Nodes},
     proto::Receipt,
     receipt,
@@ -54,6 +54,9 @@ pub struct Accepted {
     pub envelope_digest: [u8; 32],
     /// DER of the certificate whose signature verified.
     pub signing_cert: Vec<u8>,
+    /// Its serial number (lowercase hex), checked against the log's revocations once more
+    /// inside the write transaction.
+    pub signing_serial: String,
 }
 
 /// Why a submission was not stored, or the log cannot be served.
@@ -70,6 +73,9 @@ pub enum LedgerError {
     /// The store failed; nothing of the batch was stored.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The signing certificate was revoked while the submission waited to be stored.
+    #[error("the signing certificate {0} was revoked before the submission could be logged")]
+    SignerRevoked(String),
     /// The ledger has stopped (the gateway is shutting down).
     #[error("the ledger is not running")]
     Closed,
@@ -97,10 +103,16 @@ impl Ledger {
         store: Arc<dyn Store>,
         key: Arc<NoteSigner>,
         published: Published,
+        registry: Arc<Registry>,
         max_batch: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(max_batch.max(1) * 4);
-        let task = tokio::spawn(run(store, key, published, rx, max_batch.max(1)));
+        let writer = Writer {
+            store,
+            key,
+            registry,
+        };
+        let task = tokio::spawn(run(writer, published, rx, max_batch.max(1)));
         (Self { jobs }, task)
     }
 
@@ -116,17 +128,18 @@ impl Ledger {
     }
 }
 
-async fn run(
+/// What the ledger task writes with.
+struct Writer {
     store: Arc<dyn Store>,
     key: Arc<NoteSigner>,
-    published: Published,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-) {
+    registry: Arc<Registry>,
+}
+
+async fn run(w: Writer, published: Published, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::take(&mut batch);
-        match commit(&*store, &key, &jobs).await {
+        match commit(&w, &jobs).await {
             Ok((results, checkpoint)) => {
                 published.record(checkpoint.as_deref());
                 reply_all(jobs, results);
@@ -134,7 +147,7 @@ async fn run(
             // One bad submission must not sink the others: retry each on its own.
             Err(StoreError::Internal(_)) if jobs.len() > 1 => {
                 for job in jobs {
-                    let result = match commit(&*store, &key, std::slice::from_ref(&job)).await {
+                    let result = match commit(&w, std::slice::from_ref(&job)).await {
                         Ok((mut results, checkpoint)) => {
                             published.record(checkpoint.as_deref());
                             results.remove(0)
@@ -367,12 +380,9 @@ struct Fresh {
 type Committed = (Vec<Result<Receipt, LedgerError>>, Option<String>);
 
 /// Runs one batch in one transaction; the outer error means nothing was committed.
-async fn commit(
-    store: &dyn Store,
-    key: &NoteSigner,
-    jobs: &[Job],
-) -> Result<Committed, StoreError> {
-    let mut tx = store.begin().await?;
+async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, StoreError> {
+    let key = &*w.key;
+    let mut tx = w.store.begin().await?;
     let received_at_ms = now_ms();
     let series: Vec<SeriesKey> = jobs
         .iter()
@@ -393,6 +403,12 @@ async fn commit(
             let receipt = Receipt::decode(bytes.as_slice())
                 .map_err(|e| StoreError::Internal(format!("stored receipt: {e}")))?;
             results.push(Some(Ok(receipt)));
+            continue;
+        }
+        // Holding the write transaction, no revocation entry can be appended before this
+        // batch's entries; one enforced since the signature was checked refuses it here.
+        if w.registry.is_revoked(&a.signing_serial) {
+            results.push(Some(Err(LedgerError::SignerRevoked(a.signing_serial.clone()))));
             continue;
         }
         if let Some(&k) = in_batch.get(&a.payload_digest) {
@@ -528,12 +544,14 @@ const ORIGIN: &str = "origin";
 ///   its size and its root (else the store was altered, restored or rolled back);
 /// - submissions accepted before the log existed are appended to it.
 ///
-/// Returns the size of the log.
+/// The entries read on the way feed `registry` (certificates issued and revoked). Returns the
+/// size of the log.
 pub async fn prepare_log(
     store: &dyn Store,
     key: &NoteSigner,
     published: &Published,
     accept_restored_log: bool,
+    registry: &Registry,
 ) -> Result<u64, LedgerError> {
     let origin = key.verifier().name();
     match store.log_meta(ORIGIN).await? {
@@ -582,7 +600,7 @@ pub async fn prepare_log(
                     signed.root
                 )));
             }
-            let recomputed = recompute_root(store, size).await?;
+            let recomputed = recompute_root(store, size, registry).await?;
             if recomputed != signed.root {
                 return Err(LedgerError::LogIntegrity(format!(
                     "the stored entries recompute root {recomputed}, but the gateway signed {} for size {size}: \
@@ -688,8 +706,13 @@ async fn check_published(
     }
 }
 
-/// The root recomputed from every stored entry, read in pages.
-async fn recompute_root(store: &dyn Store, size: u64) -> Result<Hash, LedgerError> {
+/// The root recomputed from every stored entry, read in pages; each entry also goes to
+/// `registry`.
+async fn recompute_root(
+    store: &dyn Store,
+    size: u64,
+    registry: &Registry,
+) -> Result<Hash, LedgerError> {
     const PAGE: u64 = 10_000;
     let mut tree = merkle::CompactTree::default();
     while tree.size() < size {
@@ -708,6 +731,7 @@ async fn recompute_root(store: &dyn Store, size: u64) -> Result<Hash, LedgerErro
                 )));
             }
             tree.push(merkle::leaf_hash(&entry));
+            registry.follow(index, &entry);
         }
     }
     Ok(tree.root())

@@ -4,8 +4,12 @@
 
 use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
-use rustls::ServerConfig;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    server::danger::{ClientCertVerified, ClientCertVerifier},
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{Semaphore, mpsc},
@@ -13,7 +17,7 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::identity::{Trust, TrustError};
+use crate::identity::{Registry, Trust, TrustError};
 
 /// Most TLS handshakes in progress at once; further connections wait in the TCP backlog.
 const MAX_PENDING_HANDSHAKES: usize = 256;
@@ -67,34 +71,121 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// The gateway's TLS configuration: TLS 1.3 only, ALPN `h2`, client certificates required and
-/// verified against `trust`.
+/// verified against `trust`, and refused if the transparency log revokes them.
 pub fn server_config(
     trust: &Trust,
+    registry: Arc<Registry>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let mut config = ServerConfig::builder_with_provider(provider.clone())
+    let verifier = Arc::new(LogRevocations {
+        inner: trust.client_verifier(provider.clone())?,
+        registry,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(trust.client_verifier(provider)?)
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The server configuration in force; a reload replaces it for the next handshakes.
+#[derive(Debug)]
+pub struct ServerTls(std::sync::RwLock<Arc<ServerConfig>>);
+
+impl ServerTls {
+    /// Starts with `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self(std::sync::RwLock::new(config))
+    }
+
+    /// The configuration for the next handshake.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the configuration; connections already open keep theirs.
+    pub fn replace(&self, config: Arc<ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+}
+
+/// The CA's verifier (chain, validity, CRLs), then the transparency log's revocations, which
+/// take effect before the CA publishes a new CRL and on every gateway sharing the log.
+#[derive(Debug)]
+struct LogRevocations {
+    inner: Arc<dyn ClientCertVerifier>,
+    registry: Arc<Registry>,
+}
+
+impl ClientCertVerifier for LogRevocations {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let serial = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .map(|(_, c)| hex::encode(c.raw_serial()))
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        if self.registry.is_revoked(&serial) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The stream of finished TLS connections that tonic serves.
 pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, io::Error>>;
 
 /// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently,
-/// each within `handshake_timeout`. A refused handshake is logged with its reason and the
+/// each within `handshake_timeout`, with the configuration in force when it arrives. A refused handshake is logged with its reason and the
 /// peer address; it never reaches tonic. The loop stops when the returned stream is dropped.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    tls: Arc<ServerTls>,
     handshake_timeout: Duration,
 ) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
         loop {
@@ -114,7 +205,7 @@ pub fn incoming(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (acceptor, tx) = (TlsAcceptor::from(tls.current()), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 let _ = tcp.set_nodelay(true);

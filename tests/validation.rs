@@ -434,7 +434,7 @@ async fn every_violation_comes_back_in_one_answer() {
     assert!(
         status
             .message()
-            .starts_with("the submission breaks 5 rule(s): time_period: "),
+            .starts_with("the request breaks 5 rule(s): time_period: "),
         "{}",
         status.message()
     );
@@ -474,7 +474,7 @@ async fn every_violation_comes_back_in_one_answer() {
     assert!(
         status
             .message()
-            .contains("the submission breaks 5999 rule(s)"),
+            .contains("the request breaks 5999 rule(s)"),
         "{}",
         status.message()
     );

@@ -55,11 +55,28 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         options,
         ledger_task,
     } = assembled;
+    #[cfg(unix)]
+    let reloader = tokio::spawn(reload_on_sighup(gateway.clone()));
     let served = service::serve(listener, tls, gateway, options, shutdown_signal()).await;
+    #[cfg(unix)]
+    reloader.abort();
     // The services are gone: the ledger drains what it holds and stops.
     let _ = ledger_task.await;
     tracing::info!("focalgate stopped");
     served.map_err(|e| e.to_string())
+}
+
+/// Reloads the CA bundle, CRLs, policy and server certificate on every SIGHUP.
+#[cfg(unix)]
+async fn reload_on_sighup(gateway: std::sync::Arc<service::Gateway>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by editing the files instead");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        // A refused reload is logged with its reason and changes nothing.
+        let _ = gateway.reload("SIGHUP").await;
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -14,14 +14,19 @@
 //! Roles and sharing rules live in the server-side [`Policy`], never in certificates: a role
 //! change needs no new certificate.
 
+pub mod expiry;
 mod policy;
+mod registry;
 mod trust;
 
 use std::{collections::BTreeSet, fmt};
 
 use x509_parser::{extensions::GeneralName, prelude::*};
 
-pub use policy::{Audience, AuthError, Directory, Policy, PolicyError, SigningCert, public_key_of};
+pub use policy::{
+    Audience, AuthError, Directory, Policy, PolicyError, PolicySource, SigningCert, public_key_of,
+};
+pub use registry::{LoggedRevocation, Registry, SeenCert};
 pub use trust::{EKU_DOCUMENT_SIGNING, Trust, TrustError};
 
 use crate::schema::CodeLists;

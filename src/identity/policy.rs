@@ -4,13 +4,16 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject};
 use serde::Deserialize;
 use x509_parser::prelude::*;
 
-use super::{Caller, IdentityError, MemberId, Role, Trust, cert_digest_hex, identify};
+use super::{
+    Caller, IdentityError, MemberId, Registry, Role, Trust, cert_digest_hex, identify,
+};
 use crate::{
     envelope::{Algorithm, VerifyingKey},
     schema::CodeLists,
@@ -116,6 +119,11 @@ impl Policy {
         self.roles.get(member)
     }
 
+    /// The groups a member belongs to.
+    pub fn groups(&self, member: &MemberId) -> BTreeSet<String> {
+        self.groups.get(member).cloned().unwrap_or_default()
+    }
+
     /// Every member in the policy.
     pub fn members(&self) -> impl Iterator<Item = (&MemberId, &BTreeSet<Role>)> {
         self.roles.iter()
@@ -163,6 +171,8 @@ pub enum PolicyError {
 pub struct SigningCert {
     /// The member it belongs to.
     pub member: MemberId,
+    /// Serial number, lowercase hex.
+    pub serial: String,
     /// Its DER.
     pub der: Vec<u8>,
     /// Lowercase hex SHA-256 of the DER: the signature `keyid`.
@@ -173,23 +183,42 @@ pub struct SigningCert {
     pub not_after: i64,
 }
 
-/// Everything needed to identify callers and signers: CA and CRLs, policy, signing registry.
+/// Everything needed to identify callers and signers: CA and CRLs, policy, signing
+/// certificates. A snapshot: a reload builds a new one; what the log says (revocations,
+/// certificates issued through it) lives in the shared [`Registry`] and applies at once.
 #[derive(Debug)]
 pub struct Directory {
     /// The CA and CRLs in force.
     pub trust: Trust,
     /// Roles per member.
     pub policy: Policy,
-    lists: std::sync::Arc<CodeLists>,
+    /// The policy file, its text and SHA-256: what `Admin.GetPolicy` returns and a
+    /// `policy-changed` entry commits to.
+    policy_source: PolicySource,
+    lists: Arc<CodeLists>,
+    /// Signing certificates listed in the policy, by key id.
     signing: HashMap<String, SigningCert>,
-    /// Signing certificates whose chain and revocation status were checked, and until when
-    /// (Unix seconds) that check holds: the certificate's end of validity, the CRLs'
-    /// `nextUpdate`, or a few minutes, whichever comes first. A new trust or policy is a new
-    /// `Directory`, so a reload empties it.
+    /// The log's certificate facts, shared across snapshots.
+    registry: Arc<Registry>,
+    /// Certificates (by SHA-256 of their DER, hex) whose chain and revocation status were
+    /// checked, and until when (Unix seconds) that check holds: the certificate's end of
+    /// validity, the CRLs' `nextUpdate`, or a few minutes, whichever comes first. A new trust
+    /// or policy is a new `Directory`, so a reload empties it.
     checked: std::sync::Mutex<HashMap<String, i64>>,
 }
 
-/// How long a successful signing-certificate check is reused, in seconds.
+/// Where a policy came from.
+#[derive(Clone, Debug)]
+pub struct PolicySource {
+    /// The file (signing certificate paths are relative to its folder).
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// SHA-256 of the text.
+    pub digest: [u8; 32],
+}
+
+/// How long a successful certificate check is reused, in seconds.
 const CHECK_REUSE_SECS: i64 = 300;
 
 /// Why a caller is not authenticated. Only ever shown to operators; peers get a plain
@@ -205,6 +234,13 @@ pub enum AuthError {
     /// The member is not in the policy.
     #[error("member {0} is not in the policy")]
     UnknownMember(MemberId),
+    /// The transparency log revokes the certificate.
+    #[error("certificate {0} is revoked")]
+    Revoked(String),
+    /// The certificate no longer passes the checks the handshake made (a reload changed the
+    /// CA or CRL, or it expired while the connection was open).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl Directory {
@@ -213,17 +249,30 @@ impl Directory {
     pub fn load(
         trust: Trust,
         policy_path: &Path,
-        lists: std::sync::Arc<CodeLists>,
+        lists: Arc<CodeLists>,
+        registry: Arc<Registry>,
+    ) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(policy_path).map_err(|source| PolicyError::Read {
+            path: policy_path.display().to_string(),
+            source,
+        })?;
+        Self::from_text(trust, policy_path, text, lists, registry)
+    }
+
+    /// As [`load`](Self::load), with the policy's text given (a replacement to check before
+    /// it is written to `policy_path`).
+    pub fn from_text(
+        trust: Trust,
+        policy_path: &Path,
+        text: String,
+        lists: Arc<CodeLists>,
+        registry: Arc<Registry>,
     ) -> Result<Self, PolicyError> {
         let shown = policy_path.display().to_string();
         let invalid = |reason: String| PolicyError::Invalid {
             path: shown.clone(),
             reason,
         };
-        let text = std::fs::read_to_string(policy_path).map_err(|source| PolicyError::Read {
-            path: shown.clone(),
-            source,
-        })?;
         let file: PolicyFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         if file.version != 1 {
             return Err(invalid(format!(
@@ -285,6 +334,7 @@ impl Directory {
                 .map_err(|e| invalid(format!("sharing.reporters.{reporter}: {e}")))?;
             sharing.insert(reporter.clone(), a);
         }
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
         Ok(Self {
             trust,
             policy: Policy {
@@ -293,10 +343,53 @@ impl Directory {
                 sharing,
                 default_sharing,
             },
+            policy_source: PolicySource {
+                path: policy_path.to_owned(),
+                digest: digest.as_ref().try_into().unwrap_or([0; 32]),
+                text,
+            },
             lists,
             signing,
+            registry,
             checked: Default::default(),
         })
+    }
+
+    /// The policy file, its text and digest.
+    pub fn policy_source(&self) -> &PolicySource {
+        &self.policy_source
+    }
+
+    /// The log's certificate facts.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Whether a certificate's check (by DER digest) still holds at `secs`; if not, runs
+    /// `check` and remembers the result until `not_after`, the CRLs' next update or a few
+    /// minutes from now.
+    fn checked(
+        &self,
+        digest: &str,
+        not_after: i64,
+        secs: i64,
+        check: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let fresh = |c: &HashMap<String, i64>| c.get(digest).is_some_and(|&until| secs < until);
+        if fresh(&self.checked.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(());
+        }
+        check()?;
+        let until = [not_after, secs + CHECK_REUSE_SECS]
+            .into_iter()
+            .chain(self.trust.crls_valid_until())
+            .min()
+            .unwrap_or(secs);
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.to_owned(), until);
+        Ok(())
     }
 
     /// The code lists member countries are read with.
@@ -304,14 +397,37 @@ impl Directory {
         &self.lists
     }
 
-    /// Identifies the caller from its TLS peer certificate (leaf, DER). The TLS layer has
-    /// already checked the chain and the CRL.
-    pub fn caller(&self, leaf: Option<&[u8]>) -> Result<Caller, AuthError> {
-        let identity = identify(leaf.ok_or(AuthError::NoCertificate)?, &self.lists)?;
+    /// Identifies the caller from its TLS peer certificate (leaf, DER), on every request: the
+    /// certificate must still pass what the handshake checked under the trust in force now
+    /// (a reload may have changed the CA or CRL since the connection opened), must not be
+    /// revoked in the log, and its member must be in the policy.
+    pub fn caller(&self, leaf: Option<&[u8]>, now: UnixTime) -> Result<Caller, AuthError> {
+        let der = leaf.ok_or(AuthError::NoCertificate)?;
+        let identity = identify(der, &self.lists)?;
+        if self.registry.is_revoked(&identity.serial) {
+            return Err(AuthError::Revoked(identity.serial));
+        }
+        let secs = now.as_secs() as i64;
+        self.checked(&cert_digest_hex(der), identity.not_after, secs, || {
+            self.trust.check_client_cert(der, now)
+        })
+        .map_err(AuthError::Rejected)?;
         let roles = self
             .policy
             .roles(&identity.member)
             .ok_or_else(|| AuthError::UnknownMember(identity.member.clone()))?;
+        if self
+            .registry
+            .saw_auth(&identity.member, &identity.serial, identity.not_after)
+        {
+            super::expiry::warn_if_expiring(
+                "member authentication",
+                identity.member.as_str(),
+                &identity.serial,
+                identity.not_after,
+                secs,
+            );
+        }
         Ok(Caller {
             roles: roles.clone(),
             identity,
@@ -319,41 +435,48 @@ impl Directory {
     }
 
     /// The signing certificate named by `keyid`, if it may sign for `member` at `now`:
-    /// registered, the member's own, chained to the CA, unexpired and unrevoked.
+    /// listed in the policy or issued through the log, the member's own, chained to the CA,
+    /// unexpired, and revoked neither by a CRL nor in the log.
     pub fn signing_key(
         &self,
         keyid: &str,
         member: &MemberId,
         now: UnixTime,
-    ) -> Result<(&SigningCert, VerifyingKey), String> {
+    ) -> Result<(SigningCert, VerifyingKey), String> {
         let cert = self
-            .signing
-            .get(keyid)
+            .signing_cert(keyid)
             .ok_or("not a registered signing certificate")?;
         if &cert.member != member {
             return Err("the signing certificate belongs to another member".into());
         }
-        let secs = now.as_secs() as i64;
-        let fresh = |c: &HashMap<String, i64>| c.get(keyid).is_some_and(|&until| secs < until);
-        // A poisoned lock only means another check panicked; the map itself stays valid.
-        if !fresh(&self.checked.lock().unwrap_or_else(|p| p.into_inner())) {
-            self.trust.check_signing_cert(&cert.der, now)?;
-            let until = [cert.not_after, secs + CHECK_REUSE_SECS]
-                .into_iter()
-                .chain(self.trust.crls_valid_until())
-                .min()
-                .unwrap_or(secs);
-            self.checked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(keyid.to_owned(), until);
+        if self.registry.is_revoked(&cert.serial) {
+            return Err("the signing certificate is revoked".into());
         }
-        Ok((cert, cert.key.clone()))
+        self.checked(keyid, cert.not_after, now.as_secs() as i64, || {
+            self.trust.check_signing_cert(&cert.der, now)
+        })?;
+        let key = cert.key.clone();
+        Ok((cert, key))
     }
 
-    /// A registered signing certificate by key id.
-    pub fn signing_cert(&self, keyid: &str) -> Option<&SigningCert> {
-        self.signing.get(keyid)
+    /// Every signing certificate: listed in the policy, then issued through the log.
+    pub fn signing_certs(&self) -> Vec<SigningCert> {
+        let mut all: Vec<SigningCert> = self.signing.values().cloned().collect();
+        all.extend(
+            self.registry
+                .signing_certs()
+                .into_iter()
+                .filter(|c| !self.signing.contains_key(&c.keyid)),
+        );
+        all
+    }
+
+    /// A signing certificate by key id: listed in the policy or issued through the log.
+    pub fn signing_cert(&self, keyid: &str) -> Option<SigningCert> {
+        self.signing
+            .get(keyid)
+            .cloned()
+            .or_else(|| self.registry.signing(keyid))
     }
 }
 
@@ -369,6 +492,7 @@ pub(crate) fn signing_cert_from_der(der: &[u8], lists: &CodeLists) -> Result<Sig
     let identity = identify(der, lists).map_err(|e| e.to_string())?;
     Ok(SigningCert {
         member: identity.member,
+        serial: identity.serial,
         keyid: cert_digest_hex(der),
         key: public_key_of(der)?,
         not_after: identity.not_after,

@@ -30,6 +30,8 @@ pub struct Trust {
     parsed_crls: Vec<CertRevocationList<'static>>,
     /// The earliest `nextUpdate` of the CRLs (Unix seconds): after it, every check fails.
     crls_valid_until: Option<i64>,
+    /// Serial numbers (lowercase hex) the CRLs revoke, with the reason if given.
+    revoked: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// Why trust material was refused.
@@ -95,6 +97,7 @@ impl Trust {
         let mut ders = Vec::new();
         let mut parsed = Vec::new();
         let mut crls_valid_until: Option<i64> = None;
+        let mut revoked = std::collections::BTreeMap::new();
         for (name, bytes) in crls {
             let der = if bytes.starts_with(b"-----BEGIN") {
                 CertificateRevocationListDer::from_pem_slice(bytes)
@@ -111,11 +114,16 @@ impl Trust {
                     "the CRL is not issued by a trusted CA".into(),
                 ));
             }
-            let next_update = x509_parser::parse_x509_crl(der.as_ref())
-                .ok()
-                .and_then(|(_, c)| c.next_update())
+            let (_, parsed_crl) = x509_parser::parse_x509_crl(der.as_ref())
+                .map_err(|e| invalid(name, format!("not a CRL: {e}")))?;
+            let next_update = parsed_crl
+                .next_update()
                 .map(|t| t.timestamp())
                 .ok_or_else(|| invalid(name, "the CRL has no nextUpdate".into()))?;
+            for r in parsed_crl.iter_revoked_certificates() {
+                let reason = r.reason_code().map(|(_, code)| reason_name(code.0));
+                revoked.insert(hex::encode(r.raw_serial()), reason);
+            }
             crls_valid_until = Some(crls_valid_until.map_or(next_update, |t| t.min(next_update)));
             ders.push(der);
             parsed.push(crl);
@@ -126,7 +134,18 @@ impl Trust {
             crls: ders,
             parsed_crls: parsed,
             crls_valid_until,
+            revoked,
         })
+    }
+
+    /// Serial numbers (lowercase hex) revoked by the CRLs in force, with the RFC 5280 reason.
+    pub fn revoked_serials(&self) -> &std::collections::BTreeMap<String, Option<String>> {
+        &self.revoked
+    }
+
+    /// The CRLs in force, DER.
+    pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
+        &self.crls
     }
 
     /// The earliest `nextUpdate` of the CRLs in force, Unix seconds.
@@ -167,6 +186,16 @@ impl Trust {
     /// Checks a signing certificate at `now`: chained to the CA, within its validity, carrying
     /// EKU documentSigning, and not revoked by any CRL in force. The error is for a person.
     pub fn check_signing_cert(&self, der: &[u8], now: UnixTime) -> Result<(), String> {
+        self.check(der, now, KeyUsage::required(EKU_DOCUMENT_SIGNING), "signing")
+    }
+
+    /// Checks a TLS client certificate at `now` as the handshake did (chain, validity, EKU
+    /// clientAuth, CRLs), for requests on connections opened before a reload.
+    pub fn check_client_cert(&self, der: &[u8], now: UnixTime) -> Result<(), String> {
+        self.check(der, now, KeyUsage::client_auth(), "client")
+    }
+
+    fn check(&self, der: &[u8], now: UnixTime, usage: KeyUsage, what: &str) -> Result<(), String> {
         let der = CertificateDer::from(der);
         let cert = EndEntityCert::try_from(&der).map_err(|e| format!("not a certificate: {e}"))?;
         let crls: Vec<&CertRevocationList<'_>> = self.parsed_crls.iter().collect();
@@ -180,27 +209,45 @@ impl Trust {
             &self.anchors,
             &[],
             now,
-            KeyUsage::required(EKU_DOCUMENT_SIGNING),
+            usage,
             revocation,
             None,
         )
         .map(|_| ())
         .map_err(|e| match e {
-            webpki::Error::CertRevoked => "the signing certificate is revoked".to_owned(),
-            webpki::Error::CertExpired { .. } => "the signing certificate has expired".to_owned(),
+            webpki::Error::CertRevoked => format!("the {what} certificate is revoked"),
+            webpki::Error::CertExpired { .. } => format!("the {what} certificate has expired"),
             webpki::Error::CertNotValidYet { .. } => {
-                "the signing certificate is not valid yet".to_owned()
+                format!("the {what} certificate is not valid yet")
             }
             webpki::Error::UnknownIssuer => {
-                "the signing certificate is not issued by the partnership CA".to_owned()
+                format!("the {what} certificate is not issued by the partnership CA")
             }
             webpki::Error::RequiredEkuNotFoundContext(_) => {
-                "the certificate is not a signing certificate (no documentSigning EKU)".to_owned()
+                format!("the certificate is not a {what} certificate (wrong extended key usage)")
             }
             webpki::Error::CrlExpired { .. } => {
                 "the certificate revocation list has expired".to_owned()
             }
-            other => format!("the signing certificate is not acceptable: {other}"),
+            other => format!("the {what} certificate is not acceptable: {other}"),
         })
     }
+}
+
+/// The RFC 5280 name of a CRL reason code.
+fn reason_name(code: u8) -> String {
+    match code {
+        0 => "unspecified",
+        1 => "keyCompromise",
+        2 => "cACompromise",
+        3 => "affiliationChanged",
+        4 => "superseded",
+        5 => "cessationOfOperation",
+        6 => "certificateHold",
+        8 => "removeFromCRL",
+        9 => "privilegeWithdrawn",
+        10 => "aACompromise",
+        _ => "unknown",
+    }
+    .to_owned()
 }

@@ -31,8 +31,8 @@ use x509_parser::{
 };
 
 use super::{
-    CertKind, PkiError, ca_params, io_err, member_params, server_params, write_private,
-    write_public,
+    CertKind, PkiError, ca_params, io_err, member_params, server_params, write_atomically,
+    write_private, write_public,
 };
 use crate::{
     identity::{EKU_DOCUMENT_SIGNING, MEMBER_URI_PREFIX, MemberId, cert_digest_hex},
@@ -715,17 +715,6 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
-}
-
-/// Replaces `path` with `contents` in one step (write beside it, sync, rename), so that a
-/// reader — the gateway watching its CRL — never sees half a file.
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
-    write_public(&tmp, contents)?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// Writes an issued certificate and its key into an identity folder as `<stem>.pem` and

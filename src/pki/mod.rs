@@ -206,6 +206,17 @@ pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     std::fs::write(path, contents).map_err(io_err(path))
 }
 
+/// Replaces `path` with `contents` in one step (write beside it, sync, rename), so that a
+/// reader — the gateway watching its CRL — never sees half a file.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    write_public(&tmp, contents)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
 /// Reads a PEM private key as PKCS#8 DER.
 pub fn read_pkcs8(path: &Path) -> Result<Vec<u8>, PkiError> {
     let bad = |reason: String| PkiError::BadKey {

@@ -155,6 +155,10 @@ pub enum Rule {
     PayloadMalformed,
     /// A number outside what the request may name (a tree size, an index).
     OutOfRange,
+    /// A certificate signing request that cannot be honoured.
+    CertificateRequest,
+    /// A policy that does not load.
+    PolicyInvalid,
 }
 
 impl Rule {
@@ -192,6 +196,8 @@ impl Rule {
             Self::EnvelopeSigner => "envelope-signer",
             Self::PayloadMalformed => "payload-malformed",
             Self::OutOfRange => "out-of-range",
+            Self::CertificateRequest => "certificate-request",
+            Self::PolicyInvalid => "policy-invalid",
         }
     }
 }

@@ -7,6 +7,8 @@
 //! | bad data or envelope (every violation)  | `INVALID_ARGUMENT`   |
 //! | `supersedes_revision` out of date       | `ABORTED`            |
 //! | not there (or not the caller's to see)  | `NOT_FOUND`          |
+//! | not possible in this state (no CA here) | `FAILED_PRECONDITION`|
+//! | changed meanwhile (policy digest)       | `ABORTED`            |
 //! | store down or busy, shutting down       | `UNAVAILABLE`        |
 //! | anything else                           | `INTERNAL`           |
 //!
@@ -51,6 +53,15 @@ pub enum ApiError {
     /// Not found, or not visible to the caller.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The request cannot be honoured in the gateway's state; the text says why.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// What the request expected changed meanwhile; nothing was done.
+    #[error("aborted: {0}")]
+    Aborted(String),
+    /// A fault of the gateway; the text is for its log only.
+    #[error("internal: {0}")]
+    Internal(String),
     /// The submission or storage path failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -124,7 +135,7 @@ fn bad_request(violations: &[Violation]) -> ErrorDetails {
 
 /// A readable message listing the first violations.
 fn summary(violations: &[Violation]) -> String {
-    let mut msg = format!("the submission breaks {} rule(s): ", violations.len());
+    let mut msg = format!("the request breaks {} rule(s): ", violations.len());
     let mut listed = 0;
     for v in violations {
         let text = v.to_string();
@@ -164,6 +175,21 @@ impl From<ApiError> for Status {
                 bad_request(&violations),
             ),
             ApiError::NotFound(what) => Status::not_found(what),
+            ApiError::FailedPrecondition(why) => Status::failed_precondition(why),
+            ApiError::Aborted(why) => Status::aborted(why),
+            ApiError::Internal(_) => Status::internal("internal error"),
+            ApiError::Ledger(LedgerError::SignerRevoked(serial)) => {
+                let v = Violation::new(
+                    "signatures",
+                    Rule::EnvelopeSigner,
+                    format!("the signing certificate {serial} was revoked before the submission was logged"),
+                );
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    v.to_string(),
+                    bad_request(std::slice::from_ref(&v)),
+                )
+            }
             ApiError::Ledger(LedgerError::RevisionConflict { current, expected }) => {
                 Status::aborted(format!(
                     "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
@@ -203,6 +229,7 @@ pub fn finish<T>(
                 ApiError::Unauthenticated(why) => Some(why.to_string()),
                 ApiError::Ledger(LedgerError::Store(s)) | ApiError::Store(s) => Some(s.to_string()),
                 ApiError::Ledger(e @ LedgerError::LogIntegrity(_)) => Some(e.to_string()),
+                ApiError::Internal(why) => Some(why.clone()),
                 _ => None,
             };
             let status = Status::from(e);

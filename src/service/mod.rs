@@ -1,12 +1,18 @@
 //! The gRPC services (thin: identify the caller, call the domain, map errors) and the server
 //! that hosts them over the gateway's own mutual-TLS listener.
 
+mod admin;
 mod audit;
+pub mod control;
 mod error;
 mod statistics;
 mod submissions;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use tokio::net::TcpListener;
 use tonic::Request;
@@ -16,22 +22,24 @@ pub use error::ApiError;
 use crate::{
     checkpoint::{KeyType, NoteSigner},
     config::{ConfigError, Settings},
-    identity::{Caller, Directory, PolicyError, Trust, TrustError},
+    identity::{Caller, Directory, Registry},
     ledger::{Ledger, Published},
-    pki::PkiError,
+    pki::{PkiError, ca::CaDir},
     proto::{
-        audit_server::AuditServer, statistics_server::StatisticsServer,
-        submissions_server::SubmissionsServer,
+        admin_server::AdminServer, audit_server::AuditServer,
+        statistics_server::StatisticsServer, submissions_server::SubmissionsServer,
     },
     schema::{CodeListError, CodeLists, Limits},
     store::{Store, StoreError, sqlite::SqliteStore},
-    tls::TlsError,
+    tls::ServerTls,
 };
 
 /// What the services share.
 pub struct Gateway {
-    /// CA, CRLs, policy and signing-certificate registry.
-    pub directory: Arc<Directory>,
+    /// CA, CRLs, policy and signing certificates in force; a reload replaces the snapshot.
+    directory: RwLock<Arc<Directory>>,
+    /// What the log says about certificates (issued, revoked), shared by every snapshot.
+    pub registry: Arc<Registry>,
     /// Code lists the schema validates against.
     pub lists: Arc<CodeLists>,
     /// Bounds on one submission.
@@ -44,14 +52,35 @@ pub struct Gateway {
     pub statistics: Arc<statistics::StatisticsState>,
     /// Small-cell suppression thresholds.
     pub thresholds: crate::statistics::Thresholds,
+    /// Signs administrative entries' checkpoints (the ledger holds its own handle).
+    log_key: Arc<NoteSigner>,
+    /// The checkpoint last published, outside the store.
+    published: Published,
+    /// What a reload re-reads, the CA, and the lock over configuration changes.
+    pub control: control::Control,
 }
 
 impl Gateway {
-    /// The caller of a request, from its TLS peer certificate only.
+    /// The directory in force.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_directory(&self, directory: Arc<Directory>) {
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
+    }
+
+    /// The caller of a request, from its TLS peer certificate only, checked against the
+    /// configuration and the log's revocations in force now.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, ApiError> {
         let certs = request.peer_certs();
         let leaf = certs.as_deref().and_then(|c| c.first()).map(|c| c.as_ref());
-        Ok(self.directory.caller(leaf)?)
+        Ok(self
+            .directory()
+            .caller(leaf, rustls_pki_types::UnixTime::now())?)
     }
 }
 
@@ -64,6 +93,8 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Longest time a TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// How often configuration files are checked for changes (zero: only on SIGHUP).
+    pub watch_interval: Duration,
 }
 
 /// Serves the focalgate services, grpc.health.v1 and server reflection (v1 and v1alpha) on
@@ -71,7 +102,20 @@ pub struct ServeOptions {
 /// requests finish, and returns.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<ServerTls>,
+    gateway: Arc<Gateway>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let watcher = tokio::spawn(control::watch(gateway.clone(), options.watch_interval));
+    let served = serve_grpc(listener, tls, gateway, options, shutdown).await;
+    watcher.abort();
+    served
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
     gateway: Arc<Gateway>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
@@ -83,6 +127,12 @@ pub async fn serve(
     health
         .set_serving::<AuditServer<audit::AuditService>>()
         .await;
+    health
+        .set_serving::<StatisticsServer<statistics::StatisticsService>>()
+        .await;
+    health
+        .set_serving::<AdminServer<admin::AdminService>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -93,6 +143,9 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let statistics = StatisticsServer::new(statistics::StatisticsService::new(gateway.clone()))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let admin = AdminServer::new(admin::AdminService::new(gateway.clone()))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let audit = AuditServer::new(audit::AuditService::new(gateway.clone()))
@@ -116,6 +169,7 @@ pub async fn serve(
         .add_service(submissions)
         .add_service(audit)
         .add_service(statistics)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
@@ -170,15 +224,9 @@ pub enum StartError {
     /// Code lists.
     #[error(transparent)]
     CodeLists(#[from] CodeListError),
-    /// CA or CRL.
-    #[error(transparent)]
-    Trust(#[from] TrustError),
-    /// Policy.
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    /// Server certificate or key.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
+    /// CA, CRL, policy or server certificate.
+    #[error("{0}")]
+    Reload(String),
     /// The gateway key.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -199,6 +247,9 @@ pub enum StartError {
     /// The log origin is not a valid key name.
     #[error("log.origin \"{0}\" is not a valid log name (no spaces, no '+')")]
     Origin(String),
+    /// The configured CA directory is not usable.
+    #[error("ca.dir: {0}")]
+    Ca(PkiError),
     /// A store URL of an unknown kind.
     #[error("store.url \"{0}\" is not supported; use sqlite://PATH")]
     StoreUrl(String),
@@ -208,8 +259,8 @@ pub enum StartError {
 pub struct Assembled {
     /// The shared state of the services.
     pub gateway: Arc<Gateway>,
-    /// The TLS configuration.
-    pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS configuration in force (a reload replaces it).
+    pub tls: Arc<ServerTls>,
     /// Per-RPC limits.
     pub options: ServeOptions,
     /// The ledger task; it ends once the server and every handle are gone.
@@ -217,18 +268,22 @@ pub struct Assembled {
 }
 
 /// Loads and checks everything the settings name: code lists, CA and CRLs, policy and signing
-/// certificates, server certificate, data directory, gateway key (created on first start),
-/// store (migrated); then starts the ledger.
+/// certificates, server certificate, the CA directory if any, data directory, gateway key
+/// (created on first start), store (migrated), the log (which feeds the certificate
+/// registry); then starts the ledger.
 pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
     let paths = settings.resolved()?;
     let lists = Arc::new(CodeLists::load(settings.schema.codelists_dir.as_deref())?);
-    let trust = Trust::load(&paths.ca, &paths.crl)?;
-    let tls = crate::tls::server_config(
-        &trust,
-        crate::tls::read_chain(&paths.cert)?,
-        crate::tls::read_key(&paths.key)?,
-    )?;
-    let directory = Arc::new(Directory::load(trust, &paths.policy, lists.clone())?);
+    let registry = Arc::new(Registry::new(lists.clone()));
+    let (directory, tls, server_leaf) =
+        control::load(&paths, lists.clone(), registry.clone()).map_err(StartError::Reload)?;
+    let ca = settings
+        .ca
+        .dir
+        .as_deref()
+        .map(CaDir::open)
+        .transpose()
+        .map_err(StartError::Ca)?;
 
     let data_dir = &settings.data_dir;
     let dir_err = |source| StartError::DataDir {
@@ -262,13 +317,21 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         None => return Err(StartError::StoreUrl(url)),
     };
     let published = Published::new(data_dir.join("checkpoint"));
-    let size =
-        crate::ledger::prepare_log(&*store, &key, &published, settings.accept_restored_log).await?;
+    let size = crate::ledger::prepare_log(
+        &*store,
+        &key,
+        &published,
+        settings.accept_restored_log,
+        &registry,
+    )
+    .await?;
     tracing::info!(origin = %paths.origin, size, vkey = %key.verifier(), "transparency log checked");
+    let key = Arc::new(key);
     let (ledger, ledger_task) = Ledger::start(
         store.clone(),
-        Arc::new(key),
-        published,
+        key.clone(),
+        published.clone(),
+        registry.clone(),
         settings.store.max_batch,
     );
     let drug_groups = lists
@@ -285,9 +348,11 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         max_observations: settings.limits.max_observations,
         ..Limits::default()
     };
+    let tls = Arc::new(ServerTls::new(tls));
     Ok(Assembled {
         gateway: Arc::new(Gateway {
-            directory,
+            directory: RwLock::new(Arc::new(directory)),
+            registry,
             lists,
             limits,
             store,
@@ -297,12 +362,16 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
                 min_seizures: settings.statistics.min_seizures,
                 min_reporters: settings.statistics.min_reporters,
             },
+            log_key: key,
+            published,
+            control: control::Control::new(paths, ca, tls.clone(), server_leaf),
         }),
         tls,
         options: ServeOptions {
             max_message_bytes: settings.limits.max_message_bytes,
             request_timeout: settings.request_timeout(),
             handshake_timeout: settings.handshake_timeout(),
+            watch_interval: Duration::from_millis(settings.reload.watch_ms),
         },
         ledger_task,
     })

@@ -120,7 +120,7 @@ impl StatisticsService {
         let now_ms = now_ms();
         let (state, directory, member, thresholds) = (
             g.statistics.clone(),
-            g.directory.clone(),
+            g.directory(),
             caller.member().clone(),
             g.thresholds,
         );

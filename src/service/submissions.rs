@@ -44,10 +44,9 @@ impl SubmissionsService {
             )));
         }
         let now = UnixTime::now();
+        let directory = g.directory();
         let verified = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
-            g.directory
-                .signing_key(keyid, caller.member(), now)
-                .map(|(cert, key)| (cert.der.clone(), key))
+            directory.signing_key(keyid, caller.member(), now)
         })?;
         let body = SubmissionBody::decode(verified.payload).map_err(|e| {
             ApiError::Invalid(vec![Violation::new(
@@ -71,7 +70,7 @@ impl SubmissionsService {
         let submission = schema::validate(&body, &g.lists, &g.limits, OffsetDateTime::now_utc())
             .map_err(ApiError::Invalid)?;
         let payload_digest = sha256(verified.payload);
-        let signing_cert = verified.signer;
+        let signer = verified.signer;
         let encoded = env.encode_to_vec();
         let accepted = Accepted {
             member: caller.member().clone(),
@@ -79,7 +78,8 @@ impl SubmissionsService {
             payload_digest,
             envelope_digest: sha256(&encoded),
             envelope: encoded,
-            signing_cert,
+            signing_cert: signer.der,
+            signing_serial: signer.serial,
         };
         Ok(g.ledger.submit(accepted).await?)
     }

@@ -1,0 +1,353 @@
+//! Changing the configuration in force without a restart: reloading the CA bundle, CRLs,
+//! policy and server certificate (on SIGHUP, when their files change, after an administrative
+//! act), following the log for other gateways' administrative acts, and expiry warnings.
+//!
+//! ```text
+//!  SIGHUP ─┐
+//!  files ──┼─▶ reload: Trust + Directory + ServerConfig, all or nothing ─▶ swap
+//!  Admin ──┘      │ (a bad file: logged, the old configuration stays)
+//!                 └─▶ what changed (policy, CRL revocations) ─▶ log entries (actor "operator")
+//!  every tick: log entries since the registry's position ─▶ Registry
+//! ```
+//!
+//! One lock serialises reloads and administrative acts, so an act's own reload never logs the
+//! act a second time.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use ring::digest::{SHA256, digest};
+use rustls_pki_types::UnixTime;
+
+use super::Gateway;
+use crate::{
+    config::Resolved,
+    entry::{AdminAction, AdminEntry, Entry},
+    identity::{Directory, Registry, Trust, expiry},
+    ledger::{self, LedgerError, Logged},
+    pki::ca::CaDir,
+    tls::ServerTls,
+};
+
+/// Who the log names for changes made by editing files on the gateway's host.
+pub const OPERATOR: &str = "operator";
+
+/// How often expiry warnings are repeated while the gateway runs.
+const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(12 * 3600);
+
+/// The length and modification time of each watched file, as last read.
+type Fingerprints = Vec<Option<(u64, SystemTime)>>;
+
+/// What a reload re-reads, and the lock over changing it.
+pub struct Control {
+    paths: Resolved,
+    /// The partnership CA, when this gateway holds it (`ca.dir`).
+    pub ca: Option<CaDir>,
+    tls: Arc<ServerTls>,
+    /// The server certificate in force (leaf, DER), for expiry reports.
+    server_leaf: RwLock<Vec<u8>>,
+    /// Held while the configuration changes; guards the watched files' fingerprints.
+    lock: tokio::sync::Mutex<Fingerprints>,
+}
+
+impl Control {
+    pub(super) fn new(
+        paths: Resolved,
+        ca: Option<CaDir>,
+        tls: Arc<ServerTls>,
+        server_leaf: Vec<u8>,
+    ) -> Self {
+        let prints = fingerprints(&watched(&paths));
+        Self {
+            paths,
+            ca,
+            tls,
+            server_leaf: RwLock::new(server_leaf),
+            lock: tokio::sync::Mutex::new(prints),
+        }
+    }
+
+    /// The server certificate in force (leaf, DER).
+    pub fn server_leaf(&self) -> Vec<u8> {
+        self.server_leaf
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The policy file.
+    pub fn policy_path(&self) -> &Path {
+        &self.paths.policy
+    }
+
+    /// The files the configuration is read from.
+    pub fn paths(&self) -> &Resolved {
+        &self.paths
+    }
+
+    /// Serialises a change of configuration (reload or administrative act).
+    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Fingerprints> {
+        self.lock.lock().await
+    }
+}
+
+/// The files a reload reads.
+fn watched(paths: &Resolved) -> Vec<PathBuf> {
+    let mut files = vec![paths.ca.clone()];
+    files.extend(paths.crl.iter().cloned());
+    files.extend([paths.cert.clone(), paths.key.clone(), paths.policy.clone()]);
+    files
+}
+
+fn fingerprints(files: &[PathBuf]) -> Fingerprints {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        })
+        .collect()
+}
+
+/// Loads the CA bundle, CRLs, policy and server certificate from `paths`, all checked.
+pub(super) fn load(
+    paths: &Resolved,
+    lists: Arc<crate::schema::CodeLists>,
+    registry: Arc<Registry>,
+) -> Result<(Directory, Arc<rustls::ServerConfig>, Vec<u8>), String> {
+    let trust = Trust::load(&paths.ca, &paths.crl).map_err(|e| e.to_string())?;
+    let chain = crate::tls::read_chain(&paths.cert).map_err(|e| e.to_string())?;
+    let leaf = chain.first().map(|c| c.as_ref().to_vec()).unwrap_or_default();
+    let key = crate::tls::read_key(&paths.key).map_err(|e| e.to_string())?;
+    let tls = crate::tls::server_config(&trust, registry.clone(), chain, key)
+        .map_err(|e| e.to_string())?;
+    let directory =
+        Directory::load(trust, &paths.policy, lists, registry).map_err(|e| e.to_string())?;
+    Ok((directory, tls, leaf))
+}
+
+impl Gateway {
+    /// Re-reads the CA bundle, CRLs, policy and server certificate and puts them in force
+    /// together, or, if anything is wrong, logs why and keeps the configuration in force.
+    /// Changes made by editing the files are written to the log with the actor `operator`.
+    pub async fn reload(&self, why: &str) -> Result<(), String> {
+        let mut prints = self.control.lock().await;
+        *prints = fingerprints(&watched(&self.control.paths));
+        self.reload_locked(why, OPERATOR).await.map(|_| ())
+    }
+
+    /// As [`reload`](Self::reload), under the lock; changes not yet logged are logged as
+    /// made by `actor`, and returned with where they landed.
+    pub(super) async fn reload_locked(
+        &self,
+        why: &str,
+        actor: &str,
+    ) -> Result<Vec<(Entry, Logged)>, String> {
+        let (directory, tls, leaf) = match load(
+            &self.control.paths,
+            self.lists.clone(),
+            self.registry.clone(),
+        ) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(
+                    target: "focalgate::reload",
+                    why,
+                    error = %e,
+                    "reload refused: the configuration in force stays"
+                );
+                return Err(e);
+            }
+        };
+        let old = self.directory();
+        let mut entries = Vec::new();
+        let now_ms = now_ms();
+        if directory.policy_source().digest != old.policy_source().digest {
+            entries.push(Entry::Admin(AdminEntry {
+                action: AdminAction::PolicyChanged,
+                time_ms: now_ms,
+                actor: actor.to_owned(),
+                subject: "policy".into(),
+                serial: None,
+                digest: directory.policy_source().digest,
+                reason: None,
+                certificate: None,
+            }));
+        }
+        // Revocations new in the CRL and not yet in the log (one the Admin service makes is
+        // logged before the reload that brings its CRL).
+        let new_serials: Vec<(String, Option<String>)> = directory
+            .trust
+            .revoked_serials()
+            .iter()
+            .filter(|(serial, _)| {
+                !old.trust.revoked_serials().contains_key(*serial)
+                    && self
+                        .registry
+                        .revocation(serial)
+                        .and_then(|r| r.index)
+                        .is_none()
+            })
+            .map(|(s, r)| (s.clone(), r.clone()))
+            .collect();
+        for (serial, reason) in new_serials {
+            let (subject, digest) = self.describe_serial(&serial, &directory);
+            self.registry.revoke_now(
+                &serial,
+                now_ms,
+                reason.as_deref().unwrap_or("unspecified"),
+            );
+            entries.push(Entry::Admin(AdminEntry {
+                action: AdminAction::CertificateRevoked,
+                time_ms: now_ms,
+                actor: actor.to_owned(),
+                subject,
+                serial: Some(serial),
+                digest,
+                reason,
+                certificate: None,
+            }));
+        }
+        self.set_directory(Arc::new(directory));
+        self.control.tls.replace(tls);
+        *self
+            .control
+            .server_leaf
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = leaf;
+        tracing::info!(target: "focalgate::reload", why, changes = entries.len(), "configuration reloaded");
+        let logged = if entries.is_empty() {
+            Vec::new()
+        } else {
+            self.log_admin(&entries).await.map_err(|e| e.to_string())?
+        };
+        self.warn_expiring();
+        Ok(entries.into_iter().zip(logged).collect())
+    }
+
+    /// Who a serial number belongs to and the digest its revocation entry commits to: the
+    /// certificate's DER when the CA or the signing registry knows it, else the CRLs'.
+    fn describe_serial(&self, serial: &str, directory: &Directory) -> (String, [u8; 32]) {
+        let listed = self
+            .control
+            .ca
+            .as_ref()
+            .and_then(|ca| ca.list().ok())
+            .and_then(|all| all.into_iter().find(|c| c.serial == serial));
+        if let Some(c) = listed {
+            let member = c.member.map_or(c.common_name, |m| m.to_string());
+            return (member, sha256(&c.der));
+        }
+        if let Some(c) = directory
+            .signing_certs()
+            .into_iter()
+            .find(|c| c.serial == serial)
+        {
+            return (c.member.to_string(), sha256(&c.der));
+        }
+        let crls: Vec<u8> = directory
+            .trust
+            .crls()
+            .iter()
+            .flat_map(|c| c.as_ref().to_vec())
+            .collect();
+        ("unknown".into(), sha256(&crls))
+    }
+
+    /// Appends administrative entries durably and takes them into the registry.
+    pub(super) async fn log_admin(&self, entries: &[Entry]) -> Result<Vec<Logged>, LedgerError> {
+        let logged =
+            ledger::append_entries_durably(&*self.store, &self.log_key, &self.published, entries)
+                .await?;
+        for (l, e) in logged.iter().zip(entries) {
+            if let Ok(bytes) = e.encode() {
+                self.registry.apply(l.index, &bytes);
+            }
+        }
+        for e in entries {
+            if let Entry::Admin(a) = e {
+                tracing::info!(
+                    target: "focalgate::admin",
+                    kind = a.action.kind(),
+                    actor = %a.actor,
+                    subject = %a.subject,
+                    serial = a.serial.as_deref().unwrap_or("-"),
+                    "administrative act logged"
+                );
+            }
+        }
+        Ok(logged)
+    }
+
+    /// Reads the log entries the registry has not seen (other gateways' administrative acts).
+    pub async fn follow_log(&self) -> Result<(), crate::store::StoreError> {
+        const PAGE: u64 = 1_000;
+        let size = self.store.log_size().await?;
+        loop {
+            let start = self.registry.next_index();
+            if start >= size {
+                return Ok(());
+            }
+            let page = self.store.entries(start, (start + PAGE).min(size)).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            for (index, entry) in page {
+                self.registry.follow(index, &entry);
+            }
+        }
+    }
+
+    /// Logs a warning for every certificate in use within the warning period.
+    pub fn warn_expiring(&self) {
+        let leaf = self.control.server_leaf();
+        let items = expiry::in_use(&self.directory(), Some(&leaf));
+        expiry::warn_all(&items, UnixTime::now().as_secs() as i64);
+    }
+}
+
+/// Until the gateway stops: every `every`, reloads if a watched file changed and follows the
+/// log; twice a day, repeats the expiry warnings. `every` of zero watches nothing (SIGHUP
+/// still reloads).
+pub(super) async fn watch(gateway: Arc<Gateway>, every: Duration) {
+    gateway.warn_expiring();
+    let mut last_warning = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(if every.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        every
+    });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !every.is_zero() {
+            let mut prints = gateway.control.lock().await;
+            let now = fingerprints(&watched(&gateway.control.paths));
+            if now != *prints {
+                *prints = now;
+                let _ = gateway.reload_locked("a configuration file changed", OPERATOR).await;
+            }
+        }
+        if let Err(e) = gateway.follow_log().await {
+            tracing::warn!(error = %e, "cannot follow the log");
+        }
+        if last_warning.elapsed() >= EXPIRY_WARNING_EVERY {
+            last_warning = tokio::time::Instant::now();
+            gateway.warn_expiring();
+        }
+    }
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest(&SHA256, b).as_ref());
+    out
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
