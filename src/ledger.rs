@@ -408,7 +408,9 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, StoreError> {
         // Holding the write transaction, no revocation entry can be appended before this
         // batch's entries; one enforced since the signature was checked refuses it here.
         if w.registry.is_revoked(&a.signing_serial) {
-            results.push(Some(Err(LedgerError::SignerRevoked(a.signing_serial.clone()))));
+            results.push(Some(Err(LedgerError::SignerRevoked(
+                a.signing_serial.clone(),
+            ))));
             continue;
         }
         if let Some(&k) = in_batch.get(&a.payload_digest) {

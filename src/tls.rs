@@ -139,10 +139,14 @@ impl ClientCertVerifier for LogRevocations {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         let serial = x509_parser::parse_x509_certificate(end_entity.as_ref())
             .map(|(_, c)| hex::encode(c.raw_serial()))
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+            })?;
         if self.registry.is_revoked(&serial) {
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,

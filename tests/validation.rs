@@ -472,9 +472,7 @@ async fn every_violation_comes_back_in_one_answer() {
         "the status must fit common clients' 8 KiB metadata limit: {trailer_bytes}"
     );
     assert!(
-        status
-            .message()
-            .contains("the request breaks 5999 rule(s)"),
+        status.message().contains("the request breaks 5999 rule(s)"),
         "{}",
         status.message()
     );

@@ -11,9 +11,7 @@ use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject};
 use serde::Deserialize;
 use x509_parser::prelude::*;
 
-use super::{
-    Caller, IdentityError, MemberId, Registry, Role, Trust, cert_digest_hex, identify,
-};
+use super::{Caller, IdentityError, MemberId, Registry, Role, Trust, cert_digest_hex, identify};
 use crate::{
     envelope::{Algorithm, VerifyingKey},
     schema::CodeLists,

@@ -186,7 +186,12 @@ impl Trust {
     /// Checks a signing certificate at `now`: chained to the CA, within its validity, carrying
     /// EKU documentSigning, and not revoked by any CRL in force. The error is for a person.
     pub fn check_signing_cert(&self, der: &[u8], now: UnixTime) -> Result<(), String> {
-        self.check(der, now, KeyUsage::required(EKU_DOCUMENT_SIGNING), "signing")
+        self.check(
+            der,
+            now,
+            KeyUsage::required(EKU_DOCUMENT_SIGNING),
+            "signing",
+        )
     }
 
     /// Checks a TLS client certificate at `now` as the handshake did (chain, validity, EKU

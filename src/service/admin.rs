@@ -20,8 +20,8 @@ use crate::{
         AdminLogEntry, CertificateExpiry, CertificateInfo, ExpiringCertificate,
         GetCertificateExpiryRequest, GetCrlRequest, GetCrlResponse, GetPolicyRequest,
         IssueCertificateRequest, IssueCertificateResponse, ListCertificatesRequest,
-        ListCertificatesResponse, ListMembersRequest, ListMembersResponse, Member,
-        PolicyDocument, ReplacePolicyRequest, ReplacePolicyResponse, RevokeCertificateRequest,
+        ListCertificatesResponse, ListMembersRequest, ListMembersResponse, Member, PolicyDocument,
+        ReplacePolicyRequest, ReplacePolicyResponse, RevokeCertificateRequest,
         RevokeCertificateResponse, admin_server::Admin,
     },
     receipt::timestamp_from_millis,
@@ -67,11 +67,7 @@ fn log_entry(entry: &Entry, logged: &Logged) -> AdminLogEntry {
         log_index: logged.index,
         entry: entry.encode().unwrap_or_default(),
         checkpoint: logged.checkpoint.clone(),
-        inclusion_proof: logged
-            .proof
-            .iter()
-            .map(|h| h.as_bytes().to_vec())
-            .collect(),
+        inclusion_proof: logged.proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
     }
 }
 
@@ -118,7 +114,12 @@ impl AdminService {
                 .registry
                 .revocation(serial)
                 .map(|r| r.reason.unwrap_or_default())
-                .or_else(|| d.trust.revoked_serials().get(serial).map(|r| r.clone().unwrap_or_default()))
+                .or_else(|| {
+                    d.trust
+                        .revoked_serials()
+                        .get(serial)
+                        .map(|r| r.clone().unwrap_or_default())
+                })
         };
         let certificates = match &self.gateway.control.ca {
             Some(ca) => ca
@@ -132,7 +133,12 @@ impl AdminService {
                         .map(|r| r.reason.name().to_owned())
                         .or_else(|| revoked_reason(&c.serial));
                     CertificateInfo {
-                        status: if reason.is_some() { "revoked" } else { c.status(now) }.into(),
+                        status: if reason.is_some() {
+                            "revoked"
+                        } else {
+                            c.status(now)
+                        }
+                        .into(),
                         serial: c.serial,
                         kind: c.usage.name().into(),
                         member: c.member.map(|m| m.to_string()).unwrap_or_default(),
@@ -506,9 +512,13 @@ impl Admin for AdminService {
         request: Request<IssueCertificateRequest>,
     ) -> Result<Response<IssueCertificateResponse>, Status> {
         let req = request.get_ref().clone();
-        call(self, "IssueCertificate", ADMIN, &request, |caller| async move {
-            self.issue(&caller, req).await
-        })
+        call(
+            self,
+            "IssueCertificate",
+            ADMIN,
+            &request,
+            |caller| async move { self.issue(&caller, req).await },
+        )
         .await
     }
 
@@ -517,9 +527,13 @@ impl Admin for AdminService {
         request: Request<RevokeCertificateRequest>,
     ) -> Result<Response<RevokeCertificateResponse>, Status> {
         let req = request.get_ref().clone();
-        call(self, "RevokeCertificate", ADMIN, &request, |caller| async move {
-            self.revoke(&caller, req).await
-        })
+        call(
+            self,
+            "RevokeCertificate",
+            ADMIN,
+            &request,
+            |caller| async move { self.revoke(&caller, req).await },
+        )
         .await
     }
 
@@ -527,7 +541,10 @@ impl Admin for AdminService {
         &self,
         request: Request<GetCrlRequest>,
     ) -> Result<Response<GetCrlResponse>, Status> {
-        call(self, "GetCrl", ADMIN, &request, |_| async { Ok(self.crl()) }).await
+        call(self, "GetCrl", ADMIN, &request, |_| async {
+            Ok(self.crl())
+        })
+        .await
     }
 
     async fn get_policy(
@@ -545,9 +562,13 @@ impl Admin for AdminService {
         request: Request<ReplacePolicyRequest>,
     ) -> Result<Response<ReplacePolicyResponse>, Status> {
         let req = request.get_ref().clone();
-        call(self, "ReplacePolicy", ADMIN, &request, |caller| async move {
-            self.replace_policy(&caller, req).await
-        })
+        call(
+            self,
+            "ReplacePolicy",
+            ADMIN,
+            &request,
+            |caller| async move { self.replace_policy(&caller, req).await },
+        )
         .await
     }
 

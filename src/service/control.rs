@@ -121,7 +121,10 @@ pub(super) fn load(
 ) -> Result<(Directory, Arc<rustls::ServerConfig>, Vec<u8>), String> {
     let trust = Trust::load(&paths.ca, &paths.crl).map_err(|e| e.to_string())?;
     let chain = crate::tls::read_chain(&paths.cert).map_err(|e| e.to_string())?;
-    let leaf = chain.first().map(|c| c.as_ref().to_vec()).unwrap_or_default();
+    let leaf = chain
+        .first()
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
     let key = crate::tls::read_key(&paths.key).map_err(|e| e.to_string())?;
     let tls = crate::tls::server_config(&trust, registry.clone(), chain, key)
         .map_err(|e| e.to_string())?;
@@ -196,11 +199,8 @@ impl Gateway {
             .collect();
         for (serial, reason) in new_serials {
             let (subject, digest) = self.describe_serial(&serial, &directory);
-            self.registry.revoke_now(
-                &serial,
-                now_ms,
-                reason.as_deref().unwrap_or("unspecified"),
-            );
+            self.registry
+                .revoke_now(&serial, now_ms, reason.as_deref().unwrap_or("unspecified"));
             entries.push(Entry::Admin(AdminEntry {
                 action: AdminAction::CertificateRevoked,
                 time_ms: now_ms,
@@ -329,7 +329,9 @@ pub(super) async fn watch(gateway: Arc<Gateway>, every: Duration) {
             let now = fingerprints(&watched(&gateway.control.paths));
             if now != *prints {
                 *prints = now;
-                let _ = gateway.reload_locked("a configuration file changed", OPERATOR).await;
+                let _ = gateway
+                    .reload_locked("a configuration file changed", OPERATOR)
+                    .await;
             }
         }
         if let Err(e) = gateway.follow_log().await {

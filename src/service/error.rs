@@ -182,7 +182,9 @@ impl From<ApiError> for Status {
                 let v = Violation::new(
                     "signatures",
                     Rule::EnvelopeSigner,
-                    format!("the signing certificate {serial} was revoked before the submission was logged"),
+                    format!(
+                        "the signing certificate {serial} was revoked before the submission was logged"
+                    ),
                 );
                 Status::with_error_details(
                     Code::InvalidArgument,

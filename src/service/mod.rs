@@ -26,8 +26,8 @@ use crate::{
     ledger::{Ledger, Published},
     pki::{PkiError, ca::CaDir},
     proto::{
-        admin_server::AdminServer, audit_server::AuditServer,
-        statistics_server::StatisticsServer, submissions_server::SubmissionsServer,
+        admin_server::AdminServer, audit_server::AuditServer, statistics_server::StatisticsServer,
+        submissions_server::SubmissionsServer,
     },
     schema::{CodeListError, CodeLists, Limits},
     store::{Store, StoreError, sqlite::SqliteStore},

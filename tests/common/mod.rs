@@ -42,6 +42,8 @@ pub struct ChildGateway {
     pub url: String,
     /// Its configuration file.
     pub config: PathBuf,
+    /// Its log lines (stderr), as they arrive.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ChildGateway {
@@ -93,12 +95,24 @@ impl ChildGateway {
             }
             assert!(Instant::now() < deadline, "server did not start");
         }
-        std::thread::spawn(move || for _ in lines {});
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(seen));
+        let sink = kept.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             url: format!("https://127.0.0.1:{port}"),
             config,
+            lines: kept,
         }
+    }
+
+    /// Its log lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 
     /// SIGTERM, and wait for the exit.
@@ -129,10 +143,40 @@ pub fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
-/// Settings for a demo gateway with its data in `data_dir`.
+/// A copy of the demo PKI in `dir/pki`, for tests that change it (revoke, reload, replace the
+/// policy): the checked-in one is never written to.
+pub fn copy_pki(dir: &Path) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let to = dir.join("pki");
+    copy(&pki(), &to);
+    to
+}
+
+/// Settings for a demo gateway with its data in `data_dir`. It holds no CA: the checked-in
+/// demo PKI is never written to (see [`copy_pki`]).
 pub fn settings(data_dir: &Path) -> Settings {
+    let mut s = settings_with_pki(data_dir, &pki());
+    s.ca.dir = None;
+    s
+}
+
+/// Settings for a gateway with its data in `data_dir` and the PKI (CA directory, CRL, server
+/// certificate, policy) in `pki`, watching its files every 100 ms.
+pub fn settings_with_pki(data_dir: &Path, pki: &Path) -> Settings {
     let mut s = Settings::load_with_env(None, true, Vec::new()).unwrap();
-    let pki = pki();
+    s.ca.dir = Some(pki.join("ca"));
+    s.reload.watch_ms = 100;
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.data_dir = data_dir.to_path_buf();
     s.tls.ca = Some(pki.join("ca/ca.pem"));
@@ -197,16 +241,7 @@ impl Gateway {
 
     /// A channel authenticated as the identity folder `who` of the demo PKI.
     pub async fn channel(&self, who: &str) -> Channel {
-        let dir = pki().join(who);
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(
-                std::fs::read(pki().join("ca/ca.pem")).unwrap(),
-            ))
-            .identity(Identity::from_pem(
-                std::fs::read(dir.join("auth.pem")).unwrap(),
-                std::fs::read(dir.join("auth.key")).unwrap(),
-            ));
-        self.channel_with(tls).await
+        self.channel_with(identity_tls(&pki().join(who))).await
     }
 
     pub async fn channel_with(&self, tls: ClientTlsConfig) -> Channel {
@@ -249,6 +284,18 @@ impl Gateway {
         let sql = format!("SELECT count(*) FROM {table}");
         self.database().query_row(&sql, [], |r| r.get(0)).unwrap()
     }
+}
+
+/// Client TLS settings from an identity folder (`ca.pem`, `auth.pem`, `auth.key`).
+pub fn identity_tls(dir: &Path) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+        ))
+        .identity(Identity::from_pem(
+            std::fs::read(dir.join("auth.pem")).unwrap(),
+            std::fs::read(dir.join("auth.key")).unwrap(),
+        ))
 }
 
 /// A member's signing key and key id from its demo identity folder.
