@@ -360,6 +360,10 @@ async fn rotation_with_two_signing_certificates_and_revocation_of_the_old_one() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("3 submission signature(s)"), "{stdout}");
+    assert!(
+        stdout.contains("1 revocation(s) and 1 signing certificate(s) in the log"),
+        "{stdout}"
+    );
     gw.stop().await;
 }
 

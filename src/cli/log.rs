@@ -198,6 +198,7 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
     let mut tree = CompactTree::default();
     let mut leaves: Vec<Hash> = Vec::with_capacity(cp.size as usize);
     let mut submissions: Vec<(u64, SubmissionEntry)> = Vec::new();
+    let mut facts = LogFacts::default();
     let mut problems: Vec<String> = Vec::new();
     while tree.size() < cp.size {
         let mut stream = audit
@@ -220,7 +221,7 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
             let leaf = merkle::leaf_hash(&e.entry);
             match Entry::parse(&e.entry) {
                 Ok(Entry::Submission(s)) => submissions.push((e.index, s)),
-                Ok(Entry::Admin(_)) => {}
+                Ok(Entry::Admin(a)) => facts.take(e.index, a),
                 Err(_) => problems.push(format!("entry {}: not a well-formed log entry", e.index)),
             }
             tree.push(leaf);
@@ -252,9 +253,10 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
     let ca = std::fs::read(args.connection.identity().file("ca.pem"))
         .map_err(|e| format!("ca.pem: {e}"))?;
     let trust = Arc::new(Trust::from_bytes("ca.pem", &ca, &[]).map_err(|e| e.to_string())?);
+    let facts = Arc::new(facts);
     let logged_submissions = submissions.len();
     let bar = progress(logged_submissions as u64, "signatures");
-    let mut unreadable = 0;
+    let (mut unreadable, mut from_log) = (0, 0);
     let mut tasks = JoinSet::new();
     let mut pending = submissions.into_iter();
     let client = SubmissionsClient::new(channel);
@@ -263,15 +265,32 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
             let Some((index, entry)) = pending.next() else {
                 break;
             };
-            let (mut client, trust) = (client.clone(), trust.clone());
-            tasks.spawn(async move { (index, reverify(&mut client, &trust, &entry).await) });
+            let (mut client, trust, facts) = (client.clone(), trust.clone(), facts.clone());
+            tasks.spawn(async move {
+                let outcome = match reverify(&mut client, &trust, &entry).await {
+                    Reverified::Ok(cert) => facts.check(index, &entry, &cert),
+                    Reverified::Unreadable => match facts.issued.get(&entry.signing_cert_digest) {
+                        Some(cert) => match check_certificate(&trust, &entry, cert) {
+                            Err(why) => Reverified::Bad(why),
+                            Ok(()) => match facts.check(index, &entry, cert) {
+                                Reverified::Ok(_) => Reverified::FromLog,
+                                other => other,
+                            },
+                        },
+                        None => Reverified::Unreadable,
+                    },
+                    other => other,
+                };
+                (index, outcome)
+            });
         }
         let Some(done) = tasks.join_next().await else {
             break;
         };
         let (index, outcome) = done.map_err(|e| e.to_string())?;
         match outcome {
-            Reverified::Ok => {}
+            Reverified::Ok(_) => {}
+            Reverified::FromLog => from_log += 1,
             Reverified::Unreadable => unreadable += 1,
             Reverified::Bad(why) => problems.push(format!("entry {index}: {why}")),
         }
@@ -296,9 +315,16 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
         checked as f64 / started.elapsed().as_secs_f64().max(1e-9)
     );
     println!(
-        "{} submission signature(s) and certificate chain(s) re-verified",
-        logged_submissions - unreadable
+        "{} submission signature(s) and certificate chain(s) re-verified; {} revocation(s) and {} signing certificate(s) in the log",
+        logged_submissions - unreadable - from_log,
+        facts.revoked.len(),
+        facts.issued.len()
     );
+    if from_log > 0 {
+        println!(
+            "{from_log} submission(s) not readable with this identity: their signing certificates were checked from the log alone"
+        );
+    }
     if unreadable > 0 {
         println!(
             "{unreadable} submission(s) not readable with this identity were not re-verified (use an auditor identity)"
@@ -358,9 +384,68 @@ async fn prefix_authentic(
 }
 
 enum Reverified {
-    Ok,
+    /// Signature and certificate verified; the certificate.
+    Ok(Vec<u8>),
+    /// Not readable, but the certificate it names is in the log and checked.
+    FromLog,
     Unreadable,
     Bad(String),
+}
+
+/// What the log's administrative entries say about certificates.
+#[derive(Default)]
+struct LogFacts {
+    /// Signing certificates issued through the log, by SHA-256 of their DER.
+    issued: std::collections::HashMap<[u8; 32], Vec<u8>>,
+    /// Revoked serial numbers (lowercase hex) and the index of the revocation's entry.
+    revoked: std::collections::HashMap<String, u64>,
+}
+
+impl LogFacts {
+    fn take(&mut self, index: u64, a: crate::entry::AdminEntry) {
+        use crate::entry::AdminAction;
+        match a.action {
+            AdminAction::CertificateIssued => {
+                if let Some(cert) = a.certificate {
+                    let digest = ring::digest::digest(&ring::digest::SHA256, &cert);
+                    if let Ok(d) = <[u8; 32]>::try_from(digest.as_ref()) {
+                        self.issued.insert(d, cert);
+                    }
+                }
+            }
+            AdminAction::CertificateRevoked => {
+                if let Some(serial) = a.serial {
+                    self.revoked.entry(serial).or_insert(index);
+                }
+            }
+            AdminAction::PolicyChanged => {}
+        }
+    }
+
+    /// A submission at `index` may not be signed with a certificate the log revoked before it:
+    /// the log's order is the evidence of when the signature was accepted.
+    fn check(&self, index: u64, entry: &SubmissionEntry, cert: &[u8]) -> Reverified {
+        let serial = x509_parser::parse_x509_certificate(cert)
+            .map(|(_, c)| hex::encode(c.raw_serial()))
+            .unwrap_or_default();
+        match self.revoked.get(&serial) {
+            Some(&r) if r < index => Reverified::Bad(format!(
+                "{}: signed with certificate {serial}, which the log revoked at entry {r}",
+                entry.submission_id
+            )),
+            _ => Reverified::Ok(cert.to_vec()),
+        }
+    }
+}
+
+/// The certificate must have been valid, and chained to the CA, when the log took the
+/// submission.
+fn check_certificate(trust: &Trust, entry: &SubmissionEntry, cert: &[u8]) -> Result<(), String> {
+    let at =
+        UnixTime::since_unix_epoch(std::time::Duration::from_millis(entry.time_ms.max(0) as u64));
+    trust
+        .check_signing_cert(cert, at)
+        .map_err(|why| format!("{}: {why}", entry.submission_id))
 }
 
 /// Re-verifies one submission from its stored envelope and certificate, against its log entry.
@@ -433,12 +518,9 @@ async fn reverify(
     if let Err(e) = verified {
         return Reverified::Bad(format!("{}: {e}", entry.submission_id));
     }
-    // The certificate must have been valid, and chained to the CA, when the log took it.
-    let at =
-        UnixTime::since_unix_epoch(std::time::Duration::from_millis(entry.time_ms.max(0) as u64));
-    match trust.check_signing_cert(&s.signing_certificate, at) {
-        Ok(()) => Reverified::Ok,
-        Err(why) => Reverified::Bad(format!("{}: {why}", entry.submission_id)),
+    match check_certificate(trust, entry, &s.signing_certificate) {
+        Ok(()) => Reverified::Ok(s.signing_certificate),
+        Err(why) => Reverified::Bad(why),
     }
 }
 
@@ -534,4 +616,36 @@ async fn monitor(args: MonitorArgs) -> Result<(), String> {
     std::fs::write(&tmp, state)
         .and_then(|()| std::fs::rename(&tmp, &args.state))
         .map_err(|e| format!("{}: {e}", args.state.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_logged_after_its_certificates_revocation_is_a_problem() {
+        let pem =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-example/KAZ/signing.pem");
+        let cert = crate::tls::read_chain(&pem).unwrap().remove(0).to_vec();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert).unwrap();
+        let mut facts = LogFacts::default();
+        facts.revoked.insert(hex::encode(parsed.raw_serial()), 5);
+        let entry = SubmissionEntry {
+            time_ms: 0,
+            submission_id: "KAZ.SEIZURES.2024.r1".into(),
+            member: "KAZ:nfp".into(),
+            dataflow: "SEIZURES".into(),
+            ref_area: "KAZ".into(),
+            time_period: "2024".into(),
+            revision: 1,
+            payload_digest: [0; 32],
+            envelope_digest: [0; 32],
+            signing_cert_digest: [0; 32],
+        };
+        assert!(matches!(facts.check(4, &entry, &cert), Reverified::Ok(_)));
+        match facts.check(6, &entry, &cert) {
+            Reverified::Bad(why) => assert!(why.contains("revoked at entry 5"), "{why}"),
+            _ => panic!("a signature after the revocation must be reported"),
+        }
+    }
 }
