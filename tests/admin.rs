@@ -825,3 +825,154 @@ async fn expiry_is_warned_30_days_ahead_and_reported() {
             .any(|c| c.kind == "member authentication")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = copy_pki(dir.path());
+    let port = common::free_port();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
+             [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n[ca]\ndir = \"{}\"\n[reload]\nwatch_ms = 0\n",
+            dir.path().join("data").display(),
+            pki.join("policy.toml").display(),
+            pki.join("ca/ca.pem").display(),
+            pki.join("ca/crl.pem").display(),
+            pki.join("server/server.pem").display(),
+            pki.join("server/server.key").display(),
+            pki.join("ca").display(),
+        ),
+    )
+    .unwrap();
+    let gw = common::ChildGateway::spawn(config, port);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("FOCALGATE_SERVER", &gw.url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let admin_id = path(&pki.join("admin"));
+    let member = dir.path().join("kaz-2027");
+    let m = path(&member);
+
+    // The member makes its keys and requests; the administrator issues; the member submits.
+    for kind in ["auth", "signing"] {
+        let (ok, out) = run(&[
+            "csr", "--member", "KAZ", "--org", "KZ NFP", "--kind", kind, "--out", &m,
+        ]);
+        assert!(ok, "{out}");
+        let csr = path(&member.join(format!("{kind}.csr")));
+        let cert = path(&member.join(format!("{kind}.pem")));
+        let (ok, out) = run(&[
+            "admin",
+            "issue",
+            &csr,
+            "--kind",
+            kind,
+            "--out",
+            &cert,
+            "--identity",
+            &admin_id,
+        ]);
+        assert!(ok, "{out}");
+    }
+    let sample = path(&common::samples().join("KAZ-SEIZURES.csv"));
+    let (ok, out) = run(&["submit", &sample, "--identity", &m]);
+    assert!(ok && out.contains("28 accepted"), "{out}");
+
+    // Revoked: the member's next call fails, with a hint.
+    let der = focalgate::tls::read_chain(&member.join("auth.pem"))
+        .unwrap()
+        .remove(0);
+    let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let serial = hex::encode(c.raw_serial());
+    let (ok, out) = run(&[
+        "admin",
+        "revoke",
+        &serial,
+        "--reason",
+        "keyCompromise",
+        "--identity",
+        &admin_id,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["submissions", "list", "--identity", &m]);
+    assert!(!ok && out.contains("revoked"), "{out}");
+
+    // Files edited by the operator take effect on SIGHUP (watching is off here), and the
+    // changes are logged: a policy edit and an offline revocation with `focalgate ca`.
+    let policy = std::fs::read_to_string(pki.join("policy.toml")).unwrap();
+    std::fs::write(
+        pki.join("policy.toml"),
+        policy.replace("roles = [\"analyst\"]", "roles = []"),
+    )
+    .unwrap();
+    let kgz = focalgate::tls::read_chain(&pki.join("KGZ/auth.pem"))
+        .unwrap()
+        .remove(0);
+    let (_, c) = x509_parser::parse_x509_certificate(kgz.as_ref()).unwrap();
+    let kgz_serial = hex::encode(c.raw_serial());
+    let ca_dir = path(&pki.join("ca"));
+    let (ok, out) = run(&[
+        "ca",
+        "revoke",
+        &kgz_serial,
+        "--reason",
+        "cessationOfOperation",
+        "--ca-dir",
+        &ca_dir,
+    ]);
+    assert!(ok, "{out}");
+    let query = [
+        "query",
+        "--dataflow",
+        "SEIZURES",
+        "--group-by",
+        "drug",
+        "--identity",
+    ];
+    let analyst = path(&pki.join("analyst"));
+    let (ok, out) = run(&[&query[..], &[analyst.as_str()]].concat());
+    assert!(ok, "not reloaded yet: {out}");
+    std::process::Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw
+        .lines()
+        .iter()
+        .any(|l| l.contains("configuration reloaded") && l.contains("SIGHUP"))
+    {
+        assert!(Instant::now() < deadline, "{}", gw.lines().join("\n"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out) = run(&[&query[..], &[analyst.as_str()]].concat());
+    assert!(!ok && out.contains("PermissionDenied"), "{out}");
+    let (ok, _) = run(&["submissions", "list", "--identity", &path(&pki.join("KGZ"))]);
+    assert!(!ok, "KGZ's certificate is revoked by the new CRL");
+    let operator_acts: Vec<String> = gw
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("administrative act logged") && l.contains("\"operator\""))
+        .collect();
+    assert!(
+        operator_acts.iter().any(|l| l.contains("policy-changed"))
+            && operator_acts
+                .iter()
+                .any(|l| l.contains("certificate-revoked") && l.contains(&kgz_serial)),
+        "{operator_acts:?}"
+    );
+    let (ok, out) = run(&["admin", "expiry", "--identity", &admin_id]);
+    assert!(ok && out.contains("server"), "{out}");
+}

@@ -319,16 +319,13 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
                     })
                 })
                 .collect();
-            let mut table = vec![[
-                "MEMBER".to_owned(),
-                "KIND".into(),
-                "SERIAL".into(),
-                "EXPIRES".into(),
-                "DAYS".into(),
-                "STATUS".into(),
-            ]];
+            let mut table = vec![
+                ["MEMBER", "KIND", "SERIAL", "EXPIRES", "DAYS", "STATUS"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
             for c in &rows {
-                table.push([
+                table.push(vec![
                     c.member
                         .as_ref()
                         .map_or(c.common_name.clone(), |m| m.to_string()),
@@ -342,23 +339,7 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
                     },
                 ]);
             }
-            let widths: Vec<usize> = (0..6)
-                .map(|i| {
-                    table
-                        .iter()
-                        .map(|r| r[i].chars().count())
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for row in &table {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(v, w)| format!("{v:<w$}"))
-                    .collect();
-                println!("{}", line.join("  ").trim_end());
-            }
+            print!("{}", super::aligned(&table, |i| i == 4));
             eprintln!("{} certificate(s)", rows.len());
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! The `focalgate` command line: one binary, one subcommand per job.
 
+mod admin;
 mod ca;
 mod chart;
 mod input;
@@ -43,6 +44,11 @@ enum Command {
     /// Check receipts offline.
     #[command(subcommand)]
     Receipt(log::ReceiptCommand),
+    /// Make a key and a certificate signing request for your member (the key stays with you).
+    Csr(admin::CsrArgs),
+    /// Manage certificates and policy on a running gateway (admin identity).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// The partnership CA: create it, issue and revoke certificates, publish CRLs.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -106,7 +112,14 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 fn describe_status(status: &tonic::Status, locate: impl Fn(&str) -> String) -> String {
     use tonic_types::StatusExt;
     let Some(bad) = status.get_details_bad_request() else {
-        return format!("{:?}: {}", status.code(), status.message());
+        let hint = if status.code() == tonic::Code::Unknown
+            && status.message().contains("transport error")
+        {
+            " (the connection failed: if the gateway refused the TLS handshake, your certificate may be revoked, expired or not from the partnership CA)"
+        } else {
+            ""
+        };
+        return format!("{:?}: {}{hint}", status.code(), status.message());
     };
     let mut out = format!(
         "{:?}, {} problem(s)",
@@ -121,6 +134,38 @@ fn describe_status(status: &tonic::Status, locate: impl Fn(&str) -> String) -> S
             v.description,
             v.reason
         ));
+    }
+    out
+}
+
+/// Rows as an aligned table, columns two spaces apart; columns for which `right` holds are
+/// right-aligned (numbers). The first row is the header.
+fn aligned(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right(i) {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
     }
     out
 }
@@ -148,6 +193,8 @@ pub fn main() -> ExitCode {
             Command::AccessTrail(args) => query::trail(args).await,
             Command::Receipt(cmd) => log::run_receipt(cmd),
             Command::Ca(cmd) => ca::run(cmd),
+            Command::Csr(args) => admin::csr(args),
+            Command::Admin(cmd) => admin::run(cmd).await,
             Command::Samples { out } => {
                 crate::synthetic::write_samples(&out).map_err(|e| e.to_string())
             }

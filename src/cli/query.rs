@@ -319,32 +319,11 @@ pub fn render(a: &Answer, format: Format) -> Result<String, String> {
         }
         Format::Table => {
             let head = columns(&a.header);
-            let body: Vec<Vec<String>> = a.rows.iter().map(values).collect();
-            let widths: Vec<usize> = (0..head.len())
-                .map(|i| {
-                    body.iter()
-                        .map(|r| r[i].chars().count())
-                        .chain([head[i].len()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
             let numeric = |i: usize| i >= head.len() - 5 && i < head.len() - 2;
-            for row in std::iter::once(&head).chain(body.iter()) {
-                let cells: Vec<String> = row
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        if numeric(i) {
-                            format!("{c:>w$}", w = widths[i])
-                        } else {
-                            format!("{c:<w$}", w = widths[i])
-                        }
-                    })
-                    .collect();
-                out.push_str(cells.join("  ").trim_end());
-                out.push('\n');
-            }
+            let rows: Vec<Vec<String>> = std::iter::once(head.clone())
+                .chain(a.rows.iter().map(values))
+                .collect();
+            out = super::aligned(&rows, numeric);
         }
     }
     Ok(out)

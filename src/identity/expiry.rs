@@ -67,7 +67,11 @@ pub fn in_use(directory: &Directory, server_leaf: Option<&[u8]>) -> Vec<Expiring
     if let Some(leaf) = server_leaf {
         cert("server", leaf, None);
     }
-    for s in directory.signing_certs() {
+    // Revoked signing certificates are no longer in use.
+    for s in directory.signing_certs().into_iter().filter(|s| {
+        !directory.trust.revoked_serials().contains_key(&s.serial)
+            && !directory.registry().is_revoked(&s.serial)
+    }) {
         cert("member signing", &s.der, Some(s.member.to_string()));
     }
     for crl in directory.trust.crls() {

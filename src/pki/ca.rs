@@ -31,8 +31,8 @@ use x509_parser::{
 };
 
 use super::{
-    CertKind, PkiError, ca_params, io_err, member_params, server_params, write_atomically,
-    write_private, write_public,
+    CertKind, PkiError, ca_params, io_err, member_params, pem_encode, server_params,
+    write_atomically, write_private, write_public,
 };
 use crate::{
     identity::{EKU_DOCUMENT_SIGNING, MEMBER_URI_PREFIX, MemberId, cert_digest_hex},
@@ -128,7 +128,8 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    fn generate(self) -> Result<KeyPair, PkiError> {
+    /// A fresh key of this type.
+    pub fn generate(self) -> Result<KeyPair, PkiError> {
         Ok(KeyPair::generate_for(match self {
             Self::Ed25519 => &PKCS_ED25519,
             Self::P256 => &PKCS_ECDSA_P256_SHA256,
@@ -702,19 +703,6 @@ fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
     let stop = start + pem[start..].find(&end)?;
     let body: String = pem[start..stop].split_whitespace().collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
-}
-
-/// A PEM block with 64-character lines.
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 /// Writes an issued certificate and its key into an identity folder as `<stem>.pem` and

@@ -217,6 +217,19 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
+/// A PEM block with 64-character lines.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// Reads a PEM private key as PKCS#8 DER.
 pub fn read_pkcs8(path: &Path) -> Result<Vec<u8>, PkiError> {
     let bad = |reason: String| PkiError::BadKey {

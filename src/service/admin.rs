@@ -308,7 +308,7 @@ impl AdminService {
             return Err(ApiError::Invalid(problems));
         };
         let g = &self.gateway;
-        let _lock = g.control.lock().await;
+        let mut lock = g.control.lock().await;
         let at = time::OffsetDateTime::now_utc();
         let logged_before = g
             .registry
@@ -353,7 +353,11 @@ impl AdminService {
         let logged = g.log_admin(std::slice::from_ref(&entry)).await?;
         // The CA's fresh CRL, in force for new handshakes (the log's revocation already is).
         let _ = g
-            .reload_locked("a certificate was revoked", caller.member().as_str())
+            .reload_locked(
+                &mut lock,
+                "a certificate was revoked",
+                caller.member().as_str(),
+            )
             .await;
         Ok(RevokeCertificateResponse {
             serial,
@@ -403,7 +407,7 @@ impl AdminService {
             ));
         }
         let g = &self.gateway;
-        let _lock = g.control.lock().await;
+        let mut lock = g.control.lock().await;
         let current = g.directory();
         if current.policy_source().digest.as_slice() != req.expected_digest.as_slice() {
             return Err(ApiError::Aborted(
@@ -427,7 +431,11 @@ impl AdminService {
         crate::pki::write_atomically(&path, req.text.as_bytes())
             .map_err(|e| ApiError::FailedPrecondition(format!("cannot write the policy: {e}")))?;
         let logged = g
-            .reload_locked("the policy was replaced", caller.member().as_str())
+            .reload_locked(
+                &mut lock,
+                "the policy was replaced",
+                caller.member().as_str(),
+            )
             .await
             .map_err(|e| ApiError::Internal(format!("reload after replacing the policy: {e}")))?;
         let digest = g.directory().policy_source().digest.to_vec();

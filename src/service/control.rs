@@ -39,7 +39,7 @@ pub const OPERATOR: &str = "operator";
 const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(12 * 3600);
 
 /// The length and modification time of each watched file, as last read.
-type Fingerprints = Vec<Option<(u64, SystemTime)>>;
+pub(super) type Fingerprints = Vec<Option<(u64, SystemTime)>>;
 
 /// What a reload re-reads, and the lock over changing it.
 pub struct Control {
@@ -139,17 +139,21 @@ impl Gateway {
     /// Changes made by editing the files are written to the log with the actor `operator`.
     pub async fn reload(&self, why: &str) -> Result<(), String> {
         let mut prints = self.control.lock().await;
-        *prints = fingerprints(&watched(&self.control.paths));
-        self.reload_locked(why, OPERATOR).await.map(|_| ())
+        self.reload_locked(&mut prints, why, OPERATOR)
+            .await
+            .map(|_| ())
     }
 
-    /// As [`reload`](Self::reload), under the lock; changes not yet logged are logged as
-    /// made by `actor`, and returned with where they landed.
+    /// As [`reload`](Self::reload), holding the lock (whose guarded fingerprints it renews);
+    /// changes not yet logged are logged as made by `actor`, and returned with where they
+    /// landed.
     pub(super) async fn reload_locked(
         &self,
+        prints: &mut Fingerprints,
         why: &str,
         actor: &str,
     ) -> Result<Vec<(Entry, Logged)>, String> {
+        *prints = fingerprints(&watched(&self.control.paths));
         let (directory, tls, leaf) = match load(
             &self.control.paths,
             self.lists.clone(),
@@ -326,11 +330,9 @@ pub(super) async fn watch(gateway: Arc<Gateway>, every: Duration) {
         tick.tick().await;
         if !every.is_zero() {
             let mut prints = gateway.control.lock().await;
-            let now = fingerprints(&watched(&gateway.control.paths));
-            if now != *prints {
-                *prints = now;
+            if fingerprints(&watched(&gateway.control.paths)) != *prints {
                 let _ = gateway
-                    .reload_locked("a configuration file changed", OPERATOR)
+                    .reload_locked(&mut prints, "a configuration file changed", OPERATOR)
                     .await;
             }
         }
