@@ -17,16 +17,19 @@
 //!
 //! Around them:
 //! - [`identity`]: certificate → member (the certificate profile), roles from the policy,
-//!   the signing-certificate registry, the CA and CRLs in force.
-//! - [`pki`]: certificate profile parameters, key files, the gateway key, the demo PKI.
+//!   the CA and CRLs in force, the registry of what the log says about certificates
+//!   (issued, revoked), expiry of everything in use.
+//! - [`pki`]: certificate profile parameters, key files, the gateway key, the CA directory
+//!   behind `focalgate ca` and the Admin service, the demo PKI.
 //! - [`store`]: persistence behind the [`store::Store`] trait; [`store::sqlite`] is the default.
 //! - [`ledger`]: the single writer: revision numbering, idempotency, log appends, one
 //!   checkpoint per batch, receipts, group commit; the start-up check of the log.
 //! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
 //! - [`statistics`]: aggregates for analysts: an in-memory columnar index of every revision,
 //!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
-//! - [`service`]: the tonic services `Submissions`, `Audit` and `Statistics` (thin), errors →
-//!   gRPC status in one place, the server.
+//! - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin` (thin),
+//!   errors → gRPC status in one place, the server; [`service::control`]: reloading the
+//!   configuration without a restart, following the log, expiry warnings.
 //! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
 //! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
 //! - [`proto`]: the generated wire contract `focalgate.v1`.
@@ -42,6 +45,8 @@
 //!          ─▶ Receipt ─▶ client: receipt::verify_offline with the log's verifier key
 //! auditor: Audit.GetEntries ─▶ merkle::CompactTree ─▶ root == signed checkpoint?
 //!          Audit.GetConsistencyProof ─▶ merkle::verify_consistency (log monitor)
+//! admin:   Admin.RevokeCertificate ─▶ pki::ca (CRL) ─▶ identity::Registry (in force at once:
+//!          handshakes, open connections, the ledger) ─▶ log entry ─▶ reload (new CRL)
 //! analyst: Statistics.Query ─▶ statistics::Query ─▶ Index refreshed from the store
 //!          ─▶ aggregate (tree size of a signed checkpoint, caller's sharing rights,
 //!             suppression) ─▶ access trail (durable) ─▶ header + rows

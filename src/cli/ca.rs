@@ -77,7 +77,7 @@ pub enum CaCommand {
 #[derive(Debug, Args)]
 pub struct CaArg {
     /// The CA directory.
-    #[arg(long = "ca-dir", env = "FOCALGATE_CA_DIR", default_value = "ca")]
+    #[arg(long = "ca-dir", env = "FOCALGATE_CA__DIR", default_value = "ca")]
     dir: PathBuf,
 }
 
