@@ -23,6 +23,9 @@ pub const CLIENT_VARIABLES: [&str; 4] = [
     "FOCALGATE_LOG_KEY",
 ];
 
+/// Another name for `FOCALGATE_STORE__URL`.
+pub const STORE_URL_ALIAS: &str = "FOCALGATE_STORE_URL";
+
 /// The demo PKI folder, relative to the working directory.
 pub const DEMO_PKI: &str = "certs-example";
 
@@ -115,10 +118,28 @@ pub struct TlsSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `sqlite://PATH`; default `sqlite://<data_dir>/focalgate.db`.
+    /// `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`; default
+    /// `sqlite://<data_dir>/focalgate.db`.
     pub url: Option<String>,
     /// Most submissions committed together.
     pub max_batch: usize,
+    /// PostgreSQL: most connections this gateway opens.
+    pub pool_size: usize,
+    /// PostgreSQL: longest statement (and wait for the log lock), in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: longest wait for a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl StoreSettings {
+    /// The PostgreSQL connection options.
+    pub fn pg_options(&self) -> crate::store::postgres::PgOptions {
+        crate::store::postgres::PgOptions {
+            pool_size: self.pool_size,
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+        }
+    }
 }
 
 /// `[limits]`
@@ -219,6 +240,9 @@ impl Default for StoreSettings {
         Self {
             url: None,
             max_batch: 256,
+            pool_size: 16,
+            statement_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
         }
     }
 }
@@ -299,10 +323,13 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
-        let vars: config::Map<String, String> = env
+        let mut vars: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("FOCALGATE_") && !CLIENT_VARIABLES.contains(&k.as_str()))
             .collect();
+        // FOCALGATE_STORE_URL is the conventional spelling of FOCALGATE_STORE__URL.
+        let store_url = vars.remove(STORE_URL_ALIAS);
+        let store_url_too = vars.get("FOCALGATE_STORE__URL").cloned();
         builder = builder.add_source(
             config::Environment::with_prefix("FOCALGATE")
                 .prefix_separator("_")
@@ -316,6 +343,14 @@ impl Settings {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(url) = store_url {
+            if store_url_too.is_some_and(|other| other != url) {
+                return Err(ConfigError::Invalid(format!(
+                    "{STORE_URL_ALIAS} and FOCALGATE_STORE__URL name different stores"
+                )));
+            }
+            settings.store.url = Some(url);
+        }
         if demo {
             let pki = Path::new(DEMO_PKI);
             let tls = &mut settings.tls;

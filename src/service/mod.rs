@@ -30,7 +30,7 @@ use crate::{
         submissions_server::SubmissionsServer,
     },
     schema::{CodeListError, CodeLists, Limits},
-    store::{Store, StoreError, sqlite::SqliteStore},
+    store::{Store, StoreError},
     tls::ServerTls,
 };
 
@@ -250,9 +250,6 @@ pub enum StartError {
     /// The configured CA directory is not usable.
     #[error("ca.dir: {0}")]
     Ca(PkiError),
-    /// A store URL of an unknown kind.
-    #[error("store.url \"{0}\" is not supported; use sqlite://PATH")]
-    StoreUrl(String),
 }
 
 /// A gateway ready to serve: everything loaded and checked, nothing listening yet.
@@ -311,11 +308,7 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         }
     })?;
 
-    let url = settings.store_url();
-    let store: Arc<dyn Store> = match url.strip_prefix("sqlite://") {
-        Some(_) => Arc::new(SqliteStore::open_url(&url).await?),
-        None => return Err(StartError::StoreUrl(url)),
-    };
+    let store = crate::store::open(&settings.store_url(), settings.store.pg_options()).await?;
     let published = Published::new(data_dir.join("checkpoint"));
     let size = crate::ledger::prepare_log(
         &*store,

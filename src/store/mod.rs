@@ -5,8 +5,9 @@
 //! must know (is this payload already stored, what is the current revision), inserts, and
 //! commits once; the commit is durable before any receipt of the batch is sent.
 //!
-//! Backends: [`sqlite`] (the embedded default).
+//! Backends: [`sqlite`] (the embedded default) and [`postgres`] (several replicas, one log).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -18,6 +19,26 @@ use crate::{
     merkle::{Hash, NodeId, Nodes},
     schema::{Dataflow, ValidObservation},
 };
+
+/// Opens the store a URL names: `sqlite://PATH` or `postgres://…` (also `postgresql://`),
+/// applying pending migrations.
+pub async fn open(
+    url: &str,
+    options: postgres::PgOptions,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite://") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open_url(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PgStore::open_url(url, options).await?,
+        ))
+    } else {
+        Err(StoreError::Internal(format!(
+            "store URL \"{}\" is neither sqlite://PATH nor postgres://…",
+            postgres::redact(url)
+        )))
+    }
+}
 
 /// A storage failure. Peers only ever learn the kind, never the detail.
 #[derive(Clone, Debug, thiserror::Error)]

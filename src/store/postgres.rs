@@ -1,0 +1,909 @@
+//! The PostgreSQL store: several gateway replicas share one database, and one log.
+//!
+//! # One writer at a time, across replicas
+//! Every write transaction starts by taking a transaction-scoped advisory lock on the log
+//! head, `pg_advisory_xact_lock(LOG_LOCK)`, held until it commits or rolls back (in the
+//! spirit of Sunlight's lock on the log's latest checkpoint). Inside it a writer reads the
+//! log's size and the tree nodes it extends, appends entries, nodes and the checkpoint it
+//! signed over them, and commits; the next writer, on whichever replica, then reads the tree
+//! that commit left. So indices follow each other without gap or duplicate, every checkpoint
+//! extends the previous one, and no two replicas ever sign inconsistent checkpoints. Reads need
+//! no lock: they see committed trees only.
+//!
+//! A replica that dies mid-transaction loses its connection; PostgreSQL rolls the transaction
+//! back and releases the lock. A transaction dropped without commit has its connection closed
+//! for the same effect, so no pooled connection ever carries a half-done transaction.
+//!
+//! # Failures
+//! Connections come from a pool, which replaces broken ones: after the database restarts the
+//! gateway recovers by itself. Every statement has a timeout (`statement_timeout`, which also
+//! bounds the wait for the log lock); unreachable, restarting or overloaded databases and
+//! timeouts are [`StoreError::Unavailable`], which callers see as `UNAVAILABLE`.
+
+use std::{collections::HashMap, str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use time::{Date, format_description::BorrowedFormatItem, macros::format_description};
+use tokio_postgres::{NoTls, Row, error::SqlState, types::ToSql};
+
+use super::{
+    AccessRecord, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend, SeriesKey, Store,
+    StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+};
+use crate::{
+    merkle::{Hash, NodeId, Nodes},
+    schema::Dataflow,
+};
+
+/// The advisory lock on the log head that serialises writers (ASCII "focalgat").
+pub const LOG_LOCK: i64 = 0x666f_6361_6c67_6174;
+/// The advisory lock under which migrations run, so that replicas starting together migrate
+/// once.
+const MIGRATION_LOCK: i64 = LOG_LOCK + 1;
+
+/// Migrations, applied in order, each once: (version, name, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("migrations/postgres/0001_initial.sql"),
+)];
+
+const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
+
+/// How the gateway talks to PostgreSQL.
+#[derive(Clone, Copy, Debug)]
+pub struct PgOptions {
+    /// Most connections this gateway opens.
+    pub pool_size: usize,
+    /// Longest statement, the wait for the log lock included.
+    pub statement_timeout: Duration,
+    /// Longest wait for a connection (new or from the pool).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+fn classify(e: tokio_postgres::Error) -> StoreError {
+    let transient = e.is_closed()
+        || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.code().is_some_and(|c| {
+            c.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::QUERY_CANCELED,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                ]
+                .contains(c)
+        });
+    if transient {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => classify(e),
+        other => StoreError::Unavailable(format!("database connection: {other}")),
+    }
+}
+
+fn date(d: Date) -> String {
+    d.format(DATE).unwrap_or_default()
+}
+
+/// Hides the password of a `postgres://` URL for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database named by a `postgres://` URL and applies pending migrations.
+    pub async fn open_url(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Internal(format!("store.url {}: {e}", redact(url)))
+        })?;
+        let timeout = options.statement_timeout.as_millis();
+        let mut server_options = config.get_options().unwrap_or_default().to_owned();
+        server_options.push_str(&format!(
+            " -c statement_timeout={timeout} -c idle_in_transaction_session_timeout={}",
+            timeout * 6
+        ));
+        config
+            .options(server_options.trim())
+            .application_name("focalgate")
+            .connect_timeout(options.connect_timeout)
+            .keepalives(true);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("database pool: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(classify)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(classify)?;
+        let applied: i64 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+            .await
+            .map_err(classify)?
+            .get(0);
+        let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if applied > newest {
+            return Err(StoreError::Internal(format!(
+                "the database is at schema version {applied}, newer than this gateway knows ({newest}); upgrade the gateway"
+            )));
+        }
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+            tx.batch_execute(sql).await.map_err(classify)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest";
+const STORED_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest, payload_digest, log_index, envelope, signing_cert, receipt";
+
+fn summary(row: &Row) -> Result<SubmissionSummary, tokio_postgres::Error> {
+    Ok(SubmissionSummary {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        member: row.try_get("member")?,
+        dataflow: row.try_get("dataflow")?,
+        ref_area: row.try_get("ref_area")?,
+        freq: row.try_get("freq")?,
+        time_period: row.try_get("time_period")?,
+        revision: row.try_get::<_, i32>("revision")? as u32,
+        is_current: row.try_get("is_current")?,
+        received_at_ms: row.try_get("received_at")?,
+        observation_count: row.try_get::<_, i32>("observation_count")? as u32,
+        envelope_digest: row.try_get("envelope_digest")?,
+    })
+}
+
+fn stored(row: &Row) -> Result<StoredSubmission, tokio_postgres::Error> {
+    Ok(StoredSubmission {
+        summary: summary(row)?,
+        payload_digest: row.try_get("payload_digest")?,
+        log_index: row
+            .try_get::<_, Option<i64>>("log_index")?
+            .map(|i| i as u64),
+        envelope: row.try_get("envelope")?,
+        signing_cert: row.try_get("signing_cert")?,
+        receipt: row.try_get("receipt")?,
+    })
+}
+
+fn checkpoint(row: &Row) -> StoredCheckpoint {
+    StoredCheckpoint {
+        size: row.get::<_, i64>(0) as u64,
+        note: row.get(1),
+    }
+}
+
+async fn log_size(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
+    let row = client
+        .query_one("SELECT coalesce(max(idx) + 1, 0) FROM log_entries", &[])
+        .await
+        .map_err(classify)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes, StoreError> {
+    let levels: Vec<i32> = ids.iter().map(|n| i32::from(n.level)).collect();
+    let indices: Vec<i64> = ids.iter().map(|n| n.index as i64).collect();
+    let rows = client
+        .query(
+            "SELECT level, idx, hash FROM log_nodes \
+             WHERE (level, idx) IN (SELECT * FROM unnest($1::int4[], $2::int8[]))",
+            &[&levels, &indices],
+        )
+        .await
+        .map_err(classify)?;
+    let mut found = Nodes::with_capacity(rows.len());
+    for r in rows {
+        let id = NodeId {
+            level: r.get::<_, i32>(0) as u8,
+            index: r.get::<_, i64>(1) as u64,
+        };
+        let hash = Hash::from_bytes(r.get::<_, &[u8]>(2))
+            .ok_or_else(|| StoreError::Internal(format!("stored node {id:?} is not 32 bytes")))?;
+        found.insert(id, hash);
+    }
+    Ok(found)
+}
+
+/// An observation row as the index reads it (from `drug` on; comments are not read).
+fn stored_observation(r: &Row) -> crate::schema::ValidObservation {
+    let embargo: Option<i64> = r.get(12);
+    crate::schema::ValidObservation {
+        drug: r.get(1),
+        transport_mode: r.get(2),
+        origin_area: r.get(3),
+        departure_area: r.get(4),
+        transit_area: r
+            .get::<_, Option<String>>(5)
+            .map(|t| t.split(';').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        destination_area: r.get(6),
+        unit_measure: r.get(7),
+        n_seizures: r.get::<_, Option<i64>>(8).map(|n| n as u64),
+        quantity: r
+            .get::<_, Option<i64>>(9)
+            .and_then(crate::schema::Quantity::from_millionths),
+        obs_status: r.get(10),
+        conf_status: r.get(11),
+        embargo_time: embargo.and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        }),
+        comment: None,
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        let client = self.client().await?;
+        let tx = PgTx {
+            client: Some(client),
+            open: true,
+        };
+        // Dropping `tx` on an error closes the connection: nothing half-done stays pooled.
+        tx.client()?
+            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"))
+            .await
+            .map_err(classify)?;
+        Ok(Box::new(tx))
+    }
+
+    async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {STORED_COLUMNS} FROM submissions WHERE id = $1"
+            ))
+            .await
+            .map_err(classify)?;
+        client
+            .query_opt(&stmt, &[&id])
+            .await
+            .map_err(classify)?
+            .map(|r| stored(&r).map_err(classify))
+            .transpose()
+    }
+
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        before_seq: Option<i64>,
+    ) -> Result<Vec<SubmissionSummary>, StoreError> {
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM submissions WHERE true");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut and = |clause: &str, value: Box<dyn ToSql + Sync + Send>| {
+            args.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(member) = &filter.member {
+            and(" AND member = ?", Box::new(member.clone()));
+        }
+        if let Some(ref_area) = &filter.ref_area {
+            and(" AND ref_area = ?", Box::new(ref_area.clone()));
+        }
+        if let Some(dataflow) = filter.dataflow {
+            and(" AND dataflow = ?", Box::new(dataflow.id().to_owned()));
+        }
+        if let Some(from) = filter.starts_from {
+            and(" AND period_start >= ?", Box::new(date(from)));
+        }
+        if let Some(until) = filter.ends_until {
+            and(" AND period_end <= ?", Box::new(date(until)));
+        }
+        if let Some(before) = before_seq {
+            and(" AND seq < ?", Box::new(before));
+        }
+        if filter.current_only {
+            sql.push_str(" AND is_current");
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {LIST_PAGE}"));
+        let client = self.client().await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &params).await.map_err(classify)?;
+        rows.iter()
+            .map(|r| summary(r).map_err(classify))
+            .collect()
+    }
+
+    async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {STORED_COLUMNS} FROM submissions WHERE log_index IS NULL ORDER BY seq"
+                ),
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(|r| stored(r).map_err(classify)).collect()
+    }
+
+    async fn log_size(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        log_size(&client).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| checkpoint(&r)))
+    }
+
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT size, note FROM checkpoints WHERE size = $1",
+                &[&(size as i64)],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| checkpoint(&r)))
+    }
+
+    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        let client = self.client().await?;
+        nodes(&client, &ids).await
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[&(start as i64), &(end as i64)],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+            .collect())
+    }
+
+    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT min(idx) FROM log_entries WHERE leaf_hash = $1",
+                &[&&leaf_hash.as_bytes()[..]],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(row.get::<_, Option<i64>>(0).map(|i| i as u64))
+    }
+
+    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt("SELECT value FROM log_meta WHERE name = $1", &[&name])
+            .await
+            .map_err(classify)?
+            .map(|r| r.get(0)))
+    }
+
+    async fn submissions_since(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IndexedSubmission>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, dataflow, ref_area, time_period, log_index FROM submissions \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after_seq, &i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let dataflow: String = r.get(1);
+                Ok(IndexedSubmission {
+                    seq: r.get(0),
+                    dataflow: Dataflow::from_id(&dataflow).ok_or_else(|| {
+                        StoreError::Internal(format!("stored dataflow {dataflow}"))
+                    })?,
+                    ref_area: r.get(2),
+                    time_period: r.get(3),
+                    log_index: r.get::<_, Option<i64>>(4).map(|i| i as u64),
+                    observations: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (Some(first), Some(last)) = (out.first().map(|s| s.seq), out.last().map(|s| s.seq))
+        else {
+            return Ok(out);
+        };
+        let obs = client
+            .query(
+                "SELECT submission_seq, drug, transport_mode, origin_area, departure_area, transit_area, \
+                 destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, embargo_time \
+                 FROM observations WHERE submission_seq BETWEEN $1 AND $2 ORDER BY submission_seq, idx",
+                &[&first, &last],
+            )
+            .await
+            .map_err(classify)?;
+        let mut at = 0;
+        for r in &obs {
+            let seq: i64 = r.get(0);
+            while out[at].seq != seq {
+                at += 1;
+                if at == out.len() {
+                    return Err(StoreError::Internal(format!(
+                        "observations of unknown submission {seq}"
+                    )));
+                }
+            }
+            out[at].observations.push(stored_observation(r));
+        }
+        Ok(out)
+    }
+
+    async fn checkpoint_before(
+        &self,
+        time_ms: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT size, note FROM checkpoints WHERE signed_at <= $1 ORDER BY size DESC LIMIT 1",
+                &[&time_ms],
+            )
+            .await
+            .map_err(classify)?
+            .map(|r| checkpoint(&r)))
+    }
+
+    async fn record_access(&self, r: &AccessRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO access_trail (at, member, method, request, tree_size, rows, suppressed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &r.at_ms,
+                    &r.member,
+                    &r.method,
+                    &r.request,
+                    &(r.tree_size as i64),
+                    &(r.rows as i32),
+                    &(r.suppressed as i32),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn access_trail(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AccessRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, at, member, method, request, tree_size, rows, suppressed FROM access_trail \
+                 WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                &[&before_id.unwrap_or(i64::MAX), &i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| AccessRecord {
+                id: r.get(0),
+                at_ms: r.get(1),
+                member: r.get(2),
+                method: r.get(3),
+                request: r.get(4),
+                tree_size: r.get::<_, i64>(5) as u64,
+                rows: r.get::<_, i32>(6) as u32,
+                suppressed: r.get::<_, i32>(7) as u32,
+            })
+            .collect())
+    }
+}
+
+/// One batch's transaction, holding the log lock.
+struct PgTx {
+    /// The connection; `None` once given back.
+    client: Option<Object>,
+    /// Whether the transaction is open (its connection is closed if dropped).
+    open: bool,
+}
+
+impl PgTx {
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("the transaction is gone".into()))
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if let (true, Some(client)) = (self.open, self.client.take()) {
+            // Out of the pool and closed: the server rolls back and releases the lock.
+            drop(Object::take(client));
+        }
+    }
+}
+
+#[async_trait]
+impl WriteTx for PgTx {
+    async fn receipts_by_payload(
+        &mut self,
+        payload_digests: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>, StoreError> {
+        let digests: Vec<&[u8]> = payload_digests.iter().map(|d| &d[..]).collect();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT payload_digest, receipt FROM submissions WHERE payload_digest = ANY($1)",
+                &[&digests],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let d: &[u8] = r.get(0);
+                let d = <[u8; 32]>::try_from(d)
+                    .map_err(|_| StoreError::Internal("stored payload digest".into()))?;
+                Ok((d, r.get(1)))
+            })
+            .collect()
+    }
+
+    async fn current_revisions(
+        &mut self,
+        series: &[SeriesKey],
+    ) -> Result<HashMap<SeriesKey, u32>, StoreError> {
+        let areas: Vec<&str> = series.iter().map(|s| s.ref_area.as_str()).collect();
+        let flows: Vec<&str> = series.iter().map(|s| s.dataflow.id()).collect();
+        let periods: Vec<&str> = series.iter().map(|s| s.time_period.as_str()).collect();
+        let rows = self
+            .client()?
+            .query(
+                "SELECT s.ref_area, s.dataflow, s.time_period, s.revision FROM submissions s \
+                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(ref_area, dataflow, time_period) \
+                 USING (ref_area, dataflow, time_period) WHERE s.is_current",
+                &[&areas, &flows, &periods],
+            )
+            .await
+            .map_err(classify)?;
+        let mut found = HashMap::new();
+        for r in rows {
+            let dataflow: String = r.get(1);
+            let Some(dataflow) = Dataflow::from_id(&dataflow) else {
+                return Err(StoreError::Internal(format!("stored dataflow {dataflow}")));
+            };
+            found.insert(
+                SeriesKey {
+                    ref_area: r.get(0),
+                    dataflow,
+                    time_period: r.get(2),
+                },
+                r.get::<_, i32>(3) as u32,
+            );
+        }
+        Ok(found)
+    }
+
+    async fn insert(&mut self, records: Vec<SubmissionRecord>) -> Result<(), StoreError> {
+        let client = self.client()?;
+        // 1. The series' current revisions become superseded.
+        let areas: Vec<&str> = records.iter().map(|r| r.series.ref_area.as_str()).collect();
+        let flows: Vec<&str> = records.iter().map(|r| r.series.dataflow.id()).collect();
+        let periods: Vec<&str> = records
+            .iter()
+            .map(|r| r.series.time_period.as_str())
+            .collect();
+        client
+            .execute(
+                "UPDATE submissions SET is_current = false WHERE is_current \
+                 AND (ref_area, dataflow, time_period) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+                &[&areas, &flows, &periods],
+            )
+            .await
+            .map_err(classify)?;
+
+        // 2. The submissions, in order, the last of each series current.
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let members: Vec<&str> = records.iter().map(|r| r.member.as_str()).collect();
+        let freqs: Vec<&str> = records.iter().map(|r| r.freq).collect();
+        let starts: Vec<String> = records.iter().map(|r| date(r.period_start)).collect();
+        let ends: Vec<String> = records.iter().map(|r| date(r.period_end)).collect();
+        let revisions: Vec<i32> = records.iter().map(|r| r.revision as i32).collect();
+        let current: Vec<bool> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| !records[i + 1..].iter().any(|later| later.series == r.series))
+            .collect();
+        let received: Vec<i64> = records.iter().map(|r| r.received_at_ms).collect();
+        let payloads: Vec<&[u8]> = records.iter().map(|r| &r.payload_digest[..]).collect();
+        let envelope_digests: Vec<&[u8]> =
+            records.iter().map(|r| &r.envelope_digest[..]).collect();
+        let envelopes: Vec<&[u8]> = records.iter().map(|r| r.envelope.as_slice()).collect();
+        let certs: Vec<&[u8]> = records.iter().map(|r| r.signing_cert.as_slice()).collect();
+        let receipts: Vec<&[u8]> = records.iter().map(|r| r.receipt.as_slice()).collect();
+        let counts: Vec<i32> = records
+            .iter()
+            .map(|r| r.observations.len() as i32)
+            .collect();
+        let indices: Vec<i64> = records.iter().map(|r| r.log_index as i64).collect();
+        let rows = client
+            .query(
+                "INSERT INTO submissions (id, member, dataflow, ref_area, freq, time_period, period_start, \
+                 period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
+                 signing_cert, receipt, observation_count, log_index) \
+                 SELECT id, member, dataflow, ref_area, freq, time_period, period_start, period_end, revision, \
+                 is_current, received_at, payload_digest, envelope_digest, envelope, signing_cert, receipt, \
+                 observation_count, log_index FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::text[], $8::text[], $9::int4[], $10::bool[], $11::int8[], \
+                 $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[], $17::int4[], $18::int8[]) \
+                 WITH ORDINALITY AS t(id, member, dataflow, ref_area, freq, time_period, period_start, \
+                 period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
+                 signing_cert, receipt, observation_count, log_index, n) ORDER BY n RETURNING id, seq",
+                &[
+                    &ids, &members, &flows, &areas, &freqs, &periods, &starts, &ends, &revisions,
+                    &current, &received, &payloads, &envelope_digests, &envelopes, &certs,
+                    &receipts, &counts, &indices,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        let seqs: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+
+        // 3. Their observations, all in one statement.
+        let total: usize = records.iter().map(|r| r.observations.len()).sum();
+        let mut c = ObservationColumns::with_capacity(total);
+        for r in &records {
+            let seq = *seqs
+                .get(&r.id)
+                .ok_or_else(|| StoreError::Internal(format!("no sequence for {}", r.id)))?;
+            for (idx, o) in r.observations.iter().enumerate() {
+                c.push(seq, idx, o);
+            }
+        }
+        client
+            .execute(
+                "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, \
+                 departure_area, transit_area, destination_area, unit_measure, n_seizures, quantity, \
+                 obs_status, conf_status, embargo_time, comment) \
+                 SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::text[], $13::text[], \
+                 $14::int8[], $15::text[])",
+                &[
+                    &c.seq, &c.idx, &c.drug, &c.transport_mode, &c.origin_area, &c.departure_area,
+                    &c.transit_area, &c.destination_area, &c.unit_measure, &c.n_seizures,
+                    &c.quantity, &c.obs_status, &c.conf_status, &c.embargo_time, &c.comment,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn log_size(&mut self) -> Result<u64, StoreError> {
+        log_size(self.client()?).await
+    }
+
+    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        nodes(self.client()?, &ids).await
+    }
+
+    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError> {
+        let client = self.client()?;
+        let idx: Vec<i64> = append.entries.iter().map(|e| e.index as i64).collect();
+        let entry: Vec<&[u8]> = append.entries.iter().map(|e| e.entry.as_slice()).collect();
+        let leaf: Vec<&[u8]> = append
+            .entries
+            .iter()
+            .map(|e| &e.leaf_hash.as_bytes()[..])
+            .collect();
+        client
+            .execute(
+                "INSERT INTO log_entries (idx, entry, leaf_hash) \
+                 SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])",
+                &[&idx, &entry, &leaf],
+            )
+            .await
+            .map_err(classify)?;
+        let levels: Vec<i32> = append
+            .nodes
+            .iter()
+            .map(|(id, _)| i32::from(id.level))
+            .collect();
+        let node_idx: Vec<i64> = append.nodes.iter().map(|(id, _)| id.index as i64).collect();
+        let hashes: Vec<&[u8]> = append.nodes.iter().map(|(_, h)| &h.as_bytes()[..]).collect();
+        client
+            .execute(
+                "INSERT INTO log_nodes (level, idx, hash) \
+                 SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
+                &[&levels, &node_idx, &hashes],
+            )
+            .await
+            .map_err(classify)?;
+        if let Some((size, note)) = &append.checkpoint {
+            client
+                .execute(
+                    "INSERT INTO checkpoints (size, note, signed_at) VALUES ($1, $2, $3)",
+                    &[&(*size as i64), note, &append.signed_at_ms],
+                )
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError> {
+        let n = self
+            .client()?
+            .execute(
+                "UPDATE submissions SET log_index = $1 WHERE id = $2 AND log_index IS NULL",
+                &[&(index as i64), &submission_id],
+            )
+            .await
+            .map_err(classify)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Internal(format!(
+                "submission {submission_id} is already logged"
+            )))
+        }
+    }
+
+    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "INSERT INTO log_meta (name, value) VALUES ($1, $2)",
+                &[&name, &value],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.client()?
+            .batch_execute("COMMIT")
+            .await
+            .map_err(classify)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+/// Observations as one array per column, for one `unnest` insert.
+#[derive(Default)]
+struct ObservationColumns {
+    seq: Vec<i64>,
+    idx: Vec<i32>,
+    drug: Vec<String>,
+    transport_mode: Vec<Option<String>>,
+    origin_area: Vec<Option<String>>,
+    departure_area: Vec<Option<String>>,
+    transit_area: Vec<Option<String>>,
+    destination_area: Vec<Option<String>>,
+    unit_measure: Vec<Option<String>>,
+    n_seizures: Vec<Option<i64>>,
+    quantity: Vec<Option<i64>>,
+    obs_status: Vec<String>,
+    conf_status: Vec<String>,
+    embargo_time: Vec<Option<i64>>,
+    comment: Vec<Option<String>>,
+}
+
+impl ObservationColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            seq: Vec::with_capacity(n),
+            idx: Vec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, seq: i64, idx: usize, o: &crate::schema::ValidObservation) {
+        self.seq.push(seq);
+        self.idx.push(idx as i32);
+        self.drug.push(o.drug.clone());
+        self.transport_mode.push(o.transport_mode.clone());
+        self.origin_area.push(o.origin_area.clone());
+        self.departure_area.push(o.departure_area.clone());
+        self.transit_area
+            .push((!o.transit_area.is_empty()).then(|| o.transit_area.join(";")));
+        self.destination_area.push(o.destination_area.clone());
+        self.unit_measure.push(o.unit_measure.clone());
+        // Validation bounds counts far below i64::MAX.
+        self.n_seizures.push(o.n_seizures.map(|n| n as i64));
+        self.quantity.push(o.quantity.map(|q| q.millionths()));
+        self.obs_status.push(o.obs_status.clone());
+        self.conf_status.push(o.conf_status.clone());
+        self.embargo_time
+            .push(o.embargo_time.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64));
+        self.comment.push(o.comment.clone());
+    }
+}
