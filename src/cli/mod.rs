@@ -7,6 +7,7 @@ mod input;
 mod log;
 mod query;
 mod serve;
+mod store;
 mod submissions;
 mod submit;
 
@@ -52,6 +53,11 @@ enum Command {
     /// The partnership CA: create it, issue and revoke certificates, publish CRLs.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Copy a store to another (SQLite or PostgreSQL).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+    /// Write a consistent backup of a SQLite store, while its gateway runs.
+    Backup(store::BackupArgs),
     /// Write the synthetic sample data files (SDMX-CSV) used by the walkthrough and tests.
     Samples {
         /// Folder to write into.
@@ -194,6 +200,8 @@ pub fn main() -> ExitCode {
             Command::Receipt(cmd) => log::run_receipt(cmd),
             Command::Ca(cmd) => ca::run(cmd),
             Command::Csr(args) => admin::csr(args),
+            Command::Store(cmd) => store::run(cmd).await,
+            Command::Backup(args) => store::backup(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Samples { out } => {
                 crate::synthetic::write_samples(&out).map_err(|e| e.to_string())

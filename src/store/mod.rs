@@ -7,6 +7,7 @@
 //!
 //! Backends: [`sqlite`] (the embedded default) and [`postgres`] (several replicas, one log).
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 
@@ -27,7 +28,9 @@ pub async fn open(
     options: postgres::PgOptions,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite://") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open_url(url).await?))
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open_url(url).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(
             postgres::PgStore::open_url(url, options).await?,
@@ -295,6 +298,110 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AccessRecord>, StoreError>;
+
+    /// Up to `limit` submissions with `seq > after_seq`, in store order, as they were
+    /// inserted (observations with their comments), for copying the store. Submissions not yet
+    /// logged are refused: a gateway logs them when it starts.
+    async fn export(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SubmissionRecord)>, StoreError>;
+
+    /// Up to `limit` stored tree nodes after `after` in (level, index) order.
+    async fn export_nodes(
+        &self,
+        after: Option<NodeId>,
+        limit: u32,
+    ) -> Result<Vec<(NodeId, Hash)>, StoreError>;
+
+    /// Up to `limit` checkpoints with a tree size above `after_size`, smallest first, with
+    /// when they were signed.
+    async fn export_checkpoints(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<SignedAt>, StoreError>;
+}
+
+/// A stored submission's row as both backends read it for [`Store::export`].
+#[derive(Debug)]
+struct ExportRow {
+    seq: i64,
+    id: String,
+    member: String,
+    dataflow: String,
+    ref_area: String,
+    freq: String,
+    time_period: String,
+    period_start: String,
+    period_end: String,
+    revision: u32,
+    received_at_ms: i64,
+    log_index: Option<i64>,
+    payload_digest: Vec<u8>,
+    envelope_digest: Vec<u8>,
+    envelope: Vec<u8>,
+    signing_cert: Vec<u8>,
+    receipt: Vec<u8>,
+}
+
+/// The columns of [`ExportRow`], in order.
+const EXPORT_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, period_start, period_end, revision, received_at, log_index, payload_digest, envelope_digest, envelope, signing_cert, receipt";
+
+/// The observation columns both backends read, in order (`comment` last, for exports only).
+const OBSERVATION_COLUMNS: &str = "submission_seq, drug, transport_mode, origin_area, departure_area, transit_area, destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, embargo_time, comment";
+
+impl ExportRow {
+    fn into_record(
+        self,
+        observations: Vec<ValidObservation>,
+    ) -> Result<(i64, SubmissionRecord), StoreError> {
+        let bad = |what: &str| StoreError::Internal(format!("stored {what} of {}", self.id));
+        let date = |s: &str| {
+            Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|_| bad("period date"))
+        };
+        let digest = |d: &[u8], what: &str| <[u8; 32]>::try_from(d).map_err(|_| bad(what));
+        let record = SubmissionRecord {
+            member: self.member.clone(),
+            series: SeriesKey {
+                ref_area: self.ref_area.clone(),
+                dataflow: Dataflow::from_id(&self.dataflow).ok_or_else(|| bad("dataflow"))?,
+                time_period: self.time_period.clone(),
+            },
+            freq: crate::schema::Frequency::from_code(&self.freq)
+                .ok_or_else(|| bad("frequency"))?
+                .code(),
+            period_start: date(&self.period_start)?,
+            period_end: date(&self.period_end)?,
+            revision: self.revision,
+            received_at_ms: self.received_at_ms,
+            log_index: self.log_index.map(|i| i as u64).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "submission {} is not in the log yet: start a gateway on this store once (it logs it), then copy",
+                    self.id
+                ))
+            })?,
+            payload_digest: digest(&self.payload_digest, "payload digest")?,
+            envelope_digest: digest(&self.envelope_digest, "envelope digest")?,
+            envelope: self.envelope,
+            signing_cert: self.signing_cert,
+            receipt: self.receipt,
+            observations,
+            id: self.id,
+        };
+        Ok((self.seq, record))
+    }
+}
+
+/// A checkpoint with the time it was signed, Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedAt {
+    /// The checkpoint.
+    pub checkpoint: StoredCheckpoint,
+    /// When it was signed.
+    pub signed_at_ms: i64,
 }
 
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls
@@ -332,6 +439,12 @@ pub trait WriteTx: Send {
 
     /// Records a value of the log's identity, once.
     async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Inserts checkpoints signed earlier (copying a store).
+    async fn insert_checkpoints(&mut self, checkpoints: Vec<SignedAt>) -> Result<(), StoreError>;
+
+    /// Inserts access records in order (copying a store); their ids are assigned anew.
+    async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError>;
 
     /// Commits durably.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

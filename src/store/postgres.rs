@@ -28,8 +28,9 @@ use time::{Date, format_description::BorrowedFormatItem, macros::format_descript
 use tokio_postgres::{NoTls, Row, error::SqlState, types::ToSql};
 
 use super::{
-    AccessRecord, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend, SeriesKey, Store,
-    StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+    AccessRecord, EXPORT_COLUMNS, ExportRow, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
+    OBSERVATION_COLUMNS, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
+    StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
 };
 use crate::{
     merkle::{Hash, NodeId, Nodes},
@@ -129,9 +130,8 @@ pub fn redact(url: &str) -> String {
 impl PgStore {
     /// Connects to the database named by a `postgres://` URL and applies pending migrations.
     pub async fn open_url(url: &str, options: PgOptions) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Internal(format!("store.url {}: {e}", redact(url)))
-        })?;
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("store.url {}: {e}", redact(url))))?;
         let timeout = options.statement_timeout.as_millis();
         let mut server_options = config.get_options().unwrap_or_default().to_owned();
         server_options.push_str(&format!(
@@ -179,7 +179,10 @@ impl PgStore {
         .await
         .map_err(classify)?;
         let applied: i64 = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(classify)?
             .get(0);
@@ -274,8 +277,8 @@ async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes,
     Ok(found)
 }
 
-/// An observation row as the index reads it (from `drug` on; comments are not read).
-fn stored_observation(r: &Row) -> crate::schema::ValidObservation {
+/// An observation row of [`OBSERVATION_COLUMNS`]; the comment only `with_comment`.
+fn stored_observation(r: &Row, with_comment: bool) -> crate::schema::ValidObservation {
     let embargo: Option<i64> = r.get(12);
     crate::schema::ValidObservation {
         drug: r.get(1),
@@ -297,8 +300,45 @@ fn stored_observation(r: &Row) -> crate::schema::ValidObservation {
         embargo_time: embargo.and_then(|ms| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
         }),
-        comment: None,
+        comment: if with_comment { r.get(13) } else { None },
     }
+}
+
+/// The observations of submissions `first..=last`, grouped onto `out` by sequence number.
+async fn observations_of<T>(
+    client: &tokio_postgres::Client,
+    out: &mut [T],
+    seq_of: impl Fn(&T) -> i64,
+    push: impl Fn(&mut T, crate::schema::ValidObservation),
+    with_comment: bool,
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (out.first().map(&seq_of), out.last().map(&seq_of)) else {
+        return Ok(());
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {OBSERVATION_COLUMNS} FROM observations \
+                 WHERE submission_seq BETWEEN $1 AND $2 ORDER BY submission_seq, idx"
+            ),
+            &[&first, &last],
+        )
+        .await
+        .map_err(classify)?;
+    let mut at = 0;
+    for r in &rows {
+        let seq: i64 = r.get(0);
+        while seq_of(&out[at]) != seq {
+            at += 1;
+            if at == out.len() {
+                return Err(StoreError::Internal(format!(
+                    "observations of unknown submission {seq}"
+                )));
+            }
+        }
+        push(&mut out[at], stored_observation(r, with_comment));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -372,9 +412,7 @@ impl Store for PgStore {
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let rows = client.query(&sql, &params).await.map_err(classify)?;
-        rows.iter()
-            .map(|r| summary(r).map_err(classify))
-            .collect()
+        rows.iter().map(|r| summary(r).map_err(classify)).collect()
     }
 
     async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError> {
@@ -491,32 +529,14 @@ impl Store for PgStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let (Some(first), Some(last)) = (out.first().map(|s| s.seq), out.last().map(|s| s.seq))
-        else {
-            return Ok(out);
-        };
-        let obs = client
-            .query(
-                "SELECT submission_seq, drug, transport_mode, origin_area, departure_area, transit_area, \
-                 destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, embargo_time \
-                 FROM observations WHERE submission_seq BETWEEN $1 AND $2 ORDER BY submission_seq, idx",
-                &[&first, &last],
-            )
-            .await
-            .map_err(classify)?;
-        let mut at = 0;
-        for r in &obs {
-            let seq: i64 = r.get(0);
-            while out[at].seq != seq {
-                at += 1;
-                if at == out.len() {
-                    return Err(StoreError::Internal(format!(
-                        "observations of unknown submission {seq}"
-                    )));
-                }
-            }
-            out[at].observations.push(stored_observation(r));
-        }
+        observations_of(
+            &client,
+            &mut out,
+            |s| s.seq,
+            |s, o| s.observations.push(o),
+            false,
+        )
+        .await?;
         Ok(out)
     }
 
@@ -581,6 +601,105 @@ impl Store for PgStore {
                 tree_size: r.get::<_, i64>(5) as u64,
                 rows: r.get::<_, i32>(6) as u32,
                 suppressed: r.get::<_, i32>(7) as u32,
+            })
+            .collect())
+    }
+
+    async fn export(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SubmissionRecord)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {EXPORT_COLUMNS} FROM submissions WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ),
+                &[&after_seq, &i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        let mut out: Vec<(ExportRow, Vec<crate::schema::ValidObservation>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    ExportRow {
+                        seq: r.get(0),
+                        id: r.get(1),
+                        member: r.get(2),
+                        dataflow: r.get(3),
+                        ref_area: r.get(4),
+                        freq: r.get(5),
+                        time_period: r.get(6),
+                        period_start: r.get(7),
+                        period_end: r.get(8),
+                        revision: r.get::<_, i32>(9) as u32,
+                        received_at_ms: r.get(10),
+                        log_index: r.get(11),
+                        payload_digest: r.get(12),
+                        envelope_digest: r.get(13),
+                        envelope: r.get(14),
+                        signing_cert: r.get(15),
+                        receipt: r.get(16),
+                    },
+                    Vec::new(),
+                )
+            })
+            .collect();
+        observations_of(&client, &mut out, |r| r.0.seq, |r, o| r.1.push(o), true).await?;
+        out.into_iter()
+            .map(|(row, obs)| row.into_record(obs))
+            .collect()
+    }
+
+    async fn export_nodes(
+        &self,
+        after: Option<NodeId>,
+        limit: u32,
+    ) -> Result<Vec<(NodeId, Hash)>, StoreError> {
+        let (level, index) = after.map_or((-1, -1), |n| (i32::from(n.level), n.index as i64));
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) > ($1, $2) \
+                 ORDER BY level, idx LIMIT $3",
+                &[&level, &index, &i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let id = NodeId {
+                    level: r.get::<_, i32>(0) as u8,
+                    index: r.get::<_, i64>(1) as u64,
+                };
+                let hash = Hash::from_bytes(r.get::<_, &[u8]>(2)).ok_or_else(|| {
+                    StoreError::Internal(format!("stored node {id:?} is not 32 bytes"))
+                })?;
+                Ok((id, hash))
+            })
+            .collect()
+    }
+
+    async fn export_checkpoints(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<SignedAt>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT size, note, signed_at FROM checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+                &[&(after_size as i64), &i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .iter()
+            .map(|r| SignedAt {
+                checkpoint: checkpoint(r),
+                signed_at_ms: r.get(2),
             })
             .collect())
     }
@@ -699,12 +818,15 @@ impl WriteTx for PgTx {
         let current: Vec<bool> = records
             .iter()
             .enumerate()
-            .map(|(i, r)| !records[i + 1..].iter().any(|later| later.series == r.series))
+            .map(|(i, r)| {
+                !records[i + 1..]
+                    .iter()
+                    .any(|later| later.series == r.series)
+            })
             .collect();
         let received: Vec<i64> = records.iter().map(|r| r.received_at_ms).collect();
         let payloads: Vec<&[u8]> = records.iter().map(|r| &r.payload_digest[..]).collect();
-        let envelope_digests: Vec<&[u8]> =
-            records.iter().map(|r| &r.envelope_digest[..]).collect();
+        let envelope_digests: Vec<&[u8]> = records.iter().map(|r| &r.envelope_digest[..]).collect();
         let envelopes: Vec<&[u8]> = records.iter().map(|r| r.envelope.as_slice()).collect();
         let certs: Vec<&[u8]> = records.iter().map(|r| r.signing_cert.as_slice()).collect();
         let receipts: Vec<&[u8]> = records.iter().map(|r| r.receipt.as_slice()).collect();
@@ -797,7 +919,11 @@ impl WriteTx for PgTx {
             .map(|(id, _)| i32::from(id.level))
             .collect();
         let node_idx: Vec<i64> = append.nodes.iter().map(|(id, _)| id.index as i64).collect();
-        let hashes: Vec<&[u8]> = append.nodes.iter().map(|(_, h)| &h.as_bytes()[..]).collect();
+        let hashes: Vec<&[u8]> = append
+            .nodes
+            .iter()
+            .map(|(_, h)| &h.as_bytes()[..])
+            .collect();
         client
             .execute(
                 "INSERT INTO log_nodes (level, idx, hash) \
@@ -841,6 +967,47 @@ impl WriteTx for PgTx {
             .execute(
                 "INSERT INTO log_meta (name, value) VALUES ($1, $2)",
                 &[&name, &value],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn insert_checkpoints(&mut self, checkpoints: Vec<SignedAt>) -> Result<(), StoreError> {
+        let sizes: Vec<i64> = checkpoints
+            .iter()
+            .map(|c| c.checkpoint.size as i64)
+            .collect();
+        let notes: Vec<&str> = checkpoints
+            .iter()
+            .map(|c| c.checkpoint.note.as_str())
+            .collect();
+        let times: Vec<i64> = checkpoints.iter().map(|c| c.signed_at_ms).collect();
+        self.client()?
+            .execute(
+                "INSERT INTO checkpoints (size, note, signed_at) \
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])",
+                &[&sizes, &notes, &times],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
+        let at: Vec<i64> = records.iter().map(|r| r.at_ms).collect();
+        let member: Vec<&str> = records.iter().map(|r| r.member.as_str()).collect();
+        let method: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
+        let request: Vec<&str> = records.iter().map(|r| r.request.as_str()).collect();
+        let size: Vec<i64> = records.iter().map(|r| r.tree_size as i64).collect();
+        let rows: Vec<i32> = records.iter().map(|r| r.rows as i32).collect();
+        let suppressed: Vec<i32> = records.iter().map(|r| r.suppressed as i32).collect();
+        self.client()?
+            .execute(
+                "INSERT INTO access_trail (at, member, method, request, tree_size, rows, suppressed) \
+                 SELECT a, b, c, d, e, f, g FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], \
+                 $5::int8[], $6::int4[], $7::int4[]) WITH ORDINALITY AS t(a, b, c, d, e, f, g, n) ORDER BY n",
+                &[&at, &member, &method, &request, &size, &rows, &suppressed],
             )
             .await
             .map(|_| ())
@@ -902,8 +1069,10 @@ impl ObservationColumns {
         self.quantity.push(o.quantity.map(|q| q.millionths()));
         self.obs_status.push(o.obs_status.clone());
         self.conf_status.push(o.conf_status.clone());
-        self.embargo_time
-            .push(o.embargo_time.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64));
+        self.embargo_time.push(
+            o.embargo_time
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+        );
         self.comment.push(o.comment.clone());
     }
 }

@@ -20,8 +20,9 @@ use time::{Date, format_description::BorrowedFormatItem, macros::format_descript
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
-    AccessRecord, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend, SeriesKey, Store,
-    StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+    AccessRecord, EXPORT_COLUMNS, ExportRow, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
+    OBSERVATION_COLUMNS, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
+    StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
 };
 use crate::{
     merkle::{Hash, NodeId, Nodes},
@@ -276,8 +277,11 @@ fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
     })
 }
 
-/// An observation row as the index reads it (from `drug` on; comments are not read).
-fn stored_observation(r: &Row<'_>) -> rusqlite::Result<crate::schema::ValidObservation> {
+/// An observation row of [`OBSERVATION_COLUMNS`]; the comment only `with_comment`.
+fn stored_observation(
+    r: &Row<'_>,
+    with_comment: bool,
+) -> rusqlite::Result<crate::schema::ValidObservation> {
     let text = |i: usize| r.get::<_, Option<String>>(i);
     let transit: Option<String> = text(5)?;
     let embargo: Option<i64> = r.get(12)?;
@@ -300,8 +304,45 @@ fn stored_observation(r: &Row<'_>) -> rusqlite::Result<crate::schema::ValidObser
         embargo_time: embargo.and_then(|ms| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
         }),
-        comment: None,
+        comment: if with_comment { text(13)? } else { None },
     })
+}
+
+/// The observations of submissions `first..=last`, grouped onto `out` by sequence number.
+fn observations_of<T>(
+    conn: &Connection,
+    out: &mut [T],
+    seq_of: impl Fn(&T) -> i64,
+    push: impl Fn(&mut T, crate::schema::ValidObservation),
+    with_comment: bool,
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (out.first().map(&seq_of), out.last().map(&seq_of)) else {
+        return Ok(());
+    };
+    let mut obs = conn
+        .prepare_cached(&format!(
+            "SELECT {OBSERVATION_COLUMNS} FROM observations \
+             WHERE submission_seq BETWEEN ?1 AND ?2 ORDER BY submission_seq, idx"
+        ))
+        .map_err(classify)?;
+    let mut rows = obs.query(params![first, last]).map_err(classify)?;
+    let mut at = 0;
+    while let Some(r) = rows.next().map_err(classify)? {
+        let seq: i64 = r.get(0).map_err(classify)?;
+        while seq_of(&out[at]) != seq {
+            at += 1;
+            if at == out.len() {
+                return Err(StoreError::Internal(format!(
+                    "observations of unknown submission {seq}"
+                )));
+            }
+        }
+        push(
+            &mut out[at],
+            stored_observation(r, with_comment).map_err(classify)?,
+        );
+    }
+    Ok(())
 }
 
 fn date(d: Date) -> String {
@@ -499,28 +540,7 @@ impl Store for SqliteStore {
                     })
                 })
                 .collect::<Result<_, StoreError>>()?;
-            let (Some(first), Some(last)) = (out.first().map(|s| s.seq), out.last().map(|s| s.seq)) else {
-                return Ok(out);
-            };
-            let mut obs = conn
-                .prepare_cached(
-                    "SELECT submission_seq, drug, transport_mode, origin_area, departure_area, transit_area, \
-                     destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, embargo_time \
-                     FROM observations WHERE submission_seq BETWEEN ?1 AND ?2 ORDER BY submission_seq, idx",
-                )
-                .map_err(classify)?;
-            let mut rows = obs.query(params![first, last]).map_err(classify)?;
-            let mut at = 0;
-            while let Some(r) = rows.next().map_err(classify)? {
-                let seq: i64 = r.get(0).map_err(classify)?;
-                while out[at].seq != seq {
-                    at += 1;
-                    if at == out.len() {
-                        return Err(StoreError::Internal(format!("observations of unknown submission {seq}")));
-                    }
-                }
-                out[at].observations.push(stored_observation(r).map_err(classify)?);
-            }
+            observations_of(conn, &mut out, |s| s.seq, |s, o| s.observations.push(o), false)?;
             Ok(out)
         })
         .await
@@ -588,6 +608,137 @@ impl Store for SqliteStore {
             rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
+    }
+
+    async fn export(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SubmissionRecord)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {EXPORT_COLUMNS} FROM submissions WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(classify)?;
+            let mut rows: Vec<(ExportRow, Vec<crate::schema::ValidObservation>)> = stmt
+                .query_map(params![after_seq, limit], |r| {
+                    Ok((
+                        ExportRow {
+                            seq: r.get(0)?,
+                            id: r.get(1)?,
+                            member: r.get(2)?,
+                            dataflow: r.get(3)?,
+                            ref_area: r.get(4)?,
+                            freq: r.get(5)?,
+                            time_period: r.get(6)?,
+                            period_start: r.get(7)?,
+                            period_end: r.get(8)?,
+                            revision: r.get(9)?,
+                            received_at_ms: r.get(10)?,
+                            log_index: r.get(11)?,
+                            payload_digest: r.get(12)?,
+                            envelope_digest: r.get(13)?,
+                            envelope: r.get(14)?,
+                            signing_cert: r.get(15)?,
+                            receipt: r.get(16)?,
+                        },
+                        Vec::new(),
+                    ))
+                })
+                .map_err(classify)?
+                .collect::<Result<_, _>>()
+                .map_err(classify)?;
+            observations_of(conn, &mut rows, |r| r.0.seq, |r, o| r.1.push(o), true)?;
+            rows.into_iter()
+                .map(|(row, obs)| row.into_record(obs))
+                .collect()
+        })
+        .await
+    }
+
+    async fn export_nodes(
+        &self,
+        after: Option<NodeId>,
+        limit: u32,
+    ) -> Result<Vec<(NodeId, Hash)>, StoreError> {
+        let (level, index) = after.map_or((-1, -1), |n| (i64::from(n.level), n.index as i64));
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) > (?1, ?2) \
+                     ORDER BY level, idx LIMIT ?3",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![level, index, limit], |r| {
+                    Ok((
+                        r.get::<_, u8>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
+                .map_err(classify)?;
+            rows.map(|row| {
+                let (level, index, hash) = row.map_err(classify)?;
+                let id = NodeId {
+                    level,
+                    index: index as u64,
+                };
+                let hash = Hash::from_bytes(&hash).ok_or_else(|| {
+                    StoreError::Internal(format!("stored node {id:?} is not 32 bytes"))
+                })?;
+                Ok((id, hash))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn export_checkpoints(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<SignedAt>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT size, note, signed_at FROM checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![after_size as i64, limit], |r| {
+                    Ok(SignedAt {
+                        checkpoint: checkpoint_row(r)?,
+                        signed_at_ms: r.get(2)?,
+                    })
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Writes a consistent copy of the whole database to `to` (a new file) while the gateway
+    /// keeps running: SQLite's `VACUUM INTO` reads one snapshot.
+    pub async fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
+        if to.exists() {
+            return Err(StoreError::Internal(format!(
+                "{} exists: a backup is written to a new file",
+                to.display()
+            )));
+        }
+        let (path, to) = (self.path.clone(), to.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path, false)?;
+            conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])
+                .map(|_| ())
+                .map_err(classify)
+        })
+        .await
+        .map_err(joined)?
     }
 }
 
@@ -868,6 +1019,51 @@ impl WriteTx for SqliteTx {
             )
             .map(|_| ())
             .map_err(classify)
+        })
+        .await
+    }
+
+    async fn insert_checkpoints(&mut self, checkpoints: Vec<SignedAt>) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO checkpoints (size, note, signed_at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(classify)?;
+            for c in checkpoints {
+                stmt.execute(params![
+                    c.checkpoint.size as i64,
+                    c.checkpoint.note,
+                    c.signed_at_ms
+                ])
+                .map_err(classify)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO access_trail (at, member, method, request, tree_size, rows, suppressed) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(classify)?;
+            for r in records {
+                stmt.execute(params![
+                    r.at_ms,
+                    r.member,
+                    r.method,
+                    r.request,
+                    r.tree_size as i64,
+                    r.rows,
+                    r.suppressed
+                ])
+                .map_err(classify)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -1,0 +1,205 @@
+//! Copying a whole store to another, of either backend: submissions with their observations,
+//! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint), the
+//! log's identity and the access trail. Afterwards the target's entries must recompute the
+//! root of the source's latest checkpoint, or the copy is reported as failed.
+//!
+//! The source should not change meanwhile: copy from a stopped gateway's store or a backup.
+
+use super::{LogAppend, LogEntryRecord, Store, StoreError};
+use crate::{
+    checkpoint::Checkpoint,
+    merkle::{self, CompactTree, Hash},
+};
+
+/// Rows per read and per write transaction.
+const PAGE: u32 = 1_000;
+
+/// What a copy moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copied {
+    /// Submissions (every revision).
+    pub submissions: u64,
+    /// Log entries.
+    pub entries: u64,
+    /// Stored tree nodes.
+    pub nodes: u64,
+    /// Signed checkpoints.
+    pub checkpoints: u64,
+    /// Access records.
+    pub access_records: u64,
+    /// The root both stores' logs recompute (`None` for an empty log).
+    pub root: Option<Hash>,
+}
+
+/// Copies everything in `from` into the empty store `to`, reporting progress to `progress`
+/// (what, how many so far).
+pub async fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<Copied, StoreError> {
+    if to.log_size().await? > 0
+        || !to.export(0, 1).await?.is_empty()
+        || to.latest_checkpoint().await?.is_some()
+    {
+        return Err(StoreError::Internal(
+            "the target store is not empty: copy into a new database".into(),
+        ));
+    }
+    let mut done = Copied {
+        submissions: 0,
+        entries: 0,
+        nodes: 0,
+        checkpoints: 0,
+        access_records: 0,
+        root: None,
+    };
+
+    if let Some(origin) = from.log_meta("origin").await? {
+        let mut tx = to.begin().await?;
+        tx.set_log_meta("origin", &origin).await?;
+        tx.commit().await?;
+    }
+
+    let mut after = 0;
+    loop {
+        let page = from.export(after, PAGE).await?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        after = last;
+        done.submissions += page.len() as u64;
+        let mut tx = to.begin().await?;
+        tx.insert(page.into_iter().map(|(_, r)| r).collect())
+            .await?;
+        tx.commit().await?;
+        progress("submissions", done.submissions);
+    }
+
+    let size = from.log_size().await?;
+    while done.entries < size {
+        let page = from
+            .entries(
+                done.entries,
+                (done.entries + u64::from(PAGE) * 10).min(size),
+            )
+            .await?;
+        if page.first().map(|e| e.0) != Some(done.entries) {
+            return Err(StoreError::Internal(format!(
+                "the source log has no entry {}",
+                done.entries
+            )));
+        }
+        done.entries += page.len() as u64;
+        let entries = page
+            .into_iter()
+            .map(|(index, entry)| LogEntryRecord {
+                index,
+                leaf_hash: merkle::leaf_hash(&entry),
+                entry,
+            })
+            .collect();
+        let mut tx = to.begin().await?;
+        tx.append_log(LogAppend {
+            entries,
+            ..LogAppend::default()
+        })
+        .await?;
+        tx.commit().await?;
+        progress("log entries", done.entries);
+    }
+
+    let mut after_node = None;
+    loop {
+        let page = from.export_nodes(after_node, PAGE * 10).await?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        after_node = Some(last);
+        done.nodes += page.len() as u64;
+        let mut tx = to.begin().await?;
+        tx.append_log(LogAppend {
+            nodes: page,
+            ..LogAppend::default()
+        })
+        .await?;
+        tx.commit().await?;
+        progress("tree nodes", done.nodes);
+    }
+
+    let mut after_size = 0;
+    loop {
+        let page = from.export_checkpoints(after_size, PAGE * 10).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after_size = last.checkpoint.size;
+        done.checkpoints += page.len() as u64;
+        let mut tx = to.begin().await?;
+        tx.insert_checkpoints(page).await?;
+        tx.commit().await?;
+        progress("checkpoints", done.checkpoints);
+    }
+
+    // The trail is read newest first and written oldest first, in order.
+    let mut trail = Vec::new();
+    let mut before = None;
+    loop {
+        let page = from.access_trail(before, PAGE).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        before = Some(last.id);
+        trail.extend(page);
+    }
+    trail.reverse();
+    for chunk in trail.chunks(PAGE as usize) {
+        let mut tx = to.begin().await?;
+        tx.insert_access(chunk.to_vec()).await?;
+        tx.commit().await?;
+        done.access_records += chunk.len() as u64;
+        progress("access records", done.access_records);
+    }
+
+    done.root = verify(from, to).await?;
+    Ok(done)
+}
+
+/// The target's entries, read back, must recompute the root of the source's latest
+/// checkpoint, and both must hold that checkpoint.
+async fn verify(from: &dyn Store, to: &dyn Store) -> Result<Option<Hash>, StoreError> {
+    let Some(latest) = from.latest_checkpoint().await? else {
+        return Ok(None);
+    };
+    let body = latest
+        .note
+        .rsplit_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .unwrap_or_default();
+    let signed = Checkpoint::parse_body(&body)
+        .map_err(|e| StoreError::Internal(format!("the source's latest checkpoint: {e}")))?;
+    let mut tree = CompactTree::default();
+    while tree.size() < signed.size {
+        let start = tree.size();
+        let page = to
+            .entries(start, (start + u64::from(PAGE) * 10).min(signed.size))
+            .await?;
+        if page.is_empty() {
+            return Err(StoreError::Internal(format!(
+                "the copy lacks log entry {start}"
+            )));
+        }
+        for (_, entry) in page {
+            tree.push(merkle::leaf_hash(&entry));
+        }
+    }
+    if tree.root() != signed.root || to.latest_checkpoint().await? != Some(latest) {
+        return Err(StoreError::Internal(format!(
+            "the copy's log recomputes root {}, but the source's latest checkpoint (size {}) says {}",
+            tree.root(),
+            signed.size,
+            signed.root
+        )));
+    }
+    Ok(Some(tree.root()))
+}
