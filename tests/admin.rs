@@ -148,7 +148,7 @@ fn heroin(period: &str) -> focalgate::proto::SubmissionBody {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_life_of_a_member_issue_connect_submit_revoke() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let gw = Gateway::start_with(settings_with_pki(&dir.path().join("data"), &pki)).await;
 
@@ -295,7 +295,7 @@ async fn the_life_of_a_member_issue_connect_submit_revoke() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_with_two_signing_certificates_and_revocation_of_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let gw = Gateway::start_with(settings_with_pki(&dir.path().join("data"), &pki)).await;
     let old = Signer::from_files(&pki.join("KAZ/signing.key"), &pki.join("KAZ/signing.pem"));
@@ -369,7 +369,7 @@ async fn rotation_with_two_signing_certificates_and_revocation_of_the_old_one() 
 
 #[tokio::test]
 async fn only_administrators_call_admin() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let gw = Gateway::start_with(settings_with_pki(&dir.path().join("data"), &pki)).await;
     for who in ["KAZ", "analyst", "auditor"] {
@@ -422,7 +422,7 @@ async fn only_administrators_call_admin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_replacement_and_hot_reload_keep_the_old_configuration_on_bad_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let gw = Gateway::start_with(settings_with_pki(&dir.path().join("data"), &pki)).await;
     let mut a = admin(&gw, &pki).await;
@@ -557,7 +557,7 @@ async fn policy_replacement_and_hot_reload_keep_the_old_configuration_on_bad_fil
 
 #[test]
 fn sign_csr_issues_from_an_external_request_and_checks_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let ca_dir = dir.path().join("ca");
     let run = |args: &[&str]| {
         std::process::Command::new(BIN)
@@ -702,7 +702,7 @@ fn sign_csr_issues_from_an_external_request_and_checks_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_is_warned_30_days_ahead_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let lists = CodeLists::builtin().unwrap();
     let ca = CaDir::open(&pki.join("ca")).unwrap();
@@ -751,13 +751,14 @@ async fn expiry_is_warned_30_days_ahead_and_reported() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}",
             dir.path().join("data").display(),
             pki.join("policy.toml").display(),
             pki.join("ca/ca.pem").display(),
             pki.join("ca/crl.pem").display(),
             pki.join("server/server.pem").display(),
             pki.join("server/server.key").display(),
+            common::store_section(&dir.path().join("data")),
         ),
     )
     .unwrap();
@@ -828,7 +829,7 @@ async fn expiry_is_warned_30_days_ahead_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let port = common::free_port();
     let config = dir.path().join("gw.toml");
@@ -836,7 +837,7 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
-             [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n[ca]\ndir = \"{}\"\n[reload]\nwatch_ms = 0\n",
+             [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n[ca]\ndir = \"{}\"\n[reload]\nwatch_ms = 0\n{}",
             dir.path().join("data").display(),
             pki.join("policy.toml").display(),
             pki.join("ca/ca.pem").display(),
@@ -844,6 +845,7 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
             pki.join("server/server.pem").display(),
             pki.join("server/server.key").display(),
             pki.join("ca").display(),
+            common::store_section(&dir.path().join("data")),
         ),
     )
     .unwrap();

@@ -33,7 +33,7 @@ fn serve_without_configuration_says_what_to_do() {
         "{err}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlisten_port = 5\n").unwrap();
     let out = run(&["serve", "--config", file.to_str().unwrap()]);
@@ -45,7 +45,7 @@ fn serve_without_configuration_says_what_to_do() {
 
 #[test]
 fn the_walkthrough_works_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let server = ChildGateway::start(dir.path());
     let kaz = pki().join("KAZ");
     let (server_arg, identity) = (server.url.as_str(), kaz.to_str().unwrap());

@@ -43,7 +43,7 @@ async fn channel(url: &str, who: &str) -> Channel {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipted_submissions_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = ChildGateway::start(dir.path());
     let receipts: Arc<Mutex<Vec<Receipt>>> = Arc::default();
     let mut tasks = Vec::new();

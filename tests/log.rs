@@ -72,7 +72,7 @@ fn hashes(v: &[Vec<u8>]) -> Vec<Hash> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_and_audit_proofs_verify_against_signed_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let key = gw.log_key();
     let mut receipts = submit_many(&gw, "KAZ", 40).await;
@@ -195,7 +195,7 @@ async fn receipts_and_audit_proofs_verify_against_signed_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_verify_passes_on_an_honest_log_and_names_an_altered_entry() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     submit_many(&gw, "UZB", 30).await;
     submit_many(&gw, "KGZ", 9).await;
@@ -239,24 +239,15 @@ async fn log_verify_passes_on_an_honest_log_and_names_an_altered_entry() {
     );
 
     // Alter one stored entry behind the gateway's back.
-    {
-        let db = rusqlite::Connection::open(dir.path().join("focalgate.db")).unwrap();
-        db.execute_batch("DROP TRIGGER log_entries_append_only_u")
-            .unwrap();
-        let entry: Vec<u8> = db
-            .query_row("SELECT entry FROM log_entries WHERE idx = 23", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        let forged = String::from_utf8(entry)
-            .unwrap()
-            .replace("dataflow: SEIZURES", "dataflow: ROUTES");
-        db.execute(
-            "UPDATE log_entries SET entry = ?1 WHERE idx = 23",
-            [forged.as_bytes()],
-        )
-        .unwrap();
-    }
+    common::tamper(
+        dir.path(),
+        "DROP TRIGGER log_entries_append_only_u; \
+         UPDATE log_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'dataflow: SEIZURES', 'dataflow: ROUTES') AS BLOB) \
+         WHERE idx = 23",
+        "ALTER TABLE log_entries DISABLE TRIGGER log_entries_append_only; \
+         UPDATE log_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), 'dataflow: SEIZURES', 'dataflow: ROUTES'), 'UTF8') \
+         WHERE idx = 23",
+    );
     let out = run(args(&auditor));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -276,15 +267,13 @@ async fn log_verify_passes_on_an_honest_log_and_names_an_altered_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_monitor_reports_a_rollback_and_a_fork() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let data = dir.path().join("data");
     let gw = Gateway::start(&data).await;
     submit_many(&gw, "TKM", 5).await;
-    // An operator's backup of the store, taken now.
-    gw.stop().await;
+    // An operator's backup of the store, taken now, while the gateway runs.
     let backup = dir.path().join("backup.db");
-    std::fs::copy(data.join("focalgate.db"), &backup).unwrap();
-    let gw = Gateway::start(&data).await;
+    tokio::task::block_in_place(|| common::backup(&data, &backup));
     submit_many(&gw, "KGZ", 5).await;
 
     let state = dir.path().join("monitor.json");
@@ -310,10 +299,7 @@ async fn log_monitor_reports_a_rollback_and_a_fork() {
     gw.stop().await;
 
     // The operator restores the older backup: the log shrinks.
-    std::fs::copy(&backup, data.join("focalgate.db")).unwrap();
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(data.join(format!("focalgate.db{suffix}")));
-    }
+    tokio::task::block_in_place(|| common::restore(&data, &backup));
     // The gateway itself refuses: it already published a larger checkpoint.
     let err = focalgate::service::assemble(&common::settings(&data))
         .await

@@ -35,7 +35,7 @@ fn violations(status: &tonic::Status) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn tampered_or_foreign_signatures_are_refused_and_nothing_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let kaz = Signer::of("KAZ");
     let good = kaz.seal(&kaz_body());
@@ -196,7 +196,7 @@ async fn tampered_or_foreign_signatures_are_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn a_member_reports_only_for_its_own_country_and_only_with_the_submitter_role() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
 
     // KGZ signs and sends a submission for KAZ with its own, valid key.
@@ -235,7 +235,7 @@ async fn a_member_reports_only_for_its_own_country_and_only_with_the_submitter_r
 
 #[tokio::test]
 async fn ecdsa_p256_signing_certificates_are_accepted_too() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let deu = Signer::of("DEU");
     assert!(

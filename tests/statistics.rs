@@ -86,7 +86,7 @@ fn submit_samples(gw: &Gateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregates_over_the_samples_match_independent_sums() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     tokio::task::block_in_place(|| submit_samples(&gw));
 
@@ -213,7 +213,7 @@ async fn aggregates_over_the_samples_match_independent_sums() {
 
 #[tokio::test]
 async fn revisions_count_once_and_as_of_reproduces_earlier_answers() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let kaz = Signer::of("KAZ");
     let mut b = body(
@@ -278,7 +278,7 @@ fn obs(drug: &str, quantity: &str, n: u64, conf: &str, embargo: Option<i64>) -> 
 
 #[tokio::test]
 async fn sharing_rules_embargoes_and_confidential_values() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // TKM shares its country-level figures with the regional analysis group only.
@@ -358,7 +358,7 @@ async fn sharing_rules_embargoes_and_confidential_values() {
 
 #[tokio::test]
 async fn suppression_at_its_thresholds_and_against_differencing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     // DEU may see KAZ's figures but not TKM's. k = 3 seizures, m = 2 reporters.
     let tkm = body(
@@ -440,7 +440,7 @@ async fn suppression_at_its_thresholds_and_against_differencing() {
 
 #[tokio::test]
 async fn empty_answers_bad_queries_rights_and_the_access_trail() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     // A policy in which the analyst has lost its role.
     let p = pki().display().to_string();
     let policy = format!(
@@ -576,7 +576,7 @@ async fn empty_answers_bad_queries_rights_and_the_access_trail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_exports_sdmx_csv_json_and_charts() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(&dir.path().join("data")).await;
     tokio::task::block_in_place(|| submit_samples(&gw));
     let run = |extra: &[&str]| {

@@ -30,7 +30,7 @@ async fn list_all(gw: &Gateway, who: &str, req: ListSubmissionsRequest) -> Vec<S
 
 #[tokio::test]
 async fn each_dataflow_is_accepted_with_a_signed_receipt_and_reads_back_verbatim() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let kaz = Signer::of("KAZ");
 
@@ -109,7 +109,7 @@ async fn each_dataflow_is_accepted_with_a_signed_receipt_and_reads_back_verbatim
 
 #[tokio::test]
 async fn a_new_revision_replaces_the_last_which_stays_readable() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let kgz = Signer::of("KGZ");
     let mut client = gw.client("KGZ").await;
@@ -187,7 +187,7 @@ async fn a_new_revision_replaces_the_last_which_stays_readable() {
 
 #[tokio::test]
 async fn resending_the_same_envelope_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let tjk = Signer::of("TJK");
     let env = tjk.seal(&body(
@@ -232,7 +232,7 @@ async fn futures_join(
 
 #[tokio::test]
 async fn data_and_revisions_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let uzb = Signer::of("UZB");
     let mut b = body(
@@ -292,7 +292,7 @@ async fn data_and_revisions_survive_a_restart() {
 
 #[tokio::test]
 async fn oversized_messages_are_resource_exhausted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let mut settings = common::settings(dir.path());
     settings.limits.max_message_bytes = 64 * 1024;
     let gw = Gateway::start_with(settings).await;
@@ -316,7 +316,7 @@ async fn oversized_messages_are_resource_exhausted() {
 
 #[tokio::test]
 async fn listing_filters_and_visibility() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     for (who, period, dataflow) in [
         ("KAZ", "2023-Q1", "SEIZURES"),
@@ -410,7 +410,7 @@ async fn listing_filters_and_visibility() {
 
 #[tokio::test]
 async fn many_concurrent_submitters_get_gapless_revisions() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let mut tasks = Vec::new();
     for who in ["KAZ", "KGZ", "TJK", "TKM", "UZB"] {
@@ -452,7 +452,7 @@ async fn many_concurrent_submitters_get_gapless_revisions() {
 
 #[tokio::test]
 async fn health_and_reflection_are_served_over_mtls() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let channel = gw.channel("KAZ").await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
@@ -501,7 +501,7 @@ async fn health_and_reflection_are_served_over_mtls() {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_submissions_and_loses_none() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let channel = gw.channel("TKM").await;
     let tasks: Vec<_> = (0..60u32)
@@ -559,7 +559,7 @@ async fn shutdown_finishes_in_flight_submissions_and_loses_none() {
 
 #[tokio::test]
 async fn observations_are_stored_exactly_as_validated() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let mut embargoed = seizure("METHAMPHETAMINE", "KG", "0.000001", 1);
     embargoed.conf_status = "E".into();
@@ -599,100 +599,68 @@ async fn observations_are_stored_exactly_as_validated() {
         .await
         .unwrap();
 
-    let db = gw.database();
-    let mut stmt = db
-        .prepare(
-            "SELECT s.id, o.idx, o.drug, o.transport_mode, o.transit_area, o.unit_measure, o.n_seizures, o.quantity, \
-             o.conf_status, o.embargo_time, o.comment FROM observations o JOIN submissions s ON s.seq = o.submission_seq \
-             ORDER BY s.seq, o.idx",
-        )
-        .unwrap();
-    type Stored = (
-        String,
-        i64,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        String,
-        Option<i64>,
-        Option<String>,
+    let got = gw.rows(
+        "SELECT s.id, o.idx, o.drug, o.transport_mode, o.transit_area, o.unit_measure, o.n_seizures, o.quantity, \
+         o.conf_status, o.embargo_time, o.comment FROM observations o JOIN submissions s ON s.seq = o.submission_seq \
+         ORDER BY s.seq, o.idx",
     );
-    let got: Vec<Stored> = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let s = |v: &str| Some(v.to_string());
-    let want: Vec<Stored> = vec![
-        (
-            "UZB.SEIZURES.2024-M03.r1".into(),
-            0,
-            "OPIUM".into(),
+    let row = |v: [Option<&str>; 11]| -> Vec<Option<String>> {
+        v.iter().map(|c| c.map(str::to_owned)).collect()
+    };
+    let s = Some;
+    let want = vec![
+        row([
+            s("UZB.SEIZURES.2024-M03.r1"),
+            s("0"),
+            s("OPIUM"),
             s("ROAD"),
             None,
             s("KG"),
-            Some(7),
-            Some(999_999_999_999_999_999),
-            "F".into(),
+            s("7"),
+            s("999999999999999999"),
+            s("F"),
             None,
             None,
-        ),
-        (
-            "UZB.SEIZURES.2024-M03.r1".into(),
-            1,
-            "METHAMPHETAMINE".into(),
+        ]),
+        row([
+            s("UZB.SEIZURES.2024-M03.r1"),
+            s("1"),
+            s("METHAMPHETAMINE"),
             s("ROAD"),
             None,
             s("KG"),
-            Some(1),
-            Some(1),
-            "E".into(),
-            Some(1_900_000_000_123),
+            s("1"),
+            s("1"),
+            s("E"),
+            s("1900000000123"),
             s("contains \"quotes\", commas; and ünïcode"),
-        ),
-        (
-            "UZB.SEIZURES.2024-M03.r1".into(),
-            2,
-            "TRAMADOL".into(),
+        ]),
+        row([
+            s("UZB.SEIZURES.2024-M03.r1"),
+            s("2"),
+            s("TRAMADOL"),
             None,
             None,
             None,
-            Some(12),
+            s("12"),
             None,
-            "F".into(),
+            s("F"),
             None,
             None,
-        ),
-        (
-            "UZB.ROUTES.2024.r1".into(),
-            0,
-            "HEROIN".into(),
+        ]),
+        row([
+            s("UZB.ROUTES.2024.r1"),
+            s("0"),
+            s("HEROIN"),
             s("ROAD"),
             s("TJK;KGZ;KAZ"),
             s("KG"),
-            Some(1),
-            Some(10_000_000),
-            "F".into(),
+            s("1"),
+            s("10000000"),
+            s("F"),
             None,
             None,
-        ),
+        ]),
     ];
     assert_eq!(got, want);
     gw.stop().await;

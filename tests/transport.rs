@@ -63,7 +63,7 @@ fn identity_of(who: &str) -> Identity {
 
 #[tokio::test]
 async fn missing_foreign_expired_and_revoked_client_certificates_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let cases = [
         ("no client certificate", ca_tls()),
@@ -90,7 +90,7 @@ async fn missing_foreign_expired_and_revoked_client_certificates_are_refused() {
 
 #[tokio::test]
 async fn a_tls12_only_client_cannot_connect() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -119,7 +119,7 @@ async fn a_tls12_only_client_cannot_connect() {
 
 #[tokio::test]
 async fn a_ca_issued_certificate_for_a_member_not_in_the_policy_is_unauthenticated() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let ca_key =
         KeyPair::from_pem(&std::fs::read_to_string(pki().join("ca/ca.key")).unwrap()).unwrap();
@@ -155,7 +155,7 @@ async fn a_ca_issued_certificate_for_a_member_not_in_the_policy_is_unauthenticat
 
 #[tokio::test]
 async fn a_signing_certificate_cannot_be_used_for_tls() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let dir_kaz = pki().join("KAZ");
     let signing = Identity::from_pem(

@@ -44,7 +44,7 @@ fn routes() -> SubmissionBody {
 
 #[tokio::test]
 async fn each_rule_is_reported_with_its_field_path_and_nothing_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let kaz = Signer::of("KAZ");
     let mut client = gw.client("KAZ").await;
@@ -399,7 +399,7 @@ async fn each_rule_is_reported_with_its_field_path_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn every_violation_comes_back_in_one_answer() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
     let mut b = seizures();
     b.freq = "M".into();

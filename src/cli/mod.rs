@@ -53,6 +53,8 @@ enum Command {
     /// The partnership CA: create it, issue and revoke certificates, publish CRLs.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Ask a gateway whether it serves (grpc.health.v1 over mTLS); exit code 0 if it does.
+    Health(HealthArgs),
     /// Copy a store to another (SQLite or PostgreSQL).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -64,6 +66,35 @@ enum Command {
         #[arg(long, default_value = "tests/data")]
         out: PathBuf,
     },
+}
+
+/// `focalgate health`.
+#[derive(Debug, Args)]
+struct HealthArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The service to ask about (e.g. focalgate.v1.Submissions); default: the whole server.
+    #[arg(long, default_value = "")]
+    service: String,
+}
+
+async fn health(args: HealthArgs) -> Result<(), String> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let channel = args.connection.connect().await?;
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: args.service.clone(),
+        })
+        .await
+        .map_err(|s| describe_status(&s, |_| String::new()))?
+        .into_inner()
+        .status();
+    if status == ServingStatus::Serving {
+        println!("serving");
+        Ok(())
+    } else {
+        Err(format!("not serving: {}", status.as_str_name()))
+    }
 }
 
 /// How a client command reaches the gateway.
@@ -200,6 +231,7 @@ pub fn main() -> ExitCode {
             Command::Receipt(cmd) => log::run_receipt(cmd),
             Command::Ca(cmd) => ca::run(cmd),
             Command::Csr(args) => admin::csr(args),
+            Command::Health(args) => health(args).await,
             Command::Store(cmd) => store::run(cmd).await,
             Command::Backup(args) => store::backup(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,

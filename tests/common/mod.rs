@@ -25,6 +25,199 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// The gateway binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
 
+/// Whether the integration tests run on PostgreSQL (`STORE_UNDER_TEST=postgres`) rather
+/// than SQLite.
+pub fn postgres() -> bool {
+    std::env::var("STORE_UNDER_TEST").is_ok_and(|v| v == "postgres")
+}
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("POSTGRES_TEST_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs statements on a PostgreSQL database (outside any test runtime) and returns the rows
+/// of the last one, every value as text.
+pub fn pg(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {url}: {e} (set POSTGRES_TEST_URL)")
+                });
+            tokio::spawn(connection);
+            let mut rows = Vec::new();
+            for m in client.simple_query(&sql).await.unwrap() {
+                match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => rows.push(
+                        (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect(),
+                    ),
+                    tokio_postgres::SimpleQueryMessage::CommandComplete(_) => {}
+                    _ => {}
+                }
+            }
+            rows
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// PostgreSQL databases of data directories, by data directory; dropped with the
+/// [`TestDir`] that holds the data directory.
+static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// The store of a data directory: its SQLite file, or (on PostgreSQL) a fresh database of its
+/// own, created at first use and dropped with the [`TestDir`] around it.
+pub fn store_url(data_dir: &Path) -> String {
+    if !postgres() {
+        return format!("sqlite://{}", data_dir.join("focalgate.db").display());
+    }
+    let mut dbs = DATABASES.lock().unwrap();
+    if let Some((_, url)) = dbs.iter().find(|(d, _)| d == data_dir) {
+        return url.clone();
+    }
+    let name = format!("fg_test_{}", hex::encode(rand_bytes()));
+    let admin = postgres_admin_url();
+    pg(&admin, &format!("CREATE DATABASE {name}"));
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    dbs.push((data_dir.to_owned(), url.clone()));
+    url
+}
+
+fn rand_bytes() -> [u8; 8] {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b
+}
+
+/// `[store]` with the data directory's store, for configuration files.
+pub fn store_section(data_dir: &Path) -> String {
+    format!("[store]\nurl = \"{}\"\n", store_url(data_dir))
+}
+
+/// Rows of a query on a data directory's store, every value as text (integers in decimal,
+/// NULL as `None`).
+pub fn rows(data_dir: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let url = store_url(data_dir);
+    if postgres() {
+        return pg(&url, sql);
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let db = rusqlite::Connection::open_with_flags(data_dir.join("focalgate.db"), flags).unwrap();
+    let mut stmt = db.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                    rusqlite::types::Value::Null => None,
+                    rusqlite::types::Value::Integer(v) => Some(v.to_string()),
+                    rusqlite::types::Value::Real(v) => Some(v.to_string()),
+                    rusqlite::types::Value::Text(v) => Some(v),
+                    rusqlite::types::Value::Blob(v) => Some(hex::encode(v)),
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Changes a data directory's store behind the gateway's back (append-only guards off):
+/// `sqlite` on SQLite, `postgres` on PostgreSQL.
+pub fn tamper(data_dir: &Path, sqlite: &str, postgres_sql: &str) {
+    if postgres() {
+        pg(&store_url(data_dir), postgres_sql);
+    } else {
+        let db = rusqlite::Connection::open(data_dir.join("focalgate.db")).unwrap();
+        db.execute_batch(sqlite).unwrap();
+    }
+}
+
+/// Backs up a data directory's store into the SQLite file `to`, as an operator would: with
+/// `focalgate backup` (SQLite, while the gateway runs) or `focalgate store copy` (PostgreSQL).
+pub fn backup(data_dir: &Path, to: &Path) {
+    let url = store_url(data_dir);
+    let target = format!("sqlite://{}", to.display());
+    let args: Vec<&str> = if postgres() {
+        vec!["store", "copy", "--from", &url, "--to", &target]
+    } else {
+        vec!["backup", "--from", &url, "--to", to.to_str().unwrap()]
+    };
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Puts a backup made by [`backup`] in place of a data directory's store (its gateway
+/// stopped): the file itself on SQLite, a copy into the emptied database on PostgreSQL.
+pub fn restore(data_dir: &Path, from: &Path) {
+    if !postgres() {
+        std::fs::copy(from, data_dir.join("focalgate.db")).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(data_dir.join(format!("focalgate.db{suffix}")));
+        }
+        return;
+    }
+    let url = store_url(data_dir);
+    let name = url.rsplit_once('/').unwrap().1;
+    let admin = postgres_admin_url();
+    pg(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+    pg(&admin, &format!("CREATE DATABASE {name}"));
+    let source = format!("sqlite://{}", from.display());
+    let out = Command::new(BIN)
+        .args(["store", "copy", "--from", &source, "--to", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A temporary directory; the PostgreSQL databases of data directories in it are dropped
+/// with it.
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let mine: Vec<String> = {
+            let mut dbs = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+            let (mine, others) = dbs
+                .drain(..)
+                .partition(|(d, _)| d.starts_with(self.0.path()));
+            *dbs = others;
+            mine.into_iter().map(|(_, url)| url).collect()
+        };
+        for url in mine {
+            if let Some((_, name)) = url.rsplit_once('/') {
+                pg(
+                    &postgres_admin_url(),
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                );
+            }
+        }
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir() -> TestDir {
+    TestDir(tempfile::tempdir().unwrap())
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -55,13 +248,14 @@ impl ChildGateway {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}",
                 dir.join("data").display(),
                 p.join("policy.toml").display(),
                 p.join("ca/ca.pem").display(),
                 p.join("ca/crl.pem").display(),
                 p.join("server/server.pem").display(),
                 p.join("server/server.key").display(),
+                store_section(&dir.join("data")),
             ),
         )
         .unwrap();
@@ -177,6 +371,7 @@ pub fn settings_with_pki(data_dir: &Path, pki: &Path) -> Settings {
     let mut s = Settings::load_with_env(None, true, Vec::new()).unwrap();
     s.ca.dir = Some(pki.join("ca"));
     s.reload.watch_ms = 100;
+    s.store.url = Some(store_url(data_dir));
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.data_dir = data_dir.to_path_buf();
     s.tls.ca = Some(pki.join("ca/ca.pem"));
@@ -273,16 +468,22 @@ impl Gateway {
         focalgate::checkpoint::NoteVerifier::parse(vkey.trim()).unwrap()
     }
 
-    /// The gateway's SQLite file, opened read-only behind its back.
-    pub fn database(&self) -> rusqlite::Connection {
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        rusqlite::Connection::open_with_flags(self.data_dir.join("focalgate.db"), flags).unwrap()
+    /// Rows of a query on the gateway's store, read behind its back (see [`rows`]).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        rows(&self.data_dir, sql)
     }
 
-    /// Rows in a table of the gateway's SQLite file.
+    /// Rows in a table of the gateway's store.
     pub async fn count(&self, table: &str) -> i64 {
+        let data_dir = self.data_dir.clone();
         let sql = format!("SELECT count(*) FROM {table}");
-        self.database().query_row(&sql, [], |r| r.get(0)).unwrap()
+        tokio::task::spawn_blocking(move || rows(&data_dir, &sql))
+            .await
+            .unwrap()[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
