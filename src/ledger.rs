@@ -539,6 +539,9 @@ fn series_of(s: &ValidSubmission) -> SeriesKey {
 
 /// The name under which the log's origin is recorded in the store.
 const ORIGIN: &str = "origin";
+/// The name under which the log's verifier key is recorded in the store: every gateway
+/// serving the store (every replica) must sign with this key.
+const VERIFIER_KEY: &str = "verifier_key";
 
 /// Makes the stored log safe to serve, before the ledger starts:
 /// - the log's origin is recorded at first start and must match `key`'s name afterwards;
@@ -566,6 +569,21 @@ pub async fn prepare_log(
         None => {
             let mut tx = store.begin().await?;
             tx.set_log_meta(ORIGIN, origin).await?;
+            tx.commit().await?;
+        }
+    }
+    let vkey = key.verifier().to_string();
+    match store.log_meta(VERIFIER_KEY).await? {
+        Some(k) if k == vkey => {}
+        Some(k) => {
+            return Err(LedgerError::LogIntegrity(format!(
+                "this store's log is signed with the key {k}, but this gateway holds {vkey} (log.key): \
+                 every replica must use the log's one key"
+            )));
+        }
+        None => {
+            let mut tx = store.begin().await?;
+            tx.set_log_meta(VERIFIER_KEY, &vkey).await?;
             tx.commit().await?;
         }
     }

@@ -49,16 +49,14 @@ pub fn pg(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         rt.block_on(async {
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
-                .unwrap_or_else(|e| {
-                    panic!("PostgreSQL at {url}: {e} (set POSTGRES_TEST_URL)")
-                });
+                .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e} (set POSTGRES_TEST_URL)"));
             tokio::spawn(connection);
             let mut rows = Vec::new();
             for m in client.simple_query(&sql).await.unwrap() {
                 match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => rows.push(
-                        (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect(),
-                    ),
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        rows.push((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
                     tokio_postgres::SimpleQueryMessage::CommandComplete(_) => {}
                     _ => {}
                 }
@@ -105,15 +103,14 @@ pub fn store_section(data_dir: &Path) -> String {
     format!("[store]\nurl = \"{}\"\n", store_url(data_dir))
 }
 
-/// Rows of a query on a data directory's store, every value as text (integers in decimal,
-/// NULL as `None`).
-pub fn rows(data_dir: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
-    let url = store_url(data_dir);
-    if postgres() {
-        return pg(&url, sql);
-    }
+/// Rows of a query on the store at `url`, every value as text (integers in decimal, NULL as
+/// `None`).
+pub fn rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        return pg(url, sql);
+    };
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let db = rusqlite::Connection::open_with_flags(data_dir.join("focalgate.db"), flags).unwrap();
+    let db = rusqlite::Connection::open_with_flags(path, flags).unwrap();
     let mut stmt = db.prepare(sql).unwrap();
     let n = stmt.column_count();
     stmt.query_map([], |r| {
@@ -156,7 +153,11 @@ pub fn backup(data_dir: &Path, to: &Path) {
         vec!["backup", "--from", &url, "--to", to.to_str().unwrap()]
     };
     let out = Command::new(BIN).args(&args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Puts a backup made by [`backup`] in place of a data directory's store (its gateway
@@ -179,7 +180,11 @@ pub fn restore(data_dir: &Path, from: &Path) {
         .args(["store", "copy", "--from", &source, "--to", &url])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A temporary directory; the PostgreSQL databases of data directories in it are dropped
@@ -386,6 +391,8 @@ pub fn settings_with_pki(data_dir: &Path, pki: &Path) -> Settings {
 pub struct Gateway {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Its store.
+    pub store_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -418,6 +425,7 @@ impl Gateway {
         });
         Self {
             addr,
+            store_url: settings.store_url(),
             data_dir: settings.data_dir,
             stop: Some(stop),
             task: Some(task),
@@ -470,14 +478,14 @@ impl Gateway {
 
     /// Rows of a query on the gateway's store, read behind its back (see [`rows`]).
     pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        rows(&self.data_dir, sql)
+        rows(&self.store_url, sql)
     }
 
     /// Rows in a table of the gateway's store.
     pub async fn count(&self, table: &str) -> i64 {
-        let data_dir = self.data_dir.clone();
+        let url = self.store_url.clone();
         let sql = format!("SELECT count(*) FROM {table}");
-        tokio::task::spawn_blocking(move || rows(&data_dir, &sql))
+        tokio::task::spawn_blocking(move || rows(&url, &sql))
             .await
             .unwrap()[0][0]
             .as_deref()
