@@ -559,37 +559,33 @@ pub async fn prepare_log(
     registry: &Registry,
 ) -> Result<u64, LedgerError> {
     let origin = key.verifier().name();
-    match store.log_meta(ORIGIN).await? {
-        Some(o) if o == origin => {}
-        Some(o) => {
-            return Err(LedgerError::LogIntegrity(format!(
-                "this store holds the log \"{o}\", but the gateway is configured as \"{origin}\" (log.origin)"
-            )));
-        }
-        None => {
-            let mut tx = store.begin().await?;
-            tx.set_log_meta(ORIGIN, origin).await?;
-            tx.commit().await?;
-        }
+    let stored = ensure_meta(store, ORIGIN, origin).await?;
+    if stored != origin {
+        return Err(LedgerError::LogIntegrity(format!(
+            "this store holds the log \"{stored}\", but the gateway is configured as \"{origin}\" (log.origin)"
+        )));
     }
     let vkey = key.verifier().to_string();
-    match store.log_meta(VERIFIER_KEY).await? {
-        Some(k) if k == vkey => {}
-        Some(k) => {
-            return Err(LedgerError::LogIntegrity(format!(
-                "this store's log is signed with the key {k}, but this gateway holds {vkey} (log.key): \
-                 every replica must use the log's one key"
-            )));
-        }
-        None => {
-            let mut tx = store.begin().await?;
-            tx.set_log_meta(VERIFIER_KEY, &vkey).await?;
-            tx.commit().await?;
-        }
+    let stored = ensure_meta(store, VERIFIER_KEY, &vkey).await?;
+    if stored != vkey {
+        return Err(LedgerError::LogIntegrity(format!(
+            "this store's log is signed with the key {stored}, but this gateway holds {vkey} (log.key): \
+             every replica must use the log's one key"
+        )));
     }
 
-    let size = store.log_size().await?;
-    match store.latest_checkpoint().await? {
+    // The size first, then the checkpoint: a replica committing in between (entries and their
+    // checkpoint in one transaction) makes the checkpoint larger, never smaller; retry then.
+    let (mut size, mut latest) = (0, None);
+    for _ in 0..50 {
+        size = store.log_size().await?;
+        latest = store.latest_checkpoint().await?;
+        if latest.as_ref().is_none_or(|cp| cp.size <= size) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    match latest {
         None if size == 0 => {}
         None => {
             return Err(LedgerError::LogIntegrity(format!(
@@ -669,6 +665,21 @@ pub async fn prepare_log(
 
 fn published_error(published: &Published, e: std::io::Error) -> LedgerError {
     LedgerError::LogIntegrity(format!("{}: {e}", published.path.display()))
+}
+
+/// The value of a log identity item, recorded with `value` if the store has none yet (a
+/// replica starting at the same moment may record it first: the stored value is returned).
+async fn ensure_meta(store: &dyn Store, name: &str, value: &str) -> Result<String, LedgerError> {
+    if let Some(v) = store.log_meta(name).await? {
+        return Ok(v);
+    }
+    let mut tx = store.begin().await?;
+    tx.set_log_meta(name, value).await?;
+    tx.commit().await?;
+    store
+        .log_meta(name)
+        .await?
+        .ok_or_else(|| LedgerError::LogIntegrity(format!("the log's {name} could not be recorded")))
 }
 
 /// The store must hold the tree of the checkpoint the gateway last published, or extend it.

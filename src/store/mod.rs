@@ -437,7 +437,7 @@ pub trait WriteTx: Send {
     /// Gives a submission accepted before the log existed its log index.
     async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError>;
 
-    /// Records a value of the log's identity, once.
+    /// Records a value of the log's identity, once: a value already recorded stays.
     async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
 
     /// Inserts checkpoints signed earlier (copying a store).

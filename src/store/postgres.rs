@@ -965,7 +965,7 @@ impl WriteTx for PgTx {
     async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
         self.client()?
             .execute(
-                "INSERT INTO log_meta (name, value) VALUES ($1, $2)",
+                "INSERT INTO log_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 &[&name, &value],
             )
             .await

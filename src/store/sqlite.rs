@@ -1014,7 +1014,7 @@ impl WriteTx for SqliteTx {
         let (name, value) = (name.to_owned(), value.to_owned());
         self.run(move |conn| {
             conn.execute(
-                "INSERT INTO log_meta (name, value) VALUES (?1, ?2)",
+                "INSERT INTO log_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
                 params![name, value],
             )
             .map(|_| ())
