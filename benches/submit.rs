@@ -7,6 +7,12 @@
 //! commit) before answering; the baseline answers at once. Envelopes are signed before the
 //! clock starts, so both runs send exactly the same bytes.
 //!
+//! Then the same submissions into PostgreSQL (a fresh database on POSTGRES_TEST_URL, default
+//! postgres://postgres@127.0.0.1:5432/postgres), through one gateway and through two replicas
+//! sharing the database and the log key, the clients split between them; printed with the
+//! ratios PostgreSQL/SQLite and two replicas/one. Without a reachable PostgreSQL those runs are
+//! skipped, and the output says so.
+//!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -178,7 +184,7 @@ struct Run {
 /// Sends every envelope from `clients` concurrent clients (one connection each, as the member
 /// that signed it) and measures throughput and latency.
 async fn drive(
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
     envs: &[(usize, SignedEnvelope)],
     clients: usize,
 ) -> Run {
@@ -187,7 +193,7 @@ async fn drive(
     for c in 0..clients {
         let mut per_member = Vec::new();
         for m in MEMBERS {
-            per_member.push(channel(addr, m).await);
+            per_member.push(channel(addrs[c % addrs.len()], m).await);
         }
         channels.push((c, per_member));
     }
@@ -228,6 +234,74 @@ async fn drive(
     }
 }
 
+/// A gateway serving on 127.0.0.1, until `stop` is sent.
+struct Running {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(settings: &Settings) -> Running {
+    let service::Assembled {
+        gateway,
+        tls,
+        options,
+        ledger_task,
+    } = service::assemble(settings).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        service::serve(listener, tls, gateway, options, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+        ledger_task.await.unwrap();
+    });
+    Running { addr, stop, task }
+}
+
+async fn shut_down(running: Vec<Running>) {
+    for r in running {
+        let _ = r.stop.send(());
+        r.task.await.unwrap();
+    }
+}
+
+/// A fresh PostgreSQL database for one run, or why there is none.
+async fn fresh_database(admin: &str) -> Result<(String, String), String> {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let name = format!("fg_bench_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    Ok((format!("{base}/{name}"), name))
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok((client, connection)) = tokio_postgres::connect(admin, tokio_postgres::NoTls).await {
+        tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
+fn line(label: &str, r: &Run) {
+    println!(
+        "  {label:<36}: {:>8.0} calls/s   p50 {:>7.2?}  p99 {:>7.2?}",
+        r.per_second, r.p50, r.p99
+    );
+}
+
 fn main() {
     let n = env_or("BENCH_SUBMISSIONS", 4_000);
     let clients = env_or("BENCH_CLIENTS", 16);
@@ -256,26 +330,62 @@ fn main() {
                     let _ = stopped.await;
                 }),
         );
-        let bare = drive(addr, &envs, clients).await;
+        let bare = drive(&[addr], &envs, clients).await;
         let _ = stop.send(());
         baseline.await.unwrap().unwrap();
+        drop(assembled);
 
-        // The gateway.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service::Assembled { gateway, tls, options, ledger_task } = assembled;
-        let server = tokio::spawn(service::serve(listener, tls, gateway, options, async {
-            let _ = stopped.await;
-        }));
-        let gw = drive(addr, &envs, clients).await;
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
-        ledger_task.await.unwrap();
+        // The gateway on SQLite.
+        let sqlite_dir = tempfile::tempdir().unwrap();
+        settings.data_dir = sqlite_dir.path().join("data");
+        let one = start(&settings).await;
+        let gw = drive(&[one.addr], &envs, clients).await;
+        shut_down(vec![one]).await;
+
+        // On PostgreSQL: one gateway, then two replicas.
+        let admin = std::env::var("POSTGRES_TEST_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut postgres = None;
+        match fresh_database(&admin).await {
+            Err(e) => eprintln!("PostgreSQL runs skipped: {e} (set POSTGRES_TEST_URL)"),
+            Ok((url, name)) => {
+                let pg_dir = tempfile::tempdir().unwrap();
+                let mut pg = settings.clone();
+                pg.data_dir = pg_dir.path().join("one");
+                pg.store.url = Some(url);
+                let one = start(&pg).await;
+                let single = drive(&[one.addr], &envs, clients).await;
+                shut_down(vec![one]).await;
+                drop_database(&admin, &name).await;
+
+                let (url, name) = fresh_database(&admin).await.unwrap();
+                let mut a = settings.clone();
+                a.data_dir = pg_dir.path().join("a");
+                a.store.url = Some(url);
+                let first = start(&a).await;
+                let mut b = a.clone();
+                b.data_dir = pg_dir.path().join("b");
+                b.log.key = Some(a.data_dir.join("gateway.key"));
+                let second = start(&b).await;
+                let pair = drive(&[first.addr, second.addr], &envs, clients).await;
+                shut_down(vec![first, second]).await;
+                drop_database(&admin, &name).await;
+                postgres = Some((single, pair));
+            }
+        }
 
         println!("signed submit over mTLS: {n} submissions x 100 observations ({:.0} bytes each), {clients} concurrent clients", bytes as f64 / n as f64);
-        println!("  bare tonic mTLS echo : {:>8.0} calls/s   p50 {:>7.2?}  p99 {:>7.2?}", bare.per_second, bare.p50, bare.p99);
-        println!("  focalgate Submit     : {:>8.0} calls/s   p50 {:>7.2?}  p99 {:>7.2?}  (durable SQLite commits)", gw.per_second, gw.p50, gw.p99);
-        println!("  ratio gateway/bare   : {:.2} (goal >= 0.30)", gw.per_second / bare.per_second);
+        line("bare tonic mTLS echo", &bare);
+        line("focalgate Submit, SQLite", &gw);
+        println!("  ratio gateway/bare (SQLite)         : {:.2} (goal >= 0.30)", gw.per_second / bare.per_second);
+        match postgres {
+            Some((single, pair)) => {
+                line("focalgate Submit, PostgreSQL", &single);
+                line("two replicas, one PostgreSQL", &pair);
+                println!("  ratio PostgreSQL/SQLite             : {:.2}", single.per_second / gw.per_second);
+                println!("  ratio two replicas/one (PostgreSQL) : {:.2}", pair.per_second / single.per_second);
+            }
+            None => println!("  PostgreSQL: skipped (no server reachable at POSTGRES_TEST_URL)"),
+        }
     });
 }

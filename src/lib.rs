@@ -21,7 +21,9 @@
 //!   (issued, revoked), expiry of everything in use.
 //! - [`pki`]: certificate profile parameters, key files, the gateway key, the CA directory
 //!   behind `focalgate ca` and the Admin service, the demo PKI.
-//! - [`store`]: persistence behind the [`store::Store`] trait; [`store::sqlite`] is the default.
+//! - [`store`]: persistence behind the [`store::Store`] trait; [`store::sqlite`] is the default,
+//!   [`store::postgres`] lets several replicas share one log (an advisory lock on the log
+//!   head serialises writers); [`store::copy`] moves a store between them.
 //! - [`ledger`]: the single writer: revision numbering, idempotency, log appends, one
 //!   checkpoint per batch, receipts, group commit; the start-up check of the log.
 //! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
