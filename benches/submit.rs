@@ -276,12 +276,17 @@ async fn fresh_database(admin: &str) -> Result<(String, String), String> {
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let name = format!("fg_bench_{}", std::process::id());
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    let said = |e: tokio_postgres::Error| {
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    };
+    // Separate statements: CREATE DATABASE cannot run inside a transaction block.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&sql).await.map_err(said)?;
+    }
     let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
     Ok((format!("{base}/{name}"), name))
 }

@@ -47,6 +47,13 @@ use crate::receipt::format_millis;
 
 const HEADER: &str = "focalgate log entry v1";
 
+/// SHA-256 of `bytes`: the digests entries commit to.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
 /// Whether `bytes` start like an administrative entry (any kind but `submission`): a cheap
 /// test for scanning the log; [`Entry::parse`] still decides.
 pub fn is_admin(bytes: &[u8]) -> bool {

@@ -21,10 +21,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use prost::Message;
-use ring::digest::{SHA256, digest};
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::entry::sha256;
+use crate::receipt::now_ms;
 use crate::{
     checkpoint::{self, Checkpoint, NoteSigner},
     entry::{Entry, SubmissionEntry},
@@ -214,16 +214,6 @@ fn reply_all(jobs: Vec<Job>, results: Vec<Result<Receipt, LedgerError>>) {
         // retry will get the same receipt.
         let _ = job.reply.send(result);
     }
-}
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    out
 }
 
 /// A tree failure inside a transaction: the stored tree lacks a node it must have.

@@ -73,6 +73,11 @@ pub fn key_id(public_key: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, public_key))
 }
 
+/// Now, Unix milliseconds: the gateway's one clock reading for receipts, entries and records.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds.
 pub fn format_millis(unix_ms: i64) -> Option<String> {
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).ok()?;

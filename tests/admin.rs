@@ -748,20 +748,7 @@ async fn expiry_is_warned_30_days_ahead_and_reported() {
     // The binary warns at start, in its JSON log.
     let port = common::free_port();
     let config = dir.path().join("gw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}",
-            dir.path().join("data").display(),
-            pki.join("policy.toml").display(),
-            pki.join("ca/ca.pem").display(),
-            pki.join("ca/crl.pem").display(),
-            pki.join("server/server.pem").display(),
-            pki.join("server/server.key").display(),
-            common::store_section(&dir.path().join("data")),
-        ),
-    )
-    .unwrap();
+    common::write_config(&config, port, &dir.path().join("data"), &pki, "");
     let child = common::ChildGateway::spawn(config, port);
     let warned = |kind: &str, days: i64| {
         child.lines().iter().any(|l| {
@@ -833,22 +820,11 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
     let pki = copy_pki(dir.path());
     let port = common::free_port();
     let config = dir.path().join("gw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
-             [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n[ca]\ndir = \"{}\"\n[reload]\nwatch_ms = 0\n{}",
-            dir.path().join("data").display(),
-            pki.join("policy.toml").display(),
-            pki.join("ca/ca.pem").display(),
-            pki.join("ca/crl.pem").display(),
-            pki.join("server/server.pem").display(),
-            pki.join("server/server.key").display(),
-            pki.join("ca").display(),
-            common::store_section(&dir.path().join("data")),
-        ),
-    )
-    .unwrap();
+    let extra = format!(
+        "[ca]\ndir = \"{}\"\n[reload]\nwatch_ms = 0\n",
+        pki.join("ca").display()
+    );
+    common::write_config(&config, port, &dir.path().join("data"), &pki, &extra);
     let gw = common::ChildGateway::spawn(config, port);
     let run = |args: &[&str]| {
         let out = std::process::Command::new(BIN)

@@ -1,13 +1,14 @@
 //! `focalgate.v1.Admin`: members, certificates, CRLs and policy, for the admin role. Every
 //! change is a log entry; changes hold the configuration lock (see [`super::control`]).
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
-use ring::digest::{SHA256, digest};
 use rustls_pki_types::UnixTime;
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, Gateway, error::finish};
+use super::{ApiError, Gateway};
+use crate::entry::sha256;
+use crate::receipt::now_ms;
 use crate::{
     entry::{AdminAction, AdminEntry, Entry},
     identity::{Caller, Directory, MemberId, Role, Trust, expiry},
@@ -40,16 +41,6 @@ pub struct AdminService {
 
 fn invalid(field: &str, rule: Rule, detail: impl Into<String>) -> ApiError {
     ApiError::Invalid(vec![Violation::new(field, rule, detail)])
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(digest(&SHA256, b).as_ref());
-    out
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn pki_error(e: PkiError) -> ApiError {
@@ -477,18 +468,19 @@ async fn call<T, F>(
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let started = Instant::now();
-    let caller = service.gateway.caller(request);
-    let member = caller.as_ref().ok().map(|c| c.member().to_string());
-    let result = match caller {
-        Ok(caller) if roles.iter().any(|r| caller.has(*r)) => f(caller).await,
-        Ok(caller) => Err(ApiError::PermissionDenied(format!(
-            "member {} may not call Admin.{method}",
-            caller.member()
-        ))),
-        Err(e) => Err(e),
-    };
-    finish(method, member.as_deref(), started, result).map(Response::new)
+    service
+        .gateway
+        .handle(method, request, |caller| async move {
+            if !roles.iter().any(|r| caller.has(*r)) {
+                return Err(ApiError::PermissionDenied(format!(
+                    "member {} may not call Admin.{method}",
+                    caller.member()
+                )));
+            }
+            f(caller).await
+        })
+        .await
+        .map(Response::new)
 }
 
 const ADMIN: &[Role] = &[Role::Admin];

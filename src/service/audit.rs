@@ -1,10 +1,10 @@
 //! `focalgate.v1.Audit`: checkpoints, proofs and entries of the transparency log.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, Gateway, error::finish};
+use super::{ApiError, Gateway};
 use crate::{
     checkpoint::Checkpoint,
     entry::Entry,
@@ -224,14 +224,11 @@ async fn call<T, F>(
 where
     F: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let started = Instant::now();
-    let caller = service.gateway.caller(request);
-    let member = caller.as_ref().ok().map(|c| c.member().to_string());
-    let result = match caller {
-        Ok(caller) => f(caller).await,
-        Err(e) => Err(e),
-    };
-    finish(method, member.as_deref(), started, result).map(Response::new)
+    service
+        .gateway
+        .handle(method, request, f)
+        .await
+        .map(Response::new)
 }
 
 #[tonic::async_trait]

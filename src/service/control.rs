@@ -19,10 +19,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ring::digest::{SHA256, digest};
 use rustls_pki_types::UnixTime;
 
 use super::Gateway;
+use crate::entry::sha256;
+use crate::receipt::now_ms;
 use crate::{
     config::Resolved,
     entry::{AdminAction, AdminEntry, Entry},
@@ -344,14 +345,4 @@ pub(super) async fn watch(gateway: Arc<Gateway>, every: Duration) {
             gateway.warn_expiring();
         }
     }
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(digest(&SHA256, b).as_ref());
-    out
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -73,6 +73,42 @@ impl Gateway {
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
     }
 
+    /// Runs one RPC for the caller of `request`: identifies it, runs `f` for it, logs the
+    /// outcome (member, method, code, latency) and turns an error into its status.
+    async fn handle<R, T, F>(
+        &self,
+        method: &'static str,
+        request: &Request<R>,
+        f: impl FnOnce(Caller) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: Future<Output = Result<T, ApiError>>,
+    {
+        let started = std::time::Instant::now();
+        self.handle_as(method, started, self.caller(request), f)
+            .await
+    }
+
+    /// As [`handle`](Self::handle), for a caller identified already (when `f` needs the
+    /// request itself).
+    async fn handle_as<T, F>(
+        &self,
+        method: &'static str,
+        started: std::time::Instant,
+        caller: Result<Caller, ApiError>,
+        f: impl FnOnce(Caller) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: Future<Output = Result<T, ApiError>>,
+    {
+        let member = caller.as_ref().ok().map(|c| c.member().to_string());
+        let result = match caller {
+            Ok(caller) => f(caller).await,
+            Err(e) => Err(e),
+        };
+        error::finish(method, member.as_deref(), started, result)
+    }
+
     /// The caller of a request, from its TLS peer certificate only, checked against the
     /// configuration and the log's revocations in force now.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, ApiError> {

@@ -1,13 +1,11 @@
 //! `focalgate.v1.Statistics`: aggregate queries and the access trail.
 
-use std::{
-    sync::{Arc, RwLock},
-    time::Instant,
-};
+use std::sync::{Arc, RwLock};
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, Gateway, error::finish};
+use super::{ApiError, Gateway};
+use crate::receipt::now_ms;
 use crate::{
     identity::{Caller, Role},
     proto::{
@@ -216,10 +214,6 @@ impl StatisticsService {
     }
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// The query as the trail records it: every field that was set, as JSON.
 fn describe(q: &AggregateQuery) -> String {
     let mut m = serde_json::Map::new();
@@ -274,14 +268,13 @@ impl Statistics for StatisticsService {
         &self,
         request: Request<AggregateQuery>,
     ) -> Result<Response<Self::QueryStream>, Status> {
-        let started = Instant::now();
-        let caller = self.gateway.caller(&request);
-        let member = caller.as_ref().ok().map(|c| c.member().to_string());
-        let result = match caller {
-            Ok(caller) => StatisticsService::query(self, &caller, request.get_ref()).await,
-            Err(e) => Err(e),
-        };
-        let items = finish("Query", member.as_deref(), started, result)?;
+        let query = request.get_ref();
+        let items = self
+            .gateway
+            .handle("Query", &request, |caller| async move {
+                StatisticsService::query(self, &caller, query).await
+            })
+            .await?;
         Ok(Response::new(tokio_stream::iter(
             items.into_iter().map(Ok).collect::<Vec<_>>(),
         )))
@@ -294,14 +287,13 @@ impl Statistics for StatisticsService {
         &self,
         request: Request<ListAccessTrailRequest>,
     ) -> Result<Response<Self::ListAccessTrailStream>, Status> {
-        let started = Instant::now();
-        let caller = self.gateway.caller(&request);
-        let member = caller.as_ref().ok().map(|c| c.member().to_string());
-        let result = match caller {
-            Ok(caller) => self.trail(&caller, request.get_ref()).await,
-            Err(e) => Err(e),
-        };
-        let items = finish("ListAccessTrail", member.as_deref(), started, result)?;
+        let trail = request.get_ref();
+        let items = self
+            .gateway
+            .handle("ListAccessTrail", &request, |caller| async move {
+                self.trail(&caller, trail).await
+            })
+            .await?;
         Ok(Response::new(tokio_stream::iter(
             items.into_iter().map(Ok).collect::<Vec<_>>(),
         )))

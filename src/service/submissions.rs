@@ -3,7 +3,6 @@
 use std::{sync::Arc, time::Instant};
 
 use prost::Message;
-use ring::digest::{SHA256, digest};
 use rustls_pki_types::UnixTime;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -11,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{ApiError, Gateway, error::finish};
+use crate::entry::sha256;
 use crate::{
     envelope,
     identity::{Caller, Role},
@@ -178,12 +178,6 @@ impl SubmissionsService {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    out
-}
-
 fn to_proto(s: store::SubmissionSummary) -> SubmissionSummary {
     SubmissionSummary {
         submission_id: s.id,
@@ -209,26 +203,25 @@ impl Submissions for SubmissionsService {
     async fn submit(&self, request: Request<SignedEnvelope>) -> Result<Response<Receipt>, Status> {
         let started = Instant::now();
         let caller = self.gateway.caller(&request);
-        let member = caller.as_ref().ok().map(|c| c.member().to_string());
-        let result = match caller {
-            Ok(caller) => SubmissionsService::submit(self, &caller, request.into_inner()).await,
-            Err(e) => Err(e),
-        };
-        finish("Submit", member.as_deref(), started, result).map(Response::new)
+        self.gateway
+            .handle_as("Submit", started, caller, |caller| async move {
+                SubmissionsService::submit(self, &caller, request.into_inner()).await
+            })
+            .await
+            .map(Response::new)
     }
 
     async fn get_submission(
         &self,
         request: Request<GetSubmissionRequest>,
     ) -> Result<Response<Submission>, Status> {
-        let started = Instant::now();
-        let caller = self.gateway.caller(&request);
-        let member = caller.as_ref().ok().map(|c| c.member().to_string());
-        let result = match caller {
-            Ok(caller) => self.get(&caller, &request.get_ref().submission_id).await,
-            Err(e) => Err(e),
-        };
-        finish("GetSubmission", member.as_deref(), started, result).map(Response::new)
+        let id = &request.get_ref().submission_id;
+        self.gateway
+            .handle("GetSubmission", &request, |caller| async move {
+                self.get(&caller, id).await
+            })
+            .await
+            .map(Response::new)
     }
 
     type ListSubmissionsStream = ReceiverStream<Result<SubmissionSummary, Status>>;

@@ -232,6 +232,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Writes a gateway configuration file: `port` on 127.0.0.1, `data_dir` and its store, the
+/// PKI folder `pki` (CA, CRL, server certificate, policy), then `extra` (TOML).
+pub fn write_config(path: &Path, port: u16, data_dir: &Path, pki: &Path, extra: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
+             [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}{extra}",
+            data_dir.display(),
+            pki.join("policy.toml").display(),
+            pki.join("ca/ca.pem").display(),
+            pki.join("ca/crl.pem").display(),
+            pki.join("server/server.pem").display(),
+            pki.join("server/server.key").display(),
+            store_section(data_dir),
+        ),
+    )
+    .unwrap();
+}
+
 /// A gateway running as its own process, from a configuration file, as an operator runs it.
 pub struct ChildGateway {
     /// Its process.
@@ -249,21 +269,7 @@ impl ChildGateway {
     pub fn start(dir: &Path) -> Self {
         let port = free_port();
         let config = dir.join("focalgate.toml");
-        let p = pki();
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n[tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}",
-                dir.join("data").display(),
-                p.join("policy.toml").display(),
-                p.join("ca/ca.pem").display(),
-                p.join("ca/crl.pem").display(),
-                p.join("server/server.pem").display(),
-                p.join("server/server.key").display(),
-                store_section(&dir.join("data")),
-            ),
-        )
-        .unwrap();
+        write_config(&config, port, &dir.join("data"), &pki(), "");
         Self::spawn(config, port)
     }
 
