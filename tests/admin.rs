@@ -954,3 +954,70 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
     let (ok, out) = run(&["admin", "expiry", "--identity", &admin_id]);
     assert!(ok && out.contains("server"), "{out}");
 }
+
+/// The serial number of the certificate the gateway presents to a new TLS connection.
+async fn served_certificate(gw: &Gateway, pki: &Path) -> String {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(pki.join("ca/ca.pem")).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_file(pki.join("KAZ/auth.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(pki.join("KAZ/auth.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(focalgate::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, c) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+    hex::encode(c.raw_serial())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_certificate_is_served_without_a_restart() {
+    let dir = common::tempdir();
+    let pki = copy_pki(dir.path());
+    let gw = Gateway::start_with(settings_with_pki(&dir.path().join("data"), &pki)).await;
+    let before = served_certificate(&gw, &pki).await;
+    let open = SubmissionsClient::new(gw.channel_with(identity_tls(&pki.join("KAZ"))).await);
+
+    // The operator renews the server certificate in place (certificate and key).
+    let ca = CaDir::open(&pki.join("ca")).unwrap();
+    let (renewed, key) = ca
+        .issue_server(&["localhost", "127.0.0.1"], Validity::days(90))
+        .unwrap();
+    let staging = dir.path().join("staging");
+    write_identity(&staging, &ca.ca_pem().unwrap(), "server", &renewed, &key).unwrap();
+    std::fs::rename(staging.join("server.key"), pki.join("server/server.key")).unwrap();
+    std::fs::rename(staging.join("server.pem"), pki.join("server/server.pem")).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = served_certificate(&gw, &pki).await;
+        if now == renewed.serial {
+            break;
+        }
+        assert_eq!(now, before, "only the old or the new certificate");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Connections opened before keep working.
+    let mut open = open;
+    open.submit(
+        Signer::from_files(&pki.join("KAZ/signing.key"), &pki.join("KAZ/signing.pem"))
+            .seal(&heroin("2017")),
+    )
+    .await
+    .unwrap();
+    gw.stop().await;
+}
