@@ -255,6 +255,49 @@ impl IdentityDir {
         })
     }
 
+    /// Whether the gateway at `host:port` refuses this identity's certificate, and why: the
+    /// TLS alert it sends once it has checked the certificate. In TLS 1.3 that alert arrives
+    /// after the client has finished its side of the handshake, so a gRPC client only sees a
+    /// connection that closes; this opens one connection of its own to read the alert. `None`
+    /// when the gateway answers (or the question cannot be settled within a few seconds).
+    pub async fn refusal(&self, host: &str, port: u16) -> Option<String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in read_chain(&self.file("ca.pem")).ok()? {
+            roots.add(ca).ok()?;
+        }
+        let chain = read_chain(&self.file("auth.pem")).ok()?;
+        let key = read_key(&self.file("auth.key")).ok()?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .ok()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .ok()?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned()).ok()?;
+        let talk = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let tcp = TcpStream::connect((host, port)).await?;
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await?;
+            tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+            tls.flush().await?;
+            let mut first = [0u8; 1];
+            tls.read(&mut first).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), talk).await {
+            Ok(Ok(0)) => Some("the gateway closed the connection without answering".into()),
+            Ok(Ok(_)) | Err(_) => None,
+            Ok(Err(e)) => Some(
+                match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    Some(rustls::Error::AlertReceived(alert)) => refusal_reason(*alert),
+                    _ => e.to_string(),
+                },
+            ),
+        }
+    }
+
     /// tonic client TLS settings: trust `ca.pem`, present `auth.pem`/`auth.key`.
     pub fn client_tls(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
         Ok(tonic::transport::ClientTlsConfig::new()
@@ -266,4 +309,20 @@ impl IdentityDir {
                 self.read("auth.key")?,
             )))
     }
+}
+
+/// What a TLS alert from the gateway means for the holder of the refused certificate.
+fn refusal_reason(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let why = match alert {
+        A::CertificateRevoked => "your authentication certificate is revoked",
+        A::CertificateExpired => "your authentication certificate has expired or is not yet valid",
+        A::UnknownCA => "your authentication certificate is not from the partnership CA",
+        A::BadCertificate | A::UnsupportedCertificate => {
+            "your authentication certificate is not acceptable (key usage, extended key usage or encoding)"
+        }
+        A::CertificateRequired => "no authentication certificate was presented",
+        _ => "the TLS handshake failed",
+    };
+    format!("the gateway refused the connection: {why} (TLS alert {alert:?})")
 }

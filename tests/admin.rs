@@ -885,7 +885,10 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
     ]);
     assert!(ok, "{out}");
     let (ok, out) = run(&["submissions", "list", "--identity", &m]);
-    assert!(!ok && out.contains("revoked"), "{out}");
+    assert!(
+        !ok && out.contains("your authentication certificate is revoked"),
+        "{out}"
+    );
 
     // Files edited by the operator take effect on SIGHUP (watching is off here), and the
     // changes are logged: a policy edit and an offline revocation with `focalgate ca`.

@@ -117,18 +117,29 @@ impl Connection {
         IdentityDir::new(&self.identity)
     }
 
-    /// Opens a mutual-TLS channel to the gateway.
+    /// Opens a mutual-TLS channel to the gateway, and says so plainly if the gateway refuses
+    /// this identity's certificate (revoked, expired, foreign).
     async fn connect(&self) -> Result<tonic::transport::Channel, String> {
         let tls = self.identity().client_tls().map_err(|e| e.to_string())?;
-        tonic::transport::Endpoint::from_shared(self.server.clone())
-            .map_err(|e| format!("--server {}: {e}", self.server))?
+        let endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
+            .map_err(|e| format!("--server {}: {e}", self.server))?;
+        let uri = endpoint.uri().clone();
+        let channel = endpoint
             .tls_config(tls)
             .map_err(|e| format!("TLS: {e}"))?
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .connect()
             .await
-            .map_err(|e| format!("cannot connect to {}: {}", self.server, source_chain(&e)))
+            .map_err(|e| format!("cannot connect to {}: {}", self.server, source_chain(&e)))?;
+        if let Some(host) = uri.host() {
+            let port = uri.port_u16().unwrap_or(443);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if let Some(why) = self.identity().refusal(host, port).await {
+                return Err(format!("{}: {why}", self.server));
+            }
+        }
+        Ok(channel)
     }
 }
 
