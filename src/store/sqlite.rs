@@ -14,7 +14,8 @@ use std::{
 
 use async_trait::async_trait;
 use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter, types::Value,
+    Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter,
+    types::{ToSqlOutput, Value, ValueRef},
 };
 use time::{Date, format_description::BorrowedFormatItem, macros::format_description};
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
@@ -26,7 +27,7 @@ use super::{
 };
 use crate::{
     merkle::{Hash, NodeId, Nodes},
-    schema::Dataflow,
+    schema::{Dataflow, ValidObservation},
 };
 
 /// Migrations, applied in order, each once: (version, name, SQL).
@@ -780,24 +781,59 @@ impl Drop for SqliteTx {
     }
 }
 
-/// `(?, ?, ?), (?, ?, ?)…` for `n` series, and their values.
-fn series_values(series: &[SeriesKey]) -> (String, Vec<Value>) {
-    let placeholders = vec!["(?, ?, ?)"; series.len()].join(", ");
-    let values = series
-        .iter()
-        .flat_map(|s| {
-            [
-                Value::Text(s.ref_area.clone()),
-                Value::Text(s.dataflow.id().into()),
-                Value::Text(s.time_period.clone()),
-            ]
-        })
-        .collect();
-    (placeholders, values)
+/// Observations per multi-row `INSERT`: fewer statements to step, under SQLite's
+/// bound-parameter limit (15 per row).
+const OBSERVATIONS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO observations … VALUES (…), (…)` for `rows` rows.
+fn insert_observations_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; OBSERVATION_PARAMS].join(", "));
+    format!(
+        "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, \
+         departure_area, transit_area, destination_area, unit_measure, n_seizures, quantity, \
+         obs_status, conf_status, embargo_time, comment) VALUES {}",
+        vec![row; rows].join(", ")
+    )
 }
 
-/// Keys per `IN (…)` lookup, under SQLite's bound-parameter limit.
-const LOOKUP_CHUNK: usize = 500;
+/// Columns of one inserted observation row.
+const OBSERVATION_PARAMS: usize = 15;
+
+/// The values of one observation row, in column order.
+fn observation_values<'a>(
+    seq: i64,
+    idx: usize,
+    o: &'a ValidObservation,
+) -> [ToSqlOutput<'a>; OBSERVATION_PARAMS] {
+    let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
+    let opt_text =
+        |s: &'a Option<String>| s.as_deref().map_or(ToSqlOutput::Owned(Value::Null), text);
+    let int = |i: Option<i64>| ToSqlOutput::Owned(i.map_or(Value::Null, Value::Integer));
+    [
+        ToSqlOutput::Owned(Value::Integer(seq)),
+        ToSqlOutput::Owned(Value::Integer(idx as i64)),
+        text(&o.drug),
+        opt_text(&o.transport_mode),
+        opt_text(&o.origin_area),
+        opt_text(&o.departure_area),
+        ToSqlOutput::Owned(if o.transit_area.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(o.transit_area.join(";"))
+        }),
+        opt_text(&o.destination_area),
+        opt_text(&o.unit_measure),
+        // Validation bounds counts far below i64::MAX.
+        int(o.n_seizures.map(|n| n as i64)),
+        int(o.quantity.map(|q| q.millionths())),
+        text(&o.obs_status),
+        text(&o.conf_status),
+        int(o
+            .embargo_time
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)),
+        opt_text(&o.comment),
+    ]
+}
 
 #[async_trait]
 impl WriteTx for SqliteTx {
@@ -856,22 +892,22 @@ impl WriteTx for SqliteTx {
 
     async fn insert(&mut self, records: Vec<SubmissionRecord>) -> Result<(), StoreError> {
         self.run(move |conn| {
-            // 1. The series' current revisions become superseded.
-            let mut series: Vec<SeriesKey> = records.iter().map(|r| r.series.clone()).collect();
+            // 1. The series' current revisions become superseded (an index search each).
+            let mut supersede = conn
+                .prepare_cached(
+                    "UPDATE submissions SET is_current = 0 \
+                     WHERE ref_area = ?1 AND dataflow = ?2 AND time_period = ?3 AND is_current = 1",
+                )
+                .map_err(classify)?;
+            let mut series: Vec<&SeriesKey> = records.iter().map(|r| &r.series).collect();
             series.sort_by(|a, b| {
                 (&a.ref_area, a.dataflow.id(), &a.time_period).cmp(&(&b.ref_area, b.dataflow.id(), &b.time_period))
             });
             series.dedup();
-            for chunk in series.chunks(LOOKUP_CHUNK) {
-                let (placeholders, values) = series_values(chunk);
-                conn.execute(
-                    &format!(
-                        "UPDATE submissions SET is_current = 0 \
-                         WHERE is_current = 1 AND (ref_area, dataflow, time_period) IN (VALUES {placeholders})"
-                    ),
-                    params_from_iter(values),
-                )
-                .map_err(classify)?;
+            for s in series {
+                supersede
+                    .execute(params![s.ref_area, s.dataflow.id(), s.time_period])
+                    .map_err(classify)?;
             }
 
             // 2. Each submission, the last of its series current, then its observations.
@@ -881,14 +917,6 @@ impl WriteTx for SqliteTx {
                      period_end, revision, is_current, received_at, payload_digest, envelope_digest, envelope, \
                      signing_cert, receipt, observation_count, log_index) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                )
-                .map_err(classify)?;
-            let mut observation = conn
-                .prepare_cached(
-                    "INSERT INTO observations (submission_seq, idx, drug, transport_mode, origin_area, \
-                     departure_area, transit_area, destination_area, unit_measure, n_seizures, quantity, \
-                     obs_status, conf_status, embargo_time, comment) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(classify)?;
             for (i, r) in records.iter().enumerate() {
@@ -916,27 +944,16 @@ impl WriteTx for SqliteTx {
                     ])
                     .map_err(classify)?;
                 let seq = conn.last_insert_rowid();
-                for (idx, o) in r.observations.iter().enumerate() {
-                    let transit = (!o.transit_area.is_empty()).then(|| o.transit_area.join(";"));
-                    observation
-                        .execute(params![
-                            seq,
-                            idx as i64,
-                            o.drug,
-                            o.transport_mode,
-                            o.origin_area,
-                            o.departure_area,
-                            transit,
-                            o.destination_area,
-                            o.unit_measure,
-                            // Validation bounds counts far below i64::MAX.
-                            o.n_seizures.map(|n| n as i64),
-                            o.quantity.map(|q| q.millionths()),
-                            o.obs_status,
-                            o.conf_status,
-                            o.embargo_time.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
-                            o.comment,
-                        ])
+                for (k, chunk) in r.observations.chunks(OBSERVATIONS_PER_INSERT).enumerate() {
+                    let first = k * OBSERVATIONS_PER_INSERT;
+                    let values: Vec<ToSqlOutput<'_>> = chunk
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(j, o)| observation_values(seq, first + j, o))
+                        .collect();
+                    conn.prepare_cached(&insert_observations_sql(chunk.len()))
+                        .map_err(classify)?
+                        .execute(params_from_iter(values))
                         .map_err(classify)?;
                 }
             }
