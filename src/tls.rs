@@ -261,19 +261,7 @@ impl IdentityDir {
     /// connection that closes; this opens one connection of its own to read the alert. `None`
     /// when the gateway answers (or the question cannot be settled within a few seconds).
     pub async fn refusal(&self, host: &str, port: u16) -> Option<String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in read_chain(&self.file("ca.pem")).ok()? {
-            roots.add(ca).ok()?;
-        }
-        let chain = read_chain(&self.file("auth.pem")).ok()?;
-        let key = read_key(&self.file("auth.key")).ok()?;
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .ok()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .ok()?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = self.rustls_client().ok()?;
         let name = rustls_pki_types::ServerName::try_from(host.to_owned()).ok()?;
         let talk = async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -296,6 +284,24 @@ impl IdentityDir {
                 },
             ),
         }
+    }
+
+    /// A rustls client configuration as the gateway expects it: TLS 1.3, ALPN `h2`, trusting
+    /// `ca.pem` and presenting `auth.pem`/`auth.key`.
+    pub fn rustls_client(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in read_chain(&self.file("ca.pem"))? {
+            roots.add(ca)?;
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                read_chain(&self.file("auth.pem"))?,
+                read_key(&self.file("auth.key"))?,
+            )?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
     }
 
     /// tonic client TLS settings: trust `ca.pem`, present `auth.pem`/`auth.key`.

@@ -960,18 +960,9 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
 
 /// The serial number of the certificate the gateway presents to a new TLS connection.
 async fn served_certificate(gw: &Gateway, pki: &Path) -> String {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(pki.join("ca/ca.pem")).unwrap())
-        .unwrap();
-    let chain = vec![CertificateDer::from_pem_file(pki.join("KAZ/auth.pem")).unwrap()];
-    let key = PrivateKeyDer::from_pem_file(pki.join("KAZ/auth.key")).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(focalgate::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
+    use rustls_pki_types::ServerName;
+    let config = focalgate::tls::IdentityDir::new(pki.join("KAZ"))
+        .rustls_client()
         .unwrap();
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
