@@ -781,9 +781,12 @@ impl Drop for SqliteTx {
     }
 }
 
-/// Observations per multi-row `INSERT`: fewer statements to step, under SQLite's
-/// bound-parameter limit (15 per row).
+/// Observations per multi-row `INSERT`: fewer statements to step, well under SQLite's
+/// bound-parameter limit.
 const OBSERVATIONS_PER_INSERT: usize = 64;
+
+/// Columns of one inserted observation row.
+const OBSERVATION_PARAMS: usize = 15;
 
 /// `INSERT INTO observations … VALUES (…), (…)` for `rows` rows.
 fn insert_observations_sql(rows: usize) -> String {
@@ -795,9 +798,6 @@ fn insert_observations_sql(rows: usize) -> String {
         vec![row; rows].join(", ")
     )
 }
-
-/// Columns of one inserted observation row.
-const OBSERVATION_PARAMS: usize = 15;
 
 /// The values of one observation row, in column order.
 fn observation_values<'a>(
