@@ -173,6 +173,29 @@ fn the_walkthrough_works_end_to_end() {
         String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: observations[1].unit_measure")
     );
 
+    // Identities the gateway refuses are told why, from the TLS alert it sends.
+    for (who, why) in [
+        ("revoked", "your authentication certificate is revoked"),
+        ("expired", "your authentication certificate has expired"),
+        (
+            "wrong-ca",
+            "your authentication certificate is not from the partnership CA",
+        ),
+    ] {
+        let identity = pki().join(who);
+        let out = run(&[
+            "submissions",
+            "list",
+            "--server",
+            server_arg,
+            "--identity",
+            identity.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{who}: {stderr}");
+    }
+
     let status = server.terminate();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
 }
