@@ -259,7 +259,7 @@ impl IdentityDir {
     /// TLS alert it sends once it has checked the certificate. In TLS 1.3 that alert arrives
     /// after the client has finished its side of the handshake, so a gRPC client only sees a
     /// connection that closes; this opens one connection of its own to read the alert. `None`
-    /// when the gateway answers (or the question cannot be settled within a few seconds).
+    /// when the gateway answers, or sends no alert within a few seconds.
     pub async fn refusal(&self, host: &str, port: u16) -> Option<String> {
         let config = self.rustls_client().ok()?;
         let name = rustls_pki_types::ServerName::try_from(host.to_owned()).ok()?;
@@ -274,15 +274,13 @@ impl IdentityDir {
             let mut first = [0u8; 1];
             tls.read(&mut first).await
         };
+        // Only an alert is an answer; anything else is left to the real call to report.
         match tokio::time::timeout(Duration::from_secs(5), talk).await {
-            Ok(Ok(0)) => Some("the gateway closed the connection without answering".into()),
-            Ok(Ok(_)) | Err(_) => None,
-            Ok(Err(e)) => Some(
-                match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    Some(rustls::Error::AlertReceived(alert)) => refusal_reason(*alert),
-                    _ => e.to_string(),
-                },
-            ),
+            Ok(Err(e)) => match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+                rustls::Error::AlertReceived(alert) => Some(refusal_reason(*alert)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
