@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use rcgen::{CertificateParams, DnType, SanType};
 
-use super::{Connection, ca::Kind, ca::member_arg};
+use super::{Connection, ca::CsrRequest, ca::Kind, ca::member_arg};
 use crate::{
     identity::MEMBER_URI_PREFIX,
     pki::{ca::KeyType, pem_encode, write_private, write_public},
@@ -76,20 +76,8 @@ pub enum PolicyCommand {
 pub struct IssueArgs {
     #[command(flatten)]
     connection: Connection,
-    /// The member's certificate signing request (PEM).
-    csr: PathBuf,
-    /// What the certificate is for.
-    #[arg(long, value_enum)]
-    kind: Kind,
-    /// The member, when the request names none.
-    #[arg(long)]
-    member: Option<String>,
-    /// The organisation, when the request's subject has no O.
-    #[arg(long)]
-    org: Option<String>,
-    /// Validity in days.
-    #[arg(long, default_value_t = 365)]
-    days: u32,
+    #[command(flatten)]
+    request: CsrRequest,
     /// Where to write the certificate (PEM).
     #[arg(long)]
     out: PathBuf,
@@ -191,21 +179,14 @@ pub async fn run(cmd: AdminCommand) -> Result<(), String> {
             print!("{}", super::aligned(&rows, |_| false));
         }
         AdminCommand::Issue(a) => {
-            let csr_pem =
-                std::fs::read_to_string(&a.csr).map_err(|e| format!("{}: {e}", a.csr.display()))?;
+            let r = &a.request;
             let issued = client
                 .issue_certificate(IssueCertificateRequest {
-                    csr_pem,
-                    kind: kind_name(a.kind).into(),
-                    member: a
-                        .member
-                        .as_deref()
-                        .map(member_arg)
-                        .transpose()?
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    organisation: a.org.unwrap_or_default(),
-                    validity_days: a.days,
+                    csr_pem: r.read()?,
+                    kind: r.kind.name().into(),
+                    member: r.member()?.map(|m| m.to_string()).unwrap_or_default(),
+                    organisation: r.org.clone().unwrap_or_default(),
+                    validity_days: r.days,
                 })
                 .await
                 .map_err(failed)?
@@ -217,7 +198,7 @@ pub async fn run(cmd: AdminCommand) -> Result<(), String> {
             }
             println!(
                 "issued {} certificate {}: {}{}",
-                kind_name(a.kind),
+                r.kind.name(),
                 issued.serial,
                 a.out.display(),
                 logged(issued.log.as_ref())
@@ -328,13 +309,6 @@ pub async fn run(cmd: AdminCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Auth => "auth",
-        Kind::Signing => "signing",
-    }
-}
-
 /// Makes a key and a certificate signing request naming the member, for its CA to sign.
 pub fn csr(args: CsrArgs) -> Result<(), String> {
     let member = member_arg(&args.member)?;
@@ -354,10 +328,9 @@ pub fn csr(args: CsrArgs) -> Result<(), String> {
     params
         .distinguished_name
         .push(DnType::OrganizationName, args.org.as_str());
-    params.distinguished_name.push(
-        DnType::CommonName,
-        format!("{member} {}", kind_name(args.kind)),
-    );
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{member} {}", args.kind.name()));
     let uri = format!("{MEMBER_URI_PREFIX}{member}");
     params.subject_alt_names = vec![SanType::URI(
         uri.try_into().map_err(|_| "bad member URI".to_owned())?,
@@ -367,7 +340,7 @@ pub fn csr(args: CsrArgs) -> Result<(), String> {
         .and_then(|r| r.pem())
         .map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let stem = kind_name(args.kind);
+    let stem = args.kind.name();
     let key_path = args.out.join(format!("{stem}.key"));
     if key_path.exists() {
         return Err(format!(

@@ -90,6 +90,13 @@ pub enum Kind {
     Signing,
 }
 
+impl Kind {
+    /// `auth` or `signing`.
+    pub fn name(self) -> &'static str {
+        CertKind::from(self).name()
+    }
+}
+
 impl From<Kind> for CertKind {
     fn from(k: Kind) -> Self {
         match k {
@@ -130,24 +137,44 @@ pub struct IssueArgs {
     out: PathBuf,
 }
 
+/// A member's certificate signing request and what to issue from it (`ca sign-csr`,
+/// `admin issue`).
 #[derive(Debug, Args)]
-pub struct SignCsrArgs {
-    #[command(flatten)]
-    ca: CaArg,
-    /// The certificate signing request, PEM.
+pub struct CsrRequest {
+    /// The certificate signing request (PEM).
     csr: PathBuf,
     /// What the certificate is for.
     #[arg(long, value_enum)]
-    kind: Kind,
+    pub kind: Kind,
     /// The member, when the request carries no urn:focalgate:member: SAN URI.
     #[arg(long)]
     member: Option<String>,
     /// The organisation, when the request's subject has no O.
     #[arg(long)]
-    org: Option<String>,
+    pub org: Option<String>,
     /// Validity in days.
     #[arg(long, default_value_t = 365)]
-    days: u32,
+    pub days: u32,
+}
+
+impl CsrRequest {
+    /// The request's PEM text.
+    pub fn read(&self) -> Result<String, String> {
+        std::fs::read_to_string(&self.csr).map_err(|e| format!("{}: {e}", self.csr.display()))
+    }
+
+    /// The member given with `--member`, checked.
+    pub fn member(&self) -> Result<Option<MemberId>, String> {
+        self.member.as_deref().map(member_arg).transpose()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SignCsrArgs {
+    #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
+    request: CsrRequest,
     /// Where to write the certificate (PEM); default: standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -224,7 +251,7 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
                     &lists()?,
                 )
                 .map_err(|e| e.to_string())?;
-            let stem = stem(a.kind);
+            let stem = a.kind.name();
             write_identity(
                 &a.out,
                 &ca.ca_pem().map_err(|e| e.to_string())?,
@@ -249,16 +276,14 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
         }
         CaCommand::SignCsr(a) => {
             let ca = open(&a.ca)?;
-            let csr =
-                std::fs::read_to_string(&a.csr).map_err(|e| format!("{}: {e}", a.csr.display()))?;
-            let member = a.member.as_deref().map(member_arg).transpose()?;
+            let r = &a.request;
             let issued = ca
                 .sign_csr(
-                    &csr,
-                    a.kind.into(),
-                    member.as_ref(),
-                    a.org.as_deref(),
-                    Validity::days(a.days),
+                    &r.read()?,
+                    r.kind.into(),
+                    r.member()?.as_ref(),
+                    r.org.as_deref(),
+                    Validity::days(r.days),
                     &lists()?,
                 )
                 .map_err(|e| e.to_string())?;
@@ -267,7 +292,7 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
                     write(path, &issued.pem)?;
                     eprintln!(
                         "issued {} certificate {}: {}",
-                        stem(a.kind),
+                        a.request.kind.name(),
                         issued.serial,
                         path.display()
                     );
@@ -359,13 +384,6 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
 fn day(secs: i64) -> String {
     OffsetDateTime::from_unix_timestamp(secs)
         .map_or_else(|_| secs.to_string(), |t| t.date().to_string())
-}
-
-fn stem(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Auth => "auth",
-        Kind::Signing => "signing",
-    }
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -72,6 +72,23 @@ pub enum CertKind {
     Signing,
 }
 
+impl CertKind {
+    /// `auth` or `signing`: the name on the wire, on the command line and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Signing => "signing",
+        }
+    }
+
+    /// The kind named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Auth, Self::Signing]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
 /// A fresh random serial number: 16 bytes, positive, never starting with a zero byte.
 pub fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut bytes = [0u8; 16];

@@ -173,18 +173,14 @@ impl AdminService {
     ) -> Result<IssueCertificateResponse, ApiError> {
         let ca = self.ca()?;
         let mut problems = Vec::new();
-        let kind = match req.kind.as_str() {
-            "auth" => Some(CertKind::Auth),
-            "signing" => Some(CertKind::Signing),
-            other => {
-                problems.push(Violation::new(
-                    "kind",
-                    Rule::UnknownCode,
-                    format!("\"{other}\" is not auth or signing"),
-                ));
-                None
-            }
-        };
+        let kind = CertKind::from_name(&req.kind);
+        if kind.is_none() {
+            problems.push(Violation::new(
+                "kind",
+                Rule::UnknownCode,
+                format!("\"{}\" is not auth or signing", req.kind),
+            ));
+        }
         let member = match req.member.as_str() {
             "" => None,
             m => match MemberId::parse(m) {
