@@ -195,8 +195,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service::Assembled { gateway, tls, options, ledger_task } = assembled;
-        let server = tokio::spawn(service::serve(listener, tls, gateway, options, async {
+        let server = tokio::spawn(service::serve(assembled, listener, async {
             let _ = stopped.await;
         }));
         let tls = ClientTlsConfig::new()
@@ -290,6 +289,5 @@ fn main() {
         }
         let _ = stop.send(());
         server.await.unwrap().unwrap();
-        ledger_task.await.unwrap();
     });
 }

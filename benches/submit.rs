@@ -242,22 +242,16 @@ struct Running {
 }
 
 async fn start(settings: &Settings) -> Running {
-    let service::Assembled {
-        gateway,
-        tls,
-        options,
-        ledger_task,
-    } = service::assemble(settings).await.unwrap();
+    let assembled = service::assemble(settings).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        service::serve(listener, tls, gateway, options, async {
+        service::serve(assembled, listener, async {
             let _ = stopped.await;
         })
         .await
         .unwrap();
-        ledger_task.await.unwrap();
     });
     Running { addr, stop, task }
 }

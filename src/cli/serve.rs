@@ -49,19 +49,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         store = %settings.store_url(),
         "focalgate is serving (TLS 1.3, client certificates required)"
     );
-    let service::Assembled {
-        gateway,
-        tls,
-        options,
-        ledger_task,
-    } = assembled;
     #[cfg(unix)]
-    let reloader = tokio::spawn(reload_on_sighup(gateway.clone()));
-    let served = service::serve(listener, tls, gateway, options, shutdown_signal()).await;
-    #[cfg(unix)]
-    reloader.abort();
-    // The services are gone: the ledger drains what it holds and stops.
-    let _ = ledger_task.await;
+    let reloader = tokio::spawn(reload_on_sighup(assembled.gateway.clone()));
+    let shutdown = async move {
+        shutdown_signal().await;
+        // The reloader holds the gateway, and so the ledger: it goes first.
+        #[cfg(unix)]
+        reloader.abort();
+    };
+    let served = service::serve(assembled, listener, shutdown).await;
     tracing::info!("focalgate stopped");
     served.map_err(|e| e.to_string())
 }

@@ -134,18 +134,26 @@ pub struct ServeOptions {
 }
 
 /// Serves the focalgate services, grpc.health.v1 and server reflection (v1 and v1alpha) on
-/// `listener` with `tls`, until `shutdown` completes; then stops accepting, lets in-flight
-/// requests finish, and returns.
+/// `listener`, until `shutdown` completes; then stops accepting, lets in-flight requests
+/// finish, lets the ledger commit what it holds, and returns.
 pub async fn serve(
+    assembled: Assembled,
     listener: TcpListener,
-    tls: Arc<ServerTls>,
-    gateway: Arc<Gateway>,
-    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let Assembled {
+        gateway,
+        tls,
+        options,
+        ledger_task,
+    } = assembled;
     let watcher = tokio::spawn(control::watch(gateway.clone(), options.watch_interval));
     let served = serve_grpc(listener, tls, gateway, options, shutdown).await;
     watcher.abort();
+    // The services are gone: the ledger drains what it holds and stops.
+    ledger_task
+        .await
+        .map_err(|e| ServeError::Ledger(e.to_string()))?;
     served
 }
 
@@ -249,6 +257,9 @@ pub enum ServeError {
     /// The HTTP/2 server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The ledger task ended abnormally.
+    #[error("the ledger stopped abnormally: {0}")]
+    Ledger(String),
 }
 
 /// Why the gateway could not start.
@@ -296,7 +307,8 @@ pub struct Assembled {
     pub tls: Arc<ServerTls>,
     /// Per-RPC limits.
     pub options: ServeOptions,
-    /// The ledger task; it ends once the server and every handle are gone.
+    /// The ledger task; it ends once the server and every handle are gone ([`serve`] waits
+    /// for it).
     pub ledger_task: tokio::task::JoinHandle<()>,
 }
 

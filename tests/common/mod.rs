@@ -415,19 +415,12 @@ impl Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let service::Assembled {
-            gateway,
-            tls,
-            options,
-            ledger_task,
-        } = assembled;
         let task = tokio::spawn(async move {
-            service::serve(listener, tls, gateway, options, async {
+            service::serve(assembled, listener, async {
                 let _ = stopped.await;
             })
             .await
             .unwrap();
-            ledger_task.await.unwrap();
         });
         Self {
             addr,
