@@ -141,7 +141,7 @@ async fn run(w: Writer, published: Published, mut rx: mpsc::Receiver<Job>, max_b
         let jobs = std::mem::take(&mut batch);
         match commit(&w, &jobs).await {
             Ok((results, checkpoint)) => {
-                published.record(checkpoint.as_deref());
+                published.record_committed(checkpoint.as_ref());
                 reply_all(jobs, results);
             }
             // One bad submission must not sink the others: retry each on its own.
@@ -149,7 +149,7 @@ async fn run(w: Writer, published: Published, mut rx: mpsc::Receiver<Job>, max_b
                 for job in jobs {
                     let result = match commit(&w, std::slice::from_ref(&job)).await {
                         Ok((mut results, checkpoint)) => {
-                            published.record(checkpoint.as_deref());
+                            published.record_committed(checkpoint.as_ref());
                             results.remove(0)
                         }
                         Err(e) => Err(e.into()),
@@ -170,15 +170,23 @@ async fn run(w: Writer, published: Published, mut rx: mpsc::Receiver<Job>, max_b
 /// The latest checkpoint the gateway signed, kept outside the store (`<data_dir>/checkpoint`)
 /// so that a store restored from an older backup, or replaced, cannot make the gateway sign a
 /// checkpoint inconsistent with one it already published.
+///
+/// Clones share one lock: the ledger and administrative appends write the file one at a time,
+/// and a recorded checkpoint never replaces a larger one.
 #[derive(Clone, Debug)]
 pub struct Published {
     path: std::path::PathBuf,
+    /// The size of the checkpoint last written by this process.
+    written: Arc<std::sync::Mutex<u64>>,
 }
 
 impl Published {
     /// The published checkpoint kept at `path`.
     pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            written: Arc::default(),
+        }
     }
 
     /// The checkpoint last recorded, if any.
@@ -190,21 +198,49 @@ impl Published {
         }
     }
 
-    /// Records a newly committed checkpoint, durably, before its receipts go out.
-    fn record(&self, note: Option<&str>) {
-        let Some(note) = note else { return };
-        if let Err(e) = self.write(note) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot record the published checkpoint");
+    /// Records the checkpoint (tree size, note) of a committed batch, if the log grew.
+    fn record_committed(&self, checkpoint: Option<&(u64, String)>) {
+        if let Some((size, note)) = checkpoint {
+            self.record(*size, note);
         }
     }
 
-    fn write(&self, note: &str) -> std::io::Result<()> {
+    /// Records a newly committed checkpoint of tree size `size`, durably, before its receipts
+    /// go out; unless a larger one was recorded meanwhile.
+    fn record(&self, size: u64, note: &str) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if size <= *written {
+            return;
+        }
+        match self.replace(note) {
+            Ok(()) => *written = size,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot record the published checkpoint")
+            }
+        }
+    }
+
+    /// Makes `note` (of tree size `size`) the published checkpoint, even if smaller than the
+    /// one there: at start, once the store has been checked against it.
+    fn write(&self, size: u64, note: &str) -> std::io::Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        self.replace(note)?;
+        *written = size;
+        Ok(())
+    }
+
+    /// Replaces the file atomically and durably: a crash leaves the old note or the new one.
+    fn replace(&self, note: &str) -> std::io::Result<()> {
         use std::io::Write;
         let tmp = self.path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(note.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +279,8 @@ async fn fill(
 struct Appended {
     /// Index of the first new entry.
     first: u64,
+    /// The size of the new tree.
+    size: u64,
     /// The signed checkpoint of the new tree.
     checkpoint: String,
     /// The inclusion proof of each new entry in the new tree.
@@ -300,6 +338,7 @@ async fn append_entries(
         .map_err(tree_error)?;
     Ok(Appended {
         first,
+        size,
         checkpoint: note.clone(),
         proofs,
         append: LogAppend {
@@ -350,10 +389,10 @@ pub async fn append_entries_durably(
             proof: proof.clone(),
         })
         .collect();
-    let note = appended.checkpoint.clone();
+    let (size, note) = (appended.size, appended.checkpoint.clone());
     tx.append_log(appended.append).await?;
     tx.commit().await?;
-    published.record(Some(&note));
+    published.record(size, &note);
     Ok(logged)
 }
 
@@ -366,8 +405,8 @@ struct Fresh {
     receipt: Receipt,
 }
 
-/// The results, in job order, and the new checkpoint if the log grew.
-type Committed = (Vec<Result<Receipt, LedgerError>>, Option<String>);
+/// The results, in job order, and the new checkpoint (tree size, note) if the log grew.
+type Committed = (Vec<Result<Receipt, LedgerError>>, Option<(u64, String)>);
 
 /// Runs one batch in one transaction; the outer error means nothing was committed.
 async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, StoreError> {
@@ -500,7 +539,7 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, StoreError> {
                 observations: s.observations.clone(),
             });
         }
-        checkpoint = Some(appended.checkpoint.clone());
+        checkpoint = Some((appended.size, appended.checkpoint.clone()));
         tx.insert(records).await?;
         tx.append_log(appended.append).await?;
     }
@@ -623,7 +662,7 @@ pub async fn prepare_log(
     if unlogged.is_empty() {
         if let Some(cp) = store.latest_checkpoint().await? {
             published
-                .write(&cp.note)
+                .write(cp.size, &cp.note)
                 .map_err(|e| published_error(published, e))?;
         }
         return Ok(size);
@@ -638,12 +677,11 @@ pub async fn prepare_log(
         tx.set_log_index(&s.summary.id, appended.first + k as u64)
             .await?;
     }
-    let size = appended.first + unlogged.len() as u64;
-    let note = appended.checkpoint.clone();
+    let (size, note) = (appended.size, appended.checkpoint.clone());
     tx.append_log(appended.append).await?;
     tx.commit().await?;
     published
-        .write(&note)
+        .write(size, &note)
         .map_err(|e| published_error(published, e))?;
     tracing::info!(
         count = unlogged.len(),
@@ -779,4 +817,42 @@ fn entry_of(s: &StoredSubmission) -> Result<Vec<u8>, StoreError> {
     })
     .encode()
     .map_err(|e| StoreError::Internal(format!("log entry of {}: {e}", s.summary.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Published;
+
+    #[test]
+    fn published_checkpoint_never_goes_back_and_writes_never_interleave() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("checkpoint");
+        let published = Published::new(&path);
+        let note = |size: u64| format!("origin\n{size}\n{}\n", "r".repeat(4096));
+
+        // Writers racing from several threads (the ledger and administrative appends).
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let published = published.clone();
+                scope.spawn(move || {
+                    for k in 0..25 {
+                        let size = 1 + k * 4 + t;
+                        published.record(size, &note(size));
+                    }
+                });
+            }
+        });
+        let read = || std::fs::read_to_string(&path).expect("published checkpoint");
+        assert_eq!(read(), note(100), "the largest checkpoint, whole");
+
+        published.record(7, &note(7));
+        assert_eq!(read(), note(100), "a smaller checkpoint is not recorded");
+
+        // At start, the store's checkpoint is written as it is, after the checks.
+        published.write(7, &note(7)).expect("written");
+        assert_eq!(read(), note(7));
+        published.record(8, &note(8));
+        assert_eq!(read(), note(8));
+        assert!(!path.with_extension("tmp").exists());
+    }
 }
