@@ -13,6 +13,11 @@
 //! ratios PostgreSQL/SQLite and two replicas/one. Without a reachable PostgreSQL those runs are
 //! skipped, and the output says so.
 //!
+//! To show where the gateway's time goes, two of its parts are also measured on their own with
+//! the same submissions: the checks a Submit handler makes (signature, decoding, schema) on one
+//! thread, and the ledger (the single writer: revisions, log, receipts, durable commit to
+//! SQLite) fed already-checked submissions by the same number of concurrent submitters.
+//!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,17 +27,21 @@ use std::{
 };
 
 use focalgate::{
+    checkpoint::{KeyType, NoteSigner},
     config::Settings,
-    envelope::{self, SigningKey},
-    identity::cert_digest_hex,
+    entry::sha256,
+    envelope::{self, SigningKey, VerifyingKey},
+    identity::{MemberId, Registry, cert_digest_hex},
+    ledger::{Accepted, Ledger, Published},
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope,
         Submission, SubmissionBody, SubmissionSummary,
         submissions_client::SubmissionsClient,
         submissions_server::{Submissions, SubmissionsServer},
     },
-    schema::SUBMISSION_PAYLOAD_TYPE,
+    schema::{self, CodeLists, Limits, SUBMISSION_PAYLOAD_TYPE},
     service,
+    store::{Store, sqlite::SqliteStore},
 };
 use prost::Message;
 use tokio::net::TcpListener;
@@ -74,9 +83,9 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// `n` distinct signed submissions of 100 observations, spread over members and periods.
-fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
-    let signers: Vec<(SigningKey, String)> = MEMBERS
+/// Each member's signing key, its keyid and its certificate (DER).
+fn signers() -> Vec<(SigningKey, String, Vec<u8>)> {
+    MEMBERS
         .iter()
         .map(|m| {
             let key = focalgate::pki::read_pkcs8(format!("certs-example/{m}/signing.key").as_ref())
@@ -88,9 +97,15 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
             (
                 SigningKey::from_pkcs8(&key).unwrap(),
                 cert_digest_hex(cert.as_ref()),
+                cert.to_vec(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// `n` distinct signed submissions of 100 observations, spread over members and periods.
+fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
+    let signers = signers();
     (0..n)
         .map(|i| {
             let member = i % MEMBERS.len();
@@ -120,7 +135,7 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
                 observations,
                 ..Default::default()
             };
-            let (key, keyid) = &signers[member];
+            let (key, keyid, _) = &signers[member];
             (
                 member,
                 envelope::seal(SUBMISSION_PAYLOAD_TYPE, body.encode_to_vec(), key, keyid).unwrap(),
@@ -224,11 +239,107 @@ async fn drive(
     for t in tasks {
         latencies.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed();
+    measured(envs.len(), started.elapsed(), latencies)
+}
+
+/// The checks a Submit handler makes before the ledger (signature, decoding, schema, digests),
+/// one submission after another on one thread. Returns the time per submission and the
+/// accepted submissions.
+fn checks(envs: &[(usize, SignedEnvelope)]) -> (Duration, Vec<Accepted>) {
+    let signers: Vec<(VerifyingKey, Vec<u8>)> = signers()
+        .into_iter()
+        .map(|(key, _, cert)| (key.verifying_key(), cert))
+        .collect();
+    let members: Vec<MemberId> = MEMBERS
+        .iter()
+        .map(|m| MemberId::parse(&format!("{m}:nfp")).unwrap())
+        .collect();
+    let (lists, limits) = (CodeLists::builtin().unwrap(), Limits::default());
+    let now = time::OffsetDateTime::now_utc();
+    let started = Instant::now();
+    let accepted: Vec<Accepted> = envs
+        .iter()
+        .map(|(member, env)| {
+            let (key, cert) = &signers[*member];
+            let verified =
+                envelope::verify(env, SUBMISSION_PAYLOAD_TYPE, |_| Ok(((), key.clone()))).unwrap();
+            let body = SubmissionBody::decode(verified.payload).unwrap();
+            let submission = schema::validate(&body, &lists, &limits, now).unwrap();
+            let encoded = env.encode_to_vec();
+            Accepted {
+                member: members[*member].clone(),
+                submission,
+                payload_digest: sha256(verified.payload),
+                envelope_digest: sha256(&encoded),
+                envelope: encoded,
+                signing_cert: cert.clone(),
+                signing_serial: "01".into(),
+            }
+        })
+        .collect();
+    (started.elapsed() / envs.len() as u32, accepted)
+}
+
+/// The ledger alone on a fresh SQLite store, fed checked submissions by `clients` concurrent
+/// submitters, as the Submit handlers feed it.
+async fn ledger_alone(settings: &Settings, accepted: Vec<Accepted>, clients: usize) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("focalgate.db"))
+            .await
+            .unwrap(),
+    );
+    let (pair, _) =
+        focalgate::pki::load_or_create_gateway_key(&dir.path().join("gateway.key")).unwrap();
+    let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
+    let published = Published::new(dir.path().join("checkpoint"));
+    let registry = Arc::new(Registry::new(Arc::new(CodeLists::builtin().unwrap())));
+    focalgate::ledger::prepare_log(&*store, &key, &published, false, &registry)
+        .await
+        .unwrap();
+    let (ledger, task) = Ledger::start(
+        store,
+        Arc::new(key),
+        published,
+        registry,
+        settings.store.max_batch,
+    );
+    let n = accepted.len();
+    let queue = Arc::new(std::sync::Mutex::new(accepted));
+    let started = Instant::now();
+    let submitters: Vec<_> = (0..clients)
+        .map(|_| {
+            let (ledger, queue) = (ledger.clone(), queue.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let Some(a) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    ledger.submit(a).await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for s in submitters {
+        latencies.extend(s.await.unwrap());
+    }
+    let run = measured(n, started.elapsed(), latencies);
+    drop(ledger);
+    task.await.unwrap();
+    run
+}
+
+/// Throughput and latency percentiles of `n` calls that took `elapsed` in all.
+fn measured(n: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Run {
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Run {
-        per_second: envs.len() as f64 / elapsed.as_secs_f64(),
+        per_second: n as f64 / elapsed.as_secs_f64(),
         p50: at(0.5),
         p99: at(0.99),
     }
@@ -341,6 +452,10 @@ fn main() {
         let gw = drive(&[one.addr], &envs, clients).await;
         shut_down(vec![one]).await;
 
+        // Its parts on their own.
+        let (check_time, accepted) = checks(&envs);
+        let writer = ledger_alone(&settings, accepted, clients).await;
+
         // On PostgreSQL: one gateway, then two replicas.
         let admin = std::env::var("POSTGRES_TEST_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -377,6 +492,13 @@ fn main() {
         line("bare tonic mTLS echo", &bare);
         line("focalgate Submit, SQLite", &gw);
         println!("  ratio gateway/bare (SQLite)         : {:.2} (goal >= 0.30)", gw.per_second / bare.per_second);
+        println!("  where the time goes:");
+        println!(
+            "    checks alone, one thread           : {:>8.1?} per submission (signature, decoding, schema)",
+            check_time
+        );
+        line("  ledger alone, SQLite", &writer);
+        println!("    ratio ledger alone/bare            : {:.2}", writer.per_second / bare.per_second);
         match postgres {
             Some((single, pair)) => {
                 line("focalgate Submit, PostgreSQL", &single);
