@@ -235,11 +235,7 @@ async fn drive(
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    measured(envs.len(), started.elapsed(), latencies)
+    measured(envs.len(), started, tasks).await
 }
 
 /// The checks a Submit handler makes before the ledger (signature, decoding, schema, digests),
@@ -324,18 +320,24 @@ async fn ledger_alone(settings: &Settings, accepted: Vec<Accepted>, clients: usi
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    for s in submitters {
-        latencies.extend(s.await.unwrap());
-    }
-    let run = measured(n, started.elapsed(), latencies);
+    let run = measured(n, started, submitters).await;
     drop(ledger);
     task.await.unwrap();
     run
 }
 
-/// Throughput and latency percentiles of `n` calls that took `elapsed` in all.
-fn measured(n: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Run {
+/// Throughput and latency percentiles of `n` calls made since `started` by `callers`, each of
+/// which returns the latencies of its calls.
+async fn measured(
+    n: usize,
+    started: Instant,
+    callers: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+) -> Run {
+    let mut latencies = Vec::new();
+    for c in callers {
+        latencies.extend(c.await.unwrap());
+    }
+    let elapsed = started.elapsed();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Run {
@@ -494,11 +496,11 @@ fn main() {
         println!("  ratio gateway/bare (SQLite)         : {:.2} (goal >= 0.30)", gw.per_second / bare.per_second);
         println!("  where the time goes:");
         println!(
-            "    checks alone, one thread           : {:>8.1?} per submission (signature, decoding, schema)",
+            "    checks alone, one thread          : {:>8.1?} per submission (signature, decoding, schema)",
             check_time
         );
         line("  ledger alone, SQLite", &writer);
-        println!("    ratio ledger alone/bare            : {:.2}", writer.per_second / bare.per_second);
+        println!("    ratio ledger alone/bare           : {:.2}", writer.per_second / bare.per_second);
         match postgres {
             Some((single, pair)) => {
                 line("focalgate Submit, PostgreSQL", &single);
