@@ -13,10 +13,10 @@
 //! ratios PostgreSQL/SQLite and two replicas/one. Without a reachable PostgreSQL those runs are
 //! skipped, and the output says so.
 //!
-//! To show where the gateway's time goes, two of its parts are also measured on their own with
-//! the same submissions: the checks a Submit handler makes (signature, decoding, schema) on one
-//! thread, and the ledger (the single writer: revisions, log, receipts, durable commit to
-//! SQLite) fed already-checked submissions by the same number of concurrent submitters.
+//! To show where the gateway's time goes, a Submit handler's two parts are also measured on
+//! their own with the same submissions: its checks (`Gateway::accept`: signature, decoding,
+//! schema) on one thread, and the ledger (the single writer: revisions, log, receipts, durable
+//! commit to SQLite) fed the checked submissions by as many concurrent submitters.
 //!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,21 +27,18 @@ use std::{
 };
 
 use focalgate::{
-    checkpoint::{KeyType, NoteSigner},
     config::Settings,
-    entry::sha256,
-    envelope::{self, SigningKey, VerifyingKey},
-    identity::{MemberId, Registry, cert_digest_hex},
-    ledger::{Accepted, Ledger, Published},
+    envelope::{self, SigningKey},
+    identity::{MemberId, cert_digest_hex},
+    ledger::Accepted,
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope,
         Submission, SubmissionBody, SubmissionSummary,
         submissions_client::SubmissionsClient,
         submissions_server::{Submissions, SubmissionsServer},
     },
-    schema::{self, CodeLists, Limits, SUBMISSION_PAYLOAD_TYPE},
+    schema::SUBMISSION_PAYLOAD_TYPE,
     service,
-    store::{Store, sqlite::SqliteStore},
 };
 use prost::Message;
 use tokio::net::TcpListener;
@@ -83,9 +80,9 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Each member's signing key, its keyid and its certificate (DER).
-fn signers() -> Vec<(SigningKey, String, Vec<u8>)> {
-    MEMBERS
+/// `n` distinct signed submissions of 100 observations, spread over members and periods.
+fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
+    let signers: Vec<(SigningKey, String)> = MEMBERS
         .iter()
         .map(|m| {
             let key = focalgate::pki::read_pkcs8(format!("certs-example/{m}/signing.key").as_ref())
@@ -97,15 +94,9 @@ fn signers() -> Vec<(SigningKey, String, Vec<u8>)> {
             (
                 SigningKey::from_pkcs8(&key).unwrap(),
                 cert_digest_hex(cert.as_ref()),
-                cert.to_vec(),
             )
         })
-        .collect()
-}
-
-/// `n` distinct signed submissions of 100 observations, spread over members and periods.
-fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
-    let signers = signers();
+        .collect();
     (0..n)
         .map(|i| {
             let member = i % MEMBERS.len();
@@ -135,7 +126,7 @@ fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
                 observations,
                 ..Default::default()
             };
-            let (key, keyid, _) = &signers[member];
+            let (key, keyid) = &signers[member];
             (
                 member,
                 envelope::seal(SUBMISSION_PAYLOAD_TYPE, body.encode_to_vec(), key, keyid).unwrap(),
@@ -238,74 +229,33 @@ async fn drive(
     measured(envs.len(), started, tasks).await
 }
 
-/// The checks a Submit handler makes before the ledger (signature, decoding, schema, digests),
-/// one submission after another on one thread. Returns the time per submission and the
-/// accepted submissions.
-fn checks(envs: &[(usize, SignedEnvelope)]) -> (Duration, Vec<Accepted>) {
-    let signers: Vec<(VerifyingKey, Vec<u8>)> = signers()
-        .into_iter()
-        .map(|(key, _, cert)| (key.verifying_key(), cert))
-        .collect();
+/// A Submit handler's two parts on their own, on a gateway assembled from `settings` (not
+/// serving): its checks (signature, decoding, schema), one submission after another on one
+/// thread; then its ledger, fed the checked submissions by `clients` concurrent submitters.
+/// Returns the checks' time per submission and the ledger's run.
+async fn parts(
+    settings: &Settings,
+    envs: &[(usize, SignedEnvelope)],
+    clients: usize,
+) -> (Duration, Run) {
+    let assembled = service::assemble(settings).await.unwrap();
+    let gateway = assembled.gateway.clone();
     let members: Vec<MemberId> = MEMBERS
         .iter()
         .map(|m| MemberId::parse(&format!("{m}:nfp")).unwrap())
         .collect();
-    let (lists, limits) = (CodeLists::builtin().unwrap(), Limits::default());
-    let now = time::OffsetDateTime::now_utc();
     let started = Instant::now();
     let accepted: Vec<Accepted> = envs
         .iter()
-        .map(|(member, env)| {
-            let (key, cert) = &signers[*member];
-            let verified =
-                envelope::verify(env, SUBMISSION_PAYLOAD_TYPE, |_| Ok(((), key.clone()))).unwrap();
-            let body = SubmissionBody::decode(verified.payload).unwrap();
-            let submission = schema::validate(&body, &lists, &limits, now).unwrap();
-            let encoded = env.encode_to_vec();
-            Accepted {
-                member: members[*member].clone(),
-                submission,
-                payload_digest: sha256(verified.payload),
-                envelope_digest: sha256(&encoded),
-                envelope: encoded,
-                signing_cert: cert.clone(),
-                signing_serial: "01".into(),
-            }
-        })
+        .map(|(member, env)| gateway.accept(&members[*member], env).unwrap())
         .collect();
-    (started.elapsed() / envs.len() as u32, accepted)
-}
+    let checks = started.elapsed() / envs.len() as u32;
 
-/// The ledger alone on a fresh SQLite store, fed checked submissions by `clients` concurrent
-/// submitters, as the Submit handlers feed it.
-async fn ledger_alone(settings: &Settings, accepted: Vec<Accepted>, clients: usize) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("focalgate.db"))
-            .await
-            .unwrap(),
-    );
-    let (pair, _) =
-        focalgate::pki::load_or_create_gateway_key(&dir.path().join("gateway.key")).unwrap();
-    let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
-    let published = Published::new(dir.path().join("checkpoint"));
-    let registry = Arc::new(Registry::new(Arc::new(CodeLists::builtin().unwrap())));
-    focalgate::ledger::prepare_log(&*store, &key, &published, false, &registry)
-        .await
-        .unwrap();
-    let (ledger, task) = Ledger::start(
-        store,
-        Arc::new(key),
-        published,
-        registry,
-        settings.store.max_batch,
-    );
-    let n = accepted.len();
     let queue = Arc::new(std::sync::Mutex::new(accepted));
     let started = Instant::now();
     let submitters: Vec<_> = (0..clients)
         .map(|_| {
-            let (ledger, queue) = (ledger.clone(), queue.clone());
+            let (ledger, queue) = (gateway.ledger.clone(), queue.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
@@ -320,10 +270,10 @@ async fn ledger_alone(settings: &Settings, accepted: Vec<Accepted>, clients: usi
             })
         })
         .collect();
-    let run = measured(n, started, submitters).await;
-    drop(ledger);
-    task.await.unwrap();
-    run
+    let ledger = measured(envs.len(), started, submitters).await;
+    drop((gateway, assembled.gateway));
+    assembled.ledger_task.await.unwrap();
+    (checks, ledger)
 }
 
 /// Throughput and latency percentiles of `n` calls made since `started` by `callers`, each of
@@ -454,9 +404,10 @@ fn main() {
         let gw = drive(&[one.addr], &envs, clients).await;
         shut_down(vec![one]).await;
 
-        // Its parts on their own.
-        let (check_time, accepted) = checks(&envs);
-        let writer = ledger_alone(&settings, accepted, clients).await;
+        // Its parts on their own, on a fresh store.
+        let parts_dir = tempfile::tempdir().unwrap();
+        settings.data_dir = parts_dir.path().join("data");
+        let (check_time, writer) = parts(&settings, &envs, clients).await;
 
         // On PostgreSQL: one gateway, then two replicas.
         let admin = std::env::var("POSTGRES_TEST_URL")

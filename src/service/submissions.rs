@@ -13,7 +13,7 @@ use super::{ApiError, Gateway, error::finish};
 use crate::entry::sha256;
 use crate::{
     envelope,
-    identity::{Caller, Role},
+    identity::{Caller, MemberId, Role},
     ledger::Accepted,
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Receipt, RevisionStatus, SignedEnvelope,
@@ -23,6 +23,52 @@ use crate::{
     schema::{self, Dataflow, Period, Rule, SUBMISSION_PAYLOAD_TYPE, Violation},
     store::{self, ListFilter},
 };
+
+impl Gateway {
+    /// The checks an envelope from `member` passes before the ledger stores it, in order: a
+    /// signature by one of the member's signing certificates over exactly these bytes, a
+    /// payload that decodes, a reporter that is the member's country, and the schema.
+    pub fn accept(&self, member: &MemberId, env: &SignedEnvelope) -> Result<Accepted, ApiError> {
+        let now = UnixTime::now();
+        let directory = self.directory();
+        let verified = envelope::verify(env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
+            directory.signing_key(keyid, member, now)
+        })?;
+        let body = SubmissionBody::decode(verified.payload).map_err(|e| {
+            ApiError::Invalid(vec![Violation::new(
+                "payload",
+                Rule::PayloadMalformed,
+                format!("not a SubmissionBody: {e}"),
+            )])
+        })?;
+        if body.ref_area != member.country() {
+            return Err(ApiError::FieldDenied(Violation::new(
+                "ref_area",
+                Rule::ReporterNotSender,
+                format!(
+                    "member {member} reports for {}, not for \"{}\"",
+                    member.country(),
+                    body.ref_area.chars().take(8).collect::<String>()
+                ),
+            )));
+        }
+        let submission =
+            schema::validate(&body, &self.lists, &self.limits, OffsetDateTime::now_utc())
+                .map_err(ApiError::Invalid)?;
+        let payload_digest = sha256(verified.payload);
+        let signer = verified.signer;
+        let encoded = env.encode_to_vec();
+        Ok(Accepted {
+            member: member.clone(),
+            submission,
+            payload_digest,
+            envelope_digest: sha256(&encoded),
+            envelope: encoded,
+            signing_cert: signer.der,
+            signing_serial: signer.serial,
+        })
+    }
+}
 
 /// The Submissions service.
 pub struct SubmissionsService {
@@ -43,44 +89,7 @@ impl SubmissionsService {
                 caller.member()
             )));
         }
-        let now = UnixTime::now();
-        let directory = g.directory();
-        let verified = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
-            directory.signing_key(keyid, caller.member(), now)
-        })?;
-        let body = SubmissionBody::decode(verified.payload).map_err(|e| {
-            ApiError::Invalid(vec![Violation::new(
-                "payload",
-                Rule::PayloadMalformed,
-                format!("not a SubmissionBody: {e}"),
-            )])
-        })?;
-        if body.ref_area != caller.member().country() {
-            return Err(ApiError::FieldDenied(Violation::new(
-                "ref_area",
-                Rule::ReporterNotSender,
-                format!(
-                    "member {} reports for {}, not for \"{}\"",
-                    caller.member(),
-                    caller.member().country(),
-                    body.ref_area.chars().take(8).collect::<String>()
-                ),
-            )));
-        }
-        let submission = schema::validate(&body, &g.lists, &g.limits, OffsetDateTime::now_utc())
-            .map_err(ApiError::Invalid)?;
-        let payload_digest = sha256(verified.payload);
-        let signer = verified.signer;
-        let encoded = env.encode_to_vec();
-        let accepted = Accepted {
-            member: caller.member().clone(),
-            submission,
-            payload_digest,
-            envelope_digest: sha256(&encoded),
-            envelope: encoded,
-            signing_cert: signer.der,
-            signing_serial: signer.serial,
-        };
+        let accepted = g.accept(caller.member(), &env)?;
         Ok(g.ledger.submit(accepted).await?)
     }
 
