@@ -40,8 +40,9 @@
 //! ```text
 //! client: SubmissionBody ─encode─▶ bytes ─sign PAE(type, bytes)─▶ SignedEnvelope ─mTLS─▶ Submit
 //! gateway: peer certificate ─identity::Directory─▶ Caller (member, roles)
-//!          envelope::verify (signing certificate: registered, the caller's, CA, CRL, time)
-//!          ─▶ decode SubmissionBody ─▶ reporter is the caller's country ─▶ schema::validate
+//!          service::Gateway::accept: envelope::verify (signing certificate: registered, the
+//!          caller's, CA, CRL, time) ─▶ decode SubmissionBody ─▶ reporter is the caller's
+//!          country ─▶ schema::validate
 //!          ─▶ ledger (batch: idempotency, revision n+1, log entry + tree nodes, one signed
 //!             checkpoint, inclusion proofs, signed receipts, one durable commit)
 //!          ─▶ Receipt ─▶ client: receipt::verify_offline with the log's verifier key
