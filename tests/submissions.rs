@@ -665,3 +665,69 @@ async fn observations_are_stored_exactly_as_validated() {
     assert_eq!(got, want);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_hundred_observations_are_stored_in_order() {
+    // More observations than one multi-row insert holds: full inserts, then the rest.
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let drugs = [
+        ("HEROIN", "KG"),
+        ("OPIUM", "KG"),
+        ("CANNABIS_HERB", "KG"),
+        ("CANNABIS_RESIN", "KG"),
+        ("METHAMPHETAMINE", "KG"),
+        ("COCAINE", "KG"),
+        ("MORPHINE", "KG"),
+        ("MDMA", "U"),
+        ("TRAMADOL", "U"),
+        ("ACETIC_ANHYDRIDE", "L"),
+    ];
+    let modes = [
+        "ROAD",
+        "RAIL",
+        "AIR",
+        "SEA",
+        "POSTAL",
+        "PEDESTRIAN",
+        "INLAND_WATER",
+        "_O",
+        "_U",
+        "",
+    ];
+    let observations: Vec<_> = (0..100)
+        .map(|i| {
+            let (drug, unit) = drugs[i % 10];
+            let mut o = seizure(drug, unit, &format!("{i}.5"), 1 + i as u64);
+            o.transport_mode = modes[i / 10].into();
+            o
+        })
+        .collect();
+    let b = body("SEIZURES", "KAZ", "2024-M05", observations.clone());
+    gw.client("KAZ")
+        .await
+        .submit(Signer::of("KAZ").seal(&b))
+        .await
+        .unwrap();
+
+    let got = gw.rows(
+        "SELECT o.idx, o.drug, o.transport_mode, o.n_seizures, o.quantity FROM observations o \
+         JOIN submissions s ON s.seq = o.submission_seq WHERE s.id = 'KAZ.SEIZURES.2024-M05.r1' \
+         ORDER BY o.idx",
+    );
+    let want: Vec<Vec<Option<String>>> = observations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            vec![
+                Some(i.to_string()),
+                Some(o.drug.clone()),
+                (!o.transport_mode.is_empty()).then(|| o.transport_mode.clone()),
+                Some((1 + i).to_string()),
+                Some((i * 1_000_000 + 500_000).to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+    gw.stop().await;
+}

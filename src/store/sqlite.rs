@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::Duration,
 };
 
@@ -791,11 +791,20 @@ impl Drop for SqliteTx {
 }
 
 /// Observations per multi-row `INSERT`: fewer statements to step, well under SQLite's
-/// bound-parameter limit.
+/// bound-parameter limit. The rows left over are inserted one by one, so that only two
+/// statements are ever prepared, whatever the number of observations.
 const OBSERVATIONS_PER_INSERT: usize = 64;
 
 /// Columns of one inserted observation row.
 const OBSERVATION_PARAMS: usize = 15;
+
+/// `INSERT INTO observations` of [`OBSERVATIONS_PER_INSERT`] rows, and of one row.
+static INSERT_OBSERVATIONS: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [
+        insert_observations_sql(OBSERVATIONS_PER_INSERT),
+        insert_observations_sql(1),
+    ]
+});
 
 /// `INSERT INTO observations … VALUES (…), (…)` for `rows` rows.
 fn insert_observations_sql(rows: usize) -> String {
@@ -953,16 +962,25 @@ impl WriteTx for SqliteTx {
                     ])
                     .map_err(classify)?;
                 let seq = conn.last_insert_rowid();
-                for (k, chunk) in r.observations.chunks(OBSERVATIONS_PER_INSERT).enumerate() {
-                    let first = k * OBSERVATIONS_PER_INSERT;
+                let [many, one] = &*INSERT_OBSERVATIONS;
+                let mut chunks = r.observations.chunks_exact(OBSERVATIONS_PER_INSERT);
+                let mut idx = 0;
+                for chunk in &mut chunks {
                     let values: Vec<ToSqlOutput<'_>> = chunk
                         .iter()
                         .enumerate()
-                        .flat_map(|(j, o)| observation_values(seq, first + j, o))
+                        .flat_map(|(j, o)| observation_values(seq, idx + j, o))
                         .collect();
-                    conn.prepare_cached(&insert_observations_sql(chunk.len()))
+                    conn.prepare_cached(many)
                         .map_err(classify)?
                         .execute(params_from_iter(values))
+                        .map_err(classify)?;
+                    idx += chunk.len();
+                }
+                let mut single = conn.prepare_cached(one).map_err(classify)?;
+                for (j, o) in chunks.remainder().iter().enumerate() {
+                    single
+                        .execute(params_from_iter(observation_values(seq, idx + j, o)))
                         .map_err(classify)?;
                 }
             }
