@@ -279,14 +279,19 @@ async fn fill(
 struct Appended {
     /// Index of the first new entry.
     first: u64,
-    /// The size of the new tree.
-    size: u64,
     /// The signed checkpoint of the new tree.
     checkpoint: String,
     /// The inclusion proof of each new entry in the new tree.
     proofs: Vec<Vec<Hash>>,
     /// What to write.
     append: LogAppend,
+}
+
+impl Appended {
+    /// The size of the new tree.
+    fn size(&self) -> u64 {
+        self.first + self.proofs.len() as u64
+    }
 }
 
 /// Appends `entries` to the log read through `tx`: the new tree nodes, the signed checkpoint
@@ -338,7 +343,6 @@ async fn append_entries(
         .map_err(tree_error)?;
     Ok(Appended {
         first,
-        size,
         checkpoint: note.clone(),
         proofs,
         append: LogAppend {
@@ -389,7 +393,7 @@ pub async fn append_entries_durably(
             proof: proof.clone(),
         })
         .collect();
-    let (size, note) = (appended.size, appended.checkpoint.clone());
+    let (size, note) = (appended.size(), appended.checkpoint.clone());
     tx.append_log(appended.append).await?;
     tx.commit().await?;
     published.record(size, &note);
@@ -539,7 +543,7 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, StoreError> {
                 observations: s.observations.clone(),
             });
         }
-        checkpoint = Some((appended.size, appended.checkpoint.clone()));
+        checkpoint = Some((appended.size(), appended.checkpoint.clone()));
         tx.insert(records).await?;
         tx.append_log(appended.append).await?;
     }
@@ -677,7 +681,7 @@ pub async fn prepare_log(
         tx.set_log_index(&s.summary.id, appended.first + k as u64)
             .await?;
     }
-    let (size, note) = (appended.size, appended.checkpoint.clone());
+    let (size, note) = (appended.size(), appended.checkpoint.clone());
     tx.append_log(appended.append).await?;
     tx.commit().await?;
     published
