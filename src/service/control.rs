@@ -315,10 +315,15 @@ impl Gateway {
     }
 }
 
-/// Until the gateway stops: every `every`, reloads if a watched file changed and follows the
-/// log; twice a day, repeats the expiry warnings. `every` of zero watches nothing (SIGHUP
-/// still reloads).
-pub(super) async fn watch(gateway: Arc<Gateway>, every: Duration) {
+/// Until `stop` fires: every `every`, reloads if a watched file changed and follows the log;
+/// twice a day, repeats the expiry warnings. `every` of zero watches nothing (SIGHUP still
+/// reloads). A round under way is finished first, so that no read of the store outlives the
+/// gateway.
+pub(super) async fn watch(
+    gateway: Arc<Gateway>,
+    every: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     gateway.warn_expiring();
     let mut last_warning = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(if every.is_zero() {
@@ -328,7 +333,10 @@ pub(super) async fn watch(gateway: Arc<Gateway>, every: Duration) {
     });
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return,
+        }
         if !every.is_zero() {
             let mut prints = gateway.control.lock().await;
             if fingerprints(&watched(&gateway.control.paths)) != *prints {

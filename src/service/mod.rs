@@ -147,9 +147,16 @@ pub async fn serve(
         options,
         ledger_task,
     } = assembled;
-    let watcher = tokio::spawn(control::watch(gateway.clone(), options.watch_interval));
+    let (stop_watching, watching) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(control::watch(
+        gateway.clone(),
+        options.watch_interval,
+        watching,
+    ));
     let served = serve_grpc(listener, tls, gateway, options, shutdown).await;
-    watcher.abort();
+    // Not aborted: a store read it has under way would go on after the gateway stopped.
+    let _ = stop_watching.send(());
+    let _ = watcher.await;
     // The services are gone: the ledger drains what it holds and stops.
     ledger_task
         .await
