@@ -571,10 +571,13 @@ fn series_of(s: &ValidSubmission) -> SeriesKey {
 }
 
 /// The name under which the log's origin is recorded in the store.
-const ORIGIN: &str = "origin";
+pub(crate) const ORIGIN: &str = "origin";
 /// The name under which the log's verifier key is recorded in the store: every gateway
 /// serving the store (every replica) must sign with this key.
 const VERIFIER_KEY: &str = "verifier_key";
+/// The name under which the store records the policy in force (hex SHA-256) when no policy
+/// change was logged yet: the reference for an edit made while no gateway ran.
+pub(crate) const FIRST_POLICY: &str = "first_policy";
 
 /// Makes the stored log safe to serve, before the ledger starts:
 /// - the log's origin is recorded at first start and must match `key`'s name afterwards;
@@ -701,7 +704,11 @@ fn published_error(published: &Published, e: std::io::Error) -> LedgerError {
 
 /// The value of a log identity item, recorded with `value` if the store has none yet (a
 /// replica starting at the same moment may record it first: the stored value is returned).
-async fn ensure_meta(store: &dyn Store, name: &str, value: &str) -> Result<String, LedgerError> {
+pub(crate) async fn ensure_meta(
+    store: &dyn Store,
+    name: &str,
+    value: &str,
+) -> Result<String, LedgerError> {
     if let Some(v) = store.log_meta(name).await? {
         return Ok(v);
     }

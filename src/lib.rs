@@ -31,7 +31,8 @@
 //!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
 //! - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin` (thin),
 //!   errors → gRPC status in one place, the server; [`service::control`]: reloading the
-//!   configuration without a restart, following the log, expiry warnings.
+//!   configuration without a restart (and logging a policy edited while stopped, at start),
+//!   following the log, expiry warnings.
 //! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
 //! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
 //! - [`proto`]: the generated wire contract `focalgate.v1`.

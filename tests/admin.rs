@@ -555,6 +555,95 @@ async fn policy_replacement_and_hot_reload_keep_the_old_configuration_on_bad_fil
     gw.stop().await;
 }
 
+/// The log's administrative entries from `start` on.
+async fn admin_entries(gw: &Gateway, start: u64) -> Vec<focalgate::entry::AdminEntry> {
+    let mut stream = AuditClient::new(gw.channel("auditor").await)
+        .get_entries(GetEntriesRequest { start, end: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = stream.message().await.unwrap() {
+        if let Entry::Admin(a) = Entry::parse(&e.entry).unwrap() {
+            out.push(a);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_policy_edited_while_the_gateway_is_stopped_is_logged_at_its_next_start() {
+    let dir = common::tempdir();
+    let pki = copy_pki(dir.path());
+    let settings = settings_with_pki(&dir.path().join("data"), &pki);
+    let policy_file = pki.join("policy.toml");
+    let original = std::fs::read_to_string(&policy_file).unwrap();
+
+    // The first start logs nothing: the policy in force becomes the reference.
+    let gw = Gateway::start_with(settings.clone()).await;
+    gw.client("KAZ")
+        .await
+        .submit(Signer::of("KAZ").seal(&heroin("2018")))
+        .await
+        .unwrap();
+    assert_eq!(gw.count("log_entries").await, 1);
+    gw.stop().await;
+
+    // Restarting with the same policy logs nothing either.
+    let gw = Gateway::start_with(settings.clone()).await;
+    assert_eq!(gw.count("log_entries").await, 1);
+    gw.stop().await;
+
+    // Edited while stopped: the analyst loses its role. The next start logs the policy in
+    // force, as the operator's act, before anyone is served under it.
+    let edited = original.replace("roles = [\"analyst\"]", "roles = []");
+    assert_ne!(
+        edited, original,
+        "the demo policy gives the analyst its role"
+    );
+    std::fs::write(&policy_file, &edited).unwrap();
+    let gw = Gateway::start_with(settings.clone()).await;
+    let logged = admin_entries(&gw, 1).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].action, AdminAction::PolicyChanged);
+    assert_eq!(logged[0].actor, "operator");
+    assert_eq!(
+        logged[0].digest,
+        focalgate::entry::sha256(edited.as_bytes())
+    );
+    assert_eq!(
+        admin(&gw, &pki)
+            .await
+            .get_policy(GetPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .digest,
+        logged[0].digest.to_vec()
+    );
+    assert_eq!(
+        analyst_can_query(&gw, &pki).await,
+        Err(Code::PermissionDenied)
+    );
+    gw.stop().await;
+
+    // Unchanged since: nothing new. Put back while stopped: logged again, against the
+    // logged policy this time.
+    let gw = Gateway::start_with(settings.clone()).await;
+    assert_eq!(gw.count("log_entries").await, 2);
+    gw.stop().await;
+    std::fs::write(&policy_file, &original).unwrap();
+    let gw = Gateway::start_with(settings).await;
+    let logged = admin_entries(&gw, 2).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(
+        logged[0].digest,
+        focalgate::entry::sha256(original.as_bytes())
+    );
+    assert_eq!(analyst_can_query(&gw, &pki).await, Ok(()));
+    gw.stop().await;
+}
+
 #[test]
 fn sign_csr_issues_from_an_external_request_and_checks_it() {
     let dir = common::tempdir();

@@ -208,6 +208,9 @@ async fn store_copy_between_backends_keeps_the_root_and_the_answers() {
         .remove(0)
         .remove(0)
         .unwrap();
+    let first_policy = "SELECT value FROM log_meta WHERE name = 'first_policy'";
+    let policy_before = gw.rows(first_policy);
+    assert_eq!(policy_before.len(), 1, "recorded at first start");
     gw.stop().await;
 
     let other = dir.path().join("copy");
@@ -240,6 +243,11 @@ async fn store_copy_between_backends_keeps_the_root_and_the_answers() {
         Some(root_before.as_str())
     );
     assert_eq!(copy.count("access_trail").await, 2, "the trail came along");
+    assert_eq!(
+        copy.rows(first_policy),
+        policy_before,
+        "the policy reference came along"
+    );
 
     // A second copy into the now non-empty store is refused.
     let again = std::process::Command::new(common::BIN)

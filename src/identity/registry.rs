@@ -1,7 +1,7 @@
 //! What the transparency log says about certificates: the signing certificates issued through
-//! the Admin service (their entries carry the certificate) and every revocation. The log is
-//! the registry's source of truth: it is read at start and followed afterwards, so every
-//! gateway sharing the log converges on the same registry.
+//! the Admin service (their entries carry the certificate) and every revocation; and which
+//! policy it last recorded. The log is the registry's source of truth: it is read at start and
+//! followed afterwards, so every gateway sharing the log converges on the same registry.
 //!
 //! One `Registry` lives as long as the gateway and is shared by every [`Directory`] snapshot,
 //! the TLS client-certificate verifier and the ledger, so that a revocation takes effect for
@@ -49,6 +49,8 @@ struct State {
     signing: HashMap<String, SigningCert>,
     /// Revoked serial numbers (lowercase hex).
     revoked: HashMap<String, LoggedRevocation>,
+    /// The latest `policy-changed` entry: its log index and the policy's SHA-256.
+    policy: Option<(u64, [u8; 32])>,
     /// The next log index to read.
     next: u64,
     /// Authentication certificates seen on requests, by serial.
@@ -121,7 +123,11 @@ impl Registry {
                     );
                 }
             }
-            AdminAction::PolicyChanged => {}
+            AdminAction::PolicyChanged => {
+                if s.policy.is_none_or(|(latest, _)| latest <= index) {
+                    s.policy = Some((index, a.digest));
+                }
+            }
         }
         drop(s);
         Some(a)
@@ -153,6 +159,11 @@ impl Registry {
     /// Whether the log revokes the serial number (lowercase hex).
     pub fn is_revoked(&self, serial: &str) -> bool {
         self.read().revoked.contains_key(serial)
+    }
+
+    /// The SHA-256 of the policy the log last recorded as changed, if it records any.
+    pub fn policy_digest(&self) -> Option<[u8; 32]> {
+        self.read().policy.map(|(_, digest)| digest)
     }
 
     /// A signing certificate issued through the log, by key id.

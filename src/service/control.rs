@@ -8,6 +8,7 @@
 //!  Admin ──┘      │ (a bad file: logged, the old configuration stays)
 //!                 └─▶ what changed (policy, CRL revocations) ─▶ log entries (actor "operator")
 //!  every tick: log entries since the registry's position ─▶ Registry
+//!  start: policy in force ≠ the one the log last recorded ─▶ log entry (actor "operator")
 //! ```
 //!
 //! One lock serialises reloads and administrative acts, so an act's own reload never logs the
@@ -261,6 +262,46 @@ impl Gateway {
             .flat_map(|c| c.as_ref().to_vec())
             .collect();
         ("unknown".into(), sha256(&crls))
+    }
+
+    /// Logs the policy in force at start if it is not the one the log last recorded: an edit
+    /// made while no gateway ran is logged as a running gateway logs one (actor `operator`).
+    /// Until the log records a policy change, the reference is the policy in force when this
+    /// check first ran on the store.
+    pub(super) async fn log_policy_edited_while_stopped(&self) -> Result<(), LedgerError> {
+        let _lock = self.control.lock().await;
+        let current = self.directory().policy_source().digest;
+        let logged = match self.registry.policy_digest() {
+            Some(digest) => digest,
+            None => {
+                let first =
+                    ledger::ensure_meta(&*self.store, ledger::FIRST_POLICY, &hex::encode(current))
+                        .await?;
+                hex::decode(&first)
+                    .ok()
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                    .ok_or_else(|| {
+                        LedgerError::LogIntegrity(format!(
+                            "the store's {} \"{first}\" is not a SHA-256 digest",
+                            ledger::FIRST_POLICY
+                        ))
+                    })?
+            }
+        };
+        if logged != current {
+            self.log_admin(&[Entry::Admin(AdminEntry {
+                action: AdminAction::PolicyChanged,
+                time_ms: now_ms(),
+                actor: OPERATOR.to_owned(),
+                subject: "policy".into(),
+                serial: None,
+                digest: current,
+                reason: None,
+                certificate: None,
+            })])
+            .await?;
+        }
+        Ok(())
     }
 
     /// Appends administrative entries durably and takes them into the registry.

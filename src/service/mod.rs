@@ -397,23 +397,25 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         ..Limits::default()
     };
     let tls = Arc::new(ServerTls::new(tls));
+    let gateway = Arc::new(Gateway {
+        directory: RwLock::new(Arc::new(directory)),
+        registry,
+        lists,
+        limits,
+        store,
+        ledger,
+        statistics,
+        thresholds: crate::statistics::Thresholds {
+            min_seizures: settings.statistics.min_seizures,
+            min_reporters: settings.statistics.min_reporters,
+        },
+        log_key: key,
+        published,
+        control: control::Control::new(paths, ca, tls.clone(), server_leaf),
+    });
+    gateway.log_policy_edited_while_stopped().await?;
     Ok(Assembled {
-        gateway: Arc::new(Gateway {
-            directory: RwLock::new(Arc::new(directory)),
-            registry,
-            lists,
-            limits,
-            store,
-            ledger,
-            statistics,
-            thresholds: crate::statistics::Thresholds {
-                min_seizures: settings.statistics.min_seizures,
-                min_reporters: settings.statistics.min_reporters,
-            },
-            log_key: key,
-            published,
-            control: control::Control::new(paths, ca, tls.clone(), server_leaf),
-        }),
+        gateway,
         tls,
         options: ServeOptions {
             max_message_bytes: settings.limits.max_message_bytes,

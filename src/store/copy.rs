@@ -1,7 +1,8 @@
 //! Copying a whole store to another, of either backend: submissions with their observations,
 //! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint), the
-//! log's identity and the access trail. Afterwards the target's entries must recompute the
-//! root of the source's latest checkpoint, or the copy is reported as failed.
+//! log's identity (its origin, the policy first in force) and the access trail. Afterwards the
+//! target's entries must recompute the root of the source's latest checkpoint, or the copy is
+//! reported as failed.
 //!
 //! The source should not change meanwhile: copy from a stopped gateway's store or a backup.
 
@@ -55,10 +56,12 @@ pub async fn copy(
         root: None,
     };
 
-    if let Some(origin) = from.log_meta("origin").await? {
-        let mut tx = to.begin().await?;
-        tx.set_log_meta("origin", &origin).await?;
-        tx.commit().await?;
+    for name in [crate::ledger::ORIGIN, crate::ledger::FIRST_POLICY] {
+        if let Some(value) = from.log_meta(name).await? {
+            let mut tx = to.begin().await?;
+            tx.set_log_meta(name, &value).await?;
+            tx.commit().await?;
+        }
     }
 
     let mut after = 0;
