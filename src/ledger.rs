@@ -578,6 +578,10 @@ const VERIFIER_KEY: &str = "verifier_key";
 /// The name under which the store records the policy in force (hex SHA-256) when no policy
 /// change was logged yet: the reference for an edit made while no gateway ran.
 pub(crate) const FIRST_POLICY: &str = "first_policy";
+/// The name under which the store records the serial numbers (lowercase hex, sorted,
+/// comma-separated) the CRLs revoked when the gateway first started on it: revocations the
+/// log need not record.
+pub(crate) const FIRST_CRLS: &str = "first_crls";
 
 /// Makes the stored log safe to serve, before the ledger starts:
 /// - the log's origin is recorded at first start and must match `key`'s name afterwards;

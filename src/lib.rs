@@ -31,7 +31,7 @@
 //!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
 //! - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin` (thin),
 //!   errors → gRPC status in one place, the server; [`service::control`]: reloading the
-//!   configuration without a restart (and logging a policy edited while stopped, at start),
+//!   configuration without a restart (and logging at start what was edited while stopped),
 //!   following the log, expiry warnings.
 //! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
 //! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.

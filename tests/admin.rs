@@ -19,7 +19,7 @@ use focalgate::{
     merkle::{self, Hash},
     pki::{
         CertKind,
-        ca::{CaDir, KeyType, Validity, write_identity},
+        ca::{CaDir, KeyType, Reason, Validity, write_identity},
     },
     proto::{
         AdminLogEntry, GetCertificateExpiryRequest, GetEntriesRequest, GetPolicyRequest,
@@ -572,14 +572,15 @@ async fn admin_entries(gw: &Gateway, start: u64) -> Vec<focalgate::entry::AdminE
 }
 
 #[tokio::test]
-async fn a_policy_edited_while_the_gateway_is_stopped_is_logged_at_its_next_start() {
+async fn edits_made_while_the_gateway_is_stopped_are_logged_at_its_next_start() {
     let dir = common::tempdir();
     let pki = copy_pki(dir.path());
     let settings = settings_with_pki(&dir.path().join("data"), &pki);
     let policy_file = pki.join("policy.toml");
     let original = std::fs::read_to_string(&policy_file).unwrap();
 
-    // The first start logs nothing: the policy in force becomes the reference.
+    // The first start logs nothing: the policy in force and the revocations already in the
+    // CRL (the demo's revoked/ identity) are the reference.
     let gw = Gateway::start_with(settings.clone()).await;
     gw.client("KAZ")
         .await
@@ -589,28 +590,54 @@ async fn a_policy_edited_while_the_gateway_is_stopped_is_logged_at_its_next_star
     assert_eq!(gw.count("log_entries").await, 1);
     gw.stop().await;
 
-    // Restarting with the same policy logs nothing either.
+    // Restarting unchanged logs nothing either.
     let gw = Gateway::start_with(settings.clone()).await;
     assert_eq!(gw.count("log_entries").await, 1);
     gw.stop().await;
 
-    // Edited while stopped: the analyst loses its role. The next start logs the policy in
-    // force, as the operator's act, before anyone is served under it.
+    // While stopped, the analyst loses its role and `ca revoke` revokes DEU's signing
+    // certificate. The next start logs both, as the operator's acts, before anyone is served.
     let edited = original.replace("roles = [\"analyst\"]", "roles = []");
     assert_ne!(
         edited, original,
         "the demo policy gives the analyst its role"
     );
     std::fs::write(&policy_file, &edited).unwrap();
+    let ca = CaDir::open(&pki.join("ca")).unwrap();
+    let deu_der =
+        rustls_pki_types::CertificateDer::from_pem_file(pki.join("DEU/signing.pem")).unwrap();
+    let deu_signing = ca
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|c| {
+            c.member.as_ref().is_some_and(|m| m.as_str() == "DEU:nfp")
+                && c.der.as_slice() == deu_der.as_ref()
+        })
+        .unwrap();
+    ca.revoke(
+        &deu_signing.serial,
+        Reason::KeyCompromise,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     let gw = Gateway::start_with(settings.clone()).await;
     let logged = admin_entries(&gw, 1).await;
-    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged.len(), 2, "{logged:?}");
     assert_eq!(logged[0].action, AdminAction::PolicyChanged);
     assert_eq!(logged[0].actor, "operator");
     assert_eq!(
         logged[0].digest,
         focalgate::entry::sha256(edited.as_bytes())
     );
+    assert_eq!(logged[1].action, AdminAction::CertificateRevoked);
+    assert_eq!(logged[1].actor, "operator");
+    assert_eq!(logged[1].subject, "DEU:nfp");
+    assert_eq!(
+        logged[1].serial.as_deref(),
+        Some(deu_signing.serial.as_str())
+    );
+    assert_eq!(logged[1].reason.as_deref(), Some("keyCompromise"));
     assert_eq!(
         admin(&gw, &pki)
             .await
@@ -627,15 +654,16 @@ async fn a_policy_edited_while_the_gateway_is_stopped_is_logged_at_its_next_star
     );
     gw.stop().await;
 
-    // Unchanged since: nothing new. Put back while stopped: logged again, against the
-    // logged policy this time.
+    // Unchanged since: nothing new. The policy put back while stopped: logged again, against
+    // the logged policy this time.
     let gw = Gateway::start_with(settings.clone()).await;
-    assert_eq!(gw.count("log_entries").await, 2);
+    assert_eq!(gw.count("log_entries").await, 3);
     gw.stop().await;
     std::fs::write(&policy_file, &original).unwrap();
     let gw = Gateway::start_with(settings).await;
-    let logged = admin_entries(&gw, 2).await;
+    let logged = admin_entries(&gw, 3).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].action, AdminAction::PolicyChanged);
     assert_eq!(
         logged[0].digest,
         focalgate::entry::sha256(original.as_bytes())

@@ -8,7 +8,7 @@
 //!  Admin ──┘      │ (a bad file: logged, the old configuration stays)
 //!                 └─▶ what changed (policy, CRL revocations) ─▶ log entries (actor "operator")
 //!  every tick: log entries since the registry's position ─▶ Registry
-//!  start: policy in force ≠ the one the log last recorded ─▶ log entry (actor "operator")
+//!  start: edits made while stopped (policy, CRL revocations) ─▶ log entries (actor "operator")
 //! ```
 //!
 //! One lock serialises reloads and administrative acts, so an act's own reload never logs the
@@ -189,35 +189,13 @@ impl Gateway {
         }
         // Revocations new in the CRL and not yet in the log (one the Admin service makes is
         // logged before the reload that brings its CRL).
-        let new_serials: Vec<(String, Option<String>)> = directory
-            .trust
-            .revoked_serials()
-            .iter()
-            .filter(|(serial, _)| {
-                !old.trust.revoked_serials().contains_key(*serial)
-                    && self
-                        .registry
-                        .revocation(serial)
-                        .and_then(|r| r.index)
-                        .is_none()
-            })
-            .map(|(s, r)| (s.clone(), r.clone()))
-            .collect();
-        for (serial, reason) in new_serials {
-            let (subject, digest) = self.describe_serial(&serial, &directory);
-            self.registry
-                .revoke_now(&serial, now_ms, reason.as_deref().unwrap_or("unspecified"));
-            entries.push(Entry::Admin(AdminEntry {
-                action: AdminAction::CertificateRevoked,
-                time_ms: now_ms,
-                actor: actor.to_owned(),
-                subject,
-                serial: Some(serial),
-                digest,
-                reason,
-                certificate: None,
-            }));
-        }
+        let was_revoked = old.trust.revoked_serials();
+        entries.extend(self.revocation_entries(
+            &directory,
+            |serial| was_revoked.contains_key(serial),
+            actor,
+            now_ms,
+        ));
         self.set_directory(Arc::new(directory));
         self.control.tls.replace(tls);
         *self
@@ -233,6 +211,52 @@ impl Gateway {
         };
         self.warn_expiring();
         Ok(entries.into_iter().zip(logged).collect())
+    }
+
+    /// Entries for the revocations `directory`'s CRLs make that the log does not record yet,
+    /// leaving out those `known` names; each is enforced at once, before its entry is written.
+    fn revocation_entries(
+        &self,
+        directory: &Directory,
+        known: impl Fn(&str) -> bool,
+        actor: &str,
+        now_ms: i64,
+    ) -> Vec<Entry> {
+        let new_serials: Vec<(String, Option<String>)> = directory
+            .trust
+            .revoked_serials()
+            .iter()
+            .filter(|(serial, _)| {
+                !known(serial)
+                    && self
+                        .registry
+                        .revocation(serial)
+                        .and_then(|r| r.index)
+                        .is_none()
+            })
+            .map(|(s, r)| (s.clone(), r.clone()))
+            .collect();
+        new_serials
+            .into_iter()
+            .map(|(serial, reason)| {
+                let (subject, digest) = self.describe_serial(&serial, directory);
+                self.registry.revoke_now(
+                    &serial,
+                    now_ms,
+                    reason.as_deref().unwrap_or("unspecified"),
+                );
+                Entry::Admin(AdminEntry {
+                    action: AdminAction::CertificateRevoked,
+                    time_ms: now_ms,
+                    actor: actor.to_owned(),
+                    subject,
+                    serial: Some(serial),
+                    digest,
+                    reason,
+                    certificate: None,
+                })
+            })
+            .collect()
     }
 
     /// Who a serial number belongs to and the digest its revocation entry commits to: the
@@ -264,19 +288,24 @@ impl Gateway {
         ("unknown".into(), sha256(&crls))
     }
 
-    /// Logs the policy in force at start if it is not the one the log last recorded: an edit
-    /// made while no gateway ran is logged as a running gateway logs one (actor `operator`).
-    /// Until the log records a policy change, the reference is the policy in force when this
-    /// check first ran on the store.
-    pub(super) async fn log_policy_edited_while_stopped(&self) -> Result<(), LedgerError> {
+    /// Logs, at start, what changed in the files while no gateway ran, as a running gateway
+    /// logs an edit (actor `operator`): the policy in force if it is not the one the log last
+    /// recorded, and revocations in the CRLs that the log does not record. Until the log
+    /// records a policy change, the reference policy is the one in force when this check
+    /// first ran on the store; revocations already in the CRLs then are not logged.
+    pub(super) async fn log_edits_made_while_stopped(&self) -> Result<(), LedgerError> {
         let _lock = self.control.lock().await;
-        let current = self.directory().policy_source().digest;
+        let directory = self.directory();
+        let store = &*self.store;
+        let now_ms = now_ms();
+        let mut entries = Vec::new();
+
+        let current = directory.policy_source().digest;
         let logged = match self.registry.policy_digest() {
             Some(digest) => digest,
             None => {
                 let first =
-                    ledger::ensure_meta(&*self.store, ledger::FIRST_POLICY, &hex::encode(current))
-                        .await?;
+                    ledger::ensure_meta(store, ledger::FIRST_POLICY, &hex::encode(current)).await?;
                 hex::decode(&first)
                     .ok()
                     .and_then(|d| <[u8; 32]>::try_from(d).ok())
@@ -289,17 +318,36 @@ impl Gateway {
             }
         };
         if logged != current {
-            self.log_admin(&[Entry::Admin(AdminEntry {
+            entries.push(Entry::Admin(AdminEntry {
                 action: AdminAction::PolicyChanged,
-                time_ms: now_ms(),
+                time_ms: now_ms,
                 actor: OPERATOR.to_owned(),
                 subject: "policy".into(),
                 serial: None,
                 digest: current,
                 reason: None,
                 certificate: None,
-            })])
-            .await?;
+            }));
+        }
+
+        let mut in_crls: Vec<&str> = directory
+            .trust
+            .revoked_serials()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        in_crls.sort_unstable();
+        let first_crls = ledger::ensure_meta(store, ledger::FIRST_CRLS, &in_crls.join(",")).await?;
+        let first_crls: std::collections::HashSet<&str> = first_crls.split(',').collect();
+        entries.extend(self.revocation_entries(
+            &directory,
+            |serial| first_crls.contains(serial),
+            OPERATOR,
+            now_ms,
+        ));
+
+        if !entries.is_empty() {
+            self.log_admin(&entries).await?;
         }
         Ok(())
     }

@@ -413,7 +413,7 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         published,
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),
     });
-    gateway.log_policy_edited_while_stopped().await?;
+    gateway.log_edits_made_while_stopped().await?;
     Ok(Assembled {
         gateway,
         tls,

@@ -1,6 +1,6 @@
 //! Copying a whole store to another, of either backend: submissions with their observations,
 //! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint), the
-//! log's identity (its origin, the policy first in force) and the access trail. Afterwards the
+//! log's identity (its origin, the policy and CRLs first in force) and the access trail. Afterwards the
 //! target's entries must recompute the root of the source's latest checkpoint, or the copy is
 //! reported as failed.
 //!
@@ -56,7 +56,11 @@ pub async fn copy(
         root: None,
     };
 
-    for name in [crate::ledger::ORIGIN, crate::ledger::FIRST_POLICY] {
+    for name in [
+        crate::ledger::ORIGIN,
+        crate::ledger::FIRST_POLICY,
+        crate::ledger::FIRST_CRLS,
+    ] {
         if let Some(value) = from.log_meta(name).await? {
             let mut tx = to.begin().await?;
             tx.set_log_meta(name, &value).await?;

@@ -275,7 +275,7 @@ pub trait Store: Send + Sync + 'static {
     /// The index of the first entry with this leaf hash.
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError>;
 
-    /// A value recorded about the log (`origin`, `verifier_key`, `first_policy`).
+    /// A value recorded about the log (`origin`, `verifier_key`, `first_policy`, `first_crls`).
     async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     /// Up to `limit` submissions with `seq > after_seq`, in store order, with their observations.
