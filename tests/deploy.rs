@@ -45,7 +45,7 @@ fn kubernetes_manifests_parse_and_say_what_the_readme_says() {
         "Namespace",
         "ConfigMap",
         "Secret",
-        "Deployment",
+        "StatefulSet",
         "Service",
         "PodDisruptionBudget",
         "NetworkPolicy",
@@ -54,7 +54,7 @@ fn kubernetes_manifests_parse_and_say_what_the_readme_says() {
         assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
     }
 
-    let d = one("k8s/deployment.yaml");
+    let d = one("k8s/statefulset.yaml");
     assert_eq!(d["spec"]["replicas"].as_i64(), Some(2));
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
@@ -76,8 +76,23 @@ fn kubernetes_manifests_parse_and_say_what_the_readme_says() {
     let toml = config["data"]["focalgate.toml"].as_str().unwrap();
     let dir = common::tempdir();
     std::fs::write(dir.path().join("gw.toml"), toml).unwrap();
-    focalgate::config::Settings::load_with_env(Some(&dir.path().join("gw.toml")), false, [])
-        .expect("the ConfigMap's configuration loads");
+    let settings =
+        focalgate::config::Settings::load_with_env(Some(&dir.path().join("gw.toml")), false, [])
+            .expect("the ConfigMap's configuration loads");
+    // The data directory (the published checkpoint) is on a volume that outlives the pod.
+    let data_mount = c["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"].as_str() == settings.data_dir.to_str())
+        .expect("the configured data_dir is mounted");
+    let claims = d["spec"]["volumeClaimTemplates"].as_vec().unwrap();
+    assert!(
+        claims
+            .iter()
+            .any(|t| t["metadata"]["name"].as_str() == data_mount["name"].as_str()),
+        "data_dir is on a volume claim, not an emptyDir"
+    );
     assert_eq!(
         one("k8s/pdb.yaml")["spec"]["minAvailable"].as_i64(),
         Some(1)
