@@ -706,8 +706,9 @@ fn published_error(published: &Published, e: std::io::Error) -> LedgerError {
     LedgerError::LogIntegrity(format!("{}: {e}", published.path.display()))
 }
 
-/// The value of a log identity item, recorded with `value` if the store has none yet (a
-/// replica starting at the same moment may record it first: the stored value is returned).
+/// The value of an item the store records about the log (`log_meta`), recorded with `value`
+/// if the store has none yet (a replica starting at the same moment may record it first: the
+/// stored value is returned).
 pub(crate) async fn ensure_meta(
     store: &dyn Store,
     name: &str,
