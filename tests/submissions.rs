@@ -291,6 +291,62 @@ async fn data_and_revisions_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn a_stopped_gateway_leaves_its_store_complete_and_closed() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let tjk = Signer::of("TJK");
+    let mut client = gw.client("TJK").await;
+    for year in 2015..2020 {
+        let b = body(
+            "SEIZURES",
+            "TJK",
+            &year.to_string(),
+            vec![seizure("HEROIN", "KG", "3.5", 2)],
+        );
+        client.submit(tjk.seal(&b)).await.unwrap();
+    }
+    // A caller that reads one item of its list, then goes away.
+    let mut stream = client
+        .list_submissions(ListSubmissionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    drop((stream, client));
+    let store_url = gw.store_url.clone();
+    gw.stop().await;
+
+    match store_url.strip_prefix("sqlite://") {
+        // Every connection closed: the WAL is folded into the one database file, which a
+        // backup can copy on its own.
+        Some(db) => {
+            assert!(std::path::Path::new(db).is_file());
+            for suffix in ["-wal", "-shm"] {
+                let left = format!("{db}{suffix}");
+                assert!(!std::path::Path::new(&left).exists(), "{left} left behind");
+            }
+            assert_eq!(
+                common::rows(&store_url, "SELECT count(*) FROM submissions"),
+                [[Some("5".to_owned())]]
+            );
+        }
+        // No connection to the database is left open.
+        None => {
+            let name = store_url.rsplit('/').next().unwrap();
+            let open = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while common::pg(&common::postgres_admin_url(), &open) != [[Some("0".to_owned())]] {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "connections to {name} left open"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn oversized_messages_are_resource_exhausted() {
     let dir = common::tempdir();
     let mut settings = common::settings(dir.path());

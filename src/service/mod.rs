@@ -135,7 +135,7 @@ pub struct ServeOptions {
 
 /// Serves the focalgate services, grpc.health.v1 and server reflection (v1 and v1alpha) on
 /// `listener`, until `shutdown` completes; then stops accepting, lets in-flight requests
-/// finish, lets the ledger commit what it holds, and returns.
+/// finish, lets the ledger commit what it holds, closes the store, and returns.
 pub async fn serve(
     assembled: Assembled,
     listener: TcpListener,
@@ -153,14 +153,18 @@ pub async fn serve(
         options.watch_interval,
         watching,
     ));
+    let store = gateway.store.clone();
     let served = serve_grpc(listener, tls, gateway, options, shutdown).await;
     // Not aborted: a store read it has under way would go on after the gateway stopped.
     let _ = stop_watching.send(());
     let _ = watcher.await;
     // The services are gone: the ledger drains what it holds and stops.
-    ledger_task
+    let drained = ledger_task
         .await
-        .map_err(|e| ServeError::Ledger(e.to_string()))?;
+        .map_err(|e| ServeError::Ledger(e.to_string()));
+    // Last, the store, once reads abandoned by cancelled calls are done.
+    store.close().await;
+    drained?;
     served
 }
 

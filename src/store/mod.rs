@@ -322,6 +322,12 @@ pub trait Store: Send + Sync + 'static {
         after_size: u64,
         limit: u32,
     ) -> Result<Vec<SignedAt>, StoreError>;
+
+    /// Closes the store once the gateway has stopped: waits for the work under way (a read
+    /// whose caller went away included), then closes every connection, so that the database
+    /// is left complete and unused (SQLite: one file, its WAL folded in). Later calls fail
+    /// with [`StoreError::Unavailable`].
+    async fn close(&self);
 }
 
 /// A stored submission's row as both backends read it for [`Store::export`].

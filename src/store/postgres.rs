@@ -703,6 +703,11 @@ impl Store for PgStore {
             })
             .collect())
     }
+
+    async fn close(&self) {
+        // Idle connections close now; one in use closes when its work ends.
+        self.pool.close();
+    }
 }
 
 /// One batch's transaction, holding the log lock.

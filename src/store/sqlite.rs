@@ -3,7 +3,9 @@
 //!
 //! SQLite calls block, so they run on tokio's blocking pool: one writer connection (a batch
 //! holds it for its whole transaction) and a few reader connections, which WAL lets read while
-//! the writer writes. Statements are prepared once per connection and cached.
+//! the writer writes. Statements are prepared once per connection and cached. Closing waits
+//! for the reads under way (one whose caller went away runs to its end), then closes every
+//! connection, the writer last, which folds the WAL into the database file.
 
 use std::{
     collections::HashMap,
@@ -61,15 +63,21 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct SqliteStore {
     path: Arc<PathBuf>,
-    writer: Arc<Mutex<Connection>>,
+    /// `None` once the store is closed.
+    writer: Arc<Mutex<Option<Connection>>>,
     readers: Arc<Readers>,
 }
 
 /// Idle reader connections; the semaphore counts connections that may still be opened or
-/// taken, so at most [`READERS`] exist.
+/// taken, so at most [`READERS`] exist. A read holds its permit until its connection is back,
+/// even if its caller went away meanwhile; closing the semaphore closes the store to reads.
 struct Readers {
     idle: std::sync::Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
 }
 
 fn classify(e: rusqlite::Error) -> StoreError {
@@ -123,10 +131,10 @@ impl SqliteStore {
         .map_err(joined)??;
         Ok(Self {
             path: Arc::new(path),
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Some(writer))),
             readers: Arc::new(Readers {
                 idle: std::sync::Mutex::new(Vec::new()),
-                permits: Semaphore::new(READERS),
+                permits: Arc::new(Semaphore::new(READERS)),
             }),
         })
     }
@@ -145,12 +153,13 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
+        let permit = self
             .readers
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+            .map_err(|_| closed())?;
         let idle = self
             .readers
             .idle
@@ -169,6 +178,7 @@ impl SqliteStore {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(conn);
+            drop(permit);
             result
         })
         .await
@@ -354,6 +364,9 @@ fn date(d: Date) -> String {
 impl Store for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
         let guard = self.writer.clone().lock_owned().await;
+        if guard.is_none() {
+            return Err(closed());
+        }
         let mut tx = SqliteTx {
             conn: Some(guard),
             open: false,
@@ -564,6 +577,9 @@ impl Store for SqliteStore {
     async fn record_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
         let r = record.clone();
         let guard = self.writer.clone().lock_owned().await;
+        if guard.is_none() {
+            return Err(closed());
+        }
         let mut tx = SqliteTx {
             conn: Some(guard),
             open: false,
@@ -719,6 +735,27 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn close(&self) {
+        let readers = &self.readers;
+        // Every permit back means no read is under way, not even an abandoned one.
+        let all = readers.permits.acquire_many(READERS as u32).await;
+        readers.permits.close();
+        drop(all);
+        let idle = std::mem::take(&mut *readers.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        // A write under way finishes first; the writer, closing last, folds the WAL into the
+        // database file and removes it.
+        let writer = self.writer.lock().await.take();
+        let closing = tokio::task::spawn_blocking(move || {
+            drop(idle);
+            if let Some(Err((_, e))) = writer.map(Connection::close) {
+                tracing::warn!(error = %e, "closing the SQLite database");
+            }
+        });
+        if let Err(e) = closing.await {
+            tracing::warn!(error = %e, "closing the SQLite database");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -745,8 +782,9 @@ impl SqliteStore {
 
 /// One batch's `BEGIN IMMEDIATE` transaction on the writer connection.
 struct SqliteTx {
-    /// The writer connection, held for the whole transaction; `None` only while a step runs.
-    conn: Option<OwnedMutexGuard<Connection>>,
+    /// The writer connection (never a closed store's), held for the whole transaction; `None`
+    /// only while a step runs.
+    conn: Option<OwnedMutexGuard<Option<Connection>>>,
     /// Whether a transaction is open (to roll back if dropped).
     open: bool,
 }
@@ -765,13 +803,14 @@ impl SqliteTx {
             .conn
             .take()
             .ok_or_else(|| StoreError::Internal("the transaction is gone".into()))?;
+        let step = move |conn: &mut Option<Connection>| conn.as_mut().map_or(Err(closed()), f);
         if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-            let result = tokio::task::block_in_place(|| f(&mut guard));
+            let result = tokio::task::block_in_place(|| step(&mut guard));
             self.conn = Some(guard);
             return result;
         }
         let (guard, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&mut guard);
+            let result = step(&mut guard);
             (guard, result)
         })
         .await
@@ -783,7 +822,7 @@ impl SqliteTx {
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if let (true, Some(conn)) = (self.open, self.conn.as_mut()) {
+        if let (true, Some(Some(conn))) = (self.open, self.conn.as_deref_mut()) {
             // Fast and local: undoing an uncommitted WAL transaction writes nothing.
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -1117,5 +1156,70 @@ impl WriteTx for SqliteTx {
             .await?;
         self.open = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_waits_for_an_abandoned_read_then_leaves_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("focalgate.db");
+        let store = SqliteStore::open(&db).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.set_log_meta("origin", "example.org/log").await.unwrap();
+        tx.commit().await.unwrap();
+
+        // A slow read whose caller goes away while it runs.
+        let (started, running) = tokio::sync::oneshot::channel();
+        let finished = Arc::new(AtomicBool::new(false));
+        let done = finished.clone();
+        let reader = store.clone();
+        let caller = tokio::spawn(async move {
+            reader
+                .read(move |conn| {
+                    let _ = started.send(());
+                    std::thread::sleep(Duration::from_millis(300));
+                    let n: i64 = conn
+                        .query_row("SELECT count(*) FROM log_meta", [], |r| r.get(0))
+                        .map_err(classify)?;
+                    done.store(true, Ordering::SeqCst);
+                    Ok(n)
+                })
+                .await
+        });
+        running.await.unwrap();
+        caller.abort();
+
+        store.close().await;
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "close returned before the abandoned read finished"
+        );
+        for suffix in ["-wal", "-shm"] {
+            let left = dir.path().join(format!("focalgate.db{suffix}"));
+            assert!(!left.exists(), "{} left behind", left.display());
+        }
+        assert!(matches!(
+            store.log_meta("origin").await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.begin().await,
+            Err(StoreError::Unavailable(_))
+        ));
+
+        // The file alone holds what was committed.
+        let reopened = SqliteStore::open(&db).await.unwrap();
+        assert_eq!(
+            reopened.log_meta("origin").await.unwrap().as_deref(),
+            Some("example.org/log")
+        );
     }
 }
