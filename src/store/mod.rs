@@ -323,10 +323,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<SignedAt>, StoreError>;
 
-    /// Closes the store once the gateway has stopped: waits for the work under way (a read
-    /// whose caller went away included), then closes every connection, so that the database
-    /// is left complete and unused (SQLite: one file, its WAL folded in). Later calls fail
-    /// with [`StoreError::Unavailable`].
+    /// Closes the store once the gateway has stopped: every connection closes as soon as the
+    /// work under way on it ends (a read whose caller went away included), and later calls
+    /// fail with [`StoreError::Unavailable`]. SQLite returns once all are closed, leaving one
+    /// complete file (the WAL folded in); PostgreSQL closes its idle connections at once.
     async fn close(&self);
 }
 
