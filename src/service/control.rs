@@ -135,6 +135,20 @@ pub(super) fn load(
     Ok((directory, tls, leaf))
 }
 
+/// The entry saying that the policy in force is now the one of SHA-256 `digest`.
+fn policy_changed(digest: [u8; 32], actor: &str, now_ms: i64) -> Entry {
+    Entry::Admin(AdminEntry {
+        action: AdminAction::PolicyChanged,
+        time_ms: now_ms,
+        actor: actor.to_owned(),
+        subject: "policy".into(),
+        serial: None,
+        digest,
+        reason: None,
+        certificate: None,
+    })
+}
+
 impl Gateway {
     /// Re-reads the CA bundle, CRLs, policy and server certificate and puts them in force
     /// together, or, if anything is wrong, logs why and keeps the configuration in force.
@@ -176,16 +190,11 @@ impl Gateway {
         let mut entries = Vec::new();
         let now_ms = now_ms();
         if directory.policy_source().digest != old.policy_source().digest {
-            entries.push(Entry::Admin(AdminEntry {
-                action: AdminAction::PolicyChanged,
-                time_ms: now_ms,
-                actor: actor.to_owned(),
-                subject: "policy".into(),
-                serial: None,
-                digest: directory.policy_source().digest,
-                reason: None,
-                certificate: None,
-            }));
+            entries.push(policy_changed(
+                directory.policy_source().digest,
+                actor,
+                now_ms,
+            ));
         }
         // Revocations new in the CRL and not yet in the log (one the Admin service makes is
         // logged before the reload that brings its CRL).
@@ -318,16 +327,7 @@ impl Gateway {
             }
         };
         if logged != current {
-            entries.push(Entry::Admin(AdminEntry {
-                action: AdminAction::PolicyChanged,
-                time_ms: now_ms,
-                actor: OPERATOR.to_owned(),
-                subject: "policy".into(),
-                serial: None,
-                digest: current,
-                reason: None,
-                certificate: None,
-            }));
+            entries.push(policy_changed(current, OPERATOR, now_ms));
         }
 
         let mut in_crls: Vec<&str> = directory
