@@ -208,9 +208,9 @@ async fn store_copy_between_backends_keeps_the_root_and_the_answers() {
         .remove(0)
         .remove(0)
         .unwrap();
-    let first_policy = "SELECT name, value FROM log_meta WHERE name IN ('first_policy', 'first_crls') ORDER BY name";
-    let policy_before = gw.rows(first_policy);
-    assert_eq!(policy_before.len(), 2, "recorded at first start");
+    let references = "SELECT name, value FROM log_meta WHERE name IN ('first_policy', 'first_crls') ORDER BY name";
+    let references_before = gw.rows(references);
+    assert_eq!(references_before.len(), 2, "recorded at first start");
     gw.stop().await;
 
     let other = dir.path().join("copy");
@@ -244,8 +244,8 @@ async fn store_copy_between_backends_keeps_the_root_and_the_answers() {
     );
     assert_eq!(copy.count("access_trail").await, 2, "the trail came along");
     assert_eq!(
-        copy.rows(first_policy),
-        policy_before,
+        copy.rows(references),
+        references_before,
         "the references for edits made while stopped came along"
     );
 

@@ -1,8 +1,8 @@
 //! Copying a whole store to another, of either backend: submissions with their observations,
-//! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint), the
-//! log's identity (its origin, the policy and CRLs first in force) and the access trail. Afterwards the
-//! target's entries must recompute the root of the source's latest checkpoint, or the copy is
-//! reported as failed.
+//! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint), what
+//! the store records about the log (its origin, the policy and CRLs first in force) and the
+//! access trail. Afterwards the target's entries must recompute the root of the source's latest
+//! checkpoint, or the copy is reported as failed.
 //!
 //! The source should not change meanwhile: copy from a stopped gateway's store or a backup.
 

@@ -364,9 +364,6 @@ fn date(d: Date) -> String {
 impl Store for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
         let guard = self.writer.clone().lock_owned().await;
-        if guard.is_none() {
-            return Err(closed());
-        }
         let mut tx = SqliteTx {
             conn: Some(guard),
             open: false,
@@ -577,9 +574,6 @@ impl Store for SqliteStore {
     async fn record_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
         let r = record.clone();
         let guard = self.writer.clone().lock_owned().await;
-        if guard.is_none() {
-            return Err(closed());
-        }
         let mut tx = SqliteTx {
             conn: Some(guard),
             open: false,
@@ -782,8 +776,8 @@ impl SqliteStore {
 
 /// One batch's `BEGIN IMMEDIATE` transaction on the writer connection.
 struct SqliteTx {
-    /// The writer connection (never a closed store's), held for the whole transaction; `None`
-    /// only while a step runs.
+    /// The writer connection, held for the whole transaction (`None` only while a step runs);
+    /// inside, `None` once the store is closed, which fails every step.
     conn: Option<OwnedMutexGuard<Option<Connection>>>,
     /// Whether a transaction is open (to roll back if dropped).
     open: bool,
