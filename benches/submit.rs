@@ -18,6 +18,10 @@
 //! schema) on one thread, and the ledger (the single writer: revisions, log, receipts, durable
 //! commit to SQLite) fed the checked submissions by as many concurrent submitters.
 //!
+//! Each run also prints the process's CPU time per call (clients and servers alike, on Linux)
+//! and how busy it kept the cores. Bare CPU per call over the gateway's is the ratio the
+//! gateway could reach if both were limited by the CPU alone: no faster storage lifts it.
+//!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -185,6 +189,39 @@ struct Run {
     per_second: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time of the whole process (clients and servers alike) per call, and the share of
+    /// the machine's cores it kept busy; `None` where the process's CPU time cannot be read.
+    cpu: Option<(Duration, f64)>,
+}
+
+/// When a run started, by the wall clock and by the process's CPU time.
+struct Start {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Start {
+    fn now() -> Self {
+        Self {
+            cpu: cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+}
+
+/// CPU time used so far by every thread of this process (Linux: the sum of
+/// `/proc/self/task/*/schedstat`, in nanoseconds), or `None` where that cannot be read. A thread
+/// that ends during a run takes its time with it; the runtime's threads live for the whole run.
+fn cpu_time() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat"));
+        // A thread that ended since the directory was listed has no file any more.
+        if let Ok(stat) = stat {
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(Duration::from_nanos(total))
 }
 
 /// Sends every envelope from `clients` concurrent clients (one connection each, as the member
@@ -204,7 +241,7 @@ async fn drive(
         channels.push((c, per_member));
     }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
+    let started = Start::now();
     let tasks: Vec<_> = channels
         .into_iter()
         .map(|(_, per_member)| {
@@ -252,7 +289,7 @@ async fn parts(
     let checks = started.elapsed() / envs.len() as u32;
 
     let queue = Arc::new(std::sync::Mutex::new(accepted));
-    let started = Instant::now();
+    let started = Start::now();
     let submitters: Vec<_> = (0..clients)
         .map(|_| {
             let (ledger, queue) = (gateway.ledger.clone(), queue.clone());
@@ -280,20 +317,29 @@ async fn parts(
 /// which returns the latencies of its calls.
 async fn measured(
     n: usize,
-    started: Instant,
+    started: Start,
     callers: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
 ) -> Run {
     let mut latencies = Vec::new();
     for c in callers {
         latencies.extend(c.await.unwrap());
     }
-    let elapsed = started.elapsed();
+    let elapsed = started.wall.elapsed();
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let cpu = started.cpu.zip(cpu_time()).map(|(before, after)| {
+        let used = after.saturating_sub(before);
+        (
+            used / n as u32,
+            used.as_secs_f64() / (elapsed.as_secs_f64() * cores as f64),
+        )
+    });
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Run {
         per_second: n as f64 / elapsed.as_secs_f64(),
         p50: at(0.5),
         p99: at(0.99),
+        cpu,
     }
 }
 
@@ -358,8 +404,11 @@ async fn drop_database(admin: &str, name: &str) {
 }
 
 fn line(label: &str, r: &Run) {
+    let cpu = r.cpu.map_or_else(String::new, |(per_call, busy)| {
+        format!("   CPU {per_call:>7.1?}/call, {:>3.0}% busy", busy * 100.0)
+    });
     println!(
-        "  {label:<36}: {:>8.0} calls/s   p50 {:>7.2?}  p99 {:>7.2?}",
+        "  {label:<36}: {:>8.0} calls/s   p50 {:>7.2?}  p99 {:>7.2?}{cpu}",
         r.per_second, r.p50, r.p99
     );
 }
@@ -445,6 +494,13 @@ fn main() {
         line("bare tonic mTLS echo", &bare);
         line("focalgate Submit, SQLite", &gw);
         println!("  ratio gateway/bare (SQLite)         : {:.2} (goal >= 0.30)", gw.per_second / bare.per_second);
+        if let (Some((bare_cpu, _)), Some((gw_cpu, _))) = (bare.cpu, gw.cpu) {
+            // Were both runs CPU-bound, each would do cores / (CPU per call) calls a second.
+            println!(
+                "  ratio its CPU cost allows           : {:.2} (bare CPU per call / gateway's)",
+                bare_cpu.as_secs_f64() / gw_cpu.as_secs_f64()
+            );
+        }
         println!("  where the time goes:");
         println!(
             "    checks alone, one thread          : {:>8.1?} per submission (signature, decoding, schema)",
