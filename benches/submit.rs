@@ -21,6 +21,8 @@
 //! Each run also prints the process's CPU time per call (clients and servers alike, on Linux)
 //! and how busy it kept the cores. Bare CPU per call over the gateway's is the ratio the
 //! gateway could reach if both were limited by the CPU alone: no faster storage lifts it.
+//! Bare CPU per call over itself plus the checks is that ratio for a gateway whose storage,
+//! log and receipts cost nothing.
 //!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -506,6 +508,13 @@ fn main() {
             "    checks alone, one thread          : {:>8.1?} per submission (signature, decoding, schema)",
             check_time
         );
+        if let Some((bare_cpu, _)) = bare.cpu {
+            // The most the CPU allows were storage, log and receipts free: a bare call plus checks.
+            println!(
+                "    ratio if only checks were added   : {:.2} (bare CPU per call / (that + checks))",
+                bare_cpu.as_secs_f64() / (bare_cpu + check_time).as_secs_f64()
+            );
+        }
         line("  ledger alone, SQLite", &writer);
         println!("    ratio ledger alone/bare           : {:.2}", writer.per_second / bare.per_second);
         match postgres {

@@ -18,7 +18,7 @@ mod codelist;
 mod decimal;
 mod period;
 
-use std::{collections::HashMap, fmt};
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use time::OffsetDateTime;
 
@@ -243,8 +243,8 @@ pub struct ValidSubmission {
     pub period: Period,
     /// Optimistic lock on the current revision, if the sender set one.
     pub supersedes_revision: Option<u32>,
-    /// The observations, in submission order.
-    pub observations: Vec<ValidObservation>,
+    /// The observations, in submission order; shared with the record the store writes.
+    pub observations: Arc<[ValidObservation]>,
 }
 
 /// One validated observation. Optional dimensions are `None` when not given.
@@ -406,7 +406,7 @@ pub fn validate(
             ref_area: ref_area.to_owned(),
             period,
             supersedes_revision: body.supersedes_revision,
-            observations,
+            observations: observations.into(),
         }),
         _ => Err(v.0),
     }

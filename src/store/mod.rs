@@ -11,7 +11,7 @@ pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use time::Date;
@@ -97,7 +97,7 @@ pub struct SubmissionRecord {
     /// The encoded Receipt.
     pub receipt: Vec<u8>,
     /// The validated observations.
-    pub observations: Vec<ValidObservation>,
+    pub observations: Arc<[ValidObservation]>,
 }
 
 /// A submission as listed.
@@ -394,7 +394,7 @@ impl ExportRow {
             envelope: self.envelope,
             signing_cert: self.signing_cert,
             receipt: self.receipt,
-            observations,
+            observations: observations.into(),
             id: self.id,
         };
         Ok((self.seq, record))
