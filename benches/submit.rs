@@ -18,8 +18,8 @@
 //! schema) on one thread, and the ledger (the single writer: revisions, log, receipts, durable
 //! commit to SQLite) fed the checked submissions by as many concurrent submitters.
 //!
-//! Each run also prints the process's CPU time per call (clients and servers alike, on Linux)
-//! and how busy it kept the cores. Bare CPU per call over the gateway's is the ratio the
+//! Each run but PostgreSQL's (whose server runs outside this process) also prints the
+//! process's CPU time per call, clients and servers alike, and how busy it kept the cores. Bare CPU per call over the gateway's is the ratio the
 //! gateway could reach if both were limited by the CPU alone: no faster storage lifts it.
 //! Bare CPU per call over itself plus the checks is that ratio for a gateway whose storage,
 //! log and receipts cost nothing.
@@ -32,6 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cpu_time::ProcessTime;
 use focalgate::{
     config::Settings,
     envelope::{self, SigningKey},
@@ -196,34 +197,20 @@ struct Run {
     cpu: Option<(Duration, f64)>,
 }
 
-/// When a run started, by the wall clock and by the process's CPU time.
+/// When a run started, by the wall clock and by the process's CPU time (every thread, ended
+/// ones too), if the system tells it.
 struct Start {
     wall: Instant,
-    cpu: Option<Duration>,
+    cpu: Option<ProcessTime>,
 }
 
 impl Start {
     fn now() -> Self {
         Self {
-            cpu: cpu_time(),
+            cpu: ProcessTime::try_now().ok(),
             wall: Instant::now(),
         }
     }
-}
-
-/// CPU time used so far by every thread of this process (Linux: the sum of
-/// `/proc/self/task/*/schedstat`, in nanoseconds), or `None` where that cannot be read. A thread
-/// that ends during a run takes its time with it; the runtime's threads live for the whole run.
-fn cpu_time() -> Option<Duration> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat"));
-        // A thread that ended since the directory was listed has no file any more.
-        if let Ok(stat) = stat {
-            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-    }
-    Some(Duration::from_nanos(total))
 }
 
 /// Sends every envelope from `clients` concurrent clients (one connection each, as the member
@@ -328,8 +315,7 @@ async fn measured(
     }
     let elapsed = started.wall.elapsed();
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let cpu = started.cpu.zip(cpu_time()).map(|(before, after)| {
-        let used = after.saturating_sub(before);
+    let cpu = started.cpu.and_then(|c| c.try_elapsed().ok()).map(|used| {
         (
             used / n as u32,
             used.as_secs_f64() / (elapsed.as_secs_f64() * cores as f64),
@@ -518,7 +504,9 @@ fn main() {
         line("  ledger alone, SQLite", &writer);
         println!("    ratio ledger alone/bare           : {:.2}", writer.per_second / bare.per_second);
         match postgres {
-            Some((single, pair)) => {
+            Some((mut single, mut pair)) => {
+                // This process's CPU time leaves out PostgreSQL's own: not shown.
+                (single.cpu, pair.cpu) = (None, None);
                 line("focalgate Submit, PostgreSQL", &single);
                 line("two replicas, one PostgreSQL", &pair);
                 println!("  ratio PostgreSQL/SQLite             : {:.2}", single.per_second / gw.per_second);
