@@ -19,10 +19,10 @@
 //! commit to SQLite) fed the checked submissions by as many concurrent submitters.
 //!
 //! Each run but PostgreSQL's (whose server runs outside this process) also prints the
-//! process's CPU time per call, clients and servers alike, and how busy it kept the cores. Bare CPU per call over the gateway's is the ratio the
-//! gateway could reach if both were limited by the CPU alone: no faster storage lifts it.
-//! Bare CPU per call over itself plus the checks is that ratio for a gateway whose storage,
-//! log and receipts cost nothing.
+//! process's CPU time per call, clients and servers alike, and how busy it kept the cores.
+//! Bare CPU per call over the gateway's is the ratio the gateway could reach if both were
+//! limited by the CPU alone: no faster storage lifts it. Bare CPU per call over itself plus
+//! the checks is that ratio for a gateway whose storage, log and receipts cost nothing.
 //!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
