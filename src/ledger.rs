@@ -374,6 +374,77 @@ pub async fn append_entries_durably(
     published: &Published,
     entries: &[Entry],
 ) -> Result<Vec<Logged>, LedgerError> {
+    commit_entries(store.begin().await?, key, published, entries).await
+}
+
+/// As [`append_entries_durably`], for acts that every gateway reading the same files sees (an
+/// edited policy, a revocation in the CRL), so that each is logged once: holding the write
+/// lock, `registry` first reads what other gateways appended since it last followed the log,
+/// and the acts the log then already records are left out. Returns the entries appended, with
+/// where each landed.
+pub async fn append_unrecorded_durably(
+    store: &dyn Store,
+    key: &NoteSigner,
+    published: &Published,
+    registry: &Registry,
+    entries: Vec<Entry>,
+) -> Result<Vec<(Entry, Logged)>, LedgerError> {
+    let mut tx = store.begin().await?;
+    let size = tx.log_size().await?;
+    follow_log(registry, size, LogReader::Tx(tx.as_mut())).await?;
+    let unrecorded: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| !matches!(e, Entry::Admin(a) if registry.records(a)))
+        .collect();
+    if unrecorded.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let logged = commit_entries(tx, key, published, &unrecorded).await?;
+    Ok(unrecorded.into_iter().zip(logged).collect())
+}
+
+/// Where [`follow_log`] reads entries: the store, or a write transaction (which sees everything
+/// committed before it took the write lock).
+pub(crate) enum LogReader<'a> {
+    Store(&'a dyn Store),
+    Tx(&'a mut dyn WriteTx),
+}
+
+/// Feeds `registry` the log entries it has not read, up to `size`, a page at a time.
+pub(crate) async fn follow_log(
+    registry: &Registry,
+    size: u64,
+    mut from: LogReader<'_>,
+) -> Result<(), StoreError> {
+    const PAGE: u64 = 1_000;
+    loop {
+        let start = registry.next_index();
+        if start >= size {
+            return Ok(());
+        }
+        let end = (start + PAGE).min(size);
+        let page = match &mut from {
+            LogReader::Store(store) => store.entries(start, end).await?,
+            LogReader::Tx(tx) => tx.entries(start, end).await?,
+        };
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (index, entry) in page {
+            registry.follow(index, &entry);
+        }
+    }
+}
+
+/// Appends `entries` in `tx`, with a checkpoint over the new tree, commits durably and
+/// records the checkpoint as published.
+async fn commit_entries(
+    mut tx: Box<dyn WriteTx>,
+    key: &NoteSigner,
+    published: &Published,
+    entries: &[Entry],
+) -> Result<Vec<Logged>, LedgerError> {
     let bytes = entries
         .iter()
         .map(|e| {
@@ -381,7 +452,6 @@ pub async fn append_entries_durably(
                 .map_err(|e| StoreError::Internal(format!("log entry: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut tx = store.begin().await?;
     let appended = append_entries(tx.as_mut(), key, bytes, now_ms()).await?;
     let logged = appended
         .proofs

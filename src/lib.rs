@@ -31,8 +31,8 @@
 //!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
 //! - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin` (thin),
 //!   errors → gRPC status in one place, the server; [`service::control`]: reloading the
-//!   configuration without a restart (and logging at start what was edited while stopped),
-//!   following the log, expiry warnings.
+//!   configuration without a restart (and logging at start what was edited while stopped;
+//!   once, however many replicas read the same files), following the log, expiry warnings.
 //! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
 //! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
 //! - [`proto`]: the generated wire contract `focalgate.v1`.

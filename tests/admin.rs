@@ -19,7 +19,7 @@ use focalgate::{
     merkle::{self, Hash},
     pki::{
         CertKind,
-        ca::{CaDir, KeyType, Reason, Validity, write_identity},
+        ca::{CaDir, KeyType, Validity, write_identity},
     },
     proto::{
         AdminLogEntry, GetCertificateExpiryRequest, GetEntriesRequest, GetPolicyRequest,
@@ -555,22 +555,6 @@ async fn policy_replacement_and_hot_reload_keep_the_old_configuration_on_bad_fil
     gw.stop().await;
 }
 
-/// The log's administrative entries from `start` on.
-async fn admin_entries(gw: &Gateway, start: u64) -> Vec<focalgate::entry::AdminEntry> {
-    let mut stream = AuditClient::new(gw.channel("auditor").await)
-        .get_entries(GetEntriesRequest { start, end: 0 })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(e) = stream.message().await.unwrap() {
-        if let Entry::Admin(a) = Entry::parse(&e.entry).unwrap() {
-            out.push(a);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn edits_made_while_the_gateway_is_stopped_are_logged_at_its_next_start() {
     let dir = common::tempdir();
@@ -603,26 +587,9 @@ async fn edits_made_while_the_gateway_is_stopped_are_logged_at_its_next_start() 
         "the demo policy gives the analyst its role"
     );
     std::fs::write(&policy_file, &edited).unwrap();
-    let ca = CaDir::open(&pki.join("ca")).unwrap();
-    let deu_der =
-        rustls_pki_types::CertificateDer::from_pem_file(pki.join("DEU/signing.pem")).unwrap();
-    let deu_signing = ca
-        .list()
-        .unwrap()
-        .into_iter()
-        .find(|c| {
-            c.member.as_ref().is_some_and(|m| m.as_str() == "DEU:nfp")
-                && c.der.as_slice() == deu_der.as_ref()
-        })
-        .unwrap();
-    ca.revoke(
-        &deu_signing.serial,
-        Reason::KeyCompromise,
-        time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
+    let deu_signing = common::revoke_signing_cert(&pki, "DEU");
     let gw = Gateway::start_with(settings.clone()).await;
-    let logged = admin_entries(&gw, 1).await;
+    let logged = gw.admin_entries(1).await;
     assert_eq!(logged.len(), 2, "{logged:?}");
     assert_eq!(logged[0].action, AdminAction::PolicyChanged);
     assert_eq!(logged[0].actor, "operator");
@@ -633,10 +600,7 @@ async fn edits_made_while_the_gateway_is_stopped_are_logged_at_its_next_start() 
     assert_eq!(logged[1].action, AdminAction::CertificateRevoked);
     assert_eq!(logged[1].actor, "operator");
     assert_eq!(logged[1].subject, "DEU:nfp");
-    assert_eq!(
-        logged[1].serial.as_deref(),
-        Some(deu_signing.serial.as_str())
-    );
+    assert_eq!(logged[1].serial.as_deref(), Some(deu_signing.as_str()));
     assert_eq!(logged[1].reason.as_deref(), Some("keyCompromise"));
     assert_eq!(
         admin(&gw, &pki)
@@ -661,7 +625,7 @@ async fn edits_made_while_the_gateway_is_stopped_are_logged_at_its_next_start() 
     gw.stop().await;
     std::fs::write(&policy_file, &original).unwrap();
     let gw = Gateway::start_with(settings).await;
-    let logged = admin_entries(&gw, 3).await;
+    let logged = gw.admin_entries(3).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].action, AdminAction::PolicyChanged);
     assert_eq!(

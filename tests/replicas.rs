@@ -1,5 +1,5 @@
 //! Beyond one machine: two gateway replicas on one PostgreSQL database keep one unforked log
-//! under concurrent load, and `store copy` moves a store between backends with the same root
+//! under concurrent load and log each edit of the files they share once, and `store copy` moves a store between backends with the same root
 //! and the same answers. The replica test runs in the PostgreSQL suite (`tests/run`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,12 +10,13 @@ use std::collections::BTreeSet;
 use common::{Gateway, Signer, body, seizure};
 use focalgate::{
     checkpoint,
+    entry::{AdminAction, sha256},
     merkle::{self, Hash},
     proto::{
         AggregateQuery, GetCheckpointRequest, GetConsistencyProofRequest, GetInclusionProofRequest,
-        Receipt, audit_client::AuditClient, get_inclusion_proof_request::Leaf,
-        query_response::Item, statistics_client::StatisticsClient,
-        submissions_client::SubmissionsClient,
+        GetPolicyRequest, Receipt, admin_client::AdminClient, audit_client::AuditClient,
+        get_inclusion_proof_request::Leaf, query_response::Item,
+        statistics_client::StatisticsClient, submissions_client::SubmissionsClient,
     },
     receipt,
 };
@@ -163,6 +164,95 @@ async fn two_replicas_on_one_database_keep_one_unforked_log() {
     for gw in [a, b] {
         std::sync::Arc::try_unwrap(gw).ok().unwrap().stop().await;
     }
+}
+
+/// The policy digest `gw` has in force, as an administrator reads it.
+async fn policy_in_force(gw: &Gateway) -> Vec<u8> {
+    AdminClient::new(gw.channel("admin").await)
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_reading_the_same_files_log_each_edit_once() {
+    if !common::postgres() {
+        eprintln!(
+            "two replicas need PostgreSQL: this test runs in the PostgreSQL suite (tests/run)"
+        );
+        return;
+    }
+    let dir = common::tempdir();
+    let pki = common::copy_pki(dir.path());
+    let first = common::settings_with_pki(&dir.path().join("a"), &pki);
+    let mut second = common::settings_with_pki(&dir.path().join("b"), &pki);
+    second.store.url = first.store.url.clone();
+    second.log.key = Some(dir.path().join("a").join("gateway.key"));
+    let a = Gateway::start_with(first.clone()).await;
+    let b = Gateway::start_with(second.clone()).await;
+    assert!(a.admin_entries(0).await.is_empty());
+
+    // While both run, a revocation (`ca revoke`) and then a policy edit, in the files both
+    // read. Each replica reloads; once both enforce the new policy, both saw both edits.
+    let policy_file = pki.join("policy.toml");
+    let original = std::fs::read_to_string(&policy_file).unwrap();
+    let edited = original.replace("roles = [\"analyst\"]", "roles = []");
+    assert_ne!(edited, original);
+    let deu = common::revoke_signing_cert(&pki, "DEU");
+    std::fs::write(&policy_file, &edited).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for gw in [&a, &b] {
+        while policy_in_force(gw).await != sha256(edited.as_bytes()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a replica did not reload"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    // Stopping finishes a reload under way.
+    a.stop().await;
+    b.stop().await;
+
+    // While both are stopped: the policy put back and another revocation. Both replicas
+    // then start at the same moment, and each finds both edits.
+    std::fs::write(&policy_file, &original).unwrap();
+    let tkm = common::revoke_signing_cert(&pki, "TKM");
+    let (a, b) = tokio::join!(
+        Gateway::start_with(first.clone()),
+        Gateway::start_with(second.clone())
+    );
+
+    let logged: Vec<(&str, String)> = a
+        .admin_entries(0)
+        .await
+        .into_iter()
+        .map(|e| {
+            let what = e.serial.unwrap_or_else(|| hex::encode(e.digest));
+            (e.action.kind(), what)
+        })
+        .collect();
+    let (revoked, changed) = (
+        AdminAction::CertificateRevoked.kind(),
+        AdminAction::PolicyChanged.kind(),
+    );
+    let once: BTreeSet<(&str, String)> = [
+        (revoked, deu),
+        (changed, hex::encode(sha256(edited.as_bytes()))),
+        (revoked, tkm),
+        (changed, hex::encode(sha256(original.as_bytes()))),
+    ]
+    .into();
+    assert_eq!(
+        logged.len(),
+        once.len(),
+        "each edit logged once: {logged:?}"
+    );
+    assert_eq!(logged.iter().cloned().collect::<BTreeSet<_>>(), once);
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Every cell of a year × drug × reporter roll-up, as the analyst sees it.

@@ -146,6 +146,22 @@ impl Registry {
             });
     }
 
+    /// Whether the log, as far as read, already says what `entry` would: the policy it names
+    /// is the latest logged, or the certificate it revokes has a revocation entry. An issued
+    /// certificate is a new act each time.
+    pub fn records(&self, entry: &AdminEntry) -> bool {
+        let s = self.read();
+        match entry.action {
+            AdminAction::CertificateIssued => false,
+            AdminAction::CertificateRevoked => entry
+                .serial
+                .as_ref()
+                .and_then(|serial| s.revoked.get(serial))
+                .is_some_and(|r| r.index.is_some()),
+            AdminAction::PolicyChanged => s.policy.is_some_and(|(_, d)| d == entry.digest),
+        }
+    }
+
     /// The next log index the registry has not read.
     pub fn next_index(&self) -> u64 {
         self.read().next

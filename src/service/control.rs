@@ -216,10 +216,10 @@ impl Gateway {
         let logged = if entries.is_empty() {
             Vec::new()
         } else {
-            self.log_admin(&entries).await.map_err(|e| e.to_string())?
+            self.log_found(entries).await.map_err(|e| e.to_string())?
         };
         self.warn_expiring();
-        Ok(entries.into_iter().zip(logged).collect())
+        Ok(logged)
     }
 
     /// Entries for the revocations `directory`'s CRLs make that the log does not record yet,
@@ -347,7 +347,7 @@ impl Gateway {
         ));
 
         if !entries.is_empty() {
-            self.log_admin(&entries).await?;
+            self.log_found(entries).await?;
         }
         Ok(())
     }
@@ -357,12 +357,32 @@ impl Gateway {
         let logged =
             ledger::append_entries_durably(&*self.store, &self.log_key, &self.published, entries)
                 .await?;
-        for (l, e) in logged.iter().zip(entries) {
+        self.take_in(entries.iter().zip(&logged));
+        Ok(logged)
+    }
+
+    /// As [`log_admin`](Self::log_admin), for changes found in the files, which every replica
+    /// reading them finds: those the log already records (another gateway logged them) are
+    /// left out. Returns the entries appended, with where each landed.
+    async fn log_found(&self, entries: Vec<Entry>) -> Result<Vec<(Entry, Logged)>, LedgerError> {
+        let logged = ledger::append_unrecorded_durably(
+            &*self.store,
+            &self.log_key,
+            &self.published,
+            &self.registry,
+            entries,
+        )
+        .await?;
+        self.take_in(logged.iter().map(|(e, l)| (e, l)));
+        Ok(logged)
+    }
+
+    /// Takes entries just appended into the registry, and reports each.
+    fn take_in<'a>(&self, logged: impl Iterator<Item = (&'a Entry, &'a Logged)>) {
+        for (e, l) in logged {
             if let Ok(bytes) = e.encode() {
                 self.registry.apply(l.index, &bytes);
             }
-        }
-        for e in entries {
             if let Entry::Admin(a) = e {
                 tracing::info!(
                     target: "focalgate::admin",
@@ -374,26 +394,12 @@ impl Gateway {
                 );
             }
         }
-        Ok(logged)
     }
 
     /// Reads the log entries the registry has not seen (other gateways' administrative acts).
     pub async fn follow_log(&self) -> Result<(), crate::store::StoreError> {
-        const PAGE: u64 = 1_000;
         let size = self.store.log_size().await?;
-        loop {
-            let start = self.registry.next_index();
-            if start >= size {
-                return Ok(());
-            }
-            let page = self.store.entries(start, (start + PAGE).min(size)).await?;
-            if page.is_empty() {
-                return Ok(());
-            }
-            for (index, entry) in page {
-                self.registry.follow(index, &entry);
-            }
-        }
+        ledger::follow_log(&self.registry, size, ledger::LogReader::Store(&*self.store)).await
     }
 
     /// Logs a warning for every certificate in use within the warning period.

@@ -434,6 +434,9 @@ pub trait WriteTx: Send {
     /// The number of log entries.
     async fn log_size(&mut self) -> Result<u64, StoreError>;
 
+    /// Entries with index in `start..end`, in order, as this transaction sees them.
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
     /// Stored tree nodes; absent ones are left out.
     async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
 

@@ -253,6 +253,25 @@ async fn log_size(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
     Ok(row.get::<_, i64>(0) as u64)
 }
 
+/// Log entries with index in `start..end`, in order.
+async fn entries(
+    client: &tokio_postgres::Client,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &[&(start as i64), &(end as i64)],
+        )
+        .await
+        .map_err(classify)?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+        .collect())
+}
+
 async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes, StoreError> {
     let levels: Vec<i32> = ids.iter().map(|n| i32::from(n.level)).collect();
     let indices: Vec<i64> = ids.iter().map(|n| n.index as i64).collect();
@@ -464,18 +483,7 @@ impl Store for PgStore {
     }
 
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-                &[&(start as i64), &(end as i64)],
-            )
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
-            .collect())
+        entries(&*self.client().await?, start, end).await
     }
 
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
@@ -895,6 +903,10 @@ impl WriteTx for PgTx {
 
     async fn log_size(&mut self) -> Result<u64, StoreError> {
         log_size(self.client()?).await
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        entries(self.client()?, start, end).await
     }
 
     async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {

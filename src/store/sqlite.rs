@@ -281,6 +281,25 @@ fn log_size_query(conn: &Connection) -> Result<u64, StoreError> {
     Ok(size as u64)
 }
 
+/// Log entries with index in `start..end`, in order.
+fn entries_query(
+    conn: &Connection,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )
+        .map_err(classify)?;
+    let rows = stmt
+        .query_map([start as i64, end as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .map_err(classify)?;
+    rows.collect::<Result<_, _>>().map_err(classify)
+}
+
 fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
     Ok(StoredCheckpoint {
         size: row.get::<_, i64>(0)? as u64,
@@ -482,20 +501,7 @@ impl Store for SqliteStore {
     }
 
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-                )
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map([start as i64, end as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-                })
-                .map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)
-        })
-        .await
+        self.read(move |conn| entries_query(conn, start, end)).await
     }
 
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
@@ -1024,6 +1030,10 @@ impl WriteTx for SqliteTx {
 
     async fn log_size(&mut self) -> Result<u64, StoreError> {
         self.run(|conn| log_size_query(conn)).await
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.run(move |conn| entries_query(conn, start, end)).await
     }
 
     async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {

@@ -12,13 +12,19 @@ use std::{
 
 use focalgate::{
     config::Settings,
+    entry::{AdminEntry, Entry},
     envelope::{self, SigningKey},
     identity::cert_digest_hex,
-    proto::{Observation, SignedEnvelope, SubmissionBody, submissions_client::SubmissionsClient},
+    pki::ca::{CaDir, Reason},
+    proto::{
+        GetEntriesRequest, Observation, SignedEnvelope, SubmissionBody, audit_client::AuditClient,
+        submissions_client::SubmissionsClient,
+    },
     schema::SUBMISSION_PAYLOAD_TYPE,
     service,
 };
 use prost::Message;
+use rustls_pki_types::pem::PemObject;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -480,6 +486,22 @@ impl Gateway {
         rows(&self.store_url, sql)
     }
 
+    /// The log's administrative entries from `start` on, read through the Audit service.
+    pub async fn admin_entries(&self, start: u64) -> Vec<AdminEntry> {
+        let mut stream = AuditClient::new(self.channel("auditor").await)
+            .get_entries(GetEntriesRequest { start, end: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(e) = stream.message().await.unwrap() {
+            if let Entry::Admin(a) = Entry::parse(&e.entry).unwrap() {
+                out.push(a);
+            }
+        }
+        out
+    }
+
     /// Rows in a table of the gateway's store.
     pub async fn count(&self, table: &str) -> i64 {
         let url = self.store_url.clone();
@@ -492,6 +514,27 @@ impl Gateway {
             .parse()
             .unwrap()
     }
+}
+
+/// Revokes `member`'s demo signing certificate in the CA of the PKI copy `pki`, as `focalgate
+/// ca revoke` does (a fresh CRL); returns its serial number.
+pub fn revoke_signing_cert(pki: &Path, member: &str) -> String {
+    let ca = CaDir::open(&pki.join("ca")).unwrap();
+    let der = std::fs::read(pki.join(member).join("signing.pem")).unwrap();
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(&der).unwrap();
+    let cert = ca
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.der.as_slice() == der.as_ref())
+        .unwrap();
+    ca.revoke(
+        &cert.serial,
+        Reason::KeyCompromise,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    cert.serial
 }
 
 /// Client TLS settings from an identity folder (`ca.pem`, `auth.pem`, `auth.key`).
