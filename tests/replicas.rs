@@ -43,16 +43,24 @@ async fn load(gw: &Gateway, c: usize, n: usize) -> Vec<Receipt> {
     out
 }
 
+/// Whether the store under test is PostgreSQL, which two replicas need; says so if not.
+fn on_postgres() -> bool {
+    let yes = common::postgres();
+    if !yes {
+        eprintln!(
+            "two replicas need PostgreSQL: this test runs in the PostgreSQL suite (tests/run)"
+        );
+    }
+    yes
+}
+
 fn hashes(v: &[Vec<u8>]) -> Vec<Hash> {
     merkle::decode_proof(v).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_database_keep_one_unforked_log() {
-    if !common::postgres() {
-        eprintln!(
-            "two replicas need PostgreSQL: this test runs in the PostgreSQL suite (tests/run)"
-        );
+    if !on_postgres() {
         return;
     }
     let dir = common::tempdir();
@@ -178,10 +186,7 @@ async fn policy_in_force(gw: &Gateway) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_reading_the_same_files_log_each_edit_once() {
-    if !common::postgres() {
-        eprintln!(
-            "two replicas need PostgreSQL: this test runs in the PostgreSQL suite (tests/run)"
-        );
+    if !on_postgres() {
         return;
     }
     let dir = common::tempdir();
