@@ -150,16 +150,23 @@ impl Registry {
     /// is the latest logged, or the certificate it revokes has a revocation entry. An issued
     /// certificate is a new act each time.
     pub fn records(&self, entry: &AdminEntry) -> bool {
-        let s = self.read();
         match entry.action {
             AdminAction::CertificateIssued => false,
             AdminAction::CertificateRevoked => entry
                 .serial
                 .as_ref()
-                .and_then(|serial| s.revoked.get(serial))
-                .is_some_and(|r| r.index.is_some()),
-            AdminAction::PolicyChanged => s.policy.is_some_and(|(_, d)| d == entry.digest),
+                .is_some_and(|serial| self.revocation_logged(serial)),
+            AdminAction::PolicyChanged => self.policy_digest() == Some(entry.digest),
         }
+    }
+
+    /// Whether the log records the revocation of `serial` (not only enforced ahead of its
+    /// entry by [`revoke_now`](Self::revoke_now)).
+    pub fn revocation_logged(&self, serial: &str) -> bool {
+        self.read()
+            .revoked
+            .get(serial)
+            .is_some_and(|r| r.index.is_some())
     }
 
     /// The next log index the registry has not read.

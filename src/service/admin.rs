@@ -297,11 +297,7 @@ impl AdminService {
         let g = &self.gateway;
         let mut lock = g.control.lock().await;
         let at = time::OffsetDateTime::now_utc();
-        let logged_before = g
-            .registry
-            .revocation(&serial)
-            .and_then(|r| r.index)
-            .is_some();
+        let logged_before = g.registry.revocation_logged(&serial);
         let revoked = {
             let (ca, serial) = (ca.clone(), serial.clone());
             tokio::task::spawn_blocking(move || ca.revoke(&serial, reason, at))

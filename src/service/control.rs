@@ -235,14 +235,7 @@ impl Gateway {
             .trust
             .revoked_serials()
             .iter()
-            .filter(|(serial, _)| {
-                !known(serial)
-                    && self
-                        .registry
-                        .revocation(serial)
-                        .and_then(|r| r.index)
-                        .is_none()
-            })
+            .filter(|(serial, _)| !known(serial) && !self.registry.revocation_logged(serial))
             .map(|(s, r)| (s.clone(), r.clone()))
             .collect();
         new_serials

@@ -56,17 +56,17 @@ pub async fn copy(
         root: None,
     };
 
+    let mut tx = to.begin().await?;
     for name in [
         crate::ledger::ORIGIN,
         crate::ledger::FIRST_POLICY,
         crate::ledger::FIRST_CRLS,
     ] {
         if let Some(value) = from.log_meta(name).await? {
-            let mut tx = to.begin().await?;
             tx.set_log_meta(name, &value).await?;
-            tx.commit().await?;
         }
     }
+    tx.commit().await?;
 
     let mut after = 0;
     loop {
