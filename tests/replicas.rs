@@ -1,6 +1,7 @@
 //! Beyond one machine: two gateway replicas on one PostgreSQL database keep one unforked log
-//! under concurrent load and log each edit of the files they share once, and `store copy` moves a store between backends with the same root
-//! and the same answers. The replica test runs in the PostgreSQL suite (`tests/run`).
+//! under concurrent load and log each edit of the files they share once, and `store copy`
+//! moves a store between backends with the same root and the same answers. The replica tests
+//! run in the PostgreSQL suite (`tests/run`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -8,6 +8,7 @@ use common::{Gateway, Signer, body, route, seizure};
 use focalgate::{
     proto::{GetSubmissionRequest, ListSubmissionsRequest, RevisionStatus, SubmissionSummary},
     receipt,
+    schema::CodeLists,
 };
 use prost::Message;
 use ring::digest::{SHA256, digest};
@@ -727,30 +728,25 @@ async fn a_hundred_observations_are_stored_in_order() {
     // More observations than one multi-row insert holds: full inserts, then the rest.
     let dir = common::tempdir();
     let gw = Gateway::start(dir.path()).await;
-    let drugs = [
-        ("HEROIN", "KG"),
-        ("OPIUM", "KG"),
-        ("CANNABIS_HERB", "KG"),
-        ("CANNABIS_RESIN", "KG"),
-        ("METHAMPHETAMINE", "KG"),
-        ("COCAINE", "KG"),
-        ("MORPHINE", "KG"),
-        ("MDMA", "U"),
-        ("TRAMADOL", "U"),
-        ("ACETIC_ANHYDRIDE", "L"),
-    ];
-    let modes = [
-        "ROAD",
-        "RAIL",
-        "AIR",
-        "SEA",
-        "POSTAL",
-        "PEDESTRIAN",
-        "INLAND_WATER",
-        "_O",
-        "_U",
-        "",
-    ];
+    // 10 drugs x 10 transport modes (the last one not given): 100 distinct keys.
+    let lists = CodeLists::builtin().unwrap();
+    let drugs: Vec<(&str, &str)> = lists
+        .drug
+        .codes()
+        .iter()
+        .filter(|c| c.reportable)
+        .take(10)
+        .map(|c| (c.id.as_str(), c.units[0].as_str()))
+        .collect();
+    let mut modes: Vec<&str> = lists
+        .transport_mode
+        .codes()
+        .iter()
+        .map(|c| c.id.as_str())
+        .take(9)
+        .collect();
+    modes.push("");
+    assert_eq!((drugs.len(), modes.len()), (10, 10));
     let observations: Vec<_> = (0..100)
         .map(|i| {
             let (drug, unit) = drugs[i % 10];

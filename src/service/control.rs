@@ -231,19 +231,15 @@ impl Gateway {
         actor: &str,
         now_ms: i64,
     ) -> Vec<Entry> {
-        let new_serials: Vec<(String, Option<String>)> = directory
+        directory
             .trust
             .revoked_serials()
             .iter()
             .filter(|(serial, _)| !known(serial) && !self.registry.revocation_logged(serial))
-            .map(|(s, r)| (s.clone(), r.clone()))
-            .collect();
-        new_serials
-            .into_iter()
             .map(|(serial, reason)| {
-                let (subject, digest) = self.describe_serial(&serial, directory);
+                let (subject, digest) = self.describe_serial(serial, directory);
                 self.registry.revoke_now(
-                    &serial,
+                    serial,
                     now_ms,
                     reason.as_deref().unwrap_or("unspecified"),
                 );
@@ -252,9 +248,9 @@ impl Gateway {
                     time_ms: now_ms,
                     actor: actor.to_owned(),
                     subject,
-                    serial: Some(serial),
+                    serial: Some(serial.clone()),
                     digest,
-                    reason,
+                    reason: reason.clone(),
                     certificate: None,
                 })
             })
