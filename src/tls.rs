@@ -217,13 +217,61 @@ pub fn incoming(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => refused(peer, &e.to_string()),
+                    Ok(Err(e)) => refused(peer, &handshake_error(&e)),
                     Err(_) => refused(peer, "handshake timed out"),
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Why a handshake failed, for the operator: rustls's words, except that extended key usages
+/// are named and written as dotted OIDs (rustls writes `1, 3, 6, 1, 5, 5, 7, 3, 36`).
+fn handshake_error(e: &io::Error) -> String {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::InvalidPurposeContext {
+            required,
+            presented,
+        })) => {
+            let presented: Vec<String> = presented.iter().map(key_purpose).collect();
+            format!(
+                "the client certificate is not for {} (extended key usage: {})",
+                key_purpose(required),
+                if presented.is_empty() {
+                    "none".to_owned()
+                } else {
+                    presented.join(", ")
+                }
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// An extended key usage by name and dotted OID (RFC 5280 §4.2.1.12, RFC 9336).
+fn key_purpose(p: &rustls::ExtendedKeyPurpose) -> String {
+    use rustls::ExtendedKeyPurpose as P;
+    let (name, arcs) = match p {
+        P::ClientAuth => ("clientAuth", vec![1, 3, 6, 1, 5, 5, 7, 3, 2]),
+        P::ServerAuth => ("serverAuth", vec![1, 3, 6, 1, 5, 5, 7, 3, 1]),
+        P::Other(arcs) if arcs[..] == [1, 3, 6, 1, 5, 5, 7, 3, 36] => {
+            ("documentSigning", arcs.clone())
+        }
+        P::Other(arcs) => ("", arcs.clone()),
+        other => return other.to_string(),
+    };
+    let dotted = arcs
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    if name.is_empty() {
+        dotted
+    } else {
+        format!("{name} ({dotted})")
+    }
 }
 
 fn refused(peer: SocketAddr, reason: &str) {

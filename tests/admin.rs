@@ -158,7 +158,7 @@ async fn the_life_of_a_member_issue_connect_submit_revoke() {
         &gw,
         &pki,
         "auth",
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
+        focalgate::pki::generate_key(&PKCS_ECDSA_P256_SHA256).unwrap(),
         &member,
     )
     .await;
@@ -166,7 +166,7 @@ async fn the_life_of_a_member_issue_connect_submit_revoke() {
         &gw,
         &pki,
         "signing",
-        KeyPair::generate_for(&PKCS_ED25519).unwrap(),
+        focalgate::pki::generate_key(&PKCS_ED25519).unwrap(),
         &member,
     )
     .await;
@@ -304,7 +304,7 @@ async fn rotation_with_two_signing_certificates_and_revocation_of_the_old_one() 
         &gw,
         &pki,
         "signing",
-        KeyPair::generate_for(&PKCS_ED25519).unwrap(),
+        focalgate::pki::generate_key(&PKCS_ED25519).unwrap(),
         &new_dir,
     )
     .await;
@@ -655,7 +655,7 @@ fn sign_csr_issues_from_an_external_request_and_checks_it() {
         "an existing CA is never replaced"
     );
 
-    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+    let key = focalgate::pki::generate_key(&PKCS_ED25519).unwrap();
     let request = dir.path().join("kgz.csr");
     std::fs::write(
         &request,

@@ -199,3 +199,71 @@ fn the_walkthrough_works_end_to_end() {
     let status = server.terminate();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
 }
+
+/// The README's Python verifier of a receipt's gateway signature, run as a partner would: on
+/// the receipt files `focalgate submit --receipt` wrote and the gateway's `log.vkey`. A receipt
+/// with one field changed must fail.
+#[test]
+fn the_readme_python_receipt_check_verifies_real_receipts() {
+    let dir = common::tempdir();
+    let server = ChildGateway::start(dir.path());
+    let receipts = dir.path().join("receipts");
+    let file = samples().join("KAZ-ROUTES.csv");
+    let out = run(&[
+        "submit",
+        file.to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--identity",
+        pki().join("KAZ").to_str().unwrap(),
+        "--receipt",
+        receipts.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```python\n# verify-receipt.py")
+        .expect("the README shows the Python receipt check")
+        + "```python\n".len();
+    let script = &readme[start..start + readme[start..].find("```").unwrap()];
+    let script_path = dir.path().join("verify-receipt.py");
+    std::fs::write(&script_path, script).unwrap();
+    let vkey = dir.path().join("data/log.vkey");
+    let python = |receipt: &std::path::Path| match Command::new("python3")
+        .args([&script_path, receipt, &vkey])
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(_) if std::env::var("CI").as_deref() != Ok("true") => None,
+        Err(e) => panic!("python3 is needed by this test (CI=true): {e}"),
+    };
+
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&receipts).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(out) = python(&path) else { return };
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("OK "),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+        if checked == 1 {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let tampered = dir.path().join("tampered.json");
+            std::fs::write(
+                &tampered,
+                text.replace("\"revision\": 1", "\"revision\": 2"),
+            )
+            .unwrap();
+            let out = python(&tampered).unwrap();
+            assert!(!out.status.success(), "a changed receipt must fail");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidSignature"));
+        }
+    }
+    assert!(checked >= 7, "{checked} receipts");
+}

@@ -105,9 +105,28 @@ pub fn in_use(directory: &Directory, server_leaf: Option<&[u8]>) -> Vec<Expiring
     out
 }
 
-/// Logs a warning for everything in use within [`WARN_DAYS`] of its end.
+/// Logs a warning for everything in use within [`WARN_DAYS`] of its end. An expired signing
+/// certificate of a member that holds a valid one is no fault: it stays in the policy so that
+/// the submissions it signed can still be re-verified, and is only noted.
 pub fn warn_all(items: &[Expiring], now: i64) {
+    const SIGNING: &str = "member signing";
     for e in items {
-        warn_if_expiring(e.kind, &e.subject, &e.serial, e.not_after, now);
+        let superseded = e.kind == SIGNING
+            && e.not_after < now
+            && items
+                .iter()
+                .any(|o| o.kind == SIGNING && o.subject == e.subject && o.not_after >= now);
+        if superseded {
+            tracing::info!(
+                target: "focalgate::expiry",
+                kind = e.kind,
+                subject = %e.subject,
+                serial = %e.serial,
+                days_left = e.days_left(now),
+                "expired signing certificate kept to re-verify what it signed; the member signs with a valid one"
+            );
+        } else {
+            warn_if_expiring(e.kind, &e.subject, &e.serial, e.not_after, now);
+        }
     }
 }

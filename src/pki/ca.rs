@@ -130,10 +130,10 @@ pub enum KeyType {
 impl KeyType {
     /// A fresh key of this type.
     pub fn generate(self) -> Result<KeyPair, PkiError> {
-        Ok(KeyPair::generate_for(match self {
+        super::generate_key(match self {
             Self::Ed25519 => &PKCS_ED25519,
             Self::P256 => &PKCS_ECDSA_P256_SHA256,
-        })?)
+        })
     }
 }
 
@@ -265,7 +265,7 @@ impl CaDir {
         };
         let _lock = ca.lock()?;
         let v = Validity::days(days);
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let key = KeyType::P256.generate()?;
         let cert = CertifiedIssuer::self_signed(ca_params(name, v.not_before, v.not_after)?, key)?;
         write_private(&dir.join("ca.key"), cert.key().serialize_pem().as_bytes())?;
         write_public(&dir.join("ca.pem"), cert.pem().as_bytes())?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rcgen::{CertifiedIssuer, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
+use rcgen::{CertifiedIssuer, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
 use time::{Duration, OffsetDateTime};
 
 use super::{
@@ -154,7 +154,7 @@ pub fn generate(out: &Path, lists: &CodeLists) -> Result<(), PkiError> {
     // A look-alike from another CA: same member, same profile, wrong issuer.
     let rogue = CertifiedIssuer::self_signed(
         ca_params("not the partnership CA", valid.not_before, valid.not_after)?,
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,
+        KeyType::P256.generate()?,
     )?;
     let dir = out.join("wrong-ca");
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -164,7 +164,7 @@ pub fn generate(out: &Path, lists: &CodeLists) -> Result<(), PkiError> {
         ("auth", CertKind::Auth, &PKCS_ECDSA_P256_SHA256),
         ("signing", CertKind::Signing, &PKCS_ED25519),
     ] {
-        let key = KeyPair::generate_for(alg)?;
+        let key = super::generate_key(alg)?;
         let params = member_params(&kaz, org, kind, lists, valid.not_before, valid.not_after)?;
         let cert = params.signed_by(&key, &rogue)?;
         write_public(&dir.join(format!("{stem}.pem")), cert.pem().as_bytes())?;

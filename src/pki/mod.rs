@@ -262,13 +262,41 @@ pub fn read_pkcs8(path: &Path) -> Result<Vec<u8>, PkiError> {
     }
 }
 
+/// The DER prefix of an Ed25519 private key in PKCS#8 v1 (RFC 8410 §7): `SEQUENCE { INTEGER 0,
+/// AlgorithmIdentifier { 1.3.101.112 }, OCTET STRING { OCTET STRING (32 bytes) } }`; the seed
+/// follows. What `openssl genpkey -algorithm ed25519` writes.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A fresh key pair for `alg`. Ed25519 keys are PKCS#8 v1, without the public key that v2 adds
+/// (RFC 5958): OpenSSL 3.0, Node.js and Python's `cryptography` refuse the v2 form that *ring*
+/// generates. ECDSA keys are PKCS#8 v1 already. Every key the project writes comes from here.
+pub fn generate_key(alg: &'static rcgen::SignatureAlgorithm) -> Result<KeyPair, PkiError> {
+    if alg != &PKCS_ED25519 {
+        #[allow(clippy::disallowed_methods)]
+        // the one call, for the algorithms that are v1 already
+        return Ok(KeyPair::generate_for(alg)?);
+    }
+    let mut seed = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut seed)
+        .map_err(|_| rcgen::Error::RingUnspecified)?;
+    let mut der = ED25519_PKCS8_V1_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(der),
+        alg,
+    )?)
+}
+
 /// Loads the gateway's Ed25519 key from `path`, creating it (mode 0600) if it does not exist.
 /// Returns the key and whether it was created.
 pub fn load_or_create_gateway_key(path: &Path) -> Result<(Ed25519KeyPair, bool), PkiError> {
     let created = if path.exists() {
         false
     } else {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        let key = generate_key(&PKCS_ED25519)?;
         write_private(path, key.serialize_pem().as_bytes())?;
         true
     };
