@@ -260,7 +260,6 @@ fn key_purpose(p: &rustls::ExtendedKeyPurpose) -> String {
             ("documentSigning", arcs.clone())
         }
         P::Other(arcs) => ("", arcs.clone()),
-        other => return other.to_string(),
     };
     let dotted = arcs
         .iter()
