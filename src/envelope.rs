@@ -88,7 +88,7 @@ pub enum EnvelopeError {
     #[error("signing failed")]
     SigningFailed,
     /// The payload type is not the one expected.
-    #[error("payload_type is \"{found}\", expected \"{expected}\"")]
+    #[error("payload_type is {}, expected \"{expected}\"", crate::schema::Echo(.found))]
     WrongPayloadType {
         /// What was expected.
         expected: String,

@@ -40,7 +40,7 @@ pub enum CheckpointError {
     #[error(transparent)]
     Note(#[from] NoteError),
     /// Signed by the log's key, but for another origin.
-    #[error("checkpoint origin \"{found}\" is not the log's origin \"{expected}\"")]
+    #[error("checkpoint origin {} is not the log's origin \"{expected}\"", crate::schema::Echo(.found))]
     WrongOrigin {
         /// The log's origin.
         expected: String,

@@ -224,6 +224,40 @@ impl Violation {
     }
 }
 
+/// A value from a request, quoted for an error message and cut to a few characters: a status
+/// travels in HTTP/2 trailers that common clients cap at 8 KiB, so no value is echoed whole.
+/// `Echo("HEROINE")` shows `"HEROINE"`; a 20,000-digit quantity shows its first 32 characters
+/// and its length. Control characters are escaped.
+#[derive(Clone, Copy, Debug)]
+pub struct Echo<'a>(pub &'a str);
+
+impl Echo<'_> {
+    /// Characters shown whole; longer values show [`Self::SHOWN`] of them.
+    pub const WHOLE: usize = 40;
+    /// Characters shown of a longer value.
+    pub const SHOWN: usize = 32;
+}
+
+impl fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.chars().count();
+        let shown = if count > Self::WHOLE {
+            Self::SHOWN
+        } else {
+            count
+        };
+        f.write_str("\"")?;
+        for c in self.0.chars().take(shown) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        if shown < count {
+            write!(f, "…\" ({count} characters)")
+        } else {
+            f.write_str("\"")
+        }
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {} ({})", self.field, self.detail, self.rule.name())
@@ -299,7 +333,7 @@ pub fn validate(
             v.push(
                 "dataflow",
                 Rule::UnknownCode,
-                format!("\"{id}\" is not a dataflow (SEIZURES or ROUTES)"),
+                format!("{} is not a dataflow (SEIZURES or ROUTES)", Echo(id)),
             )
         }),
     };
@@ -354,7 +388,10 @@ pub fn validate(
             v.push::<()>(
                 "action",
                 Rule::UnsupportedAction,
-                format!("action \"{other}\" is not supported; only R (replace) is accepted"),
+                format!(
+                    "action {} is not supported; only R (replace) is accepted",
+                    Echo(other)
+                ),
             );
         }
     }
@@ -560,7 +597,7 @@ fn observation(
                     QuantityError::TooLarge => Rule::QuantityTooLarge,
                     QuantityError::Malformed => Rule::QuantityMalformed,
                 };
-                v.push(field("quantity"), rule, format!("\"{s}\": {e}"))
+                v.push(field("quantity"), rule, format!("{}: {e}", Echo(s)))
             }
         },
     };
@@ -709,11 +746,10 @@ impl Violations {
                     Some(code) if code.id != value => format!("; did you mean {}?", code.id),
                     _ => String::new(),
                 };
-                let shown: String = value.chars().take(40).collect();
                 self.push(
                     field,
                     Rule::UnknownCode,
-                    format!("\"{shown}\" is not in {list}{hint}"),
+                    format!("{} is not in {list}{hint}", Echo(value)),
                 )
             }
         }

@@ -77,10 +77,10 @@ enum Part {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PeriodError {
     /// Not a period in any of the three forms.
-    #[error("\"{0}\" is not a reporting period (forms: 2024, 2024-Q3, 2024-M07)")]
+    #[error("{} is not a reporting period (forms: 2024, 2024-Q3, 2024-M07)", super::Echo(.0))]
     Malformed(String),
     /// A well-formed period of another frequency.
-    #[error("\"{period}\" does not match FREQ {freq}: expected {expected}", freq = .freq.code(), expected = .freq.example())]
+    #[error("{} does not match FREQ {freq}: expected {expected}", super::Echo(.period), freq = .freq.code(), expected = .freq.example())]
     FrequencyMismatch {
         /// The period as given.
         period: String,

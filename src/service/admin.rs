@@ -26,7 +26,7 @@ use crate::{
         RevokeCertificateResponse, admin_server::Admin,
     },
     receipt::timestamp_from_millis,
-    schema::{Rule, Violation},
+    schema::{Echo, Rule, Violation},
 };
 
 /// Longest validity the Admin service issues, in days.
@@ -178,7 +178,7 @@ impl AdminService {
             problems.push(Violation::new(
                 "kind",
                 Rule::UnknownCode,
-                format!("\"{}\" is not auth or signing", req.kind),
+                format!("{} is not auth or signing", Echo(&req.kind)),
             ));
         }
         let member = match req.member.as_str() {
@@ -189,7 +189,7 @@ impl AdminService {
                     problems.push(Violation::new(
                         "member",
                         Rule::CertificateRequest,
-                        format!("\"{m}\" is not of the form <ISO3>:<slug>"),
+                        format!("{} is not of the form <ISO3>:<slug>", Echo(m)),
                     ));
                     None
                 }
@@ -272,10 +272,7 @@ impl AdminService {
             problems.push(Violation::new(
                 "serial",
                 Rule::Required,
-                format!(
-                    "\"{}\" is not a hex serial number",
-                    req.serial.chars().take(60).collect::<String>()
-                ),
+                format!("{} is not a hex serial number", Echo(&req.serial)),
             ));
         }
         let reason = Reason::parse(&req.reason);
@@ -285,8 +282,8 @@ impl AdminService {
                 "reason",
                 Rule::UnknownCode,
                 format!(
-                    "\"{}\" is not a revocation reason; one of {}",
-                    req.reason.chars().take(40).collect::<String>(),
+                    "{} is not a revocation reason; one of {}",
+                    Echo(&req.reason),
                     names.join(", ")
                 ),
             ));

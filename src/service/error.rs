@@ -32,8 +32,33 @@ use crate::{
 /// and common gRPC clients (C-core, hence Python and R; Java) refuse metadata over 8 KiB: the
 /// details (base64-encoded) and the message must fit together. What does not fit is counted.
 const DETAILS_BUDGET: usize = 4_500;
-/// Characters of the readable message.
+/// Bytes of the readable message.
 const MESSAGE_BUDGET: usize = 1_000;
+/// Bytes of one violation's field path, and of its description: values are echoed cut short
+/// ([`crate::schema::Echo`]) where they are written; this bounds whatever else a text holds.
+const FIELD_BUDGET: usize = 200;
+const DETAIL_BUDGET: usize = 500;
+
+/// `text`, cut to at most `max` bytes on a character boundary (then ending in `…`).
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A violation with its field and description bounded.
+fn bounded(v: &Violation) -> Violation {
+    Violation::new(
+        cut(&v.field, FIELD_BUDGET),
+        v.rule,
+        cut(&v.detail, DETAIL_BUDGET),
+    )
+}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,15 +133,15 @@ impl From<EnvelopeError> for ApiError {
 fn bad_request(violations: &[Violation]) -> ErrorDetails {
     let mut used = 0;
     let mut fields = Vec::new();
-    for v in violations {
+    for v in violations.iter().map(bounded) {
         let reason = v.rule.name().to_uppercase().replace('-', "_");
         used += v.field.len() + v.detail.len() + reason.len() + 8;
         if used > DETAILS_BUDGET {
             break;
         }
         fields.push(FieldViolation {
-            field: v.field.clone(),
-            description: v.detail.clone(),
+            field: v.field,
+            description: v.detail,
             reason,
             localized_message: None,
         });
@@ -138,7 +163,7 @@ fn summary(violations: &[Violation]) -> String {
     let mut msg = format!("the request breaks {} rule(s): ", violations.len());
     let mut listed = 0;
     for v in violations {
-        let text = v.to_string();
+        let text = bounded(v).to_string();
         if listed > 0 && msg.len() + text.len() > MESSAGE_BUDGET {
             break;
         }
@@ -163,10 +188,10 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(_) => Status::unauthenticated(
                 "the client certificate does not identify a member of this gateway",
             ),
-            ApiError::PermissionDenied(why) => Status::permission_denied(why),
+            ApiError::PermissionDenied(why) => Status::permission_denied(cut(&why, MESSAGE_BUDGET)),
             ApiError::FieldDenied(v) => Status::with_error_details(
                 Code::PermissionDenied,
-                v.to_string(),
+                bounded(&v).to_string(),
                 bad_request(std::slice::from_ref(&v)),
             ),
             ApiError::Invalid(violations) => Status::with_error_details(
@@ -174,9 +199,11 @@ impl From<ApiError> for Status {
                 summary(&violations),
                 bad_request(&violations),
             ),
-            ApiError::NotFound(what) => Status::not_found(what),
-            ApiError::FailedPrecondition(why) => Status::failed_precondition(why),
-            ApiError::Aborted(why) => Status::aborted(why),
+            ApiError::NotFound(what) => Status::not_found(cut(&what, MESSAGE_BUDGET)),
+            ApiError::FailedPrecondition(why) => {
+                Status::failed_precondition(cut(&why, MESSAGE_BUDGET))
+            }
+            ApiError::Aborted(why) => Status::aborted(cut(&why, MESSAGE_BUDGET)),
             ApiError::Internal(_) => Status::internal("internal error"),
             ApiError::Ledger(LedgerError::SignerRevoked(serial)) => {
                 let v = Violation::new(

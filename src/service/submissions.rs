@@ -20,7 +20,7 @@ use crate::{
         Submission, SubmissionBody, SubmissionSummary, submissions_server::Submissions,
     },
     receipt::timestamp_from_millis,
-    schema::{self, Dataflow, Period, Rule, SUBMISSION_PAYLOAD_TYPE, Violation},
+    schema::{self, Dataflow, Echo, Period, Rule, SUBMISSION_PAYLOAD_TYPE, Violation},
     store::{self, ListFilter},
 };
 
@@ -46,9 +46,9 @@ impl Gateway {
                 "ref_area",
                 Rule::ReporterNotSender,
                 format!(
-                    "member {member} reports for {}, not for \"{}\"",
+                    "member {member} reports for {}, not for {}",
                     member.country(),
-                    body.ref_area.chars().take(8).collect::<String>()
+                    Echo(&body.ref_area)
                 ),
             )));
         }
@@ -105,12 +105,7 @@ impl SubmissionsService {
                 caller.member()
             )));
         }
-        let not_found = || {
-            ApiError::NotFound(format!(
-                "no submission \"{}\" visible to you",
-                id.chars().take(80).collect::<String>()
-            ))
-        };
+        let not_found = || ApiError::NotFound(format!("no submission {} visible to you", Echo(id)));
         let stored = self
             .gateway
             .store
@@ -158,7 +153,7 @@ impl SubmissionsService {
                 violations.push(Violation::new(
                     "dataflow",
                     Rule::UnknownCode,
-                    format!("\"{d}\" is not SEIZURES or ROUTES"),
+                    format!("{} is not SEIZURES or ROUTES", Echo(d)),
                 ));
                 None
             }),

@@ -6,7 +6,7 @@ use time::Date;
 
 use crate::{
     proto::{AggregateQuery, aggregate_query::AsOf as ProtoAsOf},
-    schema::{CodeList, CodeLists, Dataflow, Frequency, Period, Rule, Violation},
+    schema::{CodeList, CodeLists, Dataflow, Echo, Frequency, Period, Rule, Violation},
 };
 
 /// A dimension an aggregate can be grouped by.
@@ -142,7 +142,7 @@ impl Query {
                 bad(
                     "dataflow",
                     Rule::UnknownCode,
-                    format!("\"{}\" is not SEIZURES or ROUTES", q.dataflow),
+                    format!("{} is not SEIZURES or ROUTES", Echo(&q.dataflow)),
                 );
                 None
             }
@@ -153,7 +153,7 @@ impl Query {
                 bad(
                     "freq",
                     Rule::UnknownCode,
-                    format!("\"{}\" is not A, Q or M", q.freq),
+                    format!("{} is not A, Q or M", Echo(&q.freq)),
                 );
                 None
             }),
@@ -174,7 +174,7 @@ impl Query {
                     bad(
                         "rollup",
                         Rule::UnknownCode,
-                        format!("\"{}\" is not Q or A", q.rollup),
+                        format!("{} is not Q or A", Echo(&q.rollup)),
                     );
                     None
                 }
@@ -216,7 +216,7 @@ impl Query {
                     None => v.push(Violation::new(
                         format!("{field}[{i}]"),
                         Rule::UnknownCode,
-                        format!("\"{value}\" is not in {list}"),
+                        format!("{} is not in {list}", Echo(value)),
                     )),
                 }
             }
@@ -270,7 +270,8 @@ impl Query {
                     format!("group_by[{i}]"),
                     Rule::UnknownCode,
                     format!(
-                        "\"{name}\" is not a dimension ({}, UNIT_MEASURE)",
+                        "{} is not a dimension ({}, UNIT_MEASURE)",
+                        Echo(name),
                         Dimension::ALL.map(Dimension::id).join(", ")
                     ),
                 )),

@@ -1,0 +1,146 @@
+//! What an attacker or a careless partner sends, over real mTLS: every answer is bounded and
+//! names the field and rule, and nothing that cannot be read back is stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use base64::Engine;
+use common::{Gateway, Signer, body, seizure};
+use focalgate::proto::{
+    AggregateQuery, ListSubmissionsRequest, statistics_client::StatisticsClient,
+};
+use tonic::Code;
+
+/// What a status costs in HTTP/2 trailers: its message and its details, base64-encoded, as
+/// tonic sends them (`grpc-message`, `grpc-status-details-bin`).
+fn trailer_bytes(status: &tonic::Status) -> usize {
+    status.message().len()
+        + base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(status.details())
+            .len()
+}
+
+/// The 8 KiB that common gRPC clients (C-core, hence Python and R; Java) accept in metadata,
+/// less room for the other trailers.
+const TRAILER_LIMIT: usize = 7 * 1024;
+
+#[tokio::test]
+async fn statuses_stay_small_whatever_the_size_of_the_value_they_refuse() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let kaz = Signer::of("KAZ");
+    let mut client = gw.client("KAZ").await;
+    let long = "9".repeat(100_000);
+
+    type Mutate = fn(&mut focalgate::proto::SubmissionBody, &str);
+    let cases: [(&str, Mutate); 5] = [
+        ("observations[0].quantity", |b, v| {
+            b.observations[0].quantity = v.into()
+        }),
+        ("time_period", |b, v| b.time_period = v.into()),
+        ("action", |b, v| b.action = v.into()),
+        ("dataflow", |b, v| b.dataflow = v.into()),
+        ("observations[0].drug", |b, v| {
+            b.observations[0].drug = v.into()
+        }),
+    ];
+    let mut wrong = Vec::new();
+    for (field, mutate) in cases {
+        let mut b = body(
+            "SEIZURES",
+            "KAZ",
+            "2024",
+            vec![seizure("HEROIN", "KG", "1", 1)],
+        );
+        mutate(&mut b, &long);
+        let status = client.submit(kaz.seal(&b)).await.unwrap_err();
+        let size = trailer_bytes(&status);
+        if status.code() != Code::InvalidArgument
+            || !status.message().contains(field)
+            || size > TRAILER_LIMIT
+            || !status.message().contains("(100000 characters)")
+        {
+            wrong.push(format!(
+                "{field}: {:?}, {size} bytes: {}",
+                status.code(),
+                &status.message()[..status.message().len().min(300)]
+            ));
+        }
+    }
+    assert_eq!(gw.count("submissions").await, 0);
+
+    let long = "X".repeat(1_000_000);
+    let mut stats = StatisticsClient::new(gw.channel("analyst").await);
+    let queries: [(&str, AggregateQuery); 3] = [
+        (
+            "dataflow",
+            AggregateQuery {
+                dataflow: long.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "ref_area[0]",
+            AggregateQuery {
+                dataflow: "SEIZURES".into(),
+                ref_area: vec![long.clone()],
+                ..Default::default()
+            },
+        ),
+        (
+            "group_by[0]",
+            AggregateQuery {
+                dataflow: "SEIZURES".into(),
+                group_by: vec![long.clone()],
+                ..Default::default()
+            },
+        ),
+    ];
+    for (field, query) in queries {
+        let status = stats.query(query).await.unwrap_err();
+        let size = trailer_bytes(&status);
+        if status.code() != Code::InvalidArgument
+            || !status.message().contains(field)
+            || size > TRAILER_LIMIT
+        {
+            wrong.push(format!("Query {field}: {:?}, {size} bytes", status.code()));
+        }
+    }
+
+    let lists: [(&str, ListSubmissionsRequest); 2] = [
+        (
+            "period_from",
+            ListSubmissionsRequest {
+                period_from: long.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "dataflow",
+            ListSubmissionsRequest {
+                dataflow: long.clone(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (field, request) in lists {
+        let status = client.list_submissions(request).await.unwrap_err();
+        let size = trailer_bytes(&status);
+        if status.code() != Code::InvalidArgument
+            || !status.message().contains(field)
+            || size > TRAILER_LIMIT
+        {
+            wrong.push(format!(
+                "ListSubmissions {field}: {:?}, {size} bytes",
+                status.code()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cases wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    gw.stop().await;
+}
