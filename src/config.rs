@@ -152,6 +152,21 @@ pub struct LimitSettings {
     pub request_timeout_ms: u64,
     /// Most observations in one submission.
     pub max_observations: usize,
+    /// Most TRANSIT_AREA entries in one route observation.
+    pub max_transit: usize,
+    /// Most characters in a COMMENT.
+    pub max_comment_chars: usize,
+}
+
+impl LimitSettings {
+    /// The bounds on one submission that the schema checks.
+    pub fn schema(&self) -> crate::schema::Limits {
+        crate::schema::Limits {
+            max_observations: self.max_observations,
+            max_transit: self.max_transit,
+            max_comment_chars: self.max_comment_chars,
+        }
+    }
 }
 
 /// `[statistics]`
@@ -249,10 +264,14 @@ impl Default for StoreSettings {
 
 impl Default for LimitSettings {
     fn default() -> Self {
+        // The schema's bounds are the schema's own defaults.
+        let schema = crate::schema::Limits::default();
         Self {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 30_000,
-            max_observations: 10_000,
+            max_observations: schema.max_observations,
+            max_transit: schema.max_transit,
+            max_comment_chars: schema.max_comment_chars,
         }
     }
 }

@@ -144,3 +144,104 @@ async fn statuses_stay_small_whatever_the_size_of_the_value_they_refuse() {
     );
     gw.stop().await;
 }
+
+/// ROUTES observations from KAZ, one per (origin, destination) pair of reportable areas, each
+/// with a comment of `comment` characters.
+fn routes_body(period: &str, count: usize, comment: usize) -> focalgate::proto::SubmissionBody {
+    let lists = focalgate::schema::CodeLists::load(None).unwrap();
+    let areas: Vec<&str> = lists
+        .area
+        .codes()
+        .iter()
+        .filter(|c| c.reportable && c.id != "_U")
+        .map(|c| c.id.as_str())
+        .collect();
+    let observations = (0..count)
+        .map(|i| {
+            let mut o = common::route(
+                "HEROIN",
+                areas[i % areas.len()],
+                &[],
+                areas[(i / areas.len() + 1 + i % areas.len()) % areas.len()],
+                "1",
+            );
+            o.comment = "c".repeat(comment);
+            o
+        })
+        .collect();
+    body("ROUTES", "KAZ", period, observations)
+}
+
+/// A sealed envelope of exactly `target` bytes: observations with 500-character comments, as
+/// many as fit over the target, then comments trimmed from the end (each character one byte,
+/// every length prefix keeping its width while a comment stays over 127 characters).
+fn sealed_of_size(kaz: &Signer, period: &str, target: usize) -> focalgate::proto::SignedEnvelope {
+    use prost::Message;
+    let mut b = routes_body(period, target / 400, 500);
+    let overhead = kaz.seal(&b).encoded_len() - b.encoded_len();
+    let size = |b: &focalgate::proto::SubmissionBody| b.encoded_len() + overhead;
+    while size(&b) - (b.observations.last().unwrap().encoded_len() + 3) >= target {
+        b.observations.pop();
+    }
+    let mut excess = size(&b) - target;
+    for o in b.observations.iter_mut().rev() {
+        let cut = excess.min(500 - 128);
+        o.comment.truncate(500 - cut);
+        excess -= cut;
+    }
+    let env = kaz.seal(&b);
+    assert_eq!(env.encoded_len(), target);
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_at_the_size_limit_reads_back_and_verifies_and_one_byte_more_is_refused() {
+    use focalgate::proto::GetSubmissionRequest;
+    use prost::Message;
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let kaz = Signer::of("KAZ");
+    let mut client = gw.client("KAZ").await;
+    let limit = focalgate::config::LimitSettings::default().max_message_bytes
+        - focalgate::service::READBACK_HEADROOM;
+
+    let env = sealed_of_size(&kaz, "2024", limit);
+    let receipt = client.submit(env.clone()).await.unwrap().into_inner();
+    assert_eq!(receipt.submission_id, "KAZ.ROUTES.2024.r1");
+    let got = gw
+        .client("auditor")
+        .await
+        .get_submission(GetSubmissionRequest {
+            submission_id: receipt.submission_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.envelope_bytes, env.encode_to_vec());
+    assert!(got.encoded_len() <= focalgate::config::LimitSettings::default().max_message_bytes);
+
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(common::BIN)
+            .args(["log", "verify", "--server", &gw.url(), "--identity"])
+            .arg(common::pki().join("auditor"))
+            .arg("--log-key")
+            .arg(dir.path().join("log.vkey"))
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let status = client
+        .submit(sealed_of_size(&kaz, "2023", limit + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains(&limit.to_string()), "{status:?}");
+    assert_eq!(gw.count("submissions").await, 1);
+    gw.stop().await;
+}

@@ -92,7 +92,10 @@ async fn each_dataflow_is_accepted_with_a_signed_receipt_and_reads_back_verbatim
             env.encode_to_vec(),
             "the stored envelope is what was sent"
         );
-        assert_eq!(got.envelope.unwrap(), env);
+        assert_eq!(
+            focalgate::proto::SignedEnvelope::decode(got.envelope_bytes.as_slice()).unwrap(),
+            env
+        );
         assert_eq!(got.receipt.unwrap(), r);
         let cert = focalgate::tls::read_chain(&common::pki().join("KAZ/signing.pem"))
             .unwrap()
@@ -136,8 +139,8 @@ async fn a_new_revision_replaces_the_last_which_stays_readable() {
         .unwrap()
         .into_inner();
     assert_eq!(old.summary.unwrap().status(), RevisionStatus::Superseded);
-    let old_body =
-        focalgate::proto::SubmissionBody::decode(old.envelope.unwrap().payload.as_slice()).unwrap();
+    let old_env = focalgate::proto::SignedEnvelope::decode(old.envelope_bytes.as_slice()).unwrap();
+    let old_body = focalgate::proto::SubmissionBody::decode(old_env.payload.as_slice()).unwrap();
     assert_eq!(
         old_body.observations[0].quantity, "100",
         "revision 1 is kept as it was"

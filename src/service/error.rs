@@ -6,6 +6,7 @@
 //! | known member without the right          | `PERMISSION_DENIED`  |
 //! | bad data or envelope (every violation)  | `INVALID_ARGUMENT`   |
 //! | `supersedes_revision` out of date       | `ABORTED`            |
+//! | above a size limit                      | `RESOURCE_EXHAUSTED` |
 //! | not there (or not the caller's to see)  | `NOT_FOUND`          |
 //! | not possible in this state (no CA here) | `FAILED_PRECONDITION`|
 //! | changed meanwhile (policy digest)       | `ABORTED`            |
@@ -75,6 +76,9 @@ pub enum ApiError {
     /// The request breaks the schema or the envelope rules.
     #[error("{} violation(s)", .0.len())]
     Invalid(Vec<Violation>),
+    /// The request is larger than the gateway accepts; the text says which limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// Not found, or not visible to the caller.
     #[error("not found: {0}")]
     NotFound(String),
@@ -199,6 +203,7 @@ impl From<ApiError> for Status {
                 summary(&violations),
                 bad_request(&violations),
             ),
+            ApiError::TooLarge(why) => Status::resource_exhausted(cut(&why, MESSAGE_BUDGET)),
             ApiError::NotFound(what) => Status::not_found(cut(&what, MESSAGE_BUDGET)),
             ApiError::FailedPrecondition(why) => {
                 Status::failed_precondition(cut(&why, MESSAGE_BUDGET))

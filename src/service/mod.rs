@@ -44,6 +44,9 @@ pub struct Gateway {
     pub lists: Arc<CodeLists>,
     /// Bounds on one submission.
     pub limits: Limits,
+    /// Largest envelope accepted: the message limit less [`READBACK_HEADROOM`], so that
+    /// whatever is accepted can be read back (`GetSubmission`) in one message.
+    pub max_envelope_bytes: usize,
     /// Reads.
     pub store: Arc<dyn Store>,
     /// Writes, in order, with receipts.
@@ -119,6 +122,11 @@ impl Gateway {
             .caller(leaf, rustls_pki_types::UnixTime::now())?)
     }
 }
+
+/// Room a `GetSubmission` answer needs beside the envelope it carries: the summary, the
+/// signing certificate and the receipt (log entry, checkpoint, an inclusion proof of up to 64
+/// hashes) take about 5 KiB.
+pub const READBACK_HEADROOM: usize = 16 * 1024;
 
 /// Limits that apply to every RPC.
 #[derive(Clone, Copy, Debug)]
@@ -396,16 +404,24 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         crate::statistics::Index::new(drug_groups),
     ));
     statistics.refresh(&*store).await?;
-    let limits = Limits {
-        max_observations: settings.limits.max_observations,
-        ..Limits::default()
-    };
+    let limits = settings.limits.schema();
+    if settings.limits.max_message_bytes < 4 * READBACK_HEADROOM {
+        return Err(StartError::Config(ConfigError::Invalid(format!(
+            "limits.max_message_bytes is {}; at least {} are needed",
+            settings.limits.max_message_bytes,
+            4 * READBACK_HEADROOM
+        ))));
+    }
     let tls = Arc::new(ServerTls::new(tls));
     let gateway = Arc::new(Gateway {
         directory: RwLock::new(Arc::new(directory)),
         registry,
         lists,
         limits,
+        max_envelope_bytes: settings
+            .limits
+            .max_message_bytes
+            .saturating_sub(READBACK_HEADROOM),
         store,
         ledger,
         statistics,

@@ -29,6 +29,14 @@ impl Gateway {
     /// signature by one of the member's signing certificates over exactly these bytes, a
     /// payload that decodes, a reporter that is the member's country, and the schema.
     pub fn accept(&self, member: &MemberId, env: &SignedEnvelope) -> Result<Accepted, ApiError> {
+        let size = env.encoded_len();
+        if size > self.max_envelope_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "the envelope is {size} bytes; this gateway accepts at most {} so that the \
+                 submission can be read back with its receipt and certificate in one message",
+                self.max_envelope_bytes
+            )));
+        }
         let now = UnixTime::now();
         let directory = self.directory();
         let verified = envelope::verify(env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
@@ -121,10 +129,6 @@ impl SubmissionsService {
             )))
         };
         Ok(Submission {
-            envelope: Some(
-                SignedEnvelope::decode(stored.envelope.as_slice())
-                    .map_err(|e| decode_failed("envelope", e))?,
-            ),
             receipt: Some(
                 Receipt::decode(stored.receipt.as_slice())
                     .map_err(|e| decode_failed("receipt", e))?,
