@@ -852,7 +852,9 @@ async fn check_published(
 }
 
 /// The root recomputed from every stored entry, read in pages; each entry also goes to
-/// `registry`.
+/// `registry`, and each submission entry must have its submission in the store, with the
+/// envelope digest it logged (one indexed read per page: a digest column, not the envelopes;
+/// `log verify` re-hashes those).
 async fn recompute_root(
     store: &dyn Store,
     size: u64,
@@ -862,11 +864,38 @@ async fn recompute_root(
     let mut tree = merkle::CompactTree::default();
     while tree.size() < size {
         let start = tree.size();
-        let page = store.entries(start, (start + PAGE).min(size)).await?;
+        let end = (start + PAGE).min(size);
+        let page = store.entries(start, end).await?;
         if page.is_empty() {
             return Err(LedgerError::LogIntegrity(format!(
                 "log entry {start} is missing"
             )));
+        }
+        let stored: std::collections::HashMap<u64, Vec<u8>> = store
+            .logged_envelopes(start, end)
+            .await?
+            .into_iter()
+            .collect();
+        for (index, entry) in &page {
+            if let Ok(Entry::Submission(s)) = Entry::parse(entry) {
+                match stored.get(index) {
+                    Some(digest) if digest[..] == s.envelope_digest[..] => {}
+                    Some(_) => {
+                        return Err(LedgerError::LogIntegrity(format!(
+                            "submission {} (log entry {index}) is stored with another envelope than the one logged: \
+                             the store was altered behind the gateway's back",
+                            s.submission_id
+                        )));
+                    }
+                    None => {
+                        return Err(LedgerError::LogIntegrity(format!(
+                            "the log records submission {} at entry {index}, but the store does not hold it: \
+                             the store was altered behind the gateway's back; restore it from a backup",
+                            s.submission_id
+                        )));
+                    }
+                }
+            }
         }
         for (index, entry) in page {
             if index != tree.size() {

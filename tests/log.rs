@@ -330,3 +330,76 @@ async fn log_monitor_reports_a_rollback_and_a_fork() {
     ));
     gw.stop().await;
 }
+
+/// A logged submission deleted from the store (its guards dropped first): `log verify` names
+/// it and fails, whoever runs it, and a restarted gateway refuses to serve the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_submission_missing_from_the_store_fails_verification_and_start() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let receipts = submit_many(&gw, "UZB", 5).await;
+    let gone = &receipts[2];
+    let (url, vkey) = (gw.url(), dir.path().join("log.vkey"));
+    let verify = |who: &str| {
+        let args = [
+            "log",
+            "verify",
+            "--server",
+            &url,
+            "--identity",
+            pki().join(who).to_str().unwrap(),
+            "--log-key",
+            vkey.to_str().unwrap(),
+        ]
+        .map(str::to_owned);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        tokio::task::block_in_place(|| cli(&a))
+    };
+    assert!(verify("auditor").status.success());
+
+    let id = &gone.submission_id;
+    common::tamper(
+        dir.path(),
+        &format!(
+            "DROP TRIGGER observations_never_deleted; DROP TRIGGER submissions_never_deleted; \
+             DELETE FROM observations WHERE submission_seq = (SELECT seq FROM submissions WHERE id = '{id}'); \
+             DELETE FROM submissions WHERE id = '{id}'"
+        ),
+        &format!(
+            "ALTER TABLE observations DISABLE TRIGGER observations_append_only; \
+             ALTER TABLE submissions DISABLE TRIGGER submissions_never_deleted; \
+             DELETE FROM observations WHERE submission_seq = (SELECT seq FROM submissions WHERE id = '{id}'); \
+             DELETE FROM submissions WHERE id = '{id}'"
+        ),
+    );
+    // Whoever verifies notices: another member is denied UZB's submissions (and skips them),
+    // but nobody is told "not found" for a submission the log records.
+    for who in ["auditor", "UZB", "KGZ"] {
+        let out = verify(who);
+        assert!(
+            !out.status.success(),
+            "{who}: a missing submission must fail"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "entry {}: {id}: the log records this submission, but the gateway's store does not hold it",
+                gone.log_index
+            )),
+            "{who}: {stderr}"
+        );
+    }
+
+    gw.stop().await;
+    let err = focalgate::service::assemble(&common::settings(dir.path()))
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(
+        err.to_string().contains(&format!(
+            "the log records submission {id} at entry {}, but the store does not hold it",
+            gone.log_index
+        )),
+        "{err}"
+    );
+}

@@ -438,7 +438,8 @@ async fn listing_filters_and_visibility() {
         ["TJK.SEIZURES.2024-Q2.r1"]
     );
 
-    // Another member's submission is not visible; an analyst may not list at all.
+    // Another member's submission is not readable (the log says it exists); an analyst may
+    // not list at all.
     let err = gw
         .client("TJK")
         .await
@@ -447,7 +448,7 @@ async fn listing_filters_and_visibility() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.code(), Code::PermissionDenied);
     let err = gw
         .client("analyst")
         .await

@@ -461,13 +461,13 @@ async fn reverify(
         .await
     {
         Ok(s) => s.into_inner(),
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::NotFound | tonic::Code::PermissionDenied
-            ) =>
-        {
-            return Reverified::Unreadable;
+        Err(s) if s.code() == tonic::Code::PermissionDenied => return Reverified::Unreadable,
+        // The log records it, and the gateway says it has no such submission: it was removed.
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            return Reverified::Bad(format!(
+                "{}: the log records this submission, but the gateway's store does not hold it",
+                entry.submission_id
+            ));
         }
         Err(s) => return Reverified::Bad(format!("{}: {}", entry.submission_id, failed(s))),
     };

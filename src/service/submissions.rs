@@ -113,15 +113,21 @@ impl SubmissionsService {
                 caller.member()
             )));
         }
-        let not_found = || ApiError::NotFound(format!("no submission {} visible to you", Echo(id)));
+        // That a submission exists is no secret: every member reads the log, whose entries
+        // name every submission. So a logged submission that is not found is missing from the
+        // store, which `log verify` reports as such, and one that is not the caller's is denied.
         let stored = self
             .gateway
             .store
             .submission(id)
             .await?
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| ApiError::NotFound(format!("no submission {}", Echo(id))))?;
         if stored.summary.member != caller.member().as_str() && !Self::sees_all(caller) {
-            return Err(not_found());
+            return Err(ApiError::PermissionDenied(format!(
+                "submission {} is not yours to read: {} may read only its own submissions",
+                Echo(id),
+                caller.member()
+            )));
         }
         let decode_failed = |what: &str, e: prost::DecodeError| {
             ApiError::Store(store::StoreError::Internal(format!(

@@ -272,6 +272,15 @@ pub trait Store: Send + Sync + 'static {
     /// Entries with index in `start..end`, in order.
     async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
+    /// The stored submissions whose log entries have an index in `start..end`: (log index,
+    /// SHA-256 of the stored envelope), in order. The start-up check compares them with the
+    /// entries, so that a logged submission missing from the store is noticed.
+    async fn logged_envelopes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
     /// The index of the first entry with this leaf hash.
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError>;
 

@@ -486,6 +486,27 @@ impl Store for PgStore {
         entries(&*self.client().await?, start, end).await
     }
 
+    async fn logged_envelopes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT log_index, envelope_digest FROM submissions \
+                 WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index",
+                &[&(start as i64), &(end as i64)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(classify)
+    }
+
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
         let client = self.client().await?;
         let row = client

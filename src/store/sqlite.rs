@@ -504,6 +504,28 @@ impl Store for SqliteStore {
         self.read(move |conn| entries_query(conn, start, end)).await
     }
 
+    async fn logged_envelopes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT log_index, envelope_digest FROM submissions \
+                     WHERE log_index >= ?1 AND log_index < ?2 ORDER BY log_index",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([start as i64, end as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)
+        })
+        .await
+    }
+
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
         self.read(move |conn| {
             conn.prepare_cached("SELECT min(idx) FROM log_entries WHERE leaf_hash = ?1")
