@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Counts repeated fields before decoding (see src/codec.rs).
+        .codec_path("crate::codec::BoundedCodec")
         .compile_fds(fds)?;
 
     // compile_fds does not announce its inputs.

@@ -6,7 +6,9 @@
 //! # Layout
 //! Pure parts (no tonic, tokio or store):
 //! - [`schema`]: dataflows `SEIZURES` and `ROUTES`, versioned code lists (data files compiled
-//!   in), exact decimals, periods, and validation that reports every violation.
+//!   in), exact decimals, periods, and validation that reports every violation;
+//!   [`schema::wire`] checks a signed payload's wire format (known fields only, repeated fields
+//!   counted) before it is decoded.
 //! - [`envelope`]: DSSE v1 pre-authentication encoding, signing, verification before parsing.
 //! - [`merkle`]: RFC 9162 hashing; proofs generated from stored complete subtrees, verified
 //!   purely; the compact tree that verifies a whole log.
@@ -26,6 +28,8 @@
 //!   head serialises writers); [`store::copy`] moves a store between them.
 //! - [`ledger`]: the single writer: revision numbering, idempotency, log appends, one
 //!   checkpoint per batch, receipts, group commit; the start-up check of the log.
+//! - [`codec`]: the gRPC codec of every service and client, which counts each message's
+//!   repeated fields before prost decodes it.
 //! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
 //! - [`statistics`]: aggregates for analysts: an in-memory columnar index of every revision,
 //!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
@@ -42,7 +46,8 @@
 //! client: SubmissionBody ─encode─▶ bytes ─sign PAE(type, bytes)─▶ SignedEnvelope ─mTLS─▶ Submit
 //! gateway: peer certificate ─identity::Directory─▶ Caller (member, roles)
 //!          service::Gateway::accept: envelope::verify (signing certificate: registered, the
-//!          caller's, CA, CRL, time) ─▶ decode SubmissionBody ─▶ reporter is the caller's
+//!          caller's, CA, CRL, time) ─▶ schema::wire (shape, counts) ─▶ decode
+//!          SubmissionBody ─▶ reporter is the caller's
 //!          country ─▶ schema::validate
 //!          ─▶ ledger (batch: idempotency, revision n+1, log entry + tree nodes, one signed
 //!             checkpoint, inclusion proofs, signed receipts, one durable commit)
@@ -64,6 +69,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod entry;
 pub mod envelope;

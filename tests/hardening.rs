@@ -245,3 +245,86 @@ async fn a_submission_at_the_size_limit_reads_back_and_verifies_and_one_byte_mor
     assert_eq!(gw.count("submissions").await, 1);
     gw.stop().await;
 }
+
+/// Four at once of each amplification bomb, against a gateway process whose peak memory is
+/// measured: a signed payload of 2,000,000 empty observations (`42 00`, 3.81 MiB), and an
+/// envelope of 2,000,000 empty signatures. Each is refused before it is decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_field_bombs_are_refused_before_they_cost_memory() {
+    use focalgate::proto::{SignedEnvelope, submissions_client::SubmissionsClient};
+    use prost::Message;
+    let dir = common::tempdir();
+    let child = common::ChildGateway::start(dir.path());
+    let channel = tonic::transport::Endpoint::from_shared(child.url.clone())
+        .unwrap()
+        .tls_config(common::identity_tls(&common::pki().join("KAZ")))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = SubmissionsClient::new(channel);
+    let kaz = Signer::of("KAZ");
+    let good = body(
+        "SEIZURES",
+        "KAZ",
+        "2024",
+        vec![seizure("HEROIN", "KG", "1", 1)],
+    );
+    client.clone().submit(kaz.seal(&good)).await.unwrap();
+    let before = child.peak_memory();
+
+    let mut payload = good.encode_to_vec();
+    for _ in 0..2_000_000 {
+        payload.extend_from_slice(&[0x42, 0x00]);
+    }
+    let observations = focalgate::envelope::seal(
+        focalgate::schema::SUBMISSION_PAYLOAD_TYPE,
+        payload,
+        &kaz.key,
+        &kaz.keyid,
+    )
+    .unwrap();
+    let mut signatures = kaz.seal(&good).encode_to_vec();
+    for _ in 0..2_000_000 {
+        signatures.extend_from_slice(&[0x1a, 0x00]);
+    }
+    let signatures = SignedEnvelope::decode(signatures.as_slice()).unwrap();
+    assert!(observations.encoded_len() > 4_000_000 && signatures.encoded_len() > 4_000_000);
+
+    for (what, bomb, code, words) in [
+        (
+            "observations",
+            observations,
+            Code::InvalidArgument,
+            "2000001 observations, at most 10000",
+        ),
+        (
+            "signatures",
+            signatures,
+            Code::ResourceExhausted,
+            "field number 3 repeats more than",
+        ),
+    ] {
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let (mut client, bomb) = (client.clone(), bomb.clone());
+                tokio::spawn(async move { client.submit(bomb).await })
+            })
+            .collect();
+        for call in calls {
+            let status = call.await.unwrap().unwrap_err();
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(status.message().contains(words), "{what}: {status:?}");
+        }
+    }
+    let grown = child.peak_memory().saturating_sub(before);
+    eprintln!(
+        "peak memory: {:.1} MiB before, grew by {:.1} MiB for 4 + 4 bombs of 3.8 MiB",
+        before as f64 / 1048576.0,
+        grown as f64 / 1048576.0
+    );
+    assert!(
+        grown < 96 * 1024 * 1024,
+        "peak memory grew by {grown} bytes"
+    );
+}

@@ -17,6 +17,7 @@
 mod codelist;
 mod decimal;
 mod period;
+pub mod wire;
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
@@ -153,6 +154,8 @@ pub enum Rule {
     EnvelopeSigner,
     /// The payload is not a serialised SubmissionBody.
     PayloadMalformed,
+    /// The signed payload carries a field the schema does not define.
+    UnknownField,
     /// A number outside what the request may name (a tree size, an index).
     OutOfRange,
     /// A certificate signing request that cannot be honoured.
@@ -195,6 +198,7 @@ impl Rule {
             Self::EnvelopeSignature => "envelope-signature",
             Self::EnvelopeSigner => "envelope-signer",
             Self::PayloadMalformed => "payload-malformed",
+            Self::UnknownField => "unknown-field",
             Self::OutOfRange => "out-of-range",
             Self::CertificateRequest => "certificate-request",
             Self::PolicyInvalid => "policy-invalid",

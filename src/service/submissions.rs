@@ -42,6 +42,8 @@ impl Gateway {
         let verified = envelope::verify(env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
             directory.signing_key(keyid, member, now)
         })?;
+        schema::wire::check_payload(verified.payload, &self.limits)
+            .map_err(|v| ApiError::Invalid(vec![v]))?;
         let body = SubmissionBody::decode(verified.payload).map_err(|e| {
             ApiError::Invalid(vec![Violation::new(
                 "payload",
