@@ -328,3 +328,40 @@ async fn repeated_field_bombs_are_refused_before_they_cost_memory() {
         "peak memory grew by {grown} bytes"
     );
 }
+
+/// A valid body with a 3 MiB unknown field 1000, signed: refused with the field number, and
+/// nothing stored (the signed bytes would otherwise be kept verbatim, forever).
+#[tokio::test]
+async fn a_signed_payload_with_a_field_the_schema_does_not_define_is_refused() {
+    use prost::Message;
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let kaz = Signer::of("KAZ");
+    let mut payload = body(
+        "SEIZURES",
+        "KAZ",
+        "2018-Q4",
+        vec![seizure("HEROIN", "KG", "1", 1)],
+    )
+    .encode_to_vec();
+    let extra = vec![b'x'; 3 * 1024 * 1024];
+    prost::encoding::bytes::encode(1000, &extra, &mut payload);
+    let env = focalgate::envelope::seal(
+        focalgate::schema::SUBMISSION_PAYLOAD_TYPE,
+        payload,
+        &kaz.key,
+        &kaz.keyid,
+    )
+    .unwrap();
+    let status = gw.client("KAZ").await.submit(env).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("field number 1000 is not a field of SubmissionBody")
+            && status.message().contains("unknown-field"),
+        "{status:?}"
+    );
+    assert_eq!(gw.count("submissions").await, 0);
+    gw.stop().await;
+}
