@@ -365,3 +365,72 @@ async fn a_signed_payload_with_a_field_the_schema_does_not_define_is_refused() {
     assert_eq!(gw.count("submissions").await, 0);
     gw.stop().await;
 }
+
+/// The access trail records a bounded, canonical form of each query that ran: a filter may
+/// name each code once at most, duplicates and case are folded, and a request of 400,000 values
+/// is refused before it is decoded. Nothing refused is recorded.
+#[tokio::test]
+async fn the_access_trail_records_a_bounded_canonical_query() {
+    use focalgate::proto::ListAccessTrailRequest;
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let mut stats = StatisticsClient::new(gw.channel("KAZ").await);
+    let ask = |ref_area: Vec<String>| AggregateQuery {
+        dataflow: "SEIZURES".into(),
+        ref_area,
+        group_by: vec!["drug".into(), "DRUG".into()],
+        ..Default::default()
+    };
+
+    let status = stats
+        .query(ask(vec!["KAZ".into(); 400_000]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let status = stats
+        .query(ask(vec!["KAZ".into(); 5_000]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("ref_area: 5000 values; a filter names at most")
+    );
+
+    let lists = focalgate::schema::CodeLists::load(None).unwrap();
+    let mut every: Vec<String> = lists
+        .area
+        .codes()
+        .iter()
+        .map(|c| c.id.to_lowercase())
+        .collect();
+    every.truncate(every.len() / 2);
+    every.extend(["kaz".into(), "KAZ".into(), "Kgz".into()]);
+    stats.query(ask(every.clone())).await.unwrap();
+    stats
+        .query(ask(vec!["uzb".into(), "KAZ".into(), "kaz".into()]))
+        .await
+        .unwrap();
+
+    let mut trail = StatisticsClient::new(gw.channel("auditor").await)
+        .list_access_trail(ListAccessTrailRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut records = Vec::new();
+    while let Some(r) = trail.message().await.unwrap() {
+        records.push(r);
+    }
+    assert_eq!(records.len(), 2, "refused queries are not recorded");
+    assert_eq!(
+        records[0].request,
+        r#"{"dataflow":"SEIZURES","group_by":["DRUG"],"ref_area":["KAZ","UZB"]}"#
+    );
+    assert!(
+        records[1].request.len() < 2_000,
+        "{}",
+        records[1].request.len()
+    );
+    gw.stop().await;
+}

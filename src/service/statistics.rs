@@ -214,7 +214,10 @@ impl StatisticsService {
     }
 }
 
-/// The query as the trail records it: every field that was set, as JSON.
+/// The query as the trail records it: every field that was set, as JSON, in a canonical form —
+/// codes upper-cased, sorted and named once. Only a query that passed
+/// [`Query::from_request`] is described, so every value is a known code or period and every
+/// list is no longer than its code list: the record is bounded whatever the request's size.
 fn describe(q: &AggregateQuery) -> String {
     let mut m = serde_json::Map::new();
     let mut text = |name: &str, v: &str| {
@@ -239,7 +242,14 @@ fn describe(q: &AggregateQuery) -> String {
         ("group_by", &q.group_by),
     ] {
         if !values.is_empty() {
-            m.insert(name.into(), values.clone().into());
+            let canonical: std::collections::BTreeSet<String> = values
+                .iter()
+                .map(|v| v.trim().to_ascii_uppercase())
+                .collect();
+            m.insert(
+                name.into(),
+                canonical.into_iter().collect::<Vec<_>>().into(),
+            );
         }
     }
     if q.totals {

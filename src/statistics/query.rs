@@ -89,6 +89,9 @@ pub enum AsOf {
     Time(i64),
 }
 
+/// Most `group_by` entries: every dimension and UNIT_MEASURE once, with room for repeats.
+const MAX_GROUP_BY: usize = 2 * (Dimension::ALL.len() + 1);
+
 /// A checked aggregate query. Built only by [`Query::from_request`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -201,6 +204,20 @@ impl Query {
             if values.is_empty() {
                 return None;
             }
+            // A filter names each code once at most: more values than the list has codes is
+            // refused before any is looked at (and before the access trail records them).
+            if values.len() > list.codes().len() {
+                v.push(Violation::new(
+                    field,
+                    Rule::OutOfRange,
+                    format!(
+                        "{} values; a filter names at most the {} codes of {list}",
+                        values.len(),
+                        list.codes().len()
+                    ),
+                ));
+                return None;
+            }
             let mut set = BTreeSet::new();
             for (i, value) in values.iter().enumerate() {
                 let upper = value.to_ascii_uppercase();
@@ -251,7 +268,18 @@ impl Query {
         let unit_measure = codes("unit_measure", &q.unit_measure, &lists.unit_measure, &mut v);
 
         let mut group_by = Vec::new();
-        for (i, name) in q.group_by.iter().enumerate() {
+        if q.group_by.len() > MAX_GROUP_BY {
+            v.push(Violation::new(
+                "group_by",
+                Rule::OutOfRange,
+                format!(
+                    "{} dimensions; at most {MAX_GROUP_BY} (there are {} and UNIT_MEASURE)",
+                    q.group_by.len(),
+                    Dimension::ALL.len()
+                ),
+            ));
+        }
+        for (i, name) in q.group_by.iter().take(MAX_GROUP_BY).enumerate() {
             let upper = name.trim().to_ascii_uppercase();
             if upper == "UNIT_MEASURE" {
                 continue; // always part of the key
