@@ -107,7 +107,14 @@ async fn statuses_stay_small_whatever_the_size_of_the_value_they_refuse() {
         }
     }
 
-    let lists: [(&str, ListSubmissionsRequest); 2] = [
+    let lists: [(&str, ListSubmissionsRequest); 3] = [
+        (
+            "ref_area",
+            ListSubmissionsRequest {
+                ref_area: long.clone(),
+                ..Default::default()
+            },
+        ),
         (
             "period_from",
             ListSubmissionsRequest {

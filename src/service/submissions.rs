@@ -180,6 +180,17 @@ impl SubmissionsService {
         };
         let starts_from = period("period_from", &req.period_from).map(Period::start);
         let ends_until = period("period_to", &req.period_to).map(Period::end);
+        if !req.ref_area.is_empty() && self.gateway.lists.area.get(&req.ref_area).is_none() {
+            violations.push(Violation::new(
+                "ref_area",
+                Rule::UnknownCode,
+                format!(
+                    "{} is not in {}",
+                    Echo(&req.ref_area),
+                    self.gateway.lists.area
+                ),
+            ));
+        }
         if !violations.is_empty() {
             return Err(ApiError::Invalid(violations));
         }
