@@ -420,7 +420,12 @@ fn main() {
         let assembled = service::assemble(&settings).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let incoming = focalgate::tls::incoming(listener, assembled.tls.clone(), Duration::from_secs(10));
+        let incoming = focalgate::connections::incoming(
+            listener,
+            assembled.tls.clone(),
+            assembled.gateway.lists.clone(),
+            settings.connection_limits().unwrap(),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let baseline = tokio::spawn(
             tonic::transport::Server::builder()

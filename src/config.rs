@@ -156,6 +156,16 @@ pub struct LimitSettings {
     pub max_transit: usize,
     /// Most characters in a COMMENT.
     pub max_comment_chars: usize,
+    /// Most TCP connections open at once, TLS handshakes in progress included.
+    pub max_connections: usize,
+    /// Most established connections of one member.
+    pub max_connections_per_member: usize,
+    /// Most TLS handshakes in progress at once.
+    pub max_pending_handshakes: usize,
+    /// Most TLS handshakes in progress from one source address.
+    pub max_pending_handshakes_per_address: usize,
+    /// A connection on which nothing moved this long is closed, in milliseconds.
+    pub idle_timeout_ms: u64,
 }
 
 impl LimitSettings {
@@ -272,6 +282,11 @@ impl Default for LimitSettings {
             max_observations: schema.max_observations,
             max_transit: schema.max_transit,
             max_comment_chars: schema.max_comment_chars,
+            max_connections: 4_096,
+            max_connections_per_member: 64,
+            max_pending_handshakes: 256,
+            max_pending_handshakes_per_address: 32,
+            idle_timeout_ms: 300_000,
         }
     }
 }
@@ -436,6 +451,42 @@ impl Settings {
     /// Longest RPC.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.limits.request_timeout_ms)
+    }
+
+    /// What peers may hold: connections, handshakes, idle time. An idle timeout no longer than
+    /// the longest RPC is refused: it could cut an RPC in progress.
+    pub fn connection_limits(&self) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+        let l = &self.limits;
+        if l.idle_timeout_ms <= l.request_timeout_ms {
+            return Err(ConfigError::Invalid(format!(
+                "limits.idle_timeout_ms ({}) must exceed limits.request_timeout_ms ({})",
+                l.idle_timeout_ms, l.request_timeout_ms
+            )));
+        }
+        for (key, value) in [
+            ("limits.max_connections", l.max_connections),
+            (
+                "limits.max_connections_per_member",
+                l.max_connections_per_member,
+            ),
+            ("limits.max_pending_handshakes", l.max_pending_handshakes),
+            (
+                "limits.max_pending_handshakes_per_address",
+                l.max_pending_handshakes_per_address,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+            }
+        }
+        Ok(crate::connections::ConnectionLimits {
+            max_connections: l.max_connections,
+            max_connections_per_member: l.max_connections_per_member,
+            max_pending_handshakes: l.max_pending_handshakes,
+            max_pending_per_address: l.max_pending_handshakes_per_address,
+            handshake_timeout: self.handshake_timeout(),
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+        })
     }
 }
 

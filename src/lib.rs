@@ -30,7 +30,9 @@
 //!   checkpoint per batch, receipts, group commit; the start-up check of the log.
 //! - [`codec`]: the gRPC codec of every service and client, which counts each message's
 //!   repeated fields before prost decodes it.
-//! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL) and accept loop.
+//! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL), the client side.
+//! - [`connections`]: the accept loop: pending handshakes bounded per address and in total
+//!   (oldest shed first), connections per member and in total, idle connections closed.
 //! - [`statistics`]: aggregates for analysts: an in-memory columnar index of every revision,
 //!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
 //! - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin` (thin),
@@ -71,6 +73,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod connections;
 pub mod entry;
 pub mod envelope;
 pub mod identity;

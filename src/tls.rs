@@ -1,8 +1,8 @@
 //! Mutual TLS: the gateway's rustls server configuration (TLS 1.3 only, client certificate
-//! required and checked against the partnership CA and its CRLs), the accept loop that feeds
-//! finished handshakes to tonic, and the client side used by the CLI.
+//! required and checked against the partnership CA and its CRLs), what a refused handshake
+//! means, and the client side used by the CLI. The accept loop is [`crate::connections`].
 
-use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{io, path::Path, sync::Arc, time::Duration};
 
 use rustls::{
     DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
@@ -10,17 +10,9 @@ use rustls::{
     server::danger::{ClientCertVerified, ClientCertVerifier},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{Semaphore, mpsc},
-};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::net::TcpStream;
 
 use crate::identity::{Registry, Trust, TrustError};
-
-/// Most TLS handshakes in progress at once; further connections wait in the TCP backlog.
-const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -178,57 +170,9 @@ impl ClientCertVerifier for LogRevocations {
     }
 }
 
-/// The stream of finished TLS connections that tonic serves.
-pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, io::Error>>;
-
-/// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently,
-/// each within `handshake_timeout`, with the configuration in force when it arrives. A refused handshake is logged with its reason and the
-/// peer address; it never reaches tonic. The loop stops when the returned stream is dropped.
-pub fn incoming(
-    listener: TcpListener,
-    tls: Arc<ServerTls>,
-    handshake_timeout: Duration,
-) -> Incoming {
-    let (tx, rx) = mpsc::channel(64);
-    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = tx.closed() => break,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let (acceptor, tx) = (TlsAcceptor::from(tls.current()), tx.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let _ = tcp.set_nodelay(true);
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(e)) => refused(peer, &handshake_error(&e)),
-                    Err(_) => refused(peer, "handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
-}
-
 /// Why a handshake failed, for the operator: rustls's words, except that extended key usages
 /// are named and written as dotted OIDs (rustls writes `1, 3, 6, 1, 5, 5, 7, 3, 36`).
-fn handshake_error(e: &io::Error) -> String {
+pub(crate) fn handshake_error(e: &io::Error) -> String {
     use rustls::{CertificateError, Error};
     match e.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
         Some(Error::InvalidCertificate(CertificateError::InvalidPurposeContext {
@@ -271,10 +215,6 @@ fn key_purpose(p: &rustls::ExtendedKeyPurpose) -> String {
     } else {
         format!("{name} ({dotted})")
     }
-}
-
-fn refused(peer: SocketAddr, reason: &str) {
-    tracing::warn!(target: "focalgate::handshake", peer = %peer, reason, "TLS handshake refused");
 }
 
 /// A member's identity folder: `ca.pem`, `auth.pem`, `auth.key`, `signing.pem`, `signing.key`.

@@ -135,8 +135,8 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// Longest time one RPC may take on the server.
     pub request_timeout: Duration,
-    /// Longest time a TLS handshake may take.
-    pub handshake_timeout: Duration,
+    /// Connections, handshakes and idle time (the TLS handshake timeout among them).
+    pub connections: crate::connections::ConnectionLimits,
     /// How often configuration files are checked for changes (zero: only on SIGHUP).
     pub watch_interval: Duration,
 }
@@ -214,18 +214,20 @@ async fn serve_grpc(
     let audit = AuditServer::new(audit::AuditService::new(gateway.clone()))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
+    let gateway_lists = gateway.lists.clone();
     let submissions = SubmissionsServer::new(submissions::SubmissionsService::new(gateway))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
 
-    let incoming = crate::tls::incoming(listener, tls, options.handshake_timeout);
+    let incoming = crate::connections::incoming(listener, tls, gateway_lists, options.connections);
     let limit = options.max_message_bytes;
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(move |r| {
             oversize_is_resource_exhausted(r, limit)
         }))
         .timeout(options.request_timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // No keepalive pings: their answers would keep an idle connection busy for ever. A
+        // dead or silent peer is closed by the idle timeout instead.
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -434,13 +436,15 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),
     });
     gateway.log_edits_made_while_stopped().await?;
+    let connections = settings.connection_limits()?;
+    crate::connections::check_open_files(&connections);
     Ok(Assembled {
         gateway,
         tls,
         options: ServeOptions {
             max_message_bytes: settings.limits.max_message_bytes,
             request_timeout: settings.request_timeout(),
-            handshake_timeout: settings.handshake_timeout(),
+            connections,
             watch_interval: Duration::from_millis(settings.reload.watch_ms),
         },
         ledger_task,

@@ -1,0 +1,468 @@
+//! The gateway's connections: who gets one, and for how long.
+//!
+//! Accepting never waits on a peer: each TCP connection is taken from the listener at once and
+//! its TLS handshake runs in a task of its own. What peers can hold is bounded here:
+//!
+//! - **Pending handshakes**: at most [`ConnectionLimits::max_pending_handshakes`] in all and
+//!   [`ConnectionLimits::max_pending_per_address`] per source address. Beyond either, the
+//!   *oldest* pending handshake (of that address) is shed: silent connections displace each
+//!   other, while a client whose handshake takes milliseconds completes long before its turn.
+//! - **Open connections**: at most [`ConnectionLimits::max_connections`], pending ones included.
+//!   At the cap the oldest pending handshake is shed, or else the new connection is closed at
+//!   once, so the listener keeps draining its backlog and the process keeps file descriptors in
+//!   reserve (see [`check_open_files`]).
+//! - **Per member**: at most [`ConnectionLimits::max_connections_per_member`] established
+//!   connections per member (from the verified client certificate), so one member cannot use up
+//!   the connections everyone shares.
+//! - **Idle**: a connection on which no byte moved either way for
+//!   [`ConnectionLimits::idle_timeout`] is closed (longer than any RPC may take, so an RPC in
+//!   progress is never cut).
+//!
+//! ```text
+//! listener ─accept─▶ Admission::admit (shed oldest) ─spawn─▶ handshake (timeout)
+//!          ─▶ Admission::establish (member cap) ─▶ tonic ─ ... ─▶ drop: Admission::release
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::AbortHandle,
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{schema::CodeLists, tls::ServerTls};
+
+/// File descriptors kept beyond the connections: the store's connections and files, the
+/// configuration files a reload reads, the listener, logs.
+pub const FD_RESERVE: u64 = 128;
+
+/// What peers may hold; see the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Most TCP connections open at once, pending handshakes included.
+    pub max_connections: usize,
+    /// Most established connections of one member.
+    pub max_connections_per_member: usize,
+    /// Most TLS handshakes in progress at once.
+    pub max_pending_handshakes: usize,
+    /// Most TLS handshakes in progress from one source address.
+    pub max_pending_per_address: usize,
+    /// Longest TLS handshake.
+    pub handshake_timeout: Duration,
+    /// A connection on which nothing moved this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// The stream of established connections that tonic serves.
+pub type Incoming = ReceiverStream<Result<TlsStream<Tracked>, io::Error>>;
+
+/// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently, with
+/// the configuration in force when each arrives, under `limits`. A refused or shed connection
+/// is logged with its reason and the peer address; it never reaches tonic. `lists` tells the
+/// member a client certificate names. The loop stops when the returned stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+    lists: Arc<CodeLists>,
+    limits: ConnectionLimits,
+) -> Incoming {
+    let (tx, rx) = mpsc::channel(64);
+    let admission = Arc::new(Admission {
+        limits,
+        state: Mutex::new(State::default()),
+    });
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(id) = admission.admit(peer.ip()) else {
+                refused(peer, "too many connections: closed at once");
+                continue; // dropping `tcp` closes it
+            };
+            let slot = Slot {
+                admission: admission.clone(),
+                id,
+            };
+            let (acceptor, tx, lists) =
+                (TlsAcceptor::from(tls.current()), tx.clone(), lists.clone());
+            let admission_ = admission.clone();
+            let task = tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let tcp = Tracked::new(tcp, slot, limits.idle_timeout);
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let member = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|der| crate::identity::identify(der, &lists).ok())
+                            .map_or_else(|| "-".to_owned(), |i| i.member.to_string());
+                        match admission_.establish(id, &member) {
+                            Ok(()) => {
+                                let _ = tx.send(Ok(stream)).await;
+                            }
+                            Err(why) => refused(peer, &why),
+                        }
+                    }
+                    Ok(Err(e)) => refused(peer, &crate::tls::handshake_error(&e)),
+                    Err(_) => refused(peer, "handshake timed out"),
+                }
+            });
+            admission.started(id, task.abort_handle());
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+fn refused(peer: SocketAddr, reason: &str) {
+    tracing::warn!(target: "focalgate::handshake", peer = %peer, reason, "TLS handshake refused");
+}
+
+/// The bookkeeping behind the limits, shared by the accept loop and the connections.
+struct Admission {
+    limits: ConnectionLimits,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// Handshakes in progress, oldest first: the source address, and the task to abort when
+    /// the handshake is shed (set once the task is spawned).
+    pending: BTreeMap<u64, (IpAddr, Option<AbortHandle>)>,
+    /// Handshakes in progress per source address.
+    pending_per_address: HashMap<IpAddr, usize>,
+    /// Established connections and their members.
+    established: HashMap<u64, String>,
+    /// Established connections per member.
+    per_member: HashMap<String, usize>,
+    /// Handshakes shed since the last report, and when that was: a flood is reported once
+    /// every few seconds, not once per connection.
+    shed: u64,
+    reported: Option<Instant>,
+}
+
+impl State {
+    /// Sheds one pending handshake: the oldest, or the oldest from `from`.
+    fn shed_oldest(&mut self, from: Option<IpAddr>) {
+        let oldest = self
+            .pending
+            .iter()
+            .find(|(_, (ip, _))| from.is_none_or(|f| f == *ip))
+            .map(|(&id, _)| id);
+        if let Some(id) = oldest
+            && let Some((ip, task)) = self.remove_pending(id)
+        {
+            if let Some(task) = task {
+                task.abort(); // drops the task, and with it the connection
+            }
+            self.shed += 1;
+            let now = Instant::now();
+            if self
+                .reported
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+            {
+                tracing::warn!(
+                    target: "focalgate::handshake",
+                    shed = self.shed,
+                    last_peer = %ip,
+                    "pending TLS handshakes shed, oldest first (too many in progress, in all or from one address)"
+                );
+                self.shed = 0;
+                self.reported = Some(now);
+            }
+        }
+    }
+
+    fn remove_pending(&mut self, id: u64) -> Option<(IpAddr, Option<AbortHandle>)> {
+        let (ip, task) = self.pending.remove(&id)?;
+        if let Some(n) = self.pending_per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_per_address.remove(&ip);
+            }
+        }
+        Some((ip, task))
+    }
+
+    fn open(&self) -> usize {
+        self.pending.len() + self.established.len()
+    }
+}
+
+impl Admission {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes room for a connection from `ip` and registers its handshake; `None` when every
+    /// open connection is established and the cap is reached.
+    fn admit(&self, ip: IpAddr) -> Option<u64> {
+        let limits = &self.limits;
+        let mut s = self.lock();
+        if s.open() >= limits.max_connections {
+            if s.pending.is_empty() {
+                return None;
+            }
+            s.shed_oldest(None);
+        }
+        if s.pending.len() >= limits.max_pending_handshakes {
+            s.shed_oldest(None);
+        }
+        if s.pending_per_address.get(&ip).copied().unwrap_or(0) >= limits.max_pending_per_address {
+            s.shed_oldest(Some(ip));
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.pending.insert(id, (ip, None));
+        *s.pending_per_address.entry(ip).or_default() += 1;
+        Some(id)
+    }
+
+    /// Records the task doing handshake `id`, so that it can be shed.
+    fn started(&self, id: u64, task: AbortHandle) {
+        // Absent when done already, or shed.
+        if let Some(entry) = self.lock().pending.get_mut(&id) {
+            entry.1 = Some(task);
+        }
+    }
+
+    /// Handshake `id` is done for `member`: established, unless it was shed meanwhile or the
+    /// member has all the connections it may have.
+    fn establish(&self, id: u64, member: &str) -> Result<(), String> {
+        let mut s = self.lock();
+        if s.remove_pending(id).is_none() {
+            return Err("shed while its handshake was in progress".into());
+        }
+        let held = s.per_member.get(member).copied().unwrap_or(0);
+        if held >= self.limits.max_connections_per_member {
+            return Err(format!(
+                "member {member} already holds {held} connections, the most one member may (limits.max_connections_per_member)"
+            ));
+        }
+        s.established.insert(id, member.to_owned());
+        *s.per_member.entry(member.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    /// Connection `id` is closed.
+    fn release(&self, id: u64) {
+        let mut s = self.lock();
+        if s.remove_pending(id).is_some() {
+            return;
+        }
+        if let Some(member) = s.established.remove(&id)
+            && let Some(n) = s.per_member.get_mut(&member)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.per_member.remove(&member);
+            }
+        }
+    }
+}
+
+/// A connection's place in the [`Admission`] books, given back when the connection is dropped.
+struct Slot {
+    admission: Arc<Admission>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.admission.release(self.id);
+    }
+}
+
+/// A TCP connection that closes itself when nothing moved on it for its idle timeout: a read
+/// that would wait past the deadline ends the stream instead, and the server drops it.
+pub struct Tracked {
+    tcp: TcpStream,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _slot: Slot,
+}
+
+impl Tracked {
+    fn new(tcp: TcpStream, slot: Slot, idle: Duration) -> Self {
+        Self {
+            tcp,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            _slot: slot,
+        }
+    }
+
+    fn touch(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.tcp).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Tracked {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    /// The TCP addresses, as for a plain `TcpStream`: tonic finds the peer certificates of a
+    /// TLS connection under this type.
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::TcpConnectInfo {
+            local_addr: self.tcp.local_addr().ok(),
+            remote_addr: self.tcp.peer_addr().ok(),
+        }
+    }
+}
+
+/// Raises the open-file limit as far as the system allows towards what `limits` need (every
+/// connection is a file descriptor, and [`FD_RESERVE`] more), and warns when it stays below.
+/// Returns the limit in force.
+pub fn check_open_files(limits: &ConnectionLimits) -> Option<u64> {
+    let needed = limits.max_connections as u64 + FD_RESERVE;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) if limit < needed => {
+            tracing::warn!(
+                limit,
+                needed,
+                max_connections = limits.max_connections,
+                "the open-file limit (ulimit -n) is below what limits.max_connections and the gateway's own files need: \
+                 raise it (systemd LimitNOFILE=) or lower limits.max_connections, or a flood of connections can \
+                 exhaust file descriptors before the connection cap applies"
+            );
+            Some(limit)
+        }
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(max_connections: usize, pending: usize, per_address: usize) -> Admission {
+        Admission {
+            limits: ConnectionLimits {
+                max_connections,
+                max_connections_per_member: 2,
+                max_pending_handshakes: pending,
+                max_pending_per_address: per_address,
+                handshake_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(1),
+            },
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    #[test]
+    fn the_oldest_pending_handshake_is_shed_in_all_and_per_address() {
+        let a = admission(100, 3, 2);
+        let (x, y): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let ids: Vec<u64> = [x, x, y].iter().map(|ip| a.admit(*ip).unwrap()).collect();
+        // A third from x sheds x's oldest (ids[0]).
+        let third = a.admit(x).unwrap();
+        assert!(!a.lock().pending.contains_key(&ids[0]));
+        // The total is now 3: a new one sheds the oldest of all (ids[1]).
+        a.admit(y).unwrap();
+        let pending: Vec<u64> = a.lock().pending.keys().copied().collect();
+        assert_eq!(pending, vec![ids[2], third, third + 1]);
+        assert_eq!(a.lock().pending_per_address[&y], 2);
+        assert!(
+            a.establish(ids[0], "KAZ:nfp").is_err(),
+            "a shed handshake stays shed"
+        );
+    }
+
+    #[test]
+    fn members_and_the_total_are_capped_and_closing_frees_a_place() {
+        let a = admission(3, 10, 10);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let ids: Vec<u64> = (0..3).map(|_| a.admit(ip).unwrap()).collect();
+        a.establish(ids[0], "KAZ:nfp").unwrap();
+        a.establish(ids[1], "KAZ:nfp").unwrap();
+        let third = a.establish(ids[2], "KAZ:nfp").unwrap_err();
+        assert!(third.contains("already holds 2 connections"), "{third}");
+        a.release(ids[2]);
+        // Two established: a third admission is fine, a fourth sheds the pending one.
+        let pending = a.admit(ip).unwrap();
+        let next = a.admit(ip).unwrap();
+        assert!(!a.lock().pending.contains_key(&pending) && a.lock().pending.contains_key(&next));
+        a.establish(next, "UZB:nfp").unwrap();
+        assert_eq!(a.admit(ip), None, "all established: the new one is closed");
+        a.release(ids[0]);
+        assert!(a.admit(ip).is_some());
+        assert_eq!(a.lock().per_member["KAZ:nfp"], 1);
+    }
+}

@@ -1,0 +1,278 @@
+//! What peers can hold, over real TCP and TLS on loopback: silent connections that never send a
+//! byte, idle connections, one member opening many, the open-file limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::Gateway;
+use focalgate::{proto::ListSubmissionsRequest, tls::IdentityDir};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+/// Keeps `n` TCP connections from `from` open to `to`, each silent, reopening every one the
+/// gateway closes, until `stop`. Returns how many it opened in all.
+fn silent_flood(
+    from: &str,
+    to: SocketAddr,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    tokio::spawn(async move {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (stop, opened) = (stop.clone(), opened.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let socket = TcpSocket::new_v4().unwrap();
+                        socket.bind(from).unwrap();
+                        let Ok(mut tcp) = socket.connect(to).await else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        // Hold it, silent, until the gateway closes it or the flood stops.
+                        let mut byte = [0u8; 1];
+                        while !stop.load(Ordering::Relaxed) {
+                            let read = tcp.read(&mut byte);
+                            match tokio::time::timeout(Duration::from_millis(100), read).await {
+                                Err(_) => {}                     // still open
+                                Ok(Ok(0)) | Ok(Err(_)) => break, // closed: reopen
+                                Ok(Ok(_)) => {}
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        opened.load(Ordering::Relaxed)
+    })
+}
+
+/// One `ListSubmissions` call as `who` on a connection of its own: handshake and call, timed.
+async fn list_on_a_new_connection(gw: &Gateway, who: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let call = async {
+        let mut client =
+            focalgate::proto::submissions_client::SubmissionsClient::new(gw.channel(who).await);
+        client
+            .list_submissions(ListSubmissionsRequest::default())
+            .await
+            .map(|_| ())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(())) => Ok(started.elapsed()),
+        Ok(Err(status)) => Err(format!("{status:?}")),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
+/// 300 connections that never send a byte, reopened as the gateway sheds them, from another
+/// address (127.0.0.2): well-behaved clients on fresh connections keep being answered, each
+/// long before the 10 s a silent handshake may last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_never_stall_the_gateway() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = silent_flood("127.0.0.2", gw.addr, 300, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut slowest = Duration::ZERO;
+    let mut failed = Vec::new();
+    for _ in 0..11 {
+        match list_on_a_new_connection(&gw, "KAZ").await {
+            Ok(took) => slowest = slowest.max(took),
+            Err(e) => failed.push(e),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let opened = flood.await.unwrap();
+    eprintln!(
+        "silent flood: {opened} connections opened; 11 calls, slowest {} ms",
+        slowest.as_millis()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of 11 calls failed: {failed:?}",
+        failed.len()
+    );
+    assert!(opened >= 300, "{opened}");
+    assert!(slowest < Duration::from_secs(3), "slowest call {slowest:?}");
+    gw.stop().await;
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS connection as `who` that the gateway serves: the handshake done, the HTTP/2 preface
+/// sent and the gateway's first frame (its SETTINGS) read, then silent. `None` if the gateway
+/// closed it instead (within 3 s).
+async fn try_tls_as(gw: &Gateway, who: &str) -> Option<Tls> {
+    let config = IdentityDir::new(common::pki().join(who))
+        .rustls_client()
+        .unwrap();
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .ok()?;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .ok()?;
+    tls.flush().await.ok()?;
+    let mut frame_header = [0u8; 9];
+    match tokio::time::timeout(Duration::from_secs(3), tls.read_exact(&mut frame_header)).await {
+        Ok(Ok(_)) => Some(tls),
+        Ok(Err(_)) => None,
+        Err(_) => panic!("{who}: neither served nor closed within 3 s"),
+    }
+}
+
+async fn tls_as(gw: &Gateway, who: &str) -> Tls {
+    try_tls_as(gw, who).await.expect("a TLS connection")
+}
+
+/// Whether the gateway closes `tls` within `within`: reads (and drops) what it sends until the
+/// stream ends.
+async fn closed_within(tls: &mut Tls, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tls.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A connection on which nothing moves is closed after the idle timeout, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let dir = common::tempdir();
+    let mut settings = common::settings(dir.path());
+    settings.limits.request_timeout_ms = 1_000;
+    settings.limits.idle_timeout_ms = 2_000;
+    let gw = Gateway::start_with(settings).await;
+    let mut idle = tls_as(&gw, "KAZ").await;
+    let started = Instant::now();
+    assert!(closed_within(&mut idle, Duration::from_secs(10)).await);
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(1_900),
+        "closed after {after:?}"
+    );
+    // A connection in use is not idle.
+    let channel = gw.channel("KAZ").await;
+    for _ in 0..5 {
+        let mut client =
+            focalgate::proto::submissions_client::SubmissionsClient::new(channel.clone());
+        client
+            .list_submissions(ListSubmissionsRequest::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    gw.stop().await;
+}
+
+/// One member may hold `max_connections_per_member`; past `max_connections` in all, new
+/// connections are closed at once and those held stay; closing frees the places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_cannot_take_every_connection() {
+    let dir = common::tempdir();
+    let mut settings = common::settings(dir.path());
+    settings.limits.max_connections_per_member = 4;
+    settings.limits.max_connections = 9;
+    let gw = Gateway::start_with(settings).await;
+
+    let mut kaz = Vec::new();
+    for _ in 0..4 {
+        kaz.push(tls_as(&gw, "KAZ").await);
+    }
+    assert!(
+        try_tls_as(&gw, "KAZ").await.is_none(),
+        "KAZ's fifth is closed"
+    );
+    for c in &mut kaz {
+        assert!(!closed_within(c, Duration::from_millis(50)).await);
+    }
+
+    // Another member is served meanwhile; with 4 + 4 held, the total (9) leaves one place, and
+    // past it new connections are closed at once while the held ones stay.
+    let mut uzb = Vec::new();
+    for _ in 0..4 {
+        uzb.push(tls_as(&gw, "UZB").await);
+    }
+    list_on_a_new_connection(&gw, "TJK").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // TJK's connection is closed
+    let mut ninth = tls_as(&gw, "KGZ").await;
+    assert!(
+        try_tls_as(&gw, "KGZ").await.is_none(),
+        "past the total, a new connection is closed"
+    );
+    assert!(
+        !closed_within(&mut ninth, Duration::from_millis(50)).await,
+        "the ninth stays"
+    );
+
+    drop((kaz, uzb, ninth));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    list_on_a_new_connection(&gw, "KAZ").await.unwrap();
+    gw.stop().await;
+}
+
+/// Under an open-file limit below what the connection cap needs, the gateway says so at start.
+#[test]
+fn a_low_open_file_limit_is_reported_at_start() {
+    use std::io::BufRead;
+    let dir = common::tempdir();
+    let port = common::free_port();
+    let config = dir.path().join("focalgate.toml");
+    common::write_config(&config, port, &dir.path().join("data"), &common::pki(), "");
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 512 && exec {} serve --config {}",
+                common::BIN,
+                config.display()
+            ),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut warned = None;
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("open-file limit") {
+            warned = Some(line.clone());
+        }
+        if line.contains("focalgate is serving") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warned = warned.expect("a warning about the open-file limit");
+    assert!(
+        warned.contains("limit=512") && warned.contains("needed=4224"),
+        "{warned}"
+    );
+}
