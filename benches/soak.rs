@@ -17,6 +17,10 @@
 //! default 64).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{DRUGS, MEMBERS, channel, env_or, signer};
+
 use std::{
     sync::{
         Arc,
@@ -27,8 +31,7 @@ use std::{
 
 use focalgate::{
     config::Settings,
-    envelope::{self, SigningKey},
-    identity::cert_digest_hex,
+    envelope,
     proto::{
         AggregateQuery, ListSubmissionsRequest, Observation, SubmissionBody,
         statistics_client::StatisticsClient, submissions_client::SubmissionsClient,
@@ -38,31 +41,10 @@ use focalgate::{
 };
 use prost::Message;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-const MEMBERS: [&str; 5] = ["KAZ", "KGZ", "TJK", "TKM", "UZB"];
-const DRUGS: [(&str, &str); 10] = [
-    ("HEROIN", "KG"),
-    ("OPIUM", "KG"),
-    ("CANNABIS_HERB", "KG"),
-    ("CANNABIS_RESIN", "KG"),
-    ("METHAMPHETAMINE", "KG"),
-    ("AMPHETAMINE", "U"),
-    ("MDMA", "U"),
-    ("TRAMADOL", "U"),
-    ("COCAINE", "KG"),
-    ("ACETIC_ANHYDRIDE", "L"),
-];
 const MODES: [&str; 2] = ["ROAD", "RAIL"];
 /// Monthly periods from 1990-M01: 36 years.
 const MONTHS: usize = 36 * 12;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -82,37 +64,6 @@ struct Call {
     method: Method,
     ended: Duration,
     took: Duration,
-}
-
-async fn channel(addr: std::net::SocketAddr, who: &str) -> Channel {
-    let dir = format!("certs-example/{who}");
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read("certs-example/ca/ca.pem").unwrap(),
-        ))
-        .identity(Identity::from_pem(
-            std::fs::read(format!("{dir}/auth.pem")).unwrap(),
-            std::fs::read(format!("{dir}/auth.key")).unwrap(),
-        ));
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn signer(member: &str) -> (SigningKey, String) {
-    let key =
-        focalgate::pki::read_pkcs8(format!("certs-example/{member}/signing.key").as_ref()).unwrap();
-    let cert = focalgate::tls::read_chain(format!("certs-example/{member}/signing.pem").as_ref())
-        .unwrap()
-        .remove(0);
-    (
-        SigningKey::from_pkcs8(&key).unwrap(),
-        cert_digest_hex(cert.as_ref()),
-    )
 }
 
 /// The `n`-th submission of `member`: month `n % MONTHS` from 1990, 20 observations.

@@ -27,6 +27,10 @@
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{DRUGS, MEMBERS, channel, env_or, signer};
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -36,7 +40,7 @@ use cpu_time::ProcessTime;
 use focalgate::{
     config::Settings,
     envelope::{self, SigningKey},
-    identity::{MemberId, cert_digest_hex},
+    identity::MemberId,
     ledger::Accepted,
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope,
@@ -49,24 +53,8 @@ use focalgate::{
 };
 use prost::Message;
 use tokio::net::TcpListener;
-use tonic::{
-    Request, Response, Status,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
-};
+use tonic::{Request, Response, Status};
 
-const MEMBERS: [&str; 5] = ["KAZ", "KGZ", "TJK", "TKM", "UZB"];
-const DRUGS: [(&str, &str); 10] = [
-    ("HEROIN", "KG"),
-    ("OPIUM", "KG"),
-    ("CANNABIS_HERB", "KG"),
-    ("CANNABIS_RESIN", "KG"),
-    ("METHAMPHETAMINE", "KG"),
-    ("AMPHETAMINE", "U"),
-    ("MDMA", "U"),
-    ("TRAMADOL", "U"),
-    ("COCAINE", "KG"),
-    ("ACETIC_ANHYDRIDE", "L"),
-];
 const MODES: [&str; 10] = [
     "ROAD",
     "RAIL",
@@ -80,30 +68,9 @@ const MODES: [&str; 10] = [
     "",
 ];
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// `n` distinct signed submissions of 100 observations, spread over members and periods.
 fn envelopes(n: usize) -> Vec<(usize, SignedEnvelope)> {
-    let signers: Vec<(SigningKey, String)> = MEMBERS
-        .iter()
-        .map(|m| {
-            let key = focalgate::pki::read_pkcs8(format!("certs-example/{m}/signing.key").as_ref())
-                .unwrap();
-            let cert =
-                focalgate::tls::read_chain(format!("certs-example/{m}/signing.pem").as_ref())
-                    .unwrap()
-                    .remove(0);
-            (
-                SigningKey::from_pkcs8(&key).unwrap(),
-                cert_digest_hex(cert.as_ref()),
-            )
-        })
-        .collect();
+    let signers: Vec<(SigningKey, String)> = MEMBERS.iter().map(|m| signer(m)).collect();
     (0..n)
         .map(|i| {
             let member = i % MEMBERS.len();
@@ -167,25 +134,6 @@ impl Submissions for Echo {
     ) -> Result<Response<Self::ListSubmissionsStream>, Status> {
         Err(Status::unimplemented("baseline"))
     }
-}
-
-async fn channel(addr: std::net::SocketAddr, member: &str) -> Channel {
-    let dir = format!("certs-example/{member}");
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read("certs-example/ca/ca.pem").unwrap(),
-        ))
-        .identity(Identity::from_pem(
-            std::fs::read(format!("{dir}/auth.pem")).unwrap(),
-            std::fs::read(format!("{dir}/auth.key")).unwrap(),
-        ));
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
 }
 
 struct Run {

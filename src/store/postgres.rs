@@ -259,17 +259,30 @@ async fn entries(
     start: u64,
     end: u64,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    by_log_index(
+        client,
+        "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        start,
+        end,
+    )
+    .await
+}
+
+/// (log index, blob) rows of `sql`, which selects them for log indices `$1..$2`.
+async fn by_log_index(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
     let rows = client
-        .query(
-            "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            &[&(start as i64), &(end as i64)],
-        )
+        .query(sql, &[&(start as i64), &(end as i64)])
         .await
         .map_err(classify)?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
-        .collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(classify)
 }
 
 async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes, StoreError> {
@@ -491,20 +504,14 @@ impl Store for PgStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT log_index, envelope_digest FROM submissions \
-                 WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index",
-                &[&(start as i64), &(end as i64)],
-            )
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(classify)
+        by_log_index(
+            &*self.client().await?,
+            "SELECT log_index, envelope_digest FROM submissions \
+             WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index",
+            start,
+            end,
+        )
+        .await
     }
 
     async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {

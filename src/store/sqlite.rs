@@ -287,11 +287,22 @@ fn entries_query(
     start: u64,
     end: u64,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-        )
-        .map_err(classify)?;
+    by_log_index(
+        conn,
+        "SELECT idx, entry FROM log_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        start,
+        end,
+    )
+}
+
+/// (log index, blob) rows of `sql`, which selects them for log indices `?1..?2`.
+fn by_log_index(
+    conn: &Connection,
+    sql: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
     let rows = stmt
         .query_map([start as i64, end as i64], |r| {
             Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
@@ -510,18 +521,13 @@ impl Store for SqliteStore {
         end: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT log_index, envelope_digest FROM submissions \
-                     WHERE log_index >= ?1 AND log_index < ?2 ORDER BY log_index",
-                )
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map([start as i64, end as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-                })
-                .map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)
+            by_log_index(
+                conn,
+                "SELECT log_index, envelope_digest FROM submissions \
+                 WHERE log_index >= ?1 AND log_index < ?2 ORDER BY log_index",
+                start,
+                end,
+            )
         })
         .await
     }
