@@ -59,11 +59,13 @@ const METHODS: [(Method, &str); 3] = [
     (Method::List, "ListSubmissions"),
 ];
 
-/// One call: what, when it ended (since the start), how long it took.
+/// One call: what, when it ended (since the start), how long it took, and its status code if
+/// it failed.
 struct Call {
     method: Method,
     ended: Duration,
     took: Duration,
+    failed: Option<tonic::Code>,
 }
 
 /// The `n`-th submission of `member`: month `n % MONTHS` from 1990, 20 observations.
@@ -168,6 +170,7 @@ fn main() {
                 while !stop.load(Ordering::Relaxed) {
                     round += 1;
                     let t = Instant::now();
+                    let outcome: Result<(), tonic::Status> = async {
                     match method {
                         Method::Submit => {
                             let n = counters[member].fetch_add(1, Ordering::Relaxed);
@@ -179,7 +182,7 @@ fn main() {
                                 &keyid,
                             )
                             .unwrap();
-                            submissions.submit(env).await.unwrap();
+                            submissions.submit(env).await?;
                         }
                         Method::Query => {
                             let q = AggregateQuery {
@@ -191,8 +194,8 @@ fn main() {
                                 group_by: vec!["time_period".into(), "drug".into()],
                                 ..Default::default()
                             };
-                            let mut s = statistics.query(q).await.unwrap().into_inner();
-                            while s.message().await.unwrap().is_some() {}
+                            let mut s = statistics.query(q).await?.into_inner();
+                            while s.message().await?.is_some() {}
                         }
                         Method::List => {
                             let year = 1990 + round % 36;
@@ -203,14 +206,18 @@ fn main() {
                                 current_only: true,
                                 ..Default::default()
                             };
-                            let mut s = submissions.list_submissions(r).await.unwrap().into_inner();
-                            while s.message().await.unwrap().is_some() {}
+                            let mut s = submissions.list_submissions(r).await?.into_inner();
+                            while s.message().await?.is_some() {}
                         }
                     }
+                    Ok(())
+                    }
+                    .await;
                     calls.push(Call {
                         method,
                         ended: started.elapsed(),
                         took: t.elapsed(),
+                        failed: outcome.err().map(|s| s.code()),
                     });
                 }
                 calls
@@ -247,9 +254,14 @@ fn main() {
         for (method, name) in METHODS {
             let mut cols = Vec::new();
             for (w, window) in [&first, &last].into_iter().enumerate() {
-                let mut took: Vec<Duration> = calls
+                let in_window: Vec<&Call> = calls
                     .iter()
                     .filter(|c| c.method == method && window.contains(&c.ended))
+                    .collect();
+                let failed = in_window.iter().filter(|c| c.failed.is_some()).count();
+                let mut took: Vec<Duration> = in_window
+                    .iter()
+                    .filter(|c| c.failed.is_none())
                     .map(|c| c.took)
                     .collect();
                 took.sort();
@@ -260,10 +272,15 @@ fn main() {
                         .unwrap_or_default()
                 };
                 cols.push(format!(
-                    "{:>6.0}/s p50 {:>8.2?} p99 {:>8.2?}",
+                    "{:>6.0}/s p50 {:>8.2?} p99 {:>8.2?}{}",
                     took.len() as f64 / 60.0,
                     at(0.5),
-                    at(0.99)
+                    at(0.99),
+                    if failed > 0 {
+                        format!(" ({failed} failed)")
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             println!("  {name:<16} {}   {}", cols[0], cols[1]);
@@ -275,6 +292,23 @@ fn main() {
             "",
             b / a
         );
+        let mut failures: Vec<String> = Vec::new();
+        for (method, name) in METHODS {
+            let mut codes: Vec<tonic::Code> = calls
+                .iter()
+                .filter(|c| c.method == method)
+                .filter_map(|c| c.failed)
+                .collect();
+            codes.sort_by_key(|c| *c as i32);
+            codes.dedup();
+            let n = calls.iter().filter(|c| c.method == method && c.failed.is_some()).count();
+            if n > 0 {
+                failures.push(format!("{name}: {n} failed ({codes:?})"));
+            }
+        }
+        if !failures.is_empty() {
+            println!("  FAILED CALLS: {}", failures.join("; "));
+        }
         println!(
             "  store: a log of {stored} entries at the end; memory (RSS, clients and gateway): {memory_at_start:.0} MiB at start, {memory_at_end:.0} MiB at end"
         );

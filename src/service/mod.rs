@@ -404,8 +404,9 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         .collect();
     let statistics = Arc::new(statistics::StatisticsState::new(
         crate::statistics::Index::new(drug_groups),
+        store.clone(),
     ));
-    statistics.refresh(&*store).await?;
+    statistics.refresh(&*store, u64::MAX).await?;
     let limits = settings.limits.schema();
     if settings.limits.max_message_bytes < 4 * READBACK_HEADROOM {
         return Err(StartError::Config(ConfigError::Invalid(format!(

@@ -24,24 +24,87 @@ const REFRESH_PAGE: u32 = 2_000;
 /// Most access records per call.
 const TRAIL_PAGE: u32 = 1_000;
 
+/// Most access records committed together.
+const TRAIL_BATCH: usize = 256;
+
+/// Writes access records in groups: the queries that finish while one commit is under way share
+/// the next, so a busy day of queries costs the store a few durable commits a second, not one
+/// per query. Each query still waits until its own record is durable.
+pub struct Trail {
+    records: tokio::sync::mpsc::Sender<(AccessRecord, Recorded)>,
+}
+
+/// Where a query learns that its record is durable.
+type Recorded = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
+impl Trail {
+    /// Starts the writer over `store`; it ends once every handle is gone.
+    pub fn start(store: Arc<dyn crate::store::Store>) -> Self {
+        let (records, mut rx) = tokio::sync::mpsc::channel(TRAIL_BATCH * 4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(TRAIL_BATCH);
+            while rx.recv_many(&mut batch, TRAIL_BATCH).await > 0 {
+                let (records, replies): (Vec<AccessRecord>, Vec<Recorded>) =
+                    std::mem::take(&mut batch).into_iter().unzip();
+                let result = store.record_access(records).await;
+                for reply in replies {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        });
+        Self { records }
+    }
+
+    /// Records one query, durably.
+    pub async fn record(&self, record: AccessRecord) -> Result<(), StoreError> {
+        let closed = || StoreError::Unavailable("the gateway is shutting down".into());
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.records
+            .send((record, reply))
+            .await
+            .map_err(|_| closed())?;
+        done.await.map_err(|_| closed())?
+    }
+}
+
 /// The statistics index shared by all queries, and the lock that makes refreshes single-flight.
 pub struct StatisticsState {
     index: RwLock<Index>,
-    refreshing: tokio::sync::Mutex<()>,
+    /// Where queries are recorded.
+    pub trail: Trail,
+    /// Held by the one refresh under way; the log size the index is known to hold every
+    /// submission of.
+    covered: tokio::sync::Mutex<u64>,
 }
 
 impl StatisticsState {
-    /// An empty index; [`refresh`](Self::refresh) fills it.
-    pub fn new(index: Index) -> Self {
+    /// An empty index; [`refresh`](Self::refresh) fills it. Queries are recorded in `store`.
+    pub fn new(index: Index, store: Arc<dyn crate::store::Store>) -> Self {
         Self {
             index: RwLock::new(index),
-            refreshing: tokio::sync::Mutex::new(()),
+            trail: Trail::start(store),
+            covered: tokio::sync::Mutex::new(0),
         }
     }
 
-    /// Reads what the store gained since the index last looked.
-    pub async fn refresh(&self, store: &dyn crate::store::Store) -> Result<(), StoreError> {
-        let _single = self.refreshing.lock().await;
+    /// Makes the index hold every submission of the log of `size` entries: reads what the
+    /// store gained since the index last looked, unless a refresh already covered that size.
+    /// Queries waiting on one refresh then mostly find their size covered, and cost the store
+    /// nothing: the work is proportional to what was submitted, not to how often it is asked.
+    pub async fn refresh(
+        &self,
+        store: &dyn crate::store::Store,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let mut covered = self.covered.lock().await;
+        if *covered >= size {
+            return Ok(());
+        }
+        // A submission and its log entry are committed together: everything logged up to this
+        // size is in the store before the reads below. A page that is not full is all there
+        // was when it was read, so it ends the refresh: under a steady stream of submissions,
+        // reading until nothing at all is new would chase the writers one small page at a time.
+        let logged = store.log_size().await?;
         loop {
             let last = self
                 .index
@@ -49,13 +112,15 @@ impl StatisticsState {
                 .unwrap_or_else(|p| p.into_inner())
                 .last_seq;
             let batch = store.submissions_since(last, REFRESH_PAGE).await?;
-            if batch.is_empty() {
-                return Ok(());
-            }
+            let caught_up = batch.len() < REFRESH_PAGE as usize;
             self.index
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(batch);
+            if caught_up {
+                *covered = logged.max(*covered);
+                return Ok(());
+            }
         }
     }
 }
@@ -113,7 +178,7 @@ impl StatisticsService {
         }
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
-        g.statistics.refresh(&*g.store).await?;
+        g.statistics.refresh(&*g.store, size).await?;
 
         let now_ms = now_ms();
         let (state, directory, member, thresholds) = (
@@ -137,8 +202,9 @@ impl StatisticsService {
         .map_err(|v| ApiError::Invalid(vec![v]))?;
 
         // The trail first: no answer leaves without its record.
-        g.store
-            .record_access(&AccessRecord {
+        g.statistics
+            .trail
+            .record(AccessRecord {
                 id: 0,
                 at_ms: now_ms,
                 member: caller.member().to_string(),

@@ -243,12 +243,11 @@ pub fn aggregate(
     let mut cells: HashMap<Box<[u32]>, Acc> = HashMap::new();
     let mut key: Vec<u32> = Vec::with_capacity(q.group_by.len() + 1);
     for sub in index
-        .subs
-        .iter()
-        .filter(|s| s.dataflow == q.dataflow && q.freq.is_none_or(|f| s.period.frequency() == f))
+        .counting(q.dataflow, size)
+        .into_iter()
+        .filter(|s| q.freq.is_none_or(|f| s.period.frequency() == f))
     {
-        if !sub.counts_at(size)
-            || q.from.is_some_and(|d| sub.start < d)
+        if q.from.is_some_and(|d| sub.start < d)
             || q.to.is_some_and(|d| sub.end > d)
             || !passes(&f_ref_area, sub.ref_area)
         {

@@ -118,6 +118,8 @@ pub struct Sub {
     pub log_index: u64,
     /// The log index of the revision that superseded it.
     pub superseded_at: Option<u64>,
+    /// The revision it superseded (its place in [`Index::subs`]).
+    pub previous: Option<u32>,
     /// Its rows: `rows[first..first + len]`.
     pub first: u32,
     /// Number of rows.
@@ -172,7 +174,8 @@ impl Index {
                 self.rows.push(row);
             }
             let idx = self.subs.len();
-            if let Some(&prev) = self.current.get(&(s.dataflow, ref_area, period)) {
+            let previous = self.current.get(&(s.dataflow, ref_area, period)).copied();
+            if let Some(prev) = previous {
                 self.subs[prev].superseded_at = Some(log_index);
             }
             self.current.insert((s.dataflow, ref_area, period), idx);
@@ -184,6 +187,7 @@ impl Index {
                 end: period.end(),
                 log_index,
                 superseded_at: None,
+                previous: previous.map(|p| p as u32),
                 first,
                 len: s.observations.len() as u32,
             });
@@ -223,6 +227,27 @@ impl Index {
         }
     }
 
+    /// The submissions of `dataflow` that count in the tree of `size` entries, in store order:
+    /// for each series, its latest revision logged before entry `size`. Found from each
+    /// series' current revision back through the revisions logged since: the work grows with
+    /// the series and with what changed after `size`, not with the whole history.
+    pub fn counting(&self, dataflow: Dataflow, size: u64) -> Vec<&Sub> {
+        let mut found: Vec<usize> = self
+            .current
+            .iter()
+            .filter(|((d, _, _), _)| *d == dataflow)
+            .filter_map(|(_, &latest)| {
+                let mut at = latest;
+                while self.subs[at].log_index >= size {
+                    at = self.subs[at].previous? as usize;
+                }
+                Some(at)
+            })
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|i| &self.subs[i]).collect()
+    }
+
     /// Observations held.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -231,5 +256,60 @@ impl Index {
     /// Whether the index holds nothing.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Revisions of a few series, interleaved, with gaps in the log (administrative entries):
+    /// `counting` gives, for every size, exactly the submissions the plain rule `counts_at`
+    /// selects from the whole history.
+    #[test]
+    fn counting_matches_the_plain_rule_at_every_size() {
+        let mut index = Index::default();
+        let series = [
+            (Dataflow::Seizures, "KAZ", "2024"),
+            (Dataflow::Seizures, "UZB", "2024"),
+            (Dataflow::Seizures, "KAZ", "2023-Q1"),
+            (Dataflow::Routes, "KAZ", "2024"),
+        ];
+        let mut log_index = 0;
+        let batch: Vec<IndexedSubmission> = (0..40)
+            .map(|i: i64| {
+                let (dataflow, ref_area, period) = series[(i as usize * 7 + i as usize / 3) % 4];
+                log_index += 1 + (i as u64 % 3); // entries between submissions
+                IndexedSubmission {
+                    seq: i + 1,
+                    dataflow,
+                    ref_area: ref_area.into(),
+                    time_period: period.into(),
+                    log_index: Some(log_index),
+                    observations: Vec::new(),
+                }
+            })
+            .collect();
+        index.extend(batch);
+        let mut wrong = Vec::new();
+        for size in 0..=log_index + 2 {
+            for dataflow in [Dataflow::Seizures, Dataflow::Routes] {
+                let plain: Vec<u64> = index
+                    .subs
+                    .iter()
+                    .filter(|s| s.dataflow == dataflow && s.counts_at(size))
+                    .map(|s| s.log_index)
+                    .collect();
+                let fast: Vec<u64> = index
+                    .counting(dataflow, size)
+                    .iter()
+                    .map(|s| s.log_index)
+                    .collect();
+                if plain != fast {
+                    wrong.push(format!("{dataflow:?} at {size}: {plain:?} vs {fast:?}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{} sizes wrong: {wrong:#?}", wrong.len());
     }
 }

@@ -298,8 +298,9 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoint_before(&self, time_ms: i64)
     -> Result<Option<StoredCheckpoint>, StoreError>;
 
-    /// Records one query in the access trail, durably.
-    async fn record_access(&self, record: &AccessRecord) -> Result<(), StoreError>;
+    /// Records queries in the access trail, durably, in one transaction (outside the log's
+    /// lock: the trail is no part of the log).
+    async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError>;
 
     /// Up to `limit` access records with `id < before_id`, newest first.
     async fn access_trail(

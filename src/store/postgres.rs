@@ -44,11 +44,18 @@ pub const LOG_LOCK: i64 = 0x666f_6361_6c67_6174;
 const MIGRATION_LOCK: i64 = LOG_LOCK + 1;
 
 /// Migrations, applied in order, each once: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "listing indexes",
+        include_str!("migrations/postgres/0002_listing_indexes.sql"),
+    ),
+];
 
 const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
 
@@ -430,6 +437,8 @@ impl Store for PgStore {
         }
         if let Some(until) = filter.ends_until {
             and(" AND period_end <= ?", Box::new(date(until)));
+            // Implied (a period starts no later than it ends), and what bounds the index range.
+            and(" AND period_start <= ?", Box::new(date(until)));
         }
         if let Some(before) = before_seq {
             and(" AND seq < ?", Box::new(before));
@@ -591,25 +600,19 @@ impl Store for PgStore {
             .map(|r| checkpoint(&r)))
     }
 
-    async fn record_access(&self, r: &AccessRecord) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO access_trail (at, member, method, request, tree_size, rows, suppressed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &r.at_ms,
-                    &r.member,
-                    &r.method,
-                    &r.request,
-                    &(r.tree_size as i64),
-                    &(r.rows as i32),
-                    &(r.suppressed as i32),
-                ],
-            )
+    async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
+        let tx = PgTx {
+            client: Some(self.client().await?),
+            open: true,
+        };
+        // Without the log lock: the trail is no part of the log.
+        tx.client()?
+            .batch_execute("BEGIN")
             .await
-            .map(|_| ())
-            .map_err(classify)
+            .map_err(classify)?;
+        let mut tx: Box<dyn WriteTx> = Box::new(tx);
+        tx.insert_access(records).await?;
+        tx.commit().await
     }
 
     async fn access_trail(

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access trail",
         include_str!("migrations/sqlite/0003_access_trail.sql"),
     ),
+    (
+        4,
+        "listing indexes",
+        include_str!("migrations/sqlite/0004_listing_indexes.sql"),
+    ),
 ];
 
 const DATE: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
@@ -448,6 +453,8 @@ impl Store for SqliteStore {
         }
         if let Some(until) = filter.ends_until {
             and(" AND period_end <= ?", Value::Text(date(until)));
+            // Implied (a period starts no later than it ends), and what bounds the index range.
+            and(" AND period_start <= ?", Value::Text(date(until)));
         }
         if let Some(before) = before_seq {
             and(" AND seq < ?", Value::Integer(before));
@@ -605,23 +612,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_access(&self, record: &AccessRecord) -> Result<(), StoreError> {
-        let r = record.clone();
-        let guard = self.writer.clone().lock_owned().await;
-        let mut tx = SqliteTx {
-            conn: Some(guard),
-            open: false,
-        };
-        tx.run(move |conn| {
-            conn.execute(
-                "INSERT INTO access_trail (at, member, method, request, tree_size, rows, suppressed) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![r.at_ms, r.member, r.method, r.request, r.tree_size as i64, r.rows, r.suppressed],
-            )
-            .map(|_| ())
-            .map_err(classify)
-        })
-        .await
+    async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
+        // SQLite has one writer: the trail's transaction is one like any other.
+        let mut tx = self.begin().await?;
+        tx.insert_access(records).await?;
+        tx.commit().await
     }
 
     async fn access_trail(
