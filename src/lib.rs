@@ -58,9 +58,10 @@
 //!          Audit.GetConsistencyProof ─▶ merkle::verify_consistency (log monitor)
 //! admin:   Admin.RevokeCertificate ─▶ pki::ca (CRL) ─▶ identity::Registry (in force at once:
 //!          handshakes, open connections, the ledger) ─▶ log entry ─▶ reload (new CRL)
-//! analyst: Statistics.Query ─▶ statistics::Query ─▶ Index refreshed from the store
-//!          ─▶ aggregate (tree size of a signed checkpoint, caller's sharing rights,
-//!             suppression) ─▶ access trail (durable) ─▶ header + rows
+//! analyst: Statistics.Query ─▶ statistics::Query ─▶ Index brought up to the tree size of the
+//!          latest (or asked) signed checkpoint, reading only what is new
+//!          ─▶ aggregate (the revision of each series that counts at that size, caller's
+//!             sharing rights, suppression) ─▶ access trail (durable, grouped) ─▶ header + rows
 //! ```
 //!
 //! # Non-goals
