@@ -339,6 +339,14 @@ pub struct Assembled {
 /// registry); then starts the ledger.
 pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
     let paths = settings.resolved()?;
+    if settings.limits.max_message_bytes < 4 * READBACK_HEADROOM {
+        return Err(StartError::Config(ConfigError::Invalid(format!(
+            "limits.max_message_bytes is {}; at least {} are needed",
+            settings.limits.max_message_bytes,
+            4 * READBACK_HEADROOM
+        ))));
+    }
+    let connections = settings.connection_limits()?;
     let lists = Arc::new(CodeLists::load(settings.schema.codelists_dir.as_deref())?);
     let registry = Arc::new(Registry::new(lists.clone()));
     let (directory, tls, server_leaf) =
@@ -408,13 +416,6 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
     ));
     statistics.refresh(&*store, u64::MAX).await?;
     let limits = settings.limits.schema();
-    if settings.limits.max_message_bytes < 4 * READBACK_HEADROOM {
-        return Err(StartError::Config(ConfigError::Invalid(format!(
-            "limits.max_message_bytes is {}; at least {} are needed",
-            settings.limits.max_message_bytes,
-            4 * READBACK_HEADROOM
-        ))));
-    }
     let tls = Arc::new(ServerTls::new(tls));
     let gateway = Arc::new(Gateway {
         directory: RwLock::new(Arc::new(directory)),
@@ -437,7 +438,6 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),
     });
     gateway.log_edits_made_while_stopped().await?;
-    let connections = settings.connection_limits()?;
     crate::connections::check_open_files(&connections);
     Ok(Assembled {
         gateway,
