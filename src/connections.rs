@@ -125,7 +125,10 @@ pub fn incoming(
                             Ok(()) => {
                                 let _ = tx.send(Ok(stream)).await;
                             }
-                            Err(why) => refused(peer, &why),
+                            Err(why) => {
+                                refused(peer, &why);
+                                go_away(stream, &why).await;
+                            }
                         }
                     }
                     Ok(Err(e)) => refused(peer, &crate::tls::handshake_error(&e)),
@@ -136,6 +139,26 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Closes an established connection that may not be served, telling its HTTP/2 client why: the
+/// server's (empty) SETTINGS, then GOAWAY with ENHANCE_YOUR_CALM and the reason as debug data
+/// (RFC 9113 §6.8), within a second.
+async fn go_away(mut stream: TlsStream<Tracked>, why: &str) {
+    use tokio::io::AsyncWriteExt;
+    let debug = &why.as_bytes()[..why.len().min(256)];
+    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // SETTINGS, no parameters
+    let len = 8 + debug.len();
+    frames.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x7, 0]);
+    frames.extend_from_slice(&[0, 0, 0, 0]); // stream 0
+    frames.extend_from_slice(&[0, 0, 0, 0]); // last stream id: none processed
+    frames.extend_from_slice(&0xb_u32.to_be_bytes()); // ENHANCE_YOUR_CALM
+    frames.extend_from_slice(debug);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&frames).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 fn refused(peer: SocketAddr, reason: &str) {

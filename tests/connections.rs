@@ -120,8 +120,8 @@ async fn silent_connections_never_stall_the_gateway() {
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// A TLS connection as `who` that the gateway serves: the handshake done, the HTTP/2 preface
-/// sent and the gateway's first frame (its SETTINGS) read, then silent. `None` if the gateway
-/// closed it instead (within 3 s).
+/// sent, then silent. `None` if the gateway closed it instead: at once, or after telling why
+/// with GOAWAY (whose debug data must then name the limit).
 async fn try_tls_as(gw: &Gateway, who: &str) -> Option<Tls> {
     let config = IdentityDir::new(common::pki().join(who))
         .rustls_client()
@@ -135,11 +135,22 @@ async fn try_tls_as(gw: &Gateway, who: &str) -> Option<Tls> {
         .await
         .ok()?;
     tls.flush().await.ok()?;
-    let mut frame_header = [0u8; 9];
-    match tokio::time::timeout(Duration::from_secs(3), tls.read_exact(&mut frame_header)).await {
-        Ok(Ok(_)) => Some(tls),
-        Ok(Err(_)) => None,
-        Err(_) => panic!("{who}: neither served nor closed within 3 s"),
+    // Frames until the gateway goes quiet (served) or says GOAWAY or closes (refused).
+    loop {
+        let mut header = [0u8; 9];
+        match tokio::time::timeout(Duration::from_millis(500), tls.read_exact(&mut header)).await {
+            Err(_) => return Some(tls),
+            Ok(Err(_)) => return None,
+            Ok(Ok(_)) => {}
+        }
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        tls.read_exact(&mut payload).await.ok()?;
+        if header[3] == 0x7 {
+            let why = String::from_utf8_lossy(&payload[8..]).into_owned();
+            assert!(why.contains("limits.max_connections_per_member"), "{why}");
+            return None;
+        }
     }
 }
 
@@ -170,8 +181,8 @@ async fn idle_connections_are_closed() {
     settings.limits.request_timeout_ms = 1_000;
     settings.limits.idle_timeout_ms = 2_000;
     let gw = Gateway::start_with(settings).await;
-    let mut idle = tls_as(&gw, "KAZ").await;
     let started = Instant::now();
+    let mut idle = tls_as(&gw, "KAZ").await;
     assert!(closed_within(&mut idle, Duration::from_secs(10)).await);
     let after = started.elapsed();
     assert!(
@@ -210,6 +221,21 @@ async fn one_member_cannot_take_every_connection() {
         try_tls_as(&gw, "KAZ").await.is_none(),
         "KAZ's fifth is closed"
     );
+    // A gRPC client is told so: GOAWAY ENHANCE_YOUR_CALM is RESOURCE_EXHAUSTED.
+    let call = async {
+        let channel = tonic::transport::Endpoint::from_shared(gw.url())
+            .unwrap()
+            .tls_config(common::identity_tls(&common::pki().join("KAZ")))
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        focalgate::proto::submissions_client::SubmissionsClient::new(channel)
+            .list_submissions(ListSubmissionsRequest::default())
+            .await
+    };
+    let status = call.await.expect_err("KAZ holds all it may");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     for c in &mut kaz {
         assert!(!closed_within(c, Duration::from_millis(50)).await);
     }

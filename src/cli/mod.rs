@@ -155,17 +155,32 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The reason the gateway gave when it closed a connection with HTTP/2 GOAWAY
+/// ENHANCE_YOUR_CALM (a connection limit): its debug data, which h2 writes as `(b"…")` at the
+/// end of the error.
+fn go_away_reason(status: &tonic::Status) -> Option<String> {
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    let chain = source_chain(status);
+    let start = chain.rfind("(b\"")? + 3;
+    let end = start + chain[start..].find("\")")?;
+    Some(chain[start..end].to_owned())
+}
+
 /// Describes a failed call for a person: code, message, and every field violation, each
 /// prefixed by `locate(field)` (where in the input it came from).
 fn describe_status(status: &tonic::Status, locate: impl Fn(&str) -> String) -> String {
     use tonic_types::StatusExt;
     let Some(bad) = status.get_details_bad_request() else {
-        let hint = if status.code() == tonic::Code::Unknown
+        let hint = if let Some(why) = go_away_reason(status) {
+            format!(" (the gateway closed the connection: {why})")
+        } else if status.code() == tonic::Code::Unknown
             && status.message().contains("transport error")
         {
-            " (the connection failed: if the gateway refused the TLS handshake, your certificate may be revoked, expired or not from the partnership CA)"
+            " (the connection failed: if the gateway refused the TLS handshake, your certificate may be revoked, expired or not from the partnership CA)".to_owned()
         } else {
-            ""
+            String::new()
         };
         return format!("{:?}: {}{hint}", status.code(), status.message());
     };
