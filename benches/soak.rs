@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{DRUGS, MEMBERS, channel, env_or, signer};
+use common::{DRUGS, MEMBERS, channel, env_or, shut_down, signer, start};
 
 use std::{
     sync::{
@@ -37,10 +37,8 @@ use focalgate::{
         statistics_client::StatisticsClient, submissions_client::SubmissionsClient,
     },
     schema::SUBMISSION_PAYLOAD_TYPE,
-    service,
 };
 use prost::Message;
-use tokio::net::TcpListener;
 
 const MODES: [&str; 2] = ["ROAD", "RAIL"];
 /// Monthly periods from 1990-M01: 36 years.
@@ -120,18 +118,8 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::load_with_env(None, true, Vec::new()).unwrap();
         settings.data_dir = dir.path().join("data");
-        let assembled = service::assemble(&settings).await.unwrap();
-        let store = assembled.gateway.store.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            service::serve(assembled, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
+        let gateway = start(&settings).await;
+        let (addr, store) = (gateway.addr, gateway.store.clone());
         let memory_at_start = rss_mib();
 
         let (submitters, queriers) = (clients / 2, clients / 4);
@@ -240,8 +228,7 @@ fn main() {
         let memory_at_end = rss_mib();
         let total = started.elapsed();
         let stored = store.log_size().await.unwrap_or(0);
-        let _ = stop_server.send(());
-        server.await.unwrap();
+        shut_down(vec![gateway]).await;
 
         let first = Duration::ZERO..Duration::from_secs(60);
         let last = total - Duration::from_secs(60)..total;

@@ -29,7 +29,7 @@
 
 mod common;
 
-use common::{DRUGS, MEMBERS, channel, env_or, signer};
+use common::{DRUGS, MEMBERS, channel, env_or, shut_down, signer, start};
 
 use std::{
     sync::Arc,
@@ -276,35 +276,6 @@ async fn measured(
         p50: at(0.5),
         p99: at(0.99),
         cpu,
-    }
-}
-
-/// A gateway serving on 127.0.0.1, until `stop` is sent.
-struct Running {
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start(settings: &Settings) -> Running {
-    let assembled = service::assemble(settings).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        service::serve(assembled, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running { addr, stop, task }
-}
-
-async fn shut_down(running: Vec<Running>) {
-    for r in running {
-        let _ = r.stop.send(());
-        r.task.await.unwrap();
     }
 }
 

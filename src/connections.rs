@@ -143,9 +143,11 @@ pub fn incoming(
 
 /// Closes an established connection that may not be served, telling its HTTP/2 client why: the
 /// server's (empty) SETTINGS, then GOAWAY with ENHANCE_YOUR_CALM and the reason as debug data
-/// (RFC 9113 §6.8), within a second.
+/// (RFC 9113 §6.8). The connection is kept until the client closes it, for at most a second,
+/// so that the GOAWAY is read before a request the client already sent meets a closed
+/// connection. Meanwhile it counts as a pending handshake, the first to be shed.
 async fn go_away(mut stream: TlsStream<Tracked>, why: &str) {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let debug = &why.as_bytes()[..why.len().min(256)];
     let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // SETTINGS, no parameters
     let len = 8 + debug.len();
@@ -156,6 +158,9 @@ async fn go_away(mut stream: TlsStream<Tracked>, why: &str) {
     frames.extend_from_slice(debug);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(&frames).await?;
+        stream.flush().await?;
+        let mut discard = [0u8; 1024];
+        while stream.read(&mut discard).await? > 0 {}
         stream.shutdown().await
     })
     .await;
@@ -276,9 +281,11 @@ impl Admission {
 
     /// Handshake `id` is done for `member`: established, unless it was shed meanwhile or the
     /// member has all the connections it may have.
+    /// A refused connection stays pending (counted, and shed first if others arrive) until it
+    /// is closed.
     fn establish(&self, id: u64, member: &str) -> Result<(), String> {
         let mut s = self.lock();
-        if s.remove_pending(id).is_none() {
+        if !s.pending.contains_key(&id) {
             return Err("shed while its handshake was in progress".into());
         }
         let held = s.per_member.get(member).copied().unwrap_or(0);
@@ -287,6 +294,7 @@ impl Admission {
                 "member {member} already holds {held} connections, the most one member may (limits.max_connections_per_member)"
             ));
         }
+        s.remove_pending(id);
         s.established.insert(id, member.to_owned());
         *s.per_member.entry(member.to_owned()).or_default() += 1;
         Ok(())
@@ -477,6 +485,10 @@ mod tests {
         a.establish(ids[1], "KAZ:nfp").unwrap();
         let third = a.establish(ids[2], "KAZ:nfp").unwrap_err();
         assert!(third.contains("already holds 2 connections"), "{third}");
+        assert!(
+            a.lock().pending.contains_key(&ids[2]),
+            "counted until closed"
+        );
         a.release(ids[2]);
         // Two established: a third admission is fine, a fourth sheds the pending one.
         let pending = a.admit(ip).unwrap();

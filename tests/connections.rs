@@ -221,7 +221,9 @@ async fn one_member_cannot_take_every_connection() {
         try_tls_as(&gw, "KAZ").await.is_none(),
         "KAZ's fifth is closed"
     );
-    // A gRPC client is told so: GOAWAY ENHANCE_YOUR_CALM is RESOURCE_EXHAUSTED.
+    // A gRPC client's call fails: GOAWAY ENHANCE_YOUR_CALM is RESOURCE_EXHAUSTED when the
+    // client reads it before sending, CANCELLED when its request was already on the way (the
+    // GOAWAY's reason is checked on the wire above).
     let call = async {
         let channel = tonic::transport::Endpoint::from_shared(gw.url())
             .unwrap()
@@ -235,7 +237,13 @@ async fn one_member_cannot_take_every_connection() {
             .await
     };
     let status = call.await.expect_err("KAZ holds all it may");
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
     for c in &mut kaz {
         assert!(!closed_within(c, Duration::from_millis(50)).await);
     }

@@ -1,5 +1,6 @@
 //! What the submit and soak benchmarks share: the demo members, the drugs their synthetic
-//! submissions report, their signing keys and a client channel as one of them.
+//! submissions report, their signing keys, a client channel as one of them, and a gateway
+//! serving on loopback.
 #![allow(dead_code)] // each benchmark uses its part
 
 use focalgate::{envelope::SigningKey, identity::cert_digest_hex};
@@ -60,4 +61,44 @@ pub async fn channel(addr: std::net::SocketAddr, who: &str) -> Channel {
         .connect()
         .await
         .unwrap()
+}
+
+/// A gateway serving on 127.0.0.1, until `stop` is sent.
+pub struct Running {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its store, for what a benchmark reads directly.
+    pub store: std::sync::Arc<dyn focalgate::store::Store>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Assembles a gateway from `settings` and serves it on a free port of 127.0.0.1.
+pub async fn start(settings: &focalgate::config::Settings) -> Running {
+    let assembled = focalgate::service::assemble(settings).await.unwrap();
+    let store = assembled.gateway.store.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        focalgate::service::serve(assembled, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        addr,
+        store,
+        stop,
+        task,
+    }
+}
+
+/// Stops the gateways and waits until each has stopped.
+pub async fn shut_down(running: Vec<Running>) {
+    for r in running {
+        let _ = r.stop.send(());
+        r.task.await.unwrap();
+    }
 }
