@@ -99,8 +99,7 @@ pub fn incoming(
                 }
             };
             let Some(id) = admission.admit(peer.ip()) else {
-                refused(peer, "too many connections: closed at once");
-                continue; // dropping `tcp` closes it
+                continue; // dropping `tcp` closes it; `admit` reported it
             };
             let slot = Slot {
                 admission: admission.clone(),
@@ -125,10 +124,7 @@ pub fn incoming(
                             Ok(()) => {
                                 let _ = tx.send(Ok(stream)).await;
                             }
-                            Err(why) => {
-                                refused(peer, &why);
-                                go_away(stream, &why).await;
-                            }
+                            Err(why) => go_away(stream, &why).await,
                         }
                     }
                     Ok(Err(e)) => refused(peer, &crate::tls::handshake_error(&e)),
@@ -188,10 +184,34 @@ struct State {
     established: HashMap<u64, String>,
     /// Established connections per member.
     per_member: HashMap<String, usize>,
-    /// Handshakes shed since the last report, and when that was: a flood is reported once
-    /// every few seconds, not once per connection.
-    shed: u64,
+    /// What the limits turned away: a flood is reported once every few seconds with a count,
+    /// not once per connection.
+    shed: Throttled,
+    closed_at_cap: Throttled,
+    over_member_cap: Throttled,
+}
+
+/// A count of like events since they were last reported, and when that was.
+#[derive(Default)]
+struct Throttled {
+    count: u64,
     reported: Option<Instant>,
+}
+
+impl Throttled {
+    /// Counts one event; the count to report, when the last report is 10 s old (or none).
+    fn hit(&mut self) -> Option<u64> {
+        self.count += 1;
+        let now = Instant::now();
+        if self
+            .reported
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(10))
+        {
+            return None;
+        }
+        self.reported = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
 }
 
 impl State {
@@ -208,20 +228,13 @@ impl State {
             if let Some(task) = task {
                 task.abort(); // drops the task, and with it the connection
             }
-            self.shed += 1;
-            let now = Instant::now();
-            if self
-                .reported
-                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
-            {
+            if let Some(shed) = self.shed.hit() {
                 tracing::warn!(
                     target: "focalgate::handshake",
-                    shed = self.shed,
+                    shed,
                     last_peer = %ip,
                     "pending TLS handshakes shed, oldest first (too many in progress, in all or from one address)"
                 );
-                self.shed = 0;
-                self.reported = Some(now);
             }
         }
     }
@@ -254,6 +267,15 @@ impl Admission {
         let mut s = self.lock();
         if s.open() >= limits.max_connections {
             if s.pending.is_empty() {
+                if let Some(closed) = s.closed_at_cap.hit() {
+                    tracing::warn!(
+                        target: "focalgate::handshake",
+                        closed,
+                        last_peer = %ip,
+                        max_connections = limits.max_connections,
+                        "connections closed at once: every connection is established (limits.max_connections)"
+                    );
+                }
                 return None;
             }
             s.shed_oldest(None);
@@ -290,6 +312,15 @@ impl Admission {
         }
         let held = s.per_member.get(member).copied().unwrap_or(0);
         if held >= self.limits.max_connections_per_member {
+            if let Some(refused) = s.over_member_cap.hit() {
+                tracing::warn!(
+                    target: "focalgate::handshake",
+                    refused,
+                    last_member = member,
+                    max = self.limits.max_connections_per_member,
+                    "connections refused after the handshake: the member holds the most it may (limits.max_connections_per_member)"
+                );
+            }
             return Err(format!(
                 "member {member} already holds {held} connections, the most one member may (limits.max_connections_per_member)"
             ));
@@ -474,6 +505,15 @@ mod tests {
             a.establish(ids[0], "KAZ:nfp").is_err(),
             "a shed handshake stays shed"
         );
+    }
+
+    #[test]
+    fn a_flood_is_reported_once_with_its_count() {
+        let mut t = Throttled::default();
+        assert_eq!(t.hit(), Some(1));
+        assert!((0..999).all(|_| t.hit().is_none()));
+        t.reported = Some(Instant::now() - Duration::from_secs(11));
+        assert_eq!(t.hit(), Some(1000));
     }
 
     #[test]
