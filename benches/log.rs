@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use focalgate::{
     checkpoint::{KeyType, NoteSigner},
     config::Settings,
-    entry::{Entry, SubmissionEntry},
+    entry::{AdminAction, AdminEntry, Entry},
     ledger::{Published, append_entries_durably},
     merkle::{self, CompactTree},
     proto::{GetEntriesRequest, audit_client::AuditClient},
@@ -25,26 +25,19 @@ use focalgate::{
 };
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+/// The `i`th entry: an administrative entry (a policy change) of about a submission entry's
+/// size. Submission entries would need their submissions in the store, which the gateway's
+/// start-up check reads back; the log itself treats every entry alike.
 fn entry(i: u64) -> Entry {
-    let country = ["KAZ", "KGZ", "TJK", "TKM", "UZB"][(i % 5) as usize];
-    Entry::Submission(SubmissionEntry {
+    Entry::Admin(AdminEntry {
+        action: AdminAction::PolicyChanged,
         time_ms: 1_796_000_000_000 + i as i64,
-        submission_id: format!(
-            "{country}.SEIZURES.{}-M{:02}.r{}",
-            2015 + i % 10,
-            1 + i % 12,
-            1 + i / 600
-        ),
-        member: format!("{country}:nfp"),
-        dataflow: "SEIZURES".into(),
-        ref_area: country.into(),
-        time_period: format!("{}-M{:02}", 2015 + i % 10, 1 + i % 12),
-        revision: 1 + (i / 600) as u32,
-        payload_digest: merkle::leaf_hash(&i.to_be_bytes()).as_bytes().to_owned(),
-        envelope_digest: merkle::leaf_hash(&(i + 1).to_be_bytes())
-            .as_bytes()
-            .to_owned(),
-        signing_cert_digest: [7; 32],
+        actor: "EU:admin".into(),
+        subject: "policy".into(),
+        serial: None,
+        digest: merkle::leaf_hash(&i.to_be_bytes()).as_bytes().to_owned(),
+        reason: Some(format!("bench revision {i} of the sharing policy, {}", "x".repeat(160))),
+        certificate: None,
     })
 }
 

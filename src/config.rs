@@ -99,7 +99,7 @@ pub struct TransparencyLogSettings {
 pub const DEMO_ORIGIN: &str = "focalgate.demo/log";
 
 /// `[tls]`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     /// PEM bundle of the partnership CA.
@@ -111,7 +111,19 @@ pub struct TlsSettings {
     /// The gateway's server private key (PEM).
     pub key: Option<PathBuf>,
     /// Longest TLS handshake, in milliseconds.
-    pub handshake_timeout_ms: Option<u64>,
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            crl: Vec::new(),
+            cert: None,
+            key: None,
+            handshake_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// `[store]`
@@ -192,9 +204,20 @@ pub struct StatisticsSettings {
 
 impl Default for StatisticsSettings {
     fn default() -> Self {
+        let t = crate::statistics::Thresholds::default();
         Self {
-            min_seizures: 3,
-            min_reporters: 2,
+            min_seizures: t.min_seizures,
+            min_reporters: t.min_reporters,
+        }
+    }
+}
+
+impl StatisticsSettings {
+    /// The small-cell suppression thresholds.
+    pub fn thresholds(&self) -> crate::statistics::Thresholds {
+        crate::statistics::Thresholds {
+            min_seizures: self.min_seizures,
+            min_reporters: self.min_reporters,
         }
     }
 }
@@ -262,12 +285,14 @@ impl Default for LogSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
+        // PostgreSQL's options are the backend's own defaults.
+        let pg = crate::store::postgres::PgOptions::default();
         Self {
             url: None,
             max_batch: 256,
-            pool_size: 16,
-            statement_timeout_ms: 10_000,
-            connect_timeout_ms: 5_000,
+            pool_size: pg.pool_size,
+            statement_timeout_ms: pg.statement_timeout.as_millis() as u64,
+            connect_timeout_ms: pg.connect_timeout.as_millis() as u64,
         }
     }
 }
@@ -445,7 +470,7 @@ impl Settings {
 
     /// Longest TLS handshake.
     pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_millis(self.tls.handshake_timeout_ms.unwrap_or(10_000))
+        Duration::from_millis(self.tls.handshake_timeout_ms)
     }
 
     /// Longest RPC.

@@ -185,9 +185,26 @@ pub fn seal(
 #[derive(Debug)]
 pub struct Verified<'a, K> {
     /// The payload bytes, exactly as signed.
-    pub payload: &'a [u8],
+    payload: &'a [u8],
     /// The key (as returned by the lookup) whose signature verified.
-    pub signer: K,
+    signer: K,
+}
+
+impl<'a, K> Verified<'a, K> {
+    /// The payload bytes, exactly as signed.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// The key (as returned by the lookup) whose signature verified.
+    pub fn signer(&self) -> &K {
+        &self.signer
+    }
+
+    /// The key whose signature verified, once the payload is no longer needed.
+    pub fn into_signer(self) -> K {
+        self.signer
+    }
 }
 
 /// Verifies an envelope.

@@ -709,7 +709,7 @@ pub async fn prepare_log(
                     cp.size
                 ))
             })?;
-            let signed = signed.checkpoint;
+            let signed = signed.into_checkpoint();
             if signed.size != size {
                 return Err(LedgerError::LogIntegrity(format!(
                     "the log holds {size} entries, but the last checkpoint the gateway signed is for {}",
@@ -817,7 +817,7 @@ async fn check_published(
                 published.path.display()
             ))
         })?
-        .checkpoint;
+        .into_checkpoint();
     let problem = if size < last.size {
         Some(format!(
             "the store holds {size} log entries, but this gateway already published a checkpoint of size {} \

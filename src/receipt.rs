@@ -198,7 +198,7 @@ pub fn verify_offline(r: &Receipt, log: &NoteVerifier) -> Result<VerifiedReceipt
     if let Some((_, field)) = checks.iter().find(|(ok, _)| !ok) {
         return Err(ReceiptError::EntryMismatch(field));
     }
-    let cp = checkpoint::open(r.checkpoint.as_bytes(), log, &[])?.checkpoint;
+    let cp = checkpoint::open(r.checkpoint.as_bytes(), log, &[])?.into_checkpoint();
     let proof = merkle::decode_proof(&r.inclusion_proof)?;
     merkle::verify_inclusion(
         r.log_index,

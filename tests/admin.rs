@@ -94,7 +94,7 @@ async fn issue(
 /// inclusion proof into that checkpoint's root, and it decodes as the act.
 fn check_logged(gw: &Gateway, log: &AdminLogEntry, action: AdminAction) {
     let opened = checkpoint::open(log.checkpoint.as_bytes(), &gw.log_key(), &[]).unwrap();
-    let cp = opened.checkpoint;
+    let cp = opened.checkpoint().clone();
     let proof: Vec<Hash> = merkle::decode_proof(&log.inclusion_proof).unwrap();
     merkle::verify_inclusion(
         log.log_index,

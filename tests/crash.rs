@@ -117,7 +117,7 @@ async fn receipted_submissions_survive_sigkill() {
         .into_inner();
     let head = checkpoint::open(head.note.as_bytes(), &key, &[])
         .unwrap()
-        .checkpoint;
+        .into_checkpoint();
 
     // Every receipted submission is there, with the receipt it got, and provable.
     let mut wrong = Vec::new();

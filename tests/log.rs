@@ -94,7 +94,7 @@ async fn receipts_and_audit_proofs_verify_against_signed_checkpoints() {
         .into_inner();
     let head = checkpoint::open(latest.note.as_bytes(), &key, &[])
         .unwrap()
-        .checkpoint;
+        .into_checkpoint();
     assert_eq!((head.size, latest.tree_size), (60, 60));
 
     // Every receipt's entry is in the latest tree, by index and by leaf hash.
@@ -125,7 +125,7 @@ async fn receipts_and_audit_proofs_verify_against_signed_checkpoints() {
         // The checkpoint in each receipt is consistent with the latest.
         let old = checkpoint::open(r.checkpoint.as_bytes(), &key, &[])
             .unwrap()
-            .checkpoint;
+            .into_checkpoint();
         let c = audit
             .get_consistency_proof(GetConsistencyProofRequest {
                 from_size: old.size,

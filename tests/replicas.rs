@@ -115,7 +115,7 @@ async fn two_replicas_on_one_database_keep_one_unforked_log() {
         .into_inner();
     let last = checkpoint::open(latest.note.as_bytes(), &key, &[])
         .unwrap()
-        .checkpoint;
+        .into_checkpoint();
     assert_eq!(last.size, n);
     let mut signed_sizes = BTreeSet::new();
     for r in &receipts {
@@ -155,7 +155,7 @@ async fn two_replicas_on_one_database_keep_one_unforked_log() {
             .into_inner();
         let old = checkpoint::open(cp.note.as_bytes(), &key, &[])
             .unwrap()
-            .checkpoint;
+            .into_checkpoint();
         let proof = audit
             .get_consistency_proof(GetConsistencyProofRequest {
                 from_size: size,

@@ -422,8 +422,8 @@ fn golang_mod_note() {
         );
         let ok = match (&got, case.get("want")) {
             (Ok(n), Some(want)) => {
-                sig_triples(&n.verified) == want_triples(&want["sigs"])
-                    && sig_triples(&n.unverified) == want_triples(&want["unverified"])
+                sig_triples(&n.verified()) == want_triples(&want["sigs"])
+                    && sig_triples(&n.unverified()) == want_triples(&want["unverified"])
             }
             (Err(e), None) => {
                 let unverified_ok = match (e, case.get("want_unverified")) {
@@ -471,7 +471,7 @@ fn c2sp_examples() {
     );
     if opened
         .map(|n| {
-            n.verified
+            n.verified()
                 .iter()
                 .map(|s| s.name.clone())
                 .collect::<Vec<_>>()
@@ -637,7 +637,7 @@ fn derived_signed_checkpoints_are_reproduced_byte_for_byte() {
             wrong.push(format!("size {}", cp.size));
         }
         match checkpoint::open(by_both.as_bytes(), &log_key, &[]) {
-            Ok(opened) if opened.checkpoint == cp && opened.note.unverified.len() == 1 => {}
+            Ok(opened) if *opened.checkpoint() == cp && opened.note().unverified().len() == 1 => {}
             other => wrong.push(format!("open size {}: {other:?}", cp.size)),
         }
     }
@@ -720,7 +720,7 @@ fn cosignatures_round_trip() {
         std::slice::from_ref(witness.verifier()),
     )
     .unwrap();
-    assert_eq!(opened.note.verified.len(), 2);
+    assert_eq!(opened.note().verified().len(), 2);
     let vkey = witness.verifier().to_string();
     assert_eq!(
         NoteVerifier::parse(&vkey).unwrap(),

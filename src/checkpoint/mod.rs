@@ -109,9 +109,26 @@ impl Checkpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedCheckpoint {
     /// The checkpoint.
-    pub checkpoint: Checkpoint,
+    checkpoint: Checkpoint,
     /// The note, with all its signatures (cosignatures by unknown witnesses included).
-    pub note: VerifiedNote,
+    note: VerifiedNote,
+}
+
+impl VerifiedCheckpoint {
+    /// The checkpoint.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// The note, with all its signatures (cosignatures by unknown witnesses included).
+    pub fn note(&self) -> &VerifiedNote {
+        &self.note
+    }
+
+    /// The checkpoint, once the note is no longer needed.
+    pub fn into_checkpoint(self) -> Checkpoint {
+        self.checkpoint
+    }
 }
 
 /// Opens a signed checkpoint: the log's key (whose name is the origin) must have signed it.
@@ -125,16 +142,16 @@ pub fn open(
     known.extend_from_slice(witnesses);
     let note = note::open(msg, &known)?;
     if !note
-        .verified
+        .verified()
         .iter()
         .any(|s| s.name == log.name() && s.key_id == log.key_id())
     {
         return Err(NoteError::NoVerifiableSignatures {
-            unverified: note.unverified,
+            unverified: note.unverified().to_vec(),
         }
         .into());
     }
-    let checkpoint = Checkpoint::parse_body(&note.text)?;
+    let checkpoint = Checkpoint::parse_body(note.text())?;
     if checkpoint.origin != log.name() {
         return Err(CheckpointError::WrongOrigin {
             expected: log.name().to_owned(),

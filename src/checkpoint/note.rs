@@ -392,11 +392,28 @@ pub fn parse(msg: &[u8]) -> Result<Note, NoteError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedNote {
     /// The signed text.
-    pub text: String,
+    text: String,
     /// Signatures by known keys, all valid, each once.
-    pub verified: Vec<NoteSignature>,
+    verified: Vec<NoteSignature>,
     /// Signatures by unknown keys, each distinct line once.
-    pub unverified: Vec<NoteSignature>,
+    unverified: Vec<NoteSignature>,
+}
+
+impl VerifiedNote {
+    /// The signed text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Signatures by known keys, all valid, each once.
+    pub fn verified(&self) -> &[NoteSignature] {
+        &self.verified
+    }
+
+    /// Signatures by unknown keys, each distinct line once (not checked).
+    pub fn unverified(&self) -> &[NoteSignature] {
+        &self.unverified
+    }
 }
 
 /// Parses and verifies a signed note against known keys.

@@ -174,7 +174,7 @@ async fn latest(
         .into_inner();
     let opened = checkpoint::open(cp.note.as_bytes(), key, &[])
         .map_err(|e| format!("the gateway's checkpoint does not verify with the log key: {e}"))?;
-    Ok((opened.checkpoint, cp.note))
+    Ok((opened.into_checkpoint(), cp.note))
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -546,7 +546,7 @@ async fn monitor(args: MonitorArgs) -> Result<(), String> {
                     args.state.display()
                 )
             })?;
-            Some(old.checkpoint)
+            Some(old.into_checkpoint())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("{}: {e}", args.state.display())),

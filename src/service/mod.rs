@@ -429,10 +429,7 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         store,
         ledger,
         statistics,
-        thresholds: crate::statistics::Thresholds {
-            min_seizures: settings.statistics.min_seizures,
-            min_reporters: settings.statistics.min_reporters,
-        },
+        thresholds: settings.statistics.thresholds(),
         log_key: key,
         published,
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),

@@ -42,9 +42,9 @@ impl Gateway {
         let verified = envelope::verify(env, SUBMISSION_PAYLOAD_TYPE, |keyid| {
             directory.signing_key(keyid, member, now)
         })?;
-        schema::wire::check_payload(verified.payload, &self.limits)
+        schema::wire::check_payload(verified.payload(), &self.limits)
             .map_err(|v| ApiError::Invalid(vec![v]))?;
-        let body = SubmissionBody::decode(verified.payload).map_err(|e| {
+        let body = SubmissionBody::decode(verified.payload()).map_err(|e| {
             ApiError::Invalid(vec![Violation::new(
                 "payload",
                 Rule::PayloadMalformed,
@@ -65,8 +65,8 @@ impl Gateway {
         let submission =
             schema::validate(&body, &self.lists, &self.limits, OffsetDateTime::now_utc())
                 .map_err(ApiError::Invalid)?;
-        let payload_digest = sha256(verified.payload);
-        let signer = verified.signer;
+        let payload_digest = sha256(verified.payload());
+        let signer = verified.into_signer();
         let encoded = env.encode_to_vec();
         Ok(Accepted {
             member: member.clone(),
