@@ -16,12 +16,12 @@ use focalgate::{
     checkpoint::{KeyType, NoteSigner},
     config::Settings,
     entry::{AdminAction, AdminEntry, Entry},
-    ledger::{Published, append_entries_durably},
     merkle::{self, CompactTree},
     proto::{GetEntriesRequest, audit_client::AuditClient},
     service,
     store::{Store, sqlite::SqliteStore},
     synthetic::Rng,
+    tlog::{Log, Published},
 };
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -36,7 +36,10 @@ fn entry(i: u64) -> Entry {
         subject: "policy".into(),
         serial: None,
         digest: merkle::leaf_hash(&i.to_be_bytes()).as_bytes().to_owned(),
-        reason: Some(format!("bench revision {i} of the sharing policy, {}", "x".repeat(160))),
+        reason: Some(format!(
+            "bench revision {i} of the sharing policy, {}",
+            "x".repeat(160)
+        )),
         certificate: None,
     })
 }
@@ -63,7 +66,10 @@ fn main() {
         let (pair, _) =
             focalgate::pki::load_or_create_gateway_key(&dir.path().join("gateway.key")).unwrap();
         let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
-        let published = Published::new(dir.path().join("checkpoint"));
+        let log = Log::new(
+            std::sync::Arc::new(key),
+            Published::new(dir.path().join("checkpoint")),
+        );
 
         // 1. Durable appends in batches the ledger would form under load.
         let mut appended = 0u64;
@@ -73,9 +79,7 @@ fn main() {
             let target = appended + (batch * 200).min(20_000);
             while appended < target {
                 let entries: Vec<Entry> = (appended..appended + batch).map(entry).collect();
-                append_entries_durably(&store, &key, &published, &entries)
-                    .await
-                    .unwrap();
+                log.append_durably(&store, &entries).await.unwrap();
                 appended += batch;
             }
             rates.push((
@@ -90,9 +94,7 @@ fn main() {
         while appended < total {
             let n = 5_000.min(total - appended);
             let entries: Vec<Entry> = (appended..appended + n).map(entry).collect();
-            append_entries_durably(&store, &key, &published, &entries)
-                .await
-                .unwrap();
+            log.append_durably(&store, &entries).await.unwrap();
             appended += n;
         }
         let bulk = (appended - before) as f64 / started.elapsed().as_secs_f64();

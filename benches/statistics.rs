@@ -18,7 +18,7 @@ use focalgate::{
     checkpoint::{KeyType, NoteSigner},
     config::Settings,
     identity::{MemberId, Registry},
-    ledger::{Accepted, Ledger, Published},
+    ledger::{Accepted, Ledger},
     proto::{
         AggregateQuery, Observation, SubmissionBody, query_response::Item,
         statistics_client::StatisticsClient,
@@ -27,6 +27,7 @@ use focalgate::{
     service,
     store::{Store, sqlite::SqliteStore},
     synthetic::Rng,
+    tlog::{Log, Published},
 };
 use ring::digest::{SHA256, digest};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
@@ -144,10 +145,10 @@ fn main() {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("focalgate.db")).await.unwrap());
         let (pair, _) = focalgate::pki::load_or_create_gateway_key(&data.join("gateway.key")).unwrap();
         let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
-        let published = Published::new(data.join("checkpoint"));
+        let log = Arc::new(Log::new(Arc::new(key), Published::new(data.join("checkpoint"))));
         let registry = Arc::new(Registry::new(Arc::new(lists().clone())));
-        focalgate::ledger::prepare_log(&*store, &key, &published, false, &registry).await.unwrap();
-        let (ledger, task) = Ledger::start(store.clone(), Arc::new(key), published, registry, 256);
+        log.prepare(&*store, false, &registry).await.unwrap();
+        let (ledger, task) = Ledger::start(store.clone(), log, registry, 256);
         let mut rng = Rng::new(11);
         let mut pending = tokio::task::JoinSet::new();
         let mut observations = 0usize;

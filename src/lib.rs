@@ -87,6 +87,7 @@ pub mod service;
 pub mod statistics;
 pub mod store;
 pub mod synthetic;
+pub mod tlog;
 pub mod tls;
 
 /// The wire contract, generated from `proto/focalgate/v1/*.proto`.

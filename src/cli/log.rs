@@ -28,6 +28,7 @@ use crate::{
     },
     receipt::{self, ReceiptFile},
     schema::SUBMISSION_PAYLOAD_TYPE,
+    tlog::monitor::{self, Growth},
 };
 
 #[derive(Debug, Subcommand)]
@@ -556,58 +557,37 @@ async fn monitor(args: MonitorArgs) -> Result<(), String> {
             "first run: remembering checkpoint of size {} (root {})",
             new.size, new.root
         ),
-        Some(old) if new.size < old.size => {
-            return Err(format!(
-                "ROLLBACK: the log {} shrank from {} to {} entries since the last run; keep {} as evidence",
-                key.name(),
-                old.size,
-                new.size,
-                args.state.display()
-            ));
-        }
-        Some(old) if new.size == old.size => {
-            if new.root != old.root {
-                return Err(format!(
-                    "FORK: the log {} signed two different roots for size {}: {} and {}; keep {} as evidence",
-                    key.name(),
-                    new.size,
-                    old.root,
-                    new.root,
-                    args.state.display()
-                ));
-            }
-            println!(
-                "the log has not grown: {} entries, root {}",
-                new.size, new.root
-            );
-        }
         Some(old) => {
-            let proof = audit
-                .get_consistency_proof(GetConsistencyProofRequest {
-                    from_size: old.size,
-                    to_size: new.size,
-                })
-                .await
-                .map_err(failed)?
-                .into_inner();
-            let consistent = merkle::decode_proof(&proof.hashes)
-                .and_then(|h| {
-                    merkle::verify_consistency(old.size, new.size, &h, &old.root, &new.root)
-                })
-                .map_err(|e| e.to_string());
-            if let Err(why) = consistent {
-                return Err(format!(
-                    "FORK: the log {} of size {} does not extend the one of size {} seen before ({why}); keep {} as evidence",
-                    key.name(),
-                    new.size,
-                    old.size,
-                    args.state.display()
-                ));
+            let proof = match monitor::proof_needed(old, &new) {
+                Some((from_size, to_size)) => {
+                    let proof = audit
+                        .get_consistency_proof(GetConsistencyProofRequest { from_size, to_size })
+                        .await
+                        .map_err(failed)?
+                        .into_inner();
+                    merkle::decode_proof(&proof.hashes)
+                        .map_err(|e| format!("the gateway's consistency proof is malformed: {e}"))?
+                }
+                None => Vec::new(),
+            };
+            match monitor::step(old, &new, &proof) {
+                Ok(Growth::Unchanged) => println!(
+                    "the log has not grown: {} entries, root {}",
+                    new.size, new.root
+                ),
+                Ok(Growth::Grew { from, to }) => println!(
+                    "the log grew from {from} to {to} entries, consistently (root {})",
+                    new.root
+                ),
+                Err(e) => {
+                    return Err(format!(
+                        "{}: the log {} {e}; keep {} as evidence",
+                        e.kind(),
+                        key.name(),
+                        args.state.display()
+                    ));
+                }
             }
-            println!(
-                "the log grew from {} to {} entries, consistently (root {})",
-                old.size, new.size, new.root
-            );
         }
     }
     let state = serde_json::to_string_pretty(&MonitorState { checkpoint: note })

@@ -12,7 +12,6 @@ use crate::receipt::now_ms;
 use crate::{
     entry::{AdminAction, AdminEntry, Entry},
     identity::{Caller, Directory, MemberId, Role, Trust, expiry},
-    ledger::Logged,
     pki::{
         CertKind, PkiError,
         ca::{CaDir, Reason, Validity, normalise_serial},
@@ -27,6 +26,7 @@ use crate::{
     },
     receipt::timestamp_from_millis,
     schema::{Echo, Rule, Violation},
+    tlog::Logged,
 };
 
 /// Longest validity the Admin service issues, in days.

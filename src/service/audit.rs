@@ -6,7 +6,6 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, Gateway};
 use crate::{
-    checkpoint::Checkpoint,
     entry::Entry,
     identity::Caller,
     merkle::{self, Hash},
@@ -17,7 +16,8 @@ use crate::{
     },
     receipt::timestamp_from_millis,
     schema::{Rule, Violation},
-    store::{StoreError, StoredCheckpoint},
+    store::StoredCheckpoint,
+    tlog::{self, TreeSize},
 };
 
 /// Most entries one GetEntries call returns.
@@ -33,18 +33,7 @@ fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
 }
 
 fn to_proto(cp: &StoredCheckpoint) -> Result<SignedCheckpoint, ApiError> {
-    // The stored note was signed by this gateway; its body is read, not re-verified, here.
-    let body = cp
-        .note
-        .rsplit_once("\n\n")
-        .map(|(b, _)| format!("{b}\n"))
-        .unwrap_or_default();
-    let parsed = Checkpoint::parse_body(&body).map_err(|e| {
-        ApiError::Store(StoreError::Internal(format!(
-            "stored checkpoint {}: {e}",
-            cp.size
-        )))
-    })?;
+    let parsed = tlog::stored_checkpoint(cp)?;
     Ok(SignedCheckpoint {
         note: cp.note.clone(),
         origin: parsed.origin,
@@ -91,9 +80,7 @@ impl AuditService {
 
     /// The latest checkpoint; the log is never empty of checkpoints once it has entries.
     async fn latest(&self) -> Result<StoredCheckpoint, ApiError> {
-        self.gateway
-            .store
-            .latest_checkpoint()
+        tlog::latest(&*self.gateway.store)
             .await?
             .ok_or_else(|| ApiError::NotFound("the log has no entries yet".into()))
     }
@@ -104,18 +91,14 @@ impl AuditService {
         field: &str,
         requested: u64,
     ) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
-        let latest = self.latest().await?;
-        match requested {
-            0 => Ok((latest.size, Some(latest))),
-            n if n > latest.size => Err(invalid(
-                field,
-                format!(
-                    "{n} is beyond the latest checkpoint's tree size {}",
-                    latest.size
-                ),
-            )),
-            n => Ok((n, self.gateway.store.checkpoint_at(n).await?)),
-        }
+        self.latest().await?;
+        let asked = match requested {
+            0 => TreeSize::Latest,
+            n => TreeSize::Exactly(n),
+        };
+        tlog::resolve(&*self.gateway.store, asked)
+            .await
+            .map_err(|e| ApiError::size(field, e))
     }
 
     async fn checkpoint(&self, req: &GetCheckpointRequest) -> Result<SignedCheckpoint, ApiError> {
@@ -149,13 +132,7 @@ impl AuditService {
                 format!("entry {index} is not in the tree of size {size}"),
             ));
         }
-        let nodes = self
-            .gateway
-            .store
-            .nodes(merkle::inclusion_proof_nodes(index, size))
-            .await?;
-        let proof = merkle::inclusion_proof(index, size, &nodes)
-            .map_err(|e| ApiError::Store(StoreError::Internal(format!("log tree: {e}"))))?;
+        let proof = tlog::inclusion_proof(&*self.gateway.store, index, size).await?;
         Ok(InclusionProof {
             leaf_index: index,
             tree_size: size,
@@ -175,13 +152,7 @@ impl AuditService {
                 format!("from_size must be between 1 and {to}"),
             ));
         }
-        let nodes = self
-            .gateway
-            .store
-            .nodes(merkle::consistency_proof_nodes(req.from_size, to))
-            .await?;
-        let proof = merkle::consistency_proof(req.from_size, to, &nodes)
-            .map_err(|e| ApiError::Store(StoreError::Internal(format!("log tree: {e}"))))?;
+        let proof = tlog::consistency_proof(&*self.gateway.store, req.from_size, to).await?;
         Ok(ConsistencyProof {
             from_size: req.from_size,
             to_size: to,

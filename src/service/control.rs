@@ -29,8 +29,8 @@ use crate::{
     config::Resolved,
     entry::{AdminAction, AdminEntry, Entry},
     identity::{Directory, Registry, Trust, expiry},
-    ledger::{self, LedgerError, Logged},
     pki::ca::CaDir,
+    tlog::{self, LogError, Logged},
     tls::ServerTls,
 };
 
@@ -291,7 +291,7 @@ impl Gateway {
     /// recorded, and revocations in the CRLs that the log does not record. Until the log
     /// records a policy change, the reference policy is the one in force when this check
     /// first ran on the store; revocations already in the CRLs then are not logged.
-    pub(super) async fn log_edits_made_while_stopped(&self) -> Result<(), LedgerError> {
+    pub(super) async fn log_edits_made_while_stopped(&self) -> Result<(), LogError> {
         let _lock = self.control.lock().await;
         let directory = self.directory();
         let store = &*self.store;
@@ -303,14 +303,14 @@ impl Gateway {
             Some(digest) => digest,
             None => {
                 let first =
-                    ledger::ensure_meta(store, ledger::FIRST_POLICY, &hex::encode(current)).await?;
+                    tlog::ensure_meta(store, tlog::FIRST_POLICY, &hex::encode(current)).await?;
                 hex::decode(&first)
                     .ok()
                     .and_then(|d| <[u8; 32]>::try_from(d).ok())
                     .ok_or_else(|| {
-                        LedgerError::LogIntegrity(format!(
+                        LogError::Integrity(format!(
                             "the store's {} \"{first}\" is not a SHA-256 digest",
-                            ledger::FIRST_POLICY
+                            tlog::FIRST_POLICY
                         ))
                     })?
             }
@@ -326,7 +326,7 @@ impl Gateway {
             .map(String::as_str)
             .collect();
         in_crls.sort_unstable();
-        let first_crls = ledger::ensure_meta(store, ledger::FIRST_CRLS, &in_crls.join(",")).await?;
+        let first_crls = tlog::ensure_meta(store, tlog::FIRST_CRLS, &in_crls.join(",")).await?;
         let first_crls: std::collections::HashSet<&str> = first_crls.split(',').collect();
         entries.extend(self.revocation_entries(
             &directory,
@@ -342,10 +342,8 @@ impl Gateway {
     }
 
     /// Appends administrative entries durably and takes them into the registry.
-    pub(super) async fn log_admin(&self, entries: &[Entry]) -> Result<Vec<Logged>, LedgerError> {
-        let logged =
-            ledger::append_entries_durably(&*self.store, &self.log_key, &self.published, entries)
-                .await?;
+    pub(super) async fn log_admin(&self, entries: &[Entry]) -> Result<Vec<Logged>, LogError> {
+        let logged = self.log.append_durably(&*self.store, entries).await?;
         self.take_in(entries.iter().zip(&logged));
         Ok(logged)
     }
@@ -353,15 +351,11 @@ impl Gateway {
     /// As [`log_admin`](Self::log_admin), for changes found in the files, which every replica
     /// reading them finds: those the log already records (another gateway logged them) are
     /// left out. Returns the entries appended, with where each landed.
-    async fn log_found(&self, entries: Vec<Entry>) -> Result<Vec<(Entry, Logged)>, LedgerError> {
-        let logged = ledger::append_unrecorded_durably(
-            &*self.store,
-            &self.log_key,
-            &self.published,
-            &self.registry,
-            entries,
-        )
-        .await?;
+    async fn log_found(&self, entries: Vec<Entry>) -> Result<Vec<(Entry, Logged)>, LogError> {
+        let logged = self
+            .log
+            .append_unrecorded_durably(&*self.store, &self.registry, entries)
+            .await?;
         self.take_in(logged.iter().map(|(e, l)| (e, l)));
         Ok(logged)
     }
@@ -388,7 +382,7 @@ impl Gateway {
     /// Reads the log entries the registry has not seen (other gateways' administrative acts).
     pub async fn follow_log(&self) -> Result<(), crate::store::StoreError> {
         let size = self.store.log_size().await?;
-        ledger::follow_log(&self.registry, size, ledger::LogReader::Store(&*self.store)).await
+        tlog::follow(&self.registry, size, tlog::EntrySource::Store(&*self.store)).await
     }
 
     /// Logs a warning for every certificate in use within the warning period.

@@ -27,6 +27,7 @@ use crate::{
     ledger::LedgerError,
     schema::{Rule, Violation},
     store::StoreError,
+    tlog::{LogError, SizeError},
 };
 
 /// Bytes of field violations sent back in one status. A status travels in HTTP/2 trailers,
@@ -97,6 +98,19 @@ pub enum ApiError {
     /// A read failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The transparency log could not be read or appended to.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl ApiError {
+    /// A tree size the request names in `field` that the log cannot answer for.
+    pub fn size(field: &str, e: SizeError) -> Self {
+        match e {
+            SizeError::Log(e) => Self::Log(e),
+            e => Self::Invalid(vec![Violation::new(field, Rule::OutOfRange, e.to_string())]),
+        }
+    }
 }
 
 impl From<EnvelopeError> for ApiError {
@@ -210,36 +224,56 @@ impl From<ApiError> for Status {
             }
             ApiError::Aborted(why) => Status::aborted(cut(&why, MESSAGE_BUDGET)),
             ApiError::Internal(_) => Status::internal("internal error"),
-            ApiError::Ledger(LedgerError::SignerRevoked(serial)) => {
-                let v = Violation::new(
-                    "signatures",
-                    Rule::EnvelopeSigner,
-                    format!(
-                        "the signing certificate {serial} was revoked before the submission was logged"
-                    ),
-                );
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    v.to_string(),
-                    bad_request(std::slice::from_ref(&v)),
-                )
-            }
-            ApiError::Ledger(LedgerError::RevisionConflict { current, expected }) => {
-                Status::aborted(format!(
-                    "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
-                ))
-            }
-            ApiError::Ledger(LedgerError::LogIntegrity(_)) => Status::internal("internal error"),
-            ApiError::Ledger(LedgerError::Closed) => {
-                Status::unavailable("the gateway is shutting down")
-            }
-            ApiError::Ledger(LedgerError::Store(e)) | ApiError::Store(e) => match e {
-                StoreError::Unavailable(_) => {
-                    Status::unavailable("the store is temporarily unavailable; retry later")
-                }
-                StoreError::Internal(_) => Status::internal("internal error"),
-            },
+            ApiError::Ledger(e) => ledger_status(&e),
+            ApiError::Log(e) => log_status(&e),
+            ApiError::Store(e) => store_status(&e),
         }
+    }
+}
+
+fn ledger_status(e: &LedgerError) -> Status {
+    match e {
+        LedgerError::SignerRevoked(serial) => {
+            let v = Violation::new(
+                "signatures",
+                Rule::EnvelopeSigner,
+                format!(
+                    "the signing certificate {serial} was revoked before the submission was logged"
+                ),
+            );
+            Status::with_error_details(
+                Code::InvalidArgument,
+                v.to_string(),
+                bad_request(std::slice::from_ref(&v)),
+            )
+        }
+        LedgerError::RevisionConflict { current, expected } => Status::aborted(format!(
+            "supersedes_revision is {expected}, but the current revision is {current}; nothing was stored"
+        )),
+        LedgerError::Closed => Status::unavailable("the gateway is shutting down"),
+        LedgerError::Store(e) => store_status(e),
+        LedgerError::Log(e) => log_status(e),
+        LedgerError::Receipt(_) => Status::internal("internal error"),
+        LedgerError::Batch(e) => ledger_status(e),
+    }
+}
+
+fn log_status(e: &LogError) -> Status {
+    match e {
+        LogError::Store(e) => store_status(e),
+        _ => Status::internal("internal error"),
+    }
+}
+
+fn store_status(e: &StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(_) => {
+            Status::unavailable("the store is temporarily unavailable; retry later")
+        }
+        StoreError::Conflict(_)
+        | StoreError::Corrupt { .. }
+        | StoreError::Refused(_)
+        | StoreError::Failed(_) => Status::internal("internal error"),
     }
 }
 
@@ -261,8 +295,14 @@ pub fn finish<T>(
             // Detail for the operator only: why a peer was not recognised, what the store said.
             let detail = match &e {
                 ApiError::Unauthenticated(why) => Some(why.to_string()),
-                ApiError::Ledger(LedgerError::Store(s)) | ApiError::Store(s) => Some(s.to_string()),
-                ApiError::Ledger(e @ LedgerError::LogIntegrity(_)) => Some(e.to_string()),
+                ApiError::Ledger(l) => match l.cause() {
+                    LedgerError::Store(_) | LedgerError::Log(_) | LedgerError::Receipt(_) => {
+                        Some(l.to_string())
+                    }
+                    _ => None,
+                },
+                ApiError::Store(e) => Some(e.to_string()),
+                ApiError::Log(e) => Some(e.to_string()),
                 ApiError::Internal(why) => Some(why.clone()),
                 _ => None,
             };

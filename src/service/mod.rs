@@ -23,7 +23,7 @@ use crate::{
     checkpoint::{KeyType, NoteSigner},
     config::{ConfigError, Settings},
     identity::{Caller, Directory, Registry},
-    ledger::{Ledger, Published},
+    ledger::Ledger,
     pki::{PkiError, ca::CaDir},
     proto::{
         admin_server::AdminServer, audit_server::AuditServer, statistics_server::StatisticsServer,
@@ -31,6 +31,7 @@ use crate::{
     },
     schema::{CodeListError, CodeLists, Limits},
     store::{Store, StoreError},
+    tlog::{Log, Published},
     tls::ServerTls,
 };
 
@@ -55,10 +56,8 @@ pub struct Gateway {
     pub statistics: Arc<statistics::StatisticsState>,
     /// Small-cell suppression thresholds.
     pub thresholds: crate::statistics::Thresholds,
-    /// Signs administrative entries' checkpoints (the ledger holds its own handle).
-    log_key: Arc<NoteSigner>,
-    /// The checkpoint last published, outside the store.
-    published: Published,
+    /// The transparency log, for administrative entries (the ledger holds its own handle).
+    log: Arc<Log>,
     /// What a reload re-reads, the CA, and the lock over configuration changes.
     pub control: control::Control,
 }
@@ -311,7 +310,7 @@ pub enum StartError {
     Store(#[from] StoreError),
     /// The transparency log cannot be served.
     #[error(transparent)]
-    Log(#[from] crate::ledger::LedgerError),
+    Log(#[from] crate::tlog::LogError),
     /// The log origin is not a valid key name.
     #[error("log.origin \"{0}\" is not a valid log name (no spaces, no '+')")]
     Origin(String),
@@ -386,21 +385,17 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
     })?;
 
     let store = crate::store::open(&settings.store_url(), settings.store.pg_options()).await?;
-    let published = Published::new(data_dir.join("checkpoint"));
-    let size = crate::ledger::prepare_log(
-        &*store,
-        &key,
-        &published,
-        settings.accept_restored_log,
-        &registry,
-    )
-    .await?;
-    tracing::info!(origin = %paths.origin, size, vkey = %key.verifier(), "transparency log checked");
-    let key = Arc::new(key);
+    let log = Arc::new(Log::new(
+        Arc::new(key),
+        Published::new(data_dir.join("checkpoint")),
+    ));
+    let size = log
+        .prepare(&*store, settings.accept_restored_log, &registry)
+        .await?;
+    tracing::info!(origin = %paths.origin, size, vkey = %log.verifier(), "transparency log checked");
     let (ledger, ledger_task) = Ledger::start(
         store.clone(),
-        key.clone(),
-        published.clone(),
+        log.clone(),
         registry.clone(),
         settings.store.max_batch,
     );
@@ -430,8 +425,7 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         ledger,
         statistics,
         thresholds: settings.statistics.thresholds(),
-        log_key: key,
-        published,
+        log,
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),
     });
     gateway.log_edits_made_while_stopped().await?;

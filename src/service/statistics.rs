@@ -14,9 +14,10 @@ use crate::{
         statistics_server::Statistics,
     },
     receipt::timestamp_from_millis,
-    schema::{Rule, Violation, format_millionths},
+    schema::format_millionths,
     statistics::{self, AsOf, Index, Query, Viewer},
     store::{AccessRecord, StoreError, StoredCheckpoint},
+    tlog::{self, TreeSize},
 };
 
 /// Submissions read from the store per refresh step.
@@ -137,31 +138,14 @@ impl StatisticsService {
 
     /// The tree size an answer reflects, and its checkpoint.
     async fn tree(&self, as_of: AsOf) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
-        let store = &self.gateway.store;
-        let latest = store.latest_checkpoint().await?;
-        let latest_size = latest.as_ref().map_or(0, |c| c.size);
-        match as_of {
-            AsOf::Latest => Ok((latest_size, latest)),
-            AsOf::TreeSize(n) if n > latest_size => Err(ApiError::Invalid(vec![Violation::new(
-                "as_of_tree_size",
-                Rule::OutOfRange,
-                format!("{n} is beyond the latest checkpoint's tree size {latest_size}"),
-            )])),
-            AsOf::TreeSize(n) => match store.checkpoint_at(n).await? {
-                Some(cp) => Ok((n, Some(cp))),
-                None => Err(ApiError::Invalid(vec![Violation::new(
-                    "as_of_tree_size",
-                    Rule::OutOfRange,
-                    format!(
-                        "no checkpoint was signed for tree size {n}: name the size of a signed checkpoint"
-                    ),
-                )])),
-            },
-            AsOf::Time(ms) => {
-                let cp = store.checkpoint_before(ms).await?;
-                Ok((cp.as_ref().map_or(0, |c| c.size), cp))
-            }
-        }
+        let asked = match as_of {
+            AsOf::Latest => TreeSize::Latest,
+            AsOf::TreeSize(n) => TreeSize::Signed(n),
+            AsOf::Time(ms) => TreeSize::AsOfTime(ms),
+        };
+        tlog::resolve(&*self.gateway.store, asked)
+            .await
+            .map_err(|e| ApiError::size("as_of_tree_size", e))
     }
 
     async fn query(
@@ -198,7 +182,7 @@ impl StatisticsService {
             statistics::aggregate(&index, &q, size, now_ms, &viewer, thresholds)
         })
         .await
-        .map_err(|e| ApiError::Store(StoreError::Internal(format!("query task: {e}"))))?
+        .map_err(|e| ApiError::Internal(format!("query task: {e}")))?
         .map_err(|v| ApiError::Invalid(vec![v]))?;
 
         // The trail first: no answer leaves without its record.

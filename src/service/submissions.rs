@@ -132,9 +132,7 @@ impl SubmissionsService {
             )));
         }
         let decode_failed = |what: &str, e: prost::DecodeError| {
-            ApiError::Store(store::StoreError::Internal(format!(
-                "stored {what} of {id}: {e}"
-            )))
+            ApiError::Store(store::StoreError::corrupt(format!("{what} ({e})"), id))
         };
         Ok(Submission {
             receipt: Some(

@@ -8,7 +8,7 @@
 
 use super::{LogAppend, LogEntryRecord, Store, StoreError};
 use crate::{
-    checkpoint::Checkpoint,
+    checkpoint,
     merkle::{self, CompactTree, Hash},
 };
 
@@ -43,7 +43,7 @@ pub async fn copy(
         || !to.export(0, 1).await?.is_empty()
         || to.latest_checkpoint().await?.is_some()
     {
-        return Err(StoreError::Internal(
+        return Err(StoreError::Refused(
             "the target store is not empty: copy into a new database".into(),
         ));
     }
@@ -58,9 +58,9 @@ pub async fn copy(
 
     let mut tx = to.begin().await?;
     for name in [
-        crate::ledger::ORIGIN,
-        crate::ledger::FIRST_POLICY,
-        crate::ledger::FIRST_CRLS,
+        crate::tlog::ORIGIN,
+        crate::tlog::FIRST_POLICY,
+        crate::tlog::FIRST_CRLS,
     ] {
         if let Some(value) = from.log_meta(name).await? {
             tx.set_log_meta(name, &value).await?;
@@ -92,10 +92,10 @@ pub async fn copy(
             )
             .await?;
         if page.first().map(|e| e.0) != Some(done.entries) {
-            return Err(StoreError::Internal(format!(
-                "the source log has no entry {}",
-                done.entries
-            )));
+            return Err(StoreError::Corrupt {
+                what: "the source log's entries".into(),
+                id: Some(format!("entry {}", done.entries)),
+            });
         }
         done.entries += page.len() as u64;
         let entries = page
@@ -178,13 +178,12 @@ async fn verify(from: &dyn Store, to: &dyn Store) -> Result<Option<Hash>, StoreE
     let Some(latest) = from.latest_checkpoint().await? else {
         return Ok(None);
     };
-    let body = latest
-        .note
-        .rsplit_once("\n\n")
-        .map(|(b, _)| format!("{b}\n"))
-        .unwrap_or_default();
-    let signed = Checkpoint::parse_body(&body)
-        .map_err(|e| StoreError::Internal(format!("the source's latest checkpoint: {e}")))?;
+    let signed = checkpoint::read_unverified(latest.note.as_bytes()).map_err(|e| {
+        StoreError::corrupt(
+            format!("signed note ({e})"),
+            format!("the source's checkpoint of size {}", latest.size),
+        )
+    })?;
     let mut tree = CompactTree::default();
     while tree.size() < signed.size {
         let start = tree.size();
@@ -192,7 +191,7 @@ async fn verify(from: &dyn Store, to: &dyn Store) -> Result<Option<Hash>, StoreE
             .entries(start, (start + u64::from(PAGE) * 10).min(signed.size))
             .await?;
         if page.is_empty() {
-            return Err(StoreError::Internal(format!(
+            return Err(StoreError::Failed(format!(
                 "the copy lacks log entry {start}"
             )));
         }
@@ -201,7 +200,7 @@ async fn verify(from: &dyn Store, to: &dyn Store) -> Result<Option<Hash>, StoreE
         }
     }
     if tree.root() != signed.root || to.latest_checkpoint().await? != Some(latest) {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::Failed(format!(
             "the copy's log recomputes root {}, but the source's latest checkpoint (size {}) says {}",
             tree.root(),
             signed.size,

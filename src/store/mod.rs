@@ -36,22 +36,50 @@ pub async fn open(
             postgres::PgStore::open_url(url, options).await?,
         ))
     } else {
-        Err(StoreError::Internal(format!(
+        Err(StoreError::Refused(format!(
             "store URL \"{}\" is neither sqlite://PATH nor postgres://…",
             postgres::redact(url)
         )))
     }
 }
 
-/// A storage failure. Peers only ever learn the kind, never the detail.
+/// A storage failure, by what the caller can do about it. Peers only ever learn the kind,
+/// never the detail.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or is busy beyond its timeout; retrying may help.
+    /// The database cannot be reached or is busy beyond its timeout: retrying later may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// Anything else: a bug, a corrupt file, a constraint the caller should have prevented.
+    /// A write clashed with what is stored (a uniqueness or other constraint): nothing was
+    /// written. The one failure after which the ledger retries a batch's jobs one by one, since
+    /// a single submission may be the cause.
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    /// Stored data cannot be read as what it must be: the store was altered or damaged.
+    #[error("corrupt store: {what}{}", .id.as_ref().map(|id| format!(" of {id}")).unwrap_or_default())]
+    Corrupt {
+        /// What could not be read (a column, a digest, an entry).
+        what: String,
+        /// Which record, when known (a submission id, a node, a sequence number).
+        id: Option<String>,
+    },
+    /// The store cannot be used as asked: a URL of no known backend, a schema newer than this
+    /// gateway, a copy into a store that is not empty. The text says what to do.
+    #[error("{0}")]
+    Refused(String),
+    /// The database failed otherwise (a statement it refused, a worker that died).
     #[error("store failure: {0}")]
-    Internal(String),
+    Failed(String),
+}
+
+impl StoreError {
+    /// Data that is not what it must be, in the record `id`.
+    pub fn corrupt(what: impl Into<String>, id: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            id: Some(id.to_string()),
+        }
+    }
 }
 
 /// Identifies a series of revisions: one reporter's figures of one dataflow for one period.
@@ -373,7 +401,7 @@ impl ExportRow {
         self,
         observations: Vec<ValidObservation>,
     ) -> Result<(i64, SubmissionRecord), StoreError> {
-        let bad = |what: &str| StoreError::Internal(format!("stored {what} of {}", self.id));
+        let bad = |what: &str| StoreError::corrupt(what, &self.id);
         let date = |s: &str| {
             Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
                 .map_err(|_| bad("period date"))
@@ -394,7 +422,7 @@ impl ExportRow {
             revision: self.revision,
             received_at_ms: self.received_at_ms,
             log_index: self.log_index.map(|i| i as u64).ok_or_else(|| {
-                StoreError::Internal(format!(
+                StoreError::Refused(format!(
                     "submission {} is not in the log yet: start a gateway on this store once (it logs it), then copy",
                     self.id
                 ))

@@ -104,9 +104,24 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
         });
     if transient {
         StoreError::Unavailable(e.to_string())
+    } else if e.code().is_some_and(|c| c.code().starts_with("23")) {
+        // Class 23: integrity constraint violation.
+        StoreError::Conflict(e.to_string())
     } else {
-        StoreError::Internal(e.to_string())
+        StoreError::Failed(e.to_string())
     }
+}
+
+/// Column `i` of `row`, or why it cannot be read as a `T`: a value that is not what the schema
+/// says is corrupt data, never a panic.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt {
+        what: format!(
+            "column {} ({e})",
+            row.columns().get(i).map_or("?", |c| c.name())
+        ),
+        id: None,
+    })
 }
 
 fn pool_error(e: PoolError) -> StoreError {
@@ -138,7 +153,7 @@ impl PgStore {
     /// Connects to the database named by a `postgres://` URL and applies pending migrations.
     pub async fn open_url(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Internal(format!("store.url {}: {e}", redact(url))))?;
+            .map_err(|e| StoreError::Refused(format!("store.url {}: {e}", redact(url))))?;
         let timeout = options.statement_timeout.as_millis();
         let mut server_options = config.get_options().unwrap_or_default().to_owned();
         server_options.push_str(&format!(
@@ -164,7 +179,7 @@ impl PgStore {
             .create_timeout(Some(options.connect_timeout))
             .recycle_timeout(Some(options.connect_timeout))
             .build()
-            .map_err(|e| StoreError::Internal(format!("database pool: {e}")))?;
+            .map_err(|e| StoreError::Refused(format!("database pool: {e}")))?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -195,7 +210,7 @@ impl PgStore {
             .get(0);
         let newest = MIGRATIONS.last().map_or(0, |m| m.0);
         if applied > newest {
-            return Err(StoreError::Internal(format!(
+            return Err(StoreError::Refused(format!(
                 "the database is at schema version {applied}, newer than this gateway knows ({newest}); upgrade the gateway"
             )));
         }
@@ -245,11 +260,11 @@ fn stored(row: &Row) -> Result<StoredSubmission, tokio_postgres::Error> {
     })
 }
 
-fn checkpoint(row: &Row) -> StoredCheckpoint {
-    StoredCheckpoint {
-        size: row.get::<_, i64>(0) as u64,
-        note: row.get(1),
-    }
+fn checkpoint(row: &Row) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        size: col::<i64>(row, 0)? as u64,
+        note: col(row, 1)?,
+    })
 }
 
 async fn log_size(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
@@ -257,7 +272,7 @@ async fn log_size(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
         .query_one("SELECT coalesce(max(idx) + 1, 0) FROM log_entries", &[])
         .await
         .map_err(classify)?;
-    Ok(row.get::<_, i64>(0) as u64)
+    Ok(col::<i64>(&row, 0)? as u64)
 }
 
 /// Log entries with index in `start..end`, in order.
@@ -306,41 +321,41 @@ async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes,
     let mut found = Nodes::with_capacity(rows.len());
     for r in rows {
         let id = NodeId {
-            level: r.get::<_, i32>(0) as u8,
-            index: r.get::<_, i64>(1) as u64,
+            level: col::<i32>(&r, 0)? as u8,
+            index: col::<i64>(&r, 1)? as u64,
         };
-        let hash = Hash::from_bytes(r.get::<_, &[u8]>(2))
-            .ok_or_else(|| StoreError::Internal(format!("stored node {id:?} is not 32 bytes")))?;
+        let hash = Hash::from_bytes(col::<&[u8]>(&r, 2)?)
+            .ok_or_else(|| StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}")))?;
         found.insert(id, hash);
     }
     Ok(found)
 }
 
 /// An observation row of [`OBSERVATION_COLUMNS`]; the comment only `with_comment`.
-fn stored_observation(r: &Row, with_comment: bool) -> crate::schema::ValidObservation {
-    let embargo: Option<i64> = r.get(12);
-    crate::schema::ValidObservation {
-        drug: r.get(1),
-        transport_mode: r.get(2),
-        origin_area: r.get(3),
-        departure_area: r.get(4),
-        transit_area: r
-            .get::<_, Option<String>>(5)
+fn stored_observation(
+    r: &Row,
+    with_comment: bool,
+) -> Result<crate::schema::ValidObservation, StoreError> {
+    let embargo: Option<i64> = col(r, 12)?;
+    Ok(crate::schema::ValidObservation {
+        drug: col(r, 1)?,
+        transport_mode: col(r, 2)?,
+        origin_area: col(r, 3)?,
+        departure_area: col(r, 4)?,
+        transit_area: col::<Option<String>>(r, 5)?
             .map(|t| t.split(';').map(str::to_owned).collect())
             .unwrap_or_default(),
-        destination_area: r.get(6),
-        unit_measure: r.get(7),
-        n_seizures: r.get::<_, Option<i64>>(8).map(|n| n as u64),
-        quantity: r
-            .get::<_, Option<i64>>(9)
-            .and_then(crate::schema::Quantity::from_millionths),
-        obs_status: r.get(10),
-        conf_status: r.get(11),
+        destination_area: col(r, 6)?,
+        unit_measure: col(r, 7)?,
+        n_seizures: col::<Option<i64>>(r, 8)?.map(|n| n as u64),
+        quantity: col::<Option<i64>>(r, 9)?.and_then(crate::schema::Quantity::from_millionths),
+        obs_status: col(r, 10)?,
+        conf_status: col(r, 11)?,
         embargo_time: embargo.and_then(|ms| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
         }),
-        comment: if with_comment { r.get(13) } else { None },
-    }
+        comment: if with_comment { col(r, 13)? } else { None },
+    })
 }
 
 /// The observations of submissions `first..=last`, grouped onto `out` by sequence number.
@@ -366,16 +381,17 @@ async fn observations_of<T>(
         .map_err(classify)?;
     let mut at = 0;
     for r in &rows {
-        let seq: i64 = r.get(0);
+        let seq: i64 = col(r, 0)?;
         while seq_of(&out[at]) != seq {
             at += 1;
             if at == out.len() {
-                return Err(StoreError::Internal(format!(
-                    "observations of unknown submission {seq}"
-                )));
+                return Err(StoreError::corrupt(
+                    "observation (of no submission listed)",
+                    format!("submission seq {seq}"),
+                ));
             }
         }
-        push(&mut out[at], stored_observation(r, with_comment));
+        push(&mut out[at], stored_observation(r, with_comment)?);
     }
     Ok(())
 }
@@ -477,26 +493,28 @@ impl Store for PgStore {
 
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         let client = self.client().await?;
-        Ok(client
+        client
             .query_opt(
                 "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
                 &[],
             )
             .await
             .map_err(classify)?
-            .map(|r| checkpoint(&r)))
+            .map(|r| checkpoint(&r))
+            .transpose()
     }
 
     async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         let client = self.client().await?;
-        Ok(client
+        client
             .query_opt(
                 "SELECT size, note FROM checkpoints WHERE size = $1",
                 &[&(size as i64)],
             )
             .await
             .map_err(classify)?
-            .map(|r| checkpoint(&r)))
+            .map(|r| checkpoint(&r))
+            .transpose()
     }
 
     async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
@@ -532,16 +550,17 @@ impl Store for PgStore {
             )
             .await
             .map_err(classify)?;
-        Ok(row.get::<_, Option<i64>>(0).map(|i| i as u64))
+        Ok(col::<Option<i64>>(&row, 0)?.map(|i| i as u64))
     }
 
     async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
-        Ok(client
+        client
             .query_opt("SELECT value FROM log_meta WHERE name = $1", &[&name])
             .await
             .map_err(classify)?
-            .map(|r| r.get(0)))
+            .map(|r| col(&r, 0))
+            .transpose()
     }
 
     async fn submissions_since(
@@ -561,15 +580,15 @@ impl Store for PgStore {
         let mut out = rows
             .iter()
             .map(|r| {
-                let dataflow: String = r.get(1);
+                let dataflow: String = col(r, 1)?;
                 Ok(IndexedSubmission {
-                    seq: r.get(0),
+                    seq: col(r, 0)?,
                     dataflow: Dataflow::from_id(&dataflow).ok_or_else(|| {
-                        StoreError::Internal(format!("stored dataflow {dataflow}"))
+                        StoreError::corrupt(format!("dataflow {dataflow:?}"), "a submission")
                     })?,
-                    ref_area: r.get(2),
-                    time_period: r.get(3),
-                    log_index: r.get::<_, Option<i64>>(4).map(|i| i as u64),
+                    ref_area: col(r, 2)?,
+                    time_period: col(r, 3)?,
+                    log_index: col::<Option<i64>>(r, 4)?.map(|i| i as u64),
                     observations: Vec::new(),
                 })
             })
@@ -590,14 +609,14 @@ impl Store for PgStore {
         time_ms: i64,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let client = self.client().await?;
-        Ok(client
+        client
             .query_opt(
                 "SELECT size, note FROM checkpoints WHERE signed_at <= $1 ORDER BY size DESC LIMIT 1",
                 &[&time_ms],
             )
             .await
             .map_err(classify)?
-            .map(|r| checkpoint(&r)))
+            .map(|r| checkpoint(&r)).transpose()
     }
 
     async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
@@ -629,19 +648,20 @@ impl Store for PgStore {
             )
             .await
             .map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(|r| AccessRecord {
-                id: r.get(0),
-                at_ms: r.get(1),
-                member: r.get(2),
-                method: r.get(3),
-                request: r.get(4),
-                tree_size: r.get::<_, i64>(5) as u64,
-                rows: r.get::<_, i32>(6) as u32,
-                suppressed: r.get::<_, i32>(7) as u32,
+        rows.iter()
+            .map(|r| -> Result<_, StoreError> {
+                Ok(AccessRecord {
+                    id: col(r, 0)?,
+                    at_ms: col(r, 1)?,
+                    member: col(r, 2)?,
+                    method: col(r, 3)?,
+                    request: col(r, 4)?,
+                    tree_size: col::<i64>(r, 5)? as u64,
+                    rows: col::<i32>(r, 6)? as u32,
+                    suppressed: col::<i32>(r, 7)? as u32,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn export(
@@ -661,31 +681,31 @@ impl Store for PgStore {
             .map_err(classify)?;
         let mut out: Vec<(ExportRow, Vec<crate::schema::ValidObservation>)> = rows
             .iter()
-            .map(|r| {
-                (
+            .map(|r| -> Result<_, StoreError> {
+                Ok((
                     ExportRow {
-                        seq: r.get(0),
-                        id: r.get(1),
-                        member: r.get(2),
-                        dataflow: r.get(3),
-                        ref_area: r.get(4),
-                        freq: r.get(5),
-                        time_period: r.get(6),
-                        period_start: r.get(7),
-                        period_end: r.get(8),
-                        revision: r.get::<_, i32>(9) as u32,
-                        received_at_ms: r.get(10),
-                        log_index: r.get(11),
-                        payload_digest: r.get(12),
-                        envelope_digest: r.get(13),
-                        envelope: r.get(14),
-                        signing_cert: r.get(15),
-                        receipt: r.get(16),
+                        seq: col(r, 0)?,
+                        id: col(r, 1)?,
+                        member: col(r, 2)?,
+                        dataflow: col(r, 3)?,
+                        ref_area: col(r, 4)?,
+                        freq: col(r, 5)?,
+                        time_period: col(r, 6)?,
+                        period_start: col(r, 7)?,
+                        period_end: col(r, 8)?,
+                        revision: col::<i32>(r, 9)? as u32,
+                        received_at_ms: col(r, 10)?,
+                        log_index: col(r, 11)?,
+                        payload_digest: col(r, 12)?,
+                        envelope_digest: col(r, 13)?,
+                        envelope: col(r, 14)?,
+                        signing_cert: col(r, 15)?,
+                        receipt: col(r, 16)?,
                     },
                     Vec::new(),
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         observations_of(&client, &mut out, |r| r.0.seq, |r, o| r.1.push(o), true).await?;
         out.into_iter()
             .map(|(row, obs)| row.into_record(obs))
@@ -710,11 +730,11 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 let id = NodeId {
-                    level: r.get::<_, i32>(0) as u8,
-                    index: r.get::<_, i64>(1) as u64,
+                    level: col::<i32>(r, 0)? as u8,
+                    index: col::<i64>(r, 1)? as u64,
                 };
-                let hash = Hash::from_bytes(r.get::<_, &[u8]>(2)).ok_or_else(|| {
-                    StoreError::Internal(format!("stored node {id:?} is not 32 bytes"))
+                let hash = Hash::from_bytes(col::<&[u8]>(r, 2)?).ok_or_else(|| {
+                    StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}"))
                 })?;
                 Ok((id, hash))
             })
@@ -734,13 +754,14 @@ impl Store for PgStore {
             )
             .await
             .map_err(classify)?;
-        Ok(rows
-            .iter()
-            .map(|r| SignedAt {
-                checkpoint: checkpoint(r),
-                signed_at_ms: r.get(2),
+        rows.iter()
+            .map(|r| {
+                Ok(SignedAt {
+                    checkpoint: checkpoint(r)?,
+                    signed_at_ms: col(r, 2)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn close(&self) {
@@ -761,7 +782,7 @@ impl PgTx {
     fn client(&self) -> Result<&Object, StoreError> {
         self.client
             .as_ref()
-            .ok_or_else(|| StoreError::Internal("the transaction is gone".into()))
+            .ok_or_else(|| StoreError::Failed("the transaction is gone".into()))
     }
 }
 
@@ -791,10 +812,11 @@ impl WriteTx for PgTx {
             .map_err(classify)?;
         rows.iter()
             .map(|r| {
-                let d: &[u8] = r.get(0);
-                let d = <[u8; 32]>::try_from(d)
-                    .map_err(|_| StoreError::Internal("stored payload digest".into()))?;
-                Ok((d, r.get(1)))
+                let d: &[u8] = col(r, 0)?;
+                let d = <[u8; 32]>::try_from(d).map_err(|_| {
+                    StoreError::corrupt("payload digest (not 32 bytes)", "a submission")
+                })?;
+                Ok((d, col(r, 1)?))
             })
             .collect()
     }
@@ -818,17 +840,20 @@ impl WriteTx for PgTx {
             .map_err(classify)?;
         let mut found = HashMap::new();
         for r in rows {
-            let dataflow: String = r.get(1);
+            let dataflow: String = col(&r, 1)?;
             let Some(dataflow) = Dataflow::from_id(&dataflow) else {
-                return Err(StoreError::Internal(format!("stored dataflow {dataflow}")));
+                return Err(StoreError::corrupt(
+                    format!("dataflow {dataflow:?}"),
+                    "a submission",
+                ));
             };
             found.insert(
                 SeriesKey {
-                    ref_area: r.get(0),
+                    ref_area: col(&r, 0)?,
                     dataflow,
-                    time_period: r.get(2),
+                    time_period: col(&r, 2)?,
                 },
-                r.get::<_, i32>(3) as u32,
+                col::<i32>(&r, 3)? as u32,
             );
         }
         Ok(found)
@@ -900,15 +925,18 @@ impl WriteTx for PgTx {
             )
             .await
             .map_err(classify)?;
-        let seqs: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let seqs: HashMap<String, i64> = rows
+            .iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+            .collect::<Result<_, StoreError>>()?;
 
         // 3. Their observations, all in one statement.
         let total: usize = records.iter().map(|r| r.observations.len()).sum();
         let mut c = ObservationColumns::with_capacity(total);
         for r in &records {
-            let seq = *seqs
-                .get(&r.id)
-                .ok_or_else(|| StoreError::Internal(format!("no sequence for {}", r.id)))?;
+            let seq = *seqs.get(&r.id).ok_or_else(|| {
+                StoreError::Failed(format!("no sequence was assigned to {}", r.id))
+            })?;
             for (idx, o) in r.observations.iter().enumerate() {
                 c.push(seq, idx, o);
             }
@@ -1004,7 +1032,7 @@ impl WriteTx for PgTx {
         if n == 1 {
             Ok(())
         } else {
-            Err(StoreError::Internal(format!(
+            Err(StoreError::Conflict(format!(
                 "submission {submission_id} is already logged"
             )))
         }

@@ -87,18 +87,19 @@ fn closed() -> StoreError {
 
 fn classify(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{
-        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure,
+        CannotOpen, ConstraintViolation, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure,
     };
     match e.sqlite_error_code() {
         Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | DiskFull) => {
             StoreError::Unavailable(e.to_string())
         }
-        _ => StoreError::Internal(e.to_string()),
+        Some(ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Failed(e.to_string()),
     }
 }
 
 fn joined(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Internal(format!("database task failed: {e}"))
+    StoreError::Failed(format!("database task failed: {e}"))
 }
 
 fn open_connection(path: &Path, reader: bool) -> Result<Connection, StoreError> {
@@ -149,7 +150,7 @@ impl SqliteStore {
         let path = url
             .strip_prefix("sqlite://")
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| StoreError::Internal(format!("\"{url}\" is not a sqlite://PATH URL")))?;
+            .ok_or_else(|| StoreError::Refused(format!("\"{url}\" is not a sqlite://PATH URL")))?;
         Self::open(Path::new(path)).await
     }
 
@@ -208,7 +209,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(classify)?;
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if applied > newest {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::Refused(format!(
             "the database is at schema version {applied}, newer than this gateway knows ({newest}); upgrade the gateway"
         )));
     }
@@ -267,7 +268,7 @@ fn node_query(conn: &Connection, ids: &[NodeId]) -> Result<Nodes, StoreError> {
             .map_err(classify)?;
         if let Some(hash) = hash {
             let hash = Hash::from_bytes(&hash).ok_or_else(|| {
-                StoreError::Internal(format!("stored node {id:?} is not 32 bytes"))
+                StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}"))
             })?;
             found.insert(*id, hash);
         }
@@ -378,9 +379,10 @@ fn observations_of<T>(
         while seq_of(&out[at]) != seq {
             at += 1;
             if at == out.len() {
-                return Err(StoreError::Internal(format!(
-                    "observations of unknown submission {seq}"
-                )));
+                return Err(StoreError::corrupt(
+                    "observation (of no submission listed)",
+                    format!("submission seq {seq}"),
+                ));
             }
         }
         push(
@@ -584,7 +586,7 @@ impl Store for SqliteStore {
                     Ok(IndexedSubmission {
                         seq,
                         dataflow: Dataflow::from_id(&dataflow)
-                            .ok_or_else(|| StoreError::Internal(format!("stored dataflow {dataflow}")))?,
+                            .ok_or_else(|| StoreError::corrupt(format!("dataflow {dataflow:?}"), "a submission"))?,
                         ref_area,
                         time_period,
                         log_index: log_index.map(|i| i as u64),
@@ -726,7 +728,7 @@ impl Store for SqliteStore {
                     index: index as u64,
                 };
                 let hash = Hash::from_bytes(&hash).ok_or_else(|| {
-                    StoreError::Internal(format!("stored node {id:?} is not 32 bytes"))
+                    StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}"))
                 })?;
                 Ok((id, hash))
             })
@@ -786,7 +788,7 @@ impl SqliteStore {
     /// keeps running: SQLite's `VACUUM INTO` reads one snapshot.
     pub async fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
         if to.exists() {
-            return Err(StoreError::Internal(format!(
+            return Err(StoreError::Refused(format!(
                 "{} exists: a backup is written to a new file",
                 to.display()
             )));
@@ -825,7 +827,7 @@ impl SqliteTx {
         let mut guard = self
             .conn
             .take()
-            .ok_or_else(|| StoreError::Internal("the transaction is gone".into()))?;
+            .ok_or_else(|| StoreError::Failed("the transaction is gone".into()))?;
         let step = move |conn: &mut Option<Connection>| conn.as_mut().map_or(Err(closed()), f);
         if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
             let result = tokio::task::block_in_place(|| step(&mut guard));
@@ -1111,7 +1113,7 @@ impl WriteTx for SqliteTx {
                 if n == 1 {
                     Ok(())
                 } else {
-                    Err(StoreError::Internal(format!(
+                    Err(StoreError::Conflict(format!(
                         "submission {id} is already logged"
                     )))
                 }
