@@ -19,11 +19,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fds.encode_to_vec(),
     )?;
 
+    // The messages alone (prost, no tonic): what the layers below the adapters may use.
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(fds.clone())?;
+    // The gRPC clients and servers, over those messages: the adapters' own module.
+    let rpc_dir = out_dir.join("rpc");
+    fs::create_dir_all(&rpc_dir)?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .extern_path(".focalgate.v1", "crate::proto")
         // Counts repeated fields before decoding (see src/codec.rs).
         .codec_path("crate::codec::BoundedCodec")
+        .out_dir(&rpc_dir)
         .compile_fds(fds)?;
 
     // compile_fds does not announce its inputs.

@@ -10,6 +10,7 @@
 //! `cargo bench --bench log` (environment: BENCH_LOG_ENTRIES, default 1,000,000).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use focalgate::rpc::audit_client::AuditClient;
 use std::time::{Duration, Instant};
 
 use focalgate::{
@@ -17,7 +18,7 @@ use focalgate::{
     config::Settings,
     entry::{AdminAction, AdminEntry, Entry},
     merkle::{self, CompactTree},
-    proto::{GetEntriesRequest, audit_client::AuditClient},
+    proto::GetEntriesRequest,
     service,
     store::{Store, sqlite::SqliteStore},
     synthetic::Rng,

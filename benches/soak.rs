@@ -20,6 +20,7 @@
 mod common;
 
 use common::{DRUGS, MEMBERS, channel, env_or, shut_down, signer, start};
+use focalgate::rpc::{statistics_client::StatisticsClient, submissions_client::SubmissionsClient};
 
 use std::{
     sync::{
@@ -32,10 +33,7 @@ use std::{
 use focalgate::{
     config::Settings,
     envelope,
-    proto::{
-        AggregateQuery, ListSubmissionsRequest, Observation, SubmissionBody,
-        statistics_client::StatisticsClient, submissions_client::SubmissionsClient,
-    },
+    proto::{AggregateQuery, ListSubmissionsRequest, Observation, SubmissionBody},
     schema::SUBMISSION_PAYLOAD_TYPE,
 };
 use prost::Message;

@@ -9,6 +9,7 @@
 //! `cargo bench --bench statistics` (environment: BENCH_RUNS, default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use focalgate::rpc::statistics_client::StatisticsClient;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -19,10 +20,7 @@ use focalgate::{
     config::Settings,
     identity::{MemberId, Registry},
     ledger::{Accepted, Ledger},
-    proto::{
-        AggregateQuery, Observation, SubmissionBody, query_response::Item,
-        statistics_client::StatisticsClient,
-    },
+    proto::{AggregateQuery, Observation, SubmissionBody, query_response::Item},
     schema::{self, CodeLists, Limits},
     service,
     store::{Store, sqlite::SqliteStore},

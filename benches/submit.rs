@@ -30,6 +30,10 @@
 mod common;
 
 use common::{DRUGS, MEMBERS, channel, env_or, shut_down, signer, start};
+use focalgate::rpc::{
+    submissions_client::SubmissionsClient,
+    submissions_server::{Submissions, SubmissionsServer},
+};
 
 use std::{
     sync::Arc,
@@ -45,8 +49,6 @@ use focalgate::{
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope,
         Submission, SubmissionBody, SubmissionSummary,
-        submissions_client::SubmissionsClient,
-        submissions_server::{Submissions, SubmissionsServer},
     },
     schema::SUBMISSION_PAYLOAD_TYPE,
     service,

@@ -90,12 +90,19 @@ pub mod synthetic;
 pub mod tlog;
 pub mod tls;
 
-/// The wire contract, generated from `proto/focalgate/v1/*.proto`.
+/// The wire contract's messages, generated from `proto/focalgate/v1/*.proto` (prost only).
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
-    tonic::include_proto!("focalgate.v1");
+    include!(concat!(env!("OUT_DIR"), "/focalgate.v1.rs"));
 
     /// Encoded descriptor set of the contract, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("focalgate_descriptor");
+        include_bytes!(concat!(env!("OUT_DIR"), "/focalgate_descriptor.bin"));
+}
+
+/// The contract's gRPC clients and servers (tonic), over [`proto`]'s messages: for the
+/// adapters ([`service`], [`cli`]) only.
+#[allow(missing_docs, clippy::all)]
+pub mod rpc {
+    include!(concat!(env!("OUT_DIR"), "/rpc/focalgate.v1.rs"));
 }

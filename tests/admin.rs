@@ -7,6 +7,10 @@
 
 mod common;
 
+use focalgate::rpc::{
+    admin_client::AdminClient, audit_client::AuditClient, statistics_client::StatisticsClient,
+    submissions_client::SubmissionsClient,
+};
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -24,8 +28,7 @@ use focalgate::{
     proto::{
         AdminLogEntry, GetCertificateExpiryRequest, GetEntriesRequest, GetPolicyRequest,
         IssueCertificateRequest, ListCertificatesRequest, ListMembersRequest, ReplacePolicyRequest,
-        RevokeCertificateRequest, admin_client::AdminClient, audit_client::AuditClient,
-        statistics_client::StatisticsClient, submissions_client::SubmissionsClient,
+        RevokeCertificateRequest,
     },
     schema::CodeLists,
 };

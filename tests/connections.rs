@@ -69,7 +69,7 @@ async fn list_on_a_new_connection(gw: &Gateway, who: &str) -> Result<Duration, S
     let started = Instant::now();
     let call = async {
         let mut client =
-            focalgate::proto::submissions_client::SubmissionsClient::new(gw.channel(who).await);
+            focalgate::rpc::submissions_client::SubmissionsClient::new(gw.channel(who).await);
         client
             .list_submissions(ListSubmissionsRequest::default())
             .await
@@ -193,7 +193,7 @@ async fn idle_connections_are_closed() {
     let channel = gw.channel("KAZ").await;
     for _ in 0..5 {
         let mut client =
-            focalgate::proto::submissions_client::SubmissionsClient::new(channel.clone());
+            focalgate::rpc::submissions_client::SubmissionsClient::new(channel.clone());
         client
             .list_submissions(ListSubmissionsRequest::default())
             .await
@@ -232,7 +232,7 @@ async fn one_member_cannot_take_every_connection() {
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        focalgate::proto::submissions_client::SubmissionsClient::new(channel)
+        focalgate::rpc::submissions_client::SubmissionsClient::new(channel)
             .list_submissions(ListSubmissionsRequest::default())
             .await
     };

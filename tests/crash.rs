@@ -5,6 +5,7 @@
 
 mod common;
 
+use focalgate::rpc::{audit_client::AuditClient, submissions_client::SubmissionsClient};
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -15,8 +16,7 @@ use focalgate::{
     checkpoint, merkle,
     proto::{
         GetCheckpointRequest, GetEntriesRequest, GetInclusionProofRequest, GetSubmissionRequest,
-        Receipt, audit_client::AuditClient, get_inclusion_proof_request::Leaf,
-        submissions_client::SubmissionsClient,
+        Receipt, get_inclusion_proof_request::Leaf,
     },
     receipt,
 };

@@ -6,9 +6,8 @@ mod common;
 
 use base64::Engine;
 use common::{Gateway, Signer, body, seizure};
-use focalgate::proto::{
-    AggregateQuery, ListSubmissionsRequest, statistics_client::StatisticsClient,
-};
+use focalgate::proto::{AggregateQuery, ListSubmissionsRequest};
+use focalgate::rpc::{statistics_client::StatisticsClient, submissions_client::SubmissionsClient};
 use tonic::Code;
 
 /// What a status costs in HTTP/2 trailers: its message and its details, base64-encoded, as
@@ -258,7 +257,7 @@ async fn a_submission_at_the_size_limit_reads_back_and_verifies_and_one_byte_mor
 /// envelope of 2,000,000 empty signatures. Each is refused before it is decoded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_field_bombs_are_refused_before_they_cost_memory() {
-    use focalgate::proto::{SignedEnvelope, submissions_client::SubmissionsClient};
+    use focalgate::proto::SignedEnvelope;
     use prost::Message;
     let dir = common::tempdir();
     let child = common::ChildGateway::start(dir.path());

@@ -5,6 +5,7 @@
 
 mod common;
 
+use focalgate::rpc::audit_client::AuditClient;
 use std::process::{Command, Output};
 
 use common::{Gateway, Signer, body, pki, seizure};
@@ -13,8 +14,7 @@ use focalgate::{
     merkle::{self, Hash},
     proto::{
         GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-        GetInclusionProofRequest, Receipt, audit_client::AuditClient,
-        get_inclusion_proof_request::Leaf, log_entry::Decoded,
+        GetInclusionProofRequest, Receipt, get_inclusion_proof_request::Leaf, log_entry::Decoded,
     },
     receipt,
 };
@@ -50,7 +50,7 @@ async fn submit_many(gw: &Gateway, who: &str, n: u32) -> Vec<Receipt> {
                 );
                 b.prepared_at.as_mut().unwrap().nanos = i as i32;
                 let mut client =
-                    focalgate::proto::submissions_client::SubmissionsClient::new(channel);
+                    focalgate::rpc::submissions_client::SubmissionsClient::new(channel);
                 client
                     .submit(Signer::of(&who).seal(&b))
                     .await

@@ -7,6 +7,7 @@
 
 mod common;
 
+use focalgate::rpc::submissions_client::SubmissionsClient;
 use std::{
     process::Command,
     sync::{
@@ -17,7 +18,7 @@ use std::{
 };
 
 use common::{Gateway, Signer, body, seizure};
-use focalgate::proto::{GetSubmissionRequest, submissions_client::SubmissionsClient};
+use focalgate::proto::GetSubmissionRequest;
 use tonic::Code;
 
 /// Stops and starts the PostgreSQL server; starts it again if dropped while stopped.

@@ -6,6 +6,10 @@
 
 mod common;
 
+use focalgate::rpc::{
+    admin_client::AdminClient, audit_client::AuditClient, statistics_client::StatisticsClient,
+    submissions_client::SubmissionsClient,
+};
 use std::collections::BTreeSet;
 
 use common::{Gateway, Signer, body, seizure};
@@ -15,9 +19,7 @@ use focalgate::{
     merkle::{self, Hash},
     proto::{
         AggregateQuery, GetCheckpointRequest, GetConsistencyProofRequest, GetInclusionProofRequest,
-        GetPolicyRequest, Receipt, admin_client::AdminClient, audit_client::AuditClient,
-        get_inclusion_proof_request::Leaf, query_response::Item,
-        statistics_client::StatisticsClient, submissions_client::SubmissionsClient,
+        GetPolicyRequest, Receipt, get_inclusion_proof_request::Leaf, query_response::Item,
     },
     receipt,
 };

@@ -6,12 +6,13 @@
 
 mod common;
 
+use focalgate::rpc::statistics_client::StatisticsClient;
 use std::collections::BTreeMap;
 
 use common::{BIN, Gateway, Signer, body, pki, samples, seizure};
 use focalgate::proto::{
     AggregateQuery, AggregateRow, ListAccessTrailRequest, Observation, QueryHeader,
-    aggregate_query::AsOf, query_response::Item, statistics_client::StatisticsClient,
+    aggregate_query::AsOf, query_response::Item,
 };
 use tonic::Code;
 

@@ -222,7 +222,7 @@ async fn futures_join(
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let mut client =
-                focalgate::proto::submissions_client::SubmissionsClient::new(channel.clone());
+                focalgate::rpc::submissions_client::SubmissionsClient::new(channel.clone());
             let env = env.clone();
             tokio::spawn(async move { client.submit(env).await.unwrap().into_inner() })
         })
@@ -487,7 +487,7 @@ async fn many_concurrent_submitters_get_gapless_revisions() {
                 );
                 b.prepared_at.as_mut().unwrap().nanos = i as i32;
                 let mut client =
-                    focalgate::proto::submissions_client::SubmissionsClient::new(channel);
+                    focalgate::rpc::submissions_client::SubmissionsClient::new(channel);
                 client
                     .submit(Signer::of(who).seal(&b))
                     .await
@@ -578,7 +578,7 @@ async fn shutdown_finishes_in_flight_submissions_and_loses_none() {
                 );
                 b.prepared_at.as_mut().unwrap().nanos = i as i32;
                 let mut client =
-                    focalgate::proto::submissions_client::SubmissionsClient::new(channel);
+                    focalgate::rpc::submissions_client::SubmissionsClient::new(channel);
                 client
                     .submit(Signer::of("TKM").seal(&b))
                     .await

@@ -10,7 +10,7 @@ use common::{Gateway, Signer, body, pki, seizure};
 use focalgate::{
     identity::MemberId,
     pki::{CertKind, member_params},
-    proto::submissions_client::SubmissionsClient,
+    rpc::submissions_client::SubmissionsClient,
     schema::CodeLists,
 };
 use rcgen::{Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};

@@ -422,8 +422,8 @@ fn golang_mod_note() {
         );
         let ok = match (&got, case.get("want")) {
             (Ok(n), Some(want)) => {
-                sig_triples(&n.verified()) == want_triples(&want["sigs"])
-                    && sig_triples(&n.unverified()) == want_triples(&want["unverified"])
+                sig_triples(n.verified()) == want_triples(&want["sigs"])
+                    && sig_triples(n.unverified()) == want_triples(&want["unverified"])
             }
             (Err(e), None) => {
                 let unverified_ok = match (e, case.get("want_unverified")) {

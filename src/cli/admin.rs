@@ -1,6 +1,7 @@
 //! `focalgate admin …`: the Admin service from the command line (admin identity), and
 //! `focalgate csr`: a member's key and certificate signing request, made where the key stays.
 
+use crate::rpc::admin_client::AdminClient;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -13,7 +14,7 @@ use crate::{
     proto::{
         AdminLogEntry, GetCertificateExpiryRequest, GetCrlRequest, GetPolicyRequest,
         IssueCertificateRequest, ListCertificatesRequest, ListMembersRequest, ReplacePolicyRequest,
-        RevokeCertificateRequest, admin_client::AdminClient,
+        RevokeCertificateRequest,
     },
     receipt::format_timestamp,
     schema::CodeLists,

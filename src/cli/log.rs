@@ -1,6 +1,7 @@
 //! `focalgate log key|verify|monitor` and `focalgate receipt verify`: checking the transparency
 //! log and receipts without trusting the hub's operator, with the log's verifier key alone.
 
+use crate::rpc::{audit_client::AuditClient, submissions_client::SubmissionsClient};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -23,8 +24,7 @@ use crate::{
     merkle::{self, CompactTree, Hash},
     proto::{
         GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-        GetInclusionProofRequest, GetSubmissionRequest, audit_client::AuditClient,
-        get_inclusion_proof_request::Leaf, submissions_client::SubmissionsClient,
+        GetInclusionProofRequest, GetSubmissionRequest, get_inclusion_proof_request::Leaf,
     },
     receipt::{self, ReceiptFile},
     schema::SUBMISSION_PAYLOAD_TYPE,

@@ -1,6 +1,7 @@
 //! `focalgate query` and `focalgate access-trail`: aggregates for analysts, in the formats their
 //! tools read, and the record of who asked what.
 
+use crate::rpc::statistics_client::StatisticsClient;
 use std::{io::IsTerminal, path::PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -10,7 +11,7 @@ use super::{Connection, chart};
 use crate::{
     proto::{
         AggregateQuery, AggregateRow, ListAccessTrailRequest, QueryHeader, aggregate_query::AsOf,
-        query_response::Item, statistics_client::StatisticsClient,
+        query_response::Item,
     },
     receipt::format_timestamp,
 };

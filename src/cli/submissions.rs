@@ -1,5 +1,6 @@
 //! `focalgate submissions list|get`.
 
+use crate::rpc::submissions_client::SubmissionsClient;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -9,10 +10,7 @@ use super::Connection;
 use crate::{
     envelope,
     identity::{cert_digest_hex, public_key_of},
-    proto::{
-        GetSubmissionRequest, ListSubmissionsRequest, RevisionStatus,
-        submissions_client::SubmissionsClient,
-    },
+    proto::{GetSubmissionRequest, ListSubmissionsRequest, RevisionStatus},
     receipt::format_timestamp,
     schema::SUBMISSION_PAYLOAD_TYPE,
 };

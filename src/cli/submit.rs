@@ -1,5 +1,6 @@
 //! `focalgate submit`: read, sign, send, and check each receipt against what was sent.
 
+use crate::rpc::submissions_client::SubmissionsClient;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -12,7 +13,7 @@ use super::{Connection, input};
 use crate::{
     envelope::{self, SigningKey},
     identity::{cert_digest_hex, public_key_of},
-    proto::{Receipt, SignedEnvelope, submissions_client::SubmissionsClient},
+    proto::{Receipt, SignedEnvelope},
     receipt::{ReceiptFile, format_timestamp},
     schema::{self, CodeLists, Limits, SUBMISSION_PAYLOAD_TYPE},
     tls::IdentityDir,

@@ -1,6 +1,7 @@
 //! `focalgate.v1.Admin`: members, certificates, CRLs and policy, for the admin role. Every
 //! change is a log entry; changes hold the configuration lock (see [`super::control`]).
 
+use crate::rpc::admin_server::Admin;
 use std::sync::Arc;
 
 use rustls_pki_types::UnixTime;
@@ -22,7 +23,7 @@ use crate::{
         IssueCertificateRequest, IssueCertificateResponse, ListCertificatesRequest,
         ListCertificatesResponse, ListMembersRequest, ListMembersResponse, Member, PolicyDocument,
         ReplacePolicyRequest, ReplacePolicyResponse, RevokeCertificateRequest,
-        RevokeCertificateResponse, admin_server::Admin,
+        RevokeCertificateResponse,
     },
     receipt::timestamp_from_millis,
     schema::{Echo, Rule, Violation},

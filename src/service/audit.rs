@@ -1,5 +1,6 @@
 //! `focalgate.v1.Audit`: checkpoints, proofs and entries of the transparency log.
 
+use crate::rpc::audit_server::Audit;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -12,7 +13,7 @@ use crate::{
     proto::{
         self, ConsistencyProof, GetCheckpointRequest, GetConsistencyProofRequest,
         GetEntriesRequest, GetInclusionProofRequest, InclusionProof, LogEntry, SignedCheckpoint,
-        audit_server::Audit, get_inclusion_proof_request::Leaf,
+        get_inclusion_proof_request::Leaf,
     },
     receipt::timestamp_from_millis,
     schema::{Rule, Violation},

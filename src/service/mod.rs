@@ -8,6 +8,10 @@ mod error;
 mod statistics;
 mod submissions;
 
+use crate::rpc::{
+    admin_server::AdminServer, audit_server::AuditServer, statistics_server::StatisticsServer,
+    submissions_server::SubmissionsServer,
+};
 use std::{
     future::Future,
     sync::{Arc, RwLock},
@@ -25,10 +29,6 @@ use crate::{
     identity::{Caller, Directory, Registry},
     ledger::Ledger,
     pki::{PkiError, ca::CaDir},
-    proto::{
-        admin_server::AdminServer, audit_server::AuditServer, statistics_server::StatisticsServer,
-        submissions_server::SubmissionsServer,
-    },
     schema::{CodeListError, CodeLists, Limits},
     store::{Store, StoreError},
     tlog::{Log, Published},

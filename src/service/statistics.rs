@@ -1,5 +1,6 @@
 //! `focalgate.v1.Statistics`: aggregate queries and the access trail.
 
+use crate::rpc::statistics_server::Statistics;
 use std::sync::{Arc, RwLock};
 
 use tonic::{Request, Response, Status};
@@ -11,7 +12,6 @@ use crate::{
     proto::{
         AccessRecord as ProtoAccessRecord, AggregateQuery, AggregateRow, ListAccessTrailRequest,
         QueryHeader, QueryResponse, aggregate_query, query_response::Item,
-        statistics_server::Statistics,
     },
     receipt::timestamp_from_millis,
     schema::format_millionths,

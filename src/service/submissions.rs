@@ -1,5 +1,6 @@
 //! `focalgate.v1.Submissions`: submit, get, list.
 
+use crate::rpc::submissions_server::Submissions;
 use std::{sync::Arc, time::Instant};
 
 use prost::Message;
@@ -17,7 +18,7 @@ use crate::{
     ledger::Accepted,
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Receipt, RevisionStatus, SignedEnvelope,
-        Submission, SubmissionBody, SubmissionSummary, submissions_server::Submissions,
+        Submission, SubmissionBody, SubmissionSummary,
     },
     receipt::timestamp_from_millis,
     schema::{self, Dataflow, Echo, Period, Rule, SUBMISSION_PAYLOAD_TYPE, Violation},

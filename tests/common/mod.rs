@@ -2,6 +2,7 @@
 //! SQLite files in temporary directories.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use focalgate::rpc::{audit_client::AuditClient, submissions_client::SubmissionsClient};
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -16,10 +17,7 @@ use focalgate::{
     envelope::{self, SigningKey},
     identity::cert_digest_hex,
     pki::ca::{CaDir, Reason},
-    proto::{
-        GetEntriesRequest, Observation, SignedEnvelope, SubmissionBody, audit_client::AuditClient,
-        submissions_client::SubmissionsClient,
-    },
+    proto::{GetEntriesRequest, Observation, SignedEnvelope, SubmissionBody},
     schema::SUBMISSION_PAYLOAD_TYPE,
     service,
 };
