@@ -16,10 +16,11 @@ use std::{
 };
 
 use focalgate::{
+    app::Accepted,
     checkpoint::{KeyType, NoteSigner},
     config::Settings,
     identity::{MemberId, Registry},
-    ledger::{Accepted, Ledger},
+    ledger::Ledger,
     proto::{AggregateQuery, Observation, SubmissionBody, query_response::Item},
     schema::{self, CodeLists, Limits},
     service,
@@ -27,7 +28,6 @@ use focalgate::{
     synthetic::Rng,
     tlog::{Log, Published},
 };
-use ring::digest::{SHA256, digest};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 const REPORTERS: [&str; 40] = [
@@ -157,17 +157,11 @@ fn main() {
                     let b = body(reporter, year, month, &mut rng);
                     observations += b.observations.len();
                     let submission = schema::validate(&b, lists(), &Limits::default(), now).unwrap();
-                    let payload = prost::Message::encode_to_vec(&b);
-                    let payload_digest: [u8; 32] = digest(&SHA256, &payload).as_ref().try_into().unwrap();
-                    let accepted = Accepted {
-                        member: MemberId::parse(&format!("{reporter}:nfp")).unwrap(),
+                    let accepted = Accepted::unchecked_for_benchmarks(
+                        MemberId::parse(&format!("{reporter}:nfp")).unwrap(),
                         submission,
-                        payload_digest,
-                        envelope_digest: payload_digest,
-                        envelope: payload,
-                        signing_cert: b"bench".to_vec(),
-                        signing_serial: "01".into(),
-                    };
+                        prost::Message::encode_to_vec(&b),
+                    );
                     let ledger = ledger.clone();
                     pending.spawn(async move { ledger.submit(accepted).await.unwrap() });
                     while pending.len() > 64 {

@@ -42,10 +42,10 @@ use std::{
 
 use cpu_time::ProcessTime;
 use focalgate::{
+    app::Accepted,
     config::Settings,
     envelope::{self, SigningKey},
     identity::MemberId,
-    ledger::Accepted,
     proto::{
         GetSubmissionRequest, ListSubmissionsRequest, Observation, Receipt, SignedEnvelope,
         Submission, SubmissionBody, SubmissionSummary,

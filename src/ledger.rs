@@ -23,34 +23,15 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    app::Accepted,
     entry::{Entry, SubmissionEntry, sha256},
-    identity::{MemberId, Registry},
+    identity::Registry,
     proto::Receipt,
     receipt::{self, ReceiptError, now_ms},
     schema::ValidSubmission,
     store::{SeriesKey, Store, StoreError, SubmissionRecord},
     tlog::{Log, LogError},
 };
-
-/// A submission that passed every check and waits to be stored.
-#[derive(Debug)]
-pub struct Accepted {
-    /// The sender.
-    pub member: MemberId,
-    /// The validated content.
-    pub submission: ValidSubmission,
-    /// SHA-256 of the signed payload.
-    pub payload_digest: [u8; 32],
-    /// The encoded envelope, as it will be stored.
-    pub envelope: Vec<u8>,
-    /// SHA-256 of `envelope`.
-    pub envelope_digest: [u8; 32],
-    /// DER of the certificate whose signature verified.
-    pub signing_cert: Vec<u8>,
-    /// Its serial number (lowercase hex), checked against the log's revocations once more
-    /// inside the write transaction.
-    pub signing_serial: String,
-}
 
 /// Why a submission was not stored, or the log cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -215,9 +196,9 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
     let received_at_ms = now_ms();
     let series: Vec<SeriesKey> = jobs
         .iter()
-        .map(|j| series_of(&j.accepted.submission))
+        .map(|j| series_of(j.accepted.submission()))
         .collect();
-    let digests: Vec<[u8; 32]> = jobs.iter().map(|j| j.accepted.payload_digest).collect();
+    let digests: Vec<[u8; 32]> = jobs.iter().map(|j| j.accepted.payload_digest()).collect();
     let stored = tx.receipts_by_payload(&digests).await?;
     let mut current = tx.current_revisions(&series).await?;
 
@@ -228,28 +209,28 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
     let mut duplicates: Vec<(usize, usize)> = Vec::new();
     for (i, (job, series)) in jobs.iter().zip(series).enumerate() {
         let a = &job.accepted;
-        if let Some(bytes) = stored.get(&a.payload_digest) {
+        if let Some(bytes) = stored.get(&a.payload_digest()) {
             let receipt = Receipt::decode(bytes.as_slice()).map_err(|e| {
-                StoreError::corrupt(format!("receipt ({e})"), hex::encode(a.payload_digest))
+                StoreError::corrupt(format!("receipt ({e})"), hex::encode(a.payload_digest()))
             })?;
             results.push(Some(Ok(receipt)));
             continue;
         }
         // Holding the write transaction, no revocation entry can be appended before this
         // batch's entries; one enforced since the signature was checked refuses it here.
-        if w.registry.is_revoked(&a.signing_serial) {
+        if w.registry.is_revoked(a.signing_serial()) {
             results.push(Some(Err(LedgerError::SignerRevoked(
-                a.signing_serial.clone(),
+                a.signing_serial().to_owned(),
             ))));
             continue;
         }
-        if let Some(&k) = in_batch.get(&a.payload_digest) {
+        if let Some(&k) = in_batch.get(&a.payload_digest()) {
             duplicates.push((i, k));
             results.push(None);
             continue;
         }
         let now = current.get(&series).copied().unwrap_or(0);
-        if let Some(expected) = a.submission.supersedes_revision.filter(|&e| e != now) {
+        if let Some(expected) = a.submission().supersedes_revision.filter(|&e| e != now) {
             results.push(Some(Err(LedgerError::RevisionConflict {
                 current: now,
                 expected,
@@ -264,17 +245,17 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
         );
         let receipt = Receipt {
             submission_id: id.clone(),
-            envelope_digest: a.envelope_digest.to_vec(),
-            payload_digest: a.payload_digest.to_vec(),
+            envelope_digest: a.envelope_digest().to_vec(),
+            payload_digest: a.payload_digest().to_vec(),
             revision,
             received_at: Some(receipt::timestamp_from_millis(received_at_ms)),
-            member: a.member.to_string(),
+            member: a.member().to_string(),
             dataflow: series.dataflow.id().to_owned(),
             ref_area: series.ref_area.clone(),
             time_period: series.time_period.clone(),
             ..Default::default()
         };
-        in_batch.insert(a.payload_digest, fresh.len());
+        in_batch.insert(a.payload_digest(), fresh.len());
         results.push(None);
         fresh.push(Fresh {
             job: i,
@@ -294,14 +275,14 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
                 Entry::Submission(SubmissionEntry {
                     time_ms: received_at_ms,
                     submission_id: f.id.clone(),
-                    member: a.member.to_string(),
+                    member: a.member().to_string(),
                     dataflow: f.series.dataflow.id().to_owned(),
                     ref_area: f.series.ref_area.clone(),
                     time_period: f.series.time_period.clone(),
                     revision: f.revision,
-                    payload_digest: a.payload_digest,
-                    envelope_digest: a.envelope_digest,
-                    signing_cert_digest: sha256(&a.signing_cert),
+                    payload_digest: a.payload_digest(),
+                    envelope_digest: a.envelope_digest(),
+                    signing_cert_digest: sha256(a.signing_cert()),
                 })
                 .encode()
                 .map_err(LogError::from)
@@ -320,10 +301,10 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
                 .collect();
             receipt::sign(r, key.key_pair())?;
             let a = &jobs[f.job].accepted;
-            let s = &a.submission;
+            let s = a.submission();
             records.push(SubmissionRecord {
                 id: f.id.clone(),
-                member: a.member.to_string(),
+                member: a.member().to_string(),
                 series: f.series.clone(),
                 freq: s.period.frequency().code(),
                 period_start: s.period.start(),
@@ -331,10 +312,10 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
                 revision: f.revision,
                 received_at_ms,
                 log_index: r.log_index,
-                payload_digest: a.payload_digest,
-                envelope_digest: a.envelope_digest,
-                envelope: a.envelope.clone(),
-                signing_cert: a.signing_cert.clone(),
+                payload_digest: a.payload_digest(),
+                envelope_digest: a.envelope_digest(),
+                envelope: a.envelope().to_vec(),
+                signing_cert: a.signing_cert().to_vec(),
                 receipt: r.encode_to_vec(),
                 observations: s.observations.clone(),
             });

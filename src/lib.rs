@@ -70,6 +70,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod checkpoint;
 pub mod cli;
 pub mod codec;

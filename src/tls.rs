@@ -234,7 +234,8 @@ impl IdentityDir {
         self.dir.join(name)
     }
 
-    fn read(&self, name: &str) -> Result<Vec<u8>, TlsError> {
+    /// The bytes of a file in the folder.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, TlsError> {
         let path = self.file(name);
         std::fs::read(&path).map_err(|e| TlsError::File {
             path: path.display().to_string(),
@@ -287,18 +288,6 @@ impl IdentityDir {
             )?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
-    }
-
-    /// tonic client TLS settings: trust `ca.pem`, present `auth.pem`/`auth.key`.
-    pub fn client_tls(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
-        Ok(tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(
-                self.read("ca.pem")?,
-            ))
-            .identity(tonic::transport::Identity::from_pem(
-                self.read("auth.pem")?,
-                self.read("auth.key")?,
-            )))
     }
 }
 

@@ -11,7 +11,7 @@ use plotters::{
     style::text_anchor::{HPos, Pos, VPos},
 };
 
-use super::query::Answer;
+use crate::app::render::Answer;
 use crate::proto::AggregateRow;
 
 /// A quantity for drawing only: the data stay exact decimals everywhere else.

@@ -112,6 +112,19 @@ struct Connection {
     identity: PathBuf,
 }
 
+/// tonic client TLS settings of an identity: trust `ca.pem`, present `auth.pem`/`auth.key`.
+fn client_tls(
+    identity: &IdentityDir,
+) -> Result<tonic::transport::ClientTlsConfig, crate::tls::TlsError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(identity.read("ca.pem")?))
+        .identity(Identity::from_pem(
+            identity.read("auth.pem")?,
+            identity.read("auth.key")?,
+        )))
+}
+
 impl Connection {
     fn identity(&self) -> IdentityDir {
         IdentityDir::new(&self.identity)
@@ -120,7 +133,7 @@ impl Connection {
     /// Opens a mutual-TLS channel to the gateway, and says so plainly if the gateway refuses
     /// this identity's certificate (revoked, expired, foreign).
     async fn connect(&self) -> Result<tonic::transport::Channel, String> {
-        let tls = self.identity().client_tls().map_err(|e| e.to_string())?;
+        let tls = client_tls(&self.identity()).map_err(|e| e.to_string())?;
         let endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
             .map_err(|e| format!("--server {}: {e}", self.server))?;
         let uri = endpoint.uri().clone();

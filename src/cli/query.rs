@@ -5,14 +5,11 @@ use crate::rpc::statistics_client::StatisticsClient;
 use std::{io::IsTerminal, path::PathBuf};
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
 
 use super::{Connection, chart};
 use crate::{
-    proto::{
-        AggregateQuery, AggregateRow, ListAccessTrailRequest, QueryHeader, aggregate_query::AsOf,
-        query_response::Item,
-    },
+    app::render::{self, Answer},
+    proto::{AggregateQuery, ListAccessTrailRequest, aggregate_query::AsOf, query_response::Item},
     receipt::format_timestamp,
 };
 
@@ -108,13 +105,6 @@ fn failed(status: tonic::Status) -> String {
     super::describe_status(&status, |_| String::new())
 }
 
-/// The answer as it arrived.
-pub struct Answer {
-    pub dataflow: String,
-    pub header: QueryHeader,
-    pub rows: Vec<AggregateRow>,
-}
-
 pub async fn run(args: QueryArgs) -> Result<(), String> {
     let as_of = match (&args.as_of_size, &args.as_of) {
         (Some(n), _) => Some(AsOf::AsOfTreeSize(*n)),
@@ -184,150 +174,22 @@ pub async fn run(args: QueryArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The answer's columns: dimensions, then UNIT_MEASURE and the measures and attributes.
-fn columns(header: &QueryHeader) -> Vec<String> {
-    let mut c = header.dimensions.clone();
-    c.extend(
-        [
-            "UNIT_MEASURE",
-            "QUANTITY",
-            "N_SEIZURES",
-            "N_REPORTERS",
-            "OBS_STATUS",
-            "CONF_STATUS",
-        ]
-        .map(String::from),
-    );
-    c
-}
-
-/// N_SEIZURES and N_REPORTERS as printed: empty when withheld.
-fn counts(r: &AggregateRow) -> [String; 2] {
-    let withheld = r.obs_status == "Q";
-    [
-        r.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
-        if withheld {
-            String::new()
-        } else {
-            r.n_reporters.to_string()
-        },
-    ]
-}
-
-fn values(r: &AggregateRow) -> Vec<String> {
-    let [n_seizures, n_reporters] = counts(r);
-    let mut v = r.key.clone();
-    v.extend([
-        r.unit_measure.clone(),
-        r.quantity.clone(),
-        n_seizures,
-        n_reporters,
-        r.obs_status.clone(),
-        r.conf_status.clone(),
-    ]);
-    v
-}
-
-fn csv_line(fields: &[String]) -> Result<String, String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(fields).map_err(|e| e.to_string())?;
-    String::from_utf8(w.into_inner().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
-}
-
-/// Renders an answer in one of the formats.
-pub fn render(a: &Answer, format: Format) -> Result<String, String> {
-    let mut out = String::new();
-    match format {
-        Format::Csv => {
-            out.push_str(&csv_line(&columns(&a.header))?);
-            for r in &a.rows {
-                out.push_str(&csv_line(&values(r))?);
-            }
-        }
-        Format::SdmxCsv => {
-            // SDMX-CSV 2.x: STRUCTURE, STRUCTURE_ID, ACTION, the dimensions, the measures
-            // (OBS_VALUE is QUANTITY), then the attributes.
-            let mut head: Vec<String> = ["STRUCTURE", "STRUCTURE_ID", "ACTION"]
-                .map(String::from)
-                .to_vec();
-            head.extend(a.header.dimensions.iter().cloned());
-            head.extend(
-                [
-                    "OBS_VALUE",
-                    "N_SEIZURES",
-                    "N_REPORTERS",
-                    "UNIT_MEASURE",
-                    "OBS_STATUS",
-                    "CONF_STATUS",
-                ]
-                .map(String::from),
-            );
-            out.push_str(&csv_line(&head)?);
-            for r in &a.rows {
-                let [n_seizures, n_reporters] = counts(r);
-                let mut v = vec![
-                    "dataflow".to_owned(),
-                    format!("FOCALGATE:{}(1.0)", a.dataflow),
-                    "I".to_owned(),
-                ];
-                v.extend(r.key.iter().cloned());
-                v.extend([
-                    r.quantity.clone(),
-                    n_seizures,
-                    n_reporters,
-                    r.unit_measure.clone(),
-                    r.obs_status.clone(),
-                    r.conf_status.clone(),
-                ]);
-                out.push_str(&csv_line(&v)?);
-            }
-        }
-        Format::Json => {
-            let rows: Vec<_> = a
-                .rows
-                .iter()
-                .map(|r| {
-                    let key: serde_json::Map<String, serde_json::Value> = a
-                        .header
-                        .dimensions
-                        .iter()
-                        .cloned()
-                        .zip(r.key.iter().map(|k| json!(k)))
-                        .collect();
-                    json!({
-                        "key": key,
-                        "unit_measure": r.unit_measure,
-                        "quantity": (!r.quantity.is_empty()).then_some(&r.quantity),
-                        "n_seizures": r.n_seizures,
-                        "n_reporters": (r.obs_status != "Q").then_some(r.n_reporters),
-                        "obs_status": r.obs_status,
-                        "conf_status": r.conf_status,
-                        "total": r.total,
-                    })
-                })
-                .collect();
-            let doc = json!({
-                "dataflow": a.dataflow,
-                "dimensions": a.header.dimensions,
-                "tree_size": a.header.tree_size,
-                "checkpoint": a.header.checkpoint,
-                "min_seizures": a.header.min_seizures,
-                "min_reporters": a.header.min_reporters,
-                "computed_at": a.header.computed_at.as_ref().and_then(format_timestamp),
-                "rows": rows,
-            });
-            out = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
-        }
+/// Renders an answer in one of the formats: a table here, the others by the library.
+fn render(a: &Answer, format: Format) -> Result<String, String> {
+    let format = match format {
         Format::Table => {
-            let head = columns(&a.header);
+            let head = render::columns(&a.header);
             let numeric = |i: usize| i >= head.len() - 5 && i < head.len() - 2;
             let rows: Vec<Vec<String>> = std::iter::once(head.clone())
-                .chain(a.rows.iter().map(values))
+                .chain(a.rows.iter().map(render::values))
                 .collect();
-            out = super::aligned(&rows, numeric);
+            return Ok(super::aligned(&rows, numeric));
         }
-    }
-    Ok(out)
+        Format::Csv => render::Format::Csv,
+        Format::SdmxCsv => render::Format::SdmxCsv,
+        Format::Json => render::Format::Json,
+    };
+    render::render(a, format).map_err(|e| e.to_string())
 }
 
 pub async fn trail(args: TrailArgs) -> Result<(), String> {

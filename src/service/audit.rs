@@ -1,188 +1,29 @@
-//! `focalgate.v1.Audit`: checkpoints, proofs and entries of the transparency log.
+//! `focalgate.v1.Audit`: checkpoints, proofs and entries of the transparency log (translation
+//! only; see [`crate::app::audit`]).
 
-use crate::rpc::audit_server::Audit;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, Gateway};
+use super::ApiError;
 use crate::{
-    entry::Entry,
+    app::Gateway,
     identity::Caller,
-    merkle::{self, Hash},
     proto::{
-        self, ConsistencyProof, GetCheckpointRequest, GetConsistencyProofRequest,
-        GetEntriesRequest, GetInclusionProofRequest, InclusionProof, LogEntry, SignedCheckpoint,
-        get_inclusion_proof_request::Leaf,
+        ConsistencyProof, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
+        GetInclusionProofRequest, InclusionProof, LogEntry, SignedCheckpoint,
     },
-    receipt::timestamp_from_millis,
-    schema::{Rule, Violation},
-    store::StoredCheckpoint,
-    tlog::{self, TreeSize},
+    rpc::audit_server::Audit,
 };
-
-/// Most entries one GetEntries call returns.
-pub const MAX_ENTRIES_PER_CALL: u64 = 1_000;
 
 /// The Audit service.
 pub struct AuditService {
     gateway: Arc<Gateway>,
 }
 
-fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::Invalid(vec![Violation::new(field, Rule::OutOfRange, detail)])
-}
-
-fn to_proto(cp: &StoredCheckpoint) -> Result<SignedCheckpoint, ApiError> {
-    let parsed = tlog::stored_checkpoint(cp)?;
-    Ok(SignedCheckpoint {
-        note: cp.note.clone(),
-        origin: parsed.origin,
-        tree_size: parsed.size,
-        root_hash: parsed.root.as_bytes().to_vec(),
-    })
-}
-
-fn hashes(hs: Vec<Hash>) -> Vec<Vec<u8>> {
-    hs.into_iter().map(|h| h.as_bytes().to_vec()).collect()
-}
-
-fn decoded(bytes: &[u8]) -> Option<proto::log_entry::Decoded> {
-    Some(match Entry::parse(bytes).ok()? {
-        Entry::Submission(s) => proto::log_entry::Decoded::Submission(proto::SubmissionEntry {
-            time: Some(timestamp_from_millis(s.time_ms)),
-            submission_id: s.submission_id,
-            member: s.member,
-            dataflow: s.dataflow,
-            ref_area: s.ref_area,
-            time_period: s.time_period,
-            revision: s.revision,
-            payload_digest: s.payload_digest.to_vec(),
-            envelope_digest: s.envelope_digest.to_vec(),
-            signing_certificate_digest: s.signing_cert_digest.to_vec(),
-        }),
-        Entry::Admin(a) => proto::log_entry::Decoded::Admin(proto::AdminEntry {
-            action: a.action.kind().to_owned(),
-            time: Some(timestamp_from_millis(a.time_ms)),
-            actor: a.actor,
-            subject: a.subject,
-            serial: a.serial.unwrap_or_default(),
-            digest: a.digest.to_vec(),
-            reason: a.reason.unwrap_or_default(),
-            certificate: a.certificate.unwrap_or_default(),
-        }),
-    })
-}
-
 impl AuditService {
     pub(super) fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
-    }
-
-    /// The latest checkpoint; the log is never empty of checkpoints once it has entries.
-    async fn latest(&self) -> Result<StoredCheckpoint, ApiError> {
-        tlog::latest(&*self.gateway.store)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("the log has no entries yet".into()))
-    }
-
-    /// The tree size a request names (0: the latest checkpoint's), checked against the log.
-    async fn size(
-        &self,
-        field: &str,
-        requested: u64,
-    ) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
-        self.latest().await?;
-        let asked = match requested {
-            0 => TreeSize::Latest,
-            n => TreeSize::Exactly(n),
-        };
-        tlog::resolve(&*self.gateway.store, asked)
-            .await
-            .map_err(|e| ApiError::size(field, e))
-    }
-
-    async fn checkpoint(&self, req: &GetCheckpointRequest) -> Result<SignedCheckpoint, ApiError> {
-        let cp = match req.tree_size {
-            0 => self.latest().await?,
-            n => self.gateway.store.checkpoint_at(n).await?.ok_or_else(|| {
-                ApiError::NotFound(format!("no checkpoint was signed for tree size {n}"))
-            })?,
-        };
-        to_proto(&cp)
-    }
-
-    async fn inclusion(&self, req: &GetInclusionProofRequest) -> Result<InclusionProof, ApiError> {
-        let (size, checkpoint) = self.size("tree_size", req.tree_size).await?;
-        let index = match &req.leaf {
-            Some(Leaf::LeafIndex(i)) => *i,
-            Some(Leaf::LeafHash(h)) => {
-                let hash = Hash::from_bytes(h)
-                    .ok_or_else(|| invalid("leaf_hash", "a leaf hash is 32 bytes"))?;
-                self.gateway
-                    .store
-                    .entry_index(hash)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound("no entry has this leaf hash".into()))?
-            }
-            None => return Err(invalid("leaf", "name the entry by leaf_index or leaf_hash")),
-        };
-        if index >= size {
-            return Err(invalid(
-                "leaf_index",
-                format!("entry {index} is not in the tree of size {size}"),
-            ));
-        }
-        let proof = tlog::inclusion_proof(&*self.gateway.store, index, size).await?;
-        Ok(InclusionProof {
-            leaf_index: index,
-            tree_size: size,
-            hashes: hashes(proof),
-            checkpoint: checkpoint.as_ref().map(to_proto).transpose()?,
-        })
-    }
-
-    async fn consistency(
-        &self,
-        req: &GetConsistencyProofRequest,
-    ) -> Result<ConsistencyProof, ApiError> {
-        let (to, checkpoint) = self.size("to_size", req.to_size).await?;
-        if req.from_size == 0 || req.from_size > to {
-            return Err(invalid(
-                "from_size",
-                format!("from_size must be between 1 and {to}"),
-            ));
-        }
-        let proof = tlog::consistency_proof(&*self.gateway.store, req.from_size, to).await?;
-        Ok(ConsistencyProof {
-            from_size: req.from_size,
-            to_size: to,
-            hashes: hashes(proof),
-            checkpoint: checkpoint.as_ref().map(to_proto).transpose()?,
-        })
-    }
-
-    async fn entries(&self, req: &GetEntriesRequest) -> Result<Vec<LogEntry>, ApiError> {
-        let size = self.gateway.store.log_size().await?;
-        if req.start >= size && size > 0 {
-            return Err(invalid("start", format!("the log has {size} entries")));
-        }
-        let end = match req.end {
-            0 => size,
-            e if e <= req.start => return Err(invalid("end", "end must be after start")),
-            e => e.min(size),
-        }
-        .min(req.start.saturating_add(MAX_ENTRIES_PER_CALL));
-        let rows = self.gateway.store.entries(req.start, end).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(index, entry)| LogEntry {
-                index,
-                leaf_hash: merkle::leaf_hash(&entry).as_bytes().to_vec(),
-                decoded: decoded(&entry),
-                entry,
-            })
-            .collect())
     }
 }
 
@@ -209,8 +50,9 @@ impl Audit for AuditService {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<SignedCheckpoint>, Status> {
-        call(self, "GetCheckpoint", &request, |_| {
-            self.checkpoint(request.get_ref())
+        let req = request.get_ref();
+        call(self, "GetCheckpoint", &request, |caller| async move {
+            self.gateway.checkpoint(&caller, req).await
         })
         .await
     }
@@ -219,8 +61,9 @@ impl Audit for AuditService {
         &self,
         request: Request<GetInclusionProofRequest>,
     ) -> Result<Response<InclusionProof>, Status> {
-        call(self, "GetInclusionProof", &request, |_| {
-            self.inclusion(request.get_ref())
+        let req = request.get_ref();
+        call(self, "GetInclusionProof", &request, |caller| async move {
+            self.gateway.inclusion(&caller, req).await
         })
         .await
     }
@@ -229,8 +72,9 @@ impl Audit for AuditService {
         &self,
         request: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
-        call(self, "GetConsistencyProof", &request, |_| {
-            self.consistency(request.get_ref())
+        let req = request.get_ref();
+        call(self, "GetConsistencyProof", &request, |caller| async move {
+            self.gateway.consistency(&caller, req).await
         })
         .await
     }
@@ -241,8 +85,9 @@ impl Audit for AuditService {
         &self,
         request: Request<GetEntriesRequest>,
     ) -> Result<Response<Self::GetEntriesStream>, Status> {
-        let entries = call(self, "GetEntries", &request, |_| {
-            self.entries(request.get_ref())
+        let req = request.get_ref();
+        let entries = call(self, "GetEntries", &request, |caller| async move {
+            self.gateway.entries(&caller, req).await
         })
         .await?
         .into_inner();

@@ -3,7 +3,6 @@
 
 mod admin;
 mod audit;
-pub mod control;
 mod error;
 mod statistics;
 mod submissions;
@@ -21,60 +20,22 @@ use std::{
 use tokio::net::TcpListener;
 use tonic::Request;
 
-pub use error::ApiError;
+pub use crate::app::{ApiError, Gateway};
 
 use crate::{
+    app::control,
     checkpoint::{KeyType, NoteSigner},
     config::{ConfigError, Settings},
-    identity::{Caller, Directory, Registry},
+    identity::{Caller, Registry},
     ledger::Ledger,
     pki::{PkiError, ca::CaDir},
-    schema::{CodeListError, CodeLists, Limits},
-    store::{Store, StoreError},
+    schema::{CodeListError, CodeLists},
+    store::StoreError,
     tlog::{Log, Published},
     tls::ServerTls,
 };
 
-/// What the services share.
-pub struct Gateway {
-    /// CA, CRLs, policy and signing certificates in force; a reload replaces the snapshot.
-    directory: RwLock<Arc<Directory>>,
-    /// What the log says about certificates (issued, revoked), shared by every snapshot.
-    pub registry: Arc<Registry>,
-    /// Code lists the schema validates against.
-    pub lists: Arc<CodeLists>,
-    /// Bounds on one submission.
-    pub limits: Limits,
-    /// Largest envelope accepted: the message limit less [`READBACK_HEADROOM`], so that
-    /// whatever is accepted can be read back (`GetSubmission`) in one message.
-    pub max_envelope_bytes: usize,
-    /// Reads.
-    pub store: Arc<dyn Store>,
-    /// Writes, in order, with receipts.
-    pub ledger: Ledger,
-    /// The in-memory index of observations that statistics queries run on.
-    pub statistics: Arc<statistics::StatisticsState>,
-    /// Small-cell suppression thresholds.
-    pub thresholds: crate::statistics::Thresholds,
-    /// The transparency log, for administrative entries (the ledger holds its own handle).
-    log: Arc<Log>,
-    /// What a reload re-reads, the CA, and the lock over configuration changes.
-    pub control: control::Control,
-}
-
 impl Gateway {
-    /// The directory in force.
-    pub fn directory(&self) -> Arc<Directory> {
-        self.directory
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_directory(&self, directory: Arc<Directory>) {
-        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
-    }
-
     /// Runs one RPC for the caller of `request`: identifies it, runs `f` for it, logs the
     /// outcome (member, method, code, latency) and turns an error into its status.
     async fn handle<R, T, F>(
@@ -111,14 +72,10 @@ impl Gateway {
         error::finish(method, member.as_deref(), started, result)
     }
 
-    /// The caller of a request, from its TLS peer certificate only, checked against the
-    /// configuration and the log's revocations in force now.
+    /// The caller of a request, from its TLS peer certificate only.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, ApiError> {
         let certs = request.peer_certs();
-        let leaf = certs.as_deref().and_then(|c| c.first()).map(|c| c.as_ref());
-        Ok(self
-            .directory()
-            .caller(leaf, rustls_pki_types::UnixTime::now())?)
+        self.identify(certs.as_deref().and_then(|c| c.first()).map(|c| c.as_ref()))
     }
 }
 
@@ -405,7 +362,7 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         .iter()
         .filter_map(|c| Some((c.id.clone(), c.parent.clone()?)))
         .collect();
-    let statistics = Arc::new(statistics::StatisticsState::new(
+    let statistics = Arc::new(crate::app::statistics::StatisticsState::new(
         crate::statistics::Index::new(drug_groups),
         store.clone(),
     ));

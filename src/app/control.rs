@@ -41,7 +41,7 @@ pub const OPERATOR: &str = "operator";
 const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(12 * 3600);
 
 /// The length and modification time of each watched file, as last read.
-pub(super) type Fingerprints = Vec<Option<(u64, SystemTime)>>;
+pub(crate) type Fingerprints = Vec<Option<(u64, SystemTime)>>;
 
 /// What a reload re-reads, and the lock over changing it.
 pub struct Control {
@@ -56,7 +56,7 @@ pub struct Control {
 }
 
 impl Control {
-    pub(super) fn new(
+    pub(crate) fn new(
         paths: Resolved,
         ca: Option<CaDir>,
         tls: Arc<ServerTls>,
@@ -91,7 +91,7 @@ impl Control {
     }
 
     /// Serialises a change of configuration (reload or administrative act).
-    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Fingerprints> {
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, Fingerprints> {
         self.lock.lock().await
     }
 }
@@ -116,7 +116,7 @@ fn fingerprints(files: &[PathBuf]) -> Fingerprints {
 }
 
 /// Loads the CA bundle, CRLs, policy and server certificate from `paths`, all checked.
-pub(super) fn load(
+pub(crate) fn load(
     paths: &Resolved,
     lists: Arc<crate::schema::CodeLists>,
     registry: Arc<Registry>,
@@ -163,7 +163,7 @@ impl Gateway {
     /// As [`reload`](Self::reload), holding the lock (whose guarded fingerprints it renews);
     /// changes not yet logged are logged as made by `actor`, and returned with where they
     /// landed.
-    pub(super) async fn reload_locked(
+    pub(crate) async fn reload_locked(
         &self,
         prints: &mut Fingerprints,
         why: &str,
@@ -291,7 +291,7 @@ impl Gateway {
     /// recorded, and revocations in the CRLs that the log does not record. Until the log
     /// records a policy change, the reference policy is the one in force when this check
     /// first ran on the store; revocations already in the CRLs then are not logged.
-    pub(super) async fn log_edits_made_while_stopped(&self) -> Result<(), LogError> {
+    pub(crate) async fn log_edits_made_while_stopped(&self) -> Result<(), LogError> {
         let _lock = self.control.lock().await;
         let directory = self.directory();
         let store = &*self.store;
@@ -342,7 +342,7 @@ impl Gateway {
     }
 
     /// Appends administrative entries durably and takes them into the registry.
-    pub(super) async fn log_admin(&self, entries: &[Entry]) -> Result<Vec<Logged>, LogError> {
+    pub(crate) async fn log_admin(&self, entries: &[Entry]) -> Result<Vec<Logged>, LogError> {
         let logged = self.log.append_durably(&*self.store, entries).await?;
         self.take_in(entries.iter().zip(&logged));
         Ok(logged)
@@ -397,7 +397,7 @@ impl Gateway {
 /// twice a day, repeats the expiry warnings. `every` of zero watches nothing (SIGHUP still
 /// reloads). A round under way is finished first, so that no read of the store outlives the
 /// gateway.
-pub(super) async fn watch(
+pub(crate) async fn watch(
     gateway: Arc<Gateway>,
     every: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,

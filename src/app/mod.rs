@@ -1,0 +1,85 @@
+//! The application layer: the gateway's use-cases, each a function of an identified
+//! [`Caller`] and a request, returning a domain error ([`ApiError`]). No transport here: the
+//! gRPC services ([`crate::service`]) and the CLI translate to and from it.
+//!
+//! - [`submissions`]: the checks before the ledger ([`Accepted`], built only by
+//!   [`Gateway::accept`]), submit, get and list;
+//! - [`statistics`]: aggregate queries (role, `as_of`, the index brought up to date, the access
+//!   record written before any answer leaves) and the access trail;
+//! - [`audit`]: checkpoints, proofs and entries of the log;
+//! - [`admin`]: members, certificates, CRLs, the policy;
+//! - [`control`]: reloading the configuration, logging what changed, following the log;
+//! - [`render`]: answers as CSV, SDMX-CSV and JSON.
+
+pub mod admin;
+pub mod audit;
+pub mod control;
+mod error;
+pub mod render;
+
+pub mod statistics;
+pub mod submissions;
+
+use std::sync::{Arc, RwLock};
+
+use rustls_pki_types::UnixTime;
+
+pub use error::ApiError;
+pub use submissions::Accepted;
+
+use crate::{
+    identity::{Caller, Directory, Registry},
+    ledger::Ledger,
+    schema::{CodeLists, Limits},
+    store::Store,
+    tlog::Log,
+};
+
+/// What the use-cases share: the configuration in force, the store, the ledger, the log, the
+/// statistics index. Built by [`crate::service::assemble`].
+pub struct Gateway {
+    /// CA, CRLs, policy and signing certificates in force; a reload replaces the snapshot.
+    pub(crate) directory: RwLock<Arc<Directory>>,
+    /// What the log says about certificates (issued, revoked), shared by every snapshot.
+    pub registry: Arc<Registry>,
+    /// Code lists the schema validates against.
+    pub lists: Arc<CodeLists>,
+    /// Bounds on one submission.
+    pub limits: Limits,
+    /// Largest envelope accepted: the message limit less [`crate::service::READBACK_HEADROOM`], so that
+    /// whatever is accepted can be read back (`GetSubmission`) in one message.
+    pub max_envelope_bytes: usize,
+    /// Reads.
+    pub store: Arc<dyn Store>,
+    /// Writes, in order, with receipts.
+    pub ledger: Ledger,
+    /// The in-memory index of observations that statistics queries run on.
+    pub statistics: Arc<statistics::StatisticsState>,
+    /// Small-cell suppression thresholds.
+    pub thresholds: crate::statistics::Thresholds,
+    /// The transparency log, for administrative entries (the ledger holds its own handle).
+    pub(crate) log: Arc<Log>,
+    /// What a reload re-reads, the CA, and the lock over configuration changes.
+    pub control: control::Control,
+}
+
+impl Gateway {
+    /// The directory in force.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_directory(&self, directory: Arc<Directory>) {
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
+    }
+
+    /// The caller a transport's peer presented `leaf` (its TLS client certificate, DER) is:
+    /// checked against the configuration and the log's revocations in force now. Every
+    /// adapter identifies its callers here.
+    pub fn identify(&self, leaf: Option<&[u8]>) -> Result<Caller, ApiError> {
+        Ok(self.directory().caller(leaf, UnixTime::now())?)
+    }
+}

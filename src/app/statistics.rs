@@ -1,0 +1,313 @@
+//! Statistics for analysts: aggregate queries and the access trail.
+
+use std::sync::{Arc, RwLock};
+
+use super::{ApiError, Gateway};
+use crate::receipt::now_ms;
+use crate::{
+    identity::{Caller, Role},
+    proto::{
+        AccessRecord as ProtoAccessRecord, AggregateQuery, AggregateRow, ListAccessTrailRequest,
+        QueryHeader, QueryResponse, aggregate_query, query_response::Item,
+    },
+    receipt::timestamp_from_millis,
+    schema::format_millionths,
+    statistics::{self, AsOf, Index, Query, Viewer},
+    store::{AccessRecord, StoreError, StoredCheckpoint},
+    tlog::{self, TreeSize},
+};
+
+/// Submissions read from the store per refresh step.
+const REFRESH_PAGE: u32 = 2_000;
+/// Most access records per call.
+const TRAIL_PAGE: u32 = 1_000;
+
+/// Most access records committed together.
+const TRAIL_BATCH: usize = 256;
+
+/// Writes access records in groups: the queries that finish while one commit is under way share
+/// the next, so a busy day of queries costs the store a few durable commits a second, not one
+/// per query. Each query still waits until its own record is durable.
+pub struct Trail {
+    records: tokio::sync::mpsc::Sender<(AccessRecord, Recorded)>,
+}
+
+/// Where a query learns that its record is durable.
+type Recorded = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
+impl Trail {
+    /// Starts the writer over `store`; it ends once every handle is gone.
+    pub fn start(store: Arc<dyn crate::store::Store>) -> Self {
+        let (records, mut rx) = tokio::sync::mpsc::channel(TRAIL_BATCH * 4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(TRAIL_BATCH);
+            while rx.recv_many(&mut batch, TRAIL_BATCH).await > 0 {
+                let (records, replies): (Vec<AccessRecord>, Vec<Recorded>) =
+                    std::mem::take(&mut batch).into_iter().unzip();
+                let result = store.record_access(records).await;
+                for reply in replies {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        });
+        Self { records }
+    }
+
+    /// Records one query, durably.
+    pub async fn record(&self, record: AccessRecord) -> Result<(), StoreError> {
+        let closed = || StoreError::Unavailable("the gateway is shutting down".into());
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.records
+            .send((record, reply))
+            .await
+            .map_err(|_| closed())?;
+        done.await.map_err(|_| closed())?
+    }
+}
+
+/// The statistics index shared by all queries, and the lock that makes refreshes single-flight.
+pub struct StatisticsState {
+    index: RwLock<Index>,
+    /// Where queries are recorded.
+    pub trail: Trail,
+    /// Held by the one refresh under way; the log size the index is known to hold every
+    /// submission of.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl StatisticsState {
+    /// An empty index; [`refresh`](Self::refresh) fills it. Queries are recorded in `store`.
+    pub fn new(index: Index, store: Arc<dyn crate::store::Store>) -> Self {
+        Self {
+            index: RwLock::new(index),
+            trail: Trail::start(store),
+            covered: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    /// Makes the index hold every submission of the log of `size` entries: reads what the
+    /// store gained since the index last looked, unless a refresh already covered that size.
+    /// Queries waiting on one refresh then mostly find their size covered, and cost the store
+    /// nothing: the work is proportional to what was submitted, not to how often it is asked.
+    pub async fn refresh(
+        &self,
+        store: &dyn crate::store::Store,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let mut covered = self.covered.lock().await;
+        if *covered >= size {
+            return Ok(());
+        }
+        // A submission and its log entry are committed together: everything logged up to this
+        // size is in the store before the reads below. A page that is not full is all there
+        // was when it was read, so it ends the refresh: under a steady stream of submissions,
+        // reading until nothing at all is new would chase the writers one small page at a time.
+        let logged = store.log_size().await?;
+        loop {
+            let last = self
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_seq;
+            let batch = store.submissions_since(last, REFRESH_PAGE).await?;
+            let caught_up = batch.len() < REFRESH_PAGE as usize;
+            self.index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+            if caught_up {
+                *covered = logged.max(*covered);
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// The tree size an answer reflects, and its checkpoint.
+    async fn tree(&self, as_of: AsOf) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
+        let asked = match as_of {
+            AsOf::Latest => TreeSize::Latest,
+            AsOf::TreeSize(n) => TreeSize::Signed(n),
+            AsOf::Time(ms) => TreeSize::AsOfTime(ms),
+        };
+        tlog::resolve(&*self.store, asked)
+            .await
+            .map_err(|e| ApiError::size("as_of_tree_size", e))
+    }
+
+    /// An aggregate query by `caller` (analyst or submitter): the header, then the rows. The
+    /// index is first brought up to the tree size the query reflects; the access record is
+    /// durable before the answer is returned.
+    pub async fn query(
+        &self,
+        caller: &Caller,
+        request: &AggregateQuery,
+    ) -> Result<Vec<QueryResponse>, ApiError> {
+        let g = self;
+        if !caller.has(Role::Analyst) && !caller.has(Role::Submitter) {
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not query statistics",
+                caller.member()
+            )));
+        }
+        let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
+        let (size, checkpoint) = self.tree(query.as_of).await?;
+        g.statistics.refresh(&*g.store, size).await?;
+
+        let now_ms = now_ms();
+        let (state, directory, member, thresholds) = (
+            g.statistics.clone(),
+            g.directory(),
+            caller.member().clone(),
+            g.thresholds,
+        );
+        let q = query.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
+            let viewer = Viewer {
+                country: member.country(),
+                may_see: &may_see,
+            };
+            statistics::aggregate(&index, &q, size, now_ms, &viewer, thresholds)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("query task: {e}")))?
+        .map_err(|v| ApiError::Invalid(vec![v]))?;
+
+        // The trail first: no answer leaves without its record.
+        g.statistics
+            .trail
+            .record(AccessRecord {
+                id: 0,
+                at_ms: now_ms,
+                member: caller.member().to_string(),
+                method: "Query".into(),
+                request: describe(request),
+                tree_size: size,
+                rows: answer.cells.len() as u32,
+                suppressed: answer.suppressed() as u32,
+            })
+            .await?;
+
+        let mut out = Vec::with_capacity(answer.cells.len() + 1);
+        out.push(QueryResponse {
+            item: Some(Item::Header(QueryHeader {
+                dimensions: answer
+                    .dimensions
+                    .iter()
+                    .map(|d| d.id().to_owned())
+                    .collect(),
+                freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
+                tree_size: size,
+                checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
+                min_seizures: thresholds.min_seizures as u32,
+                min_reporters: thresholds.min_reporters,
+                computed_at: Some(timestamp_from_millis(now_ms)),
+            })),
+        });
+        out.extend(answer.cells.into_iter().map(|c| QueryResponse {
+            item: Some(Item::Row(AggregateRow {
+                key: c.key,
+                unit_measure: c.unit_measure,
+                quantity: c.quantity.map(format_millionths).unwrap_or_default(),
+                n_seizures: c.n_seizures,
+                n_reporters: c.n_reporters,
+                obs_status: c.obs_status,
+                conf_status: c.conf_status,
+                total: c.total,
+            })),
+        }));
+        Ok(out)
+    }
+
+    /// The access trail, newest first, for auditors and admins.
+    pub async fn access_trail(
+        &self,
+        caller: &Caller,
+        request: &ListAccessTrailRequest,
+    ) -> Result<Vec<ProtoAccessRecord>, ApiError> {
+        if !caller.has(Role::Auditor) && !caller.has(Role::Admin) {
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not read the access trail",
+                caller.member()
+            )));
+        }
+        let limit = match request.limit {
+            0 => TRAIL_PAGE,
+            n => n.min(TRAIL_PAGE),
+        };
+        let before = (request.before_id > 0).then_some(request.before_id as i64);
+        let records = self.store.access_trail(before, limit).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| ProtoAccessRecord {
+                id: r.id as u64,
+                at: Some(timestamp_from_millis(r.at_ms)),
+                member: r.member,
+                method: r.method,
+                request: r.request,
+                tree_size: r.tree_size,
+                rows: r.rows,
+                suppressed: r.suppressed,
+            })
+            .collect())
+    }
+}
+
+/// The query as the trail records it: every field that was set, as JSON, in a canonical form —
+/// codes upper-cased, sorted and named once. Only a query that passed
+/// [`Query::from_request`] is described, so every value is a known code or period and every
+/// list is no longer than its code list: the record is bounded whatever the request's size.
+fn describe(q: &AggregateQuery) -> String {
+    let mut m = serde_json::Map::new();
+    let mut text = |name: &str, v: &str| {
+        if !v.is_empty() {
+            m.insert(name.into(), v.into());
+        }
+    };
+    text("dataflow", &q.dataflow);
+    text("freq", &q.freq);
+    text("rollup", &q.rollup);
+    text("period_from", &q.period_from);
+    text("period_to", &q.period_to);
+    for (name, values) in [
+        ("ref_area", &q.ref_area),
+        ("drug", &q.drug),
+        ("transport_mode", &q.transport_mode),
+        ("origin_area", &q.origin_area),
+        ("transit_area", &q.transit_area),
+        ("destination_area", &q.destination_area),
+        ("obs_status", &q.obs_status),
+        ("unit_measure", &q.unit_measure),
+        ("group_by", &q.group_by),
+    ] {
+        if !values.is_empty() {
+            let canonical: std::collections::BTreeSet<String> = values
+                .iter()
+                .map(|v| v.trim().to_ascii_uppercase())
+                .collect();
+            m.insert(
+                name.into(),
+                canonical.into_iter().collect::<Vec<_>>().into(),
+            );
+        }
+    }
+    if q.totals {
+        m.insert("totals".into(), true.into());
+    }
+    if q.top_n > 0 {
+        m.insert("top_n".into(), q.top_n.into());
+    }
+    match &q.as_of {
+        Some(aggregate_query::AsOf::AsOfTreeSize(n)) => {
+            m.insert("as_of_tree_size".into(), (*n).into());
+        }
+        Some(aggregate_query::AsOf::AsOfTime(t)) => {
+            m.insert("as_of_time".into(), t.seconds.into());
+        }
+        None => {}
+    }
+    serde_json::Value::Object(m).to_string()
+}
