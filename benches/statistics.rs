@@ -146,7 +146,8 @@ fn main() {
         let log = Arc::new(Log::new(Arc::new(key), Published::new(data.join("checkpoint"))));
         let registry = Arc::new(Registry::new(Arc::new(lists().clone())));
         log.prepare(&*store, false, &registry).await.unwrap();
-        let (ledger, task) = Ledger::start(store.clone(), log, registry, 256);
+        let telemetry = focalgate::telemetry::Telemetry::new(Default::default());
+        let (ledger, task) = Ledger::start(store.clone(), log, registry, 256, telemetry);
         let mut rng = Rng::new(11);
         let mut pending = tokio::task::JoinSet::new();
         let mut observations = 0usize;

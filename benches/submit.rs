@@ -346,6 +346,7 @@ fn main() {
             assembled.tls.clone(),
             assembled.gateway.lists.clone(),
             settings.connection_limits().unwrap(),
+            assembled.gateway.telemetry.clone(),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let baseline = tokio::spawn(

@@ -57,6 +57,8 @@ pub struct Settings {
     pub ca: CaSettings,
     /// Reloading configuration files.
     pub reload: ReloadSettings,
+    /// The operators' listener: metrics, readiness, liveness.
+    pub metrics: MetricsSettings,
     /// Serve a store whose log does not extend the checkpoint last published in the data
     /// directory (a restored backup). Only from `serve --accept-restored-log`, never from a file.
     #[serde(skip)]
@@ -246,6 +248,26 @@ impl Default for ReloadSettings {
     }
 }
 
+/// `[metrics]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics`, `/readyz` and `/livez` at all.
+    pub enabled: bool,
+    /// Where, in plain HTTP: keep it on loopback, or behind a firewall that only lets the
+    /// monitoring system in.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
 /// `[schema]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +291,7 @@ impl Default for Settings {
             statistics: StatisticsSettings::default(),
             ca: CaSettings::default(),
             reload: ReloadSettings::default(),
+            metrics: MetricsSettings::default(),
             accept_restored_log: false,
         }
     }

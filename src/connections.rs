@@ -42,7 +42,11 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{schema::CodeLists, tls::ServerTls};
+use crate::{
+    schema::CodeLists,
+    telemetry::{Refusal, Telemetry},
+    tls::ServerTls,
+};
 
 /// File descriptors kept beyond the connections: the store's connections and files, the
 /// configuration files a reload reads, the listener, logs.
@@ -77,11 +81,15 @@ pub fn incoming(
     tls: Arc<ServerTls>,
     lists: Arc<CodeLists>,
     limits: ConnectionLimits,
+    telemetry: Arc<Telemetry>,
 ) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
     let admission = Arc::new(Admission {
         limits,
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            telemetry: Some(telemetry.clone()),
+            ..State::default()
+        }),
     });
     tokio::spawn(async move {
         loop {
@@ -107,7 +115,7 @@ pub fn incoming(
             };
             let (acceptor, tx, lists) =
                 (TlsAcceptor::from(tls.current()), tx.clone(), lists.clone());
-            let admission_ = admission.clone();
+            let (admission_, telemetry) = (admission.clone(), telemetry.clone());
             let task = tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let tcp = Tracked::new(tcp, slot, limits.idle_timeout);
@@ -127,8 +135,14 @@ pub fn incoming(
                             Err(why) => go_away(stream, &why).await,
                         }
                     }
-                    Ok(Err(e)) => refused(peer, &crate::tls::handshake_error(&e)),
-                    Err(_) => refused(peer, "handshake timed out"),
+                    Ok(Err(e)) => {
+                        telemetry.refused(Refusal::Handshake);
+                        refused(peer, &crate::tls::handshake_error(&e));
+                    }
+                    Err(_) => {
+                        telemetry.refused(Refusal::HandshakeTimeout);
+                        refused(peer, "handshake timed out");
+                    }
                 }
             });
             admission.started(id, task.abort_handle());
@@ -189,6 +203,16 @@ struct State {
     shed: Throttled,
     closed_at_cap: Throttled,
     over_member_cap: Throttled,
+    /// Where refusals and open connections are counted (none in unit tests).
+    telemetry: Option<Arc<Telemetry>>,
+}
+
+impl State {
+    fn count(&self, refusal: Refusal) {
+        if let Some(t) = &self.telemetry {
+            t.refused(refusal);
+        }
+    }
 }
 
 /// A count of like events since they were last reported, and when that was.
@@ -228,6 +252,7 @@ impl State {
             if let Some(task) = task {
                 task.abort(); // drops the task, and with it the connection
             }
+            self.count(Refusal::Shed);
             if let Some(shed) = self.shed.hit() {
                 tracing::warn!(
                     target: "focalgate::handshake",
@@ -267,6 +292,7 @@ impl Admission {
         let mut s = self.lock();
         if s.open() >= limits.max_connections {
             if s.pending.is_empty() {
+                s.count(Refusal::TotalCap);
                 if let Some(closed) = s.closed_at_cap.hit() {
                     tracing::warn!(
                         target: "focalgate::handshake",
@@ -312,6 +338,7 @@ impl Admission {
         }
         let held = s.per_member.get(member).copied().unwrap_or(0);
         if held >= self.limits.max_connections_per_member {
+            s.count(Refusal::MemberCap);
             if let Some(refused) = s.over_member_cap.hit() {
                 tracing::warn!(
                     target: "focalgate::handshake",
@@ -328,6 +355,9 @@ impl Admission {
         s.remove_pending(id);
         s.established.insert(id, member.to_owned());
         *s.per_member.entry(member.to_owned()).or_default() += 1;
+        if let Some(t) = &s.telemetry {
+            t.connections(1);
+        }
         Ok(())
     }
 
@@ -337,9 +367,13 @@ impl Admission {
         if s.remove_pending(id).is_some() {
             return;
         }
-        if let Some(member) = s.established.remove(&id)
-            && let Some(n) = s.per_member.get_mut(&member)
-        {
+        let Some(member) = s.established.remove(&id) else {
+            return;
+        };
+        if let Some(t) = &s.telemetry {
+            t.connections(-1);
+        }
+        if let Some(n) = s.per_member.get_mut(&member) {
             *n -= 1;
             if *n == 0 {
                 s.per_member.remove(&member);

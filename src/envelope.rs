@@ -213,13 +213,14 @@ impl<'a, K> Verified<'a, K> {
 /// sender (known, valid, theirs), or to the reason it is not. Signatures by unacceptable keys are
 /// set aside; a signature by an acceptable key that does not verify rejects the whole envelope.
 /// At least one signature must verify.
-pub fn verify<'a, K, F>(
+pub fn verify<'a, K, E, F>(
     env: &'a SignedEnvelope,
     expected_type: &str,
     mut lookup: F,
 ) -> Result<Verified<'a, K>, EnvelopeError>
 where
-    F: FnMut(&str) -> Result<(K, VerifyingKey), String>,
+    E: std::fmt::Display,
+    F: FnMut(&str) -> Result<(K, VerifyingKey), E>,
 {
     if env.payload_type != expected_type {
         return Err(EnvelopeError::WrongPayloadType {
@@ -244,7 +245,7 @@ where
                 }
                 accepted.get_or_insert(handle);
             }
-            Err(why) => rejected.push((index, keyid, why)),
+            Err(why) => rejected.push((index, keyid, why.to_string())),
         }
     }
     match accepted {
@@ -293,7 +294,7 @@ mod tests {
                 if id == "k1" {
                     Ok((1, vk.clone()))
                 } else {
-                    Err("unknown".into())
+                    Err("unknown")
                 }
             })
             .unwrap();
@@ -302,7 +303,7 @@ mod tests {
             let mut flipped = env.clone();
             flipped.payload[0] ^= 1;
             assert_eq!(
-                verify(&flipped, "t", |_| Ok((1, vk.clone()))).unwrap_err(),
+                verify(&flipped, "t", |_| Ok::<_, &str>((1, vk.clone()))).unwrap_err(),
                 EnvelopeError::BadSignature {
                     index: 0,
                     keyid: "k1".into()
@@ -311,11 +312,11 @@ mod tests {
             let mut retyped = env.clone();
             retyped.payload_type = "u".into();
             assert!(matches!(
-                verify(&retyped, "u", |_| Ok((1, vk.clone()))),
+                verify(&retyped, "u", |_| Ok::<_, &str>((1, vk.clone()))),
                 Err(EnvelopeError::BadSignature { .. })
             ));
             assert!(matches!(
-                verify(&env, "u", |_| Ok((1, vk.clone()))),
+                verify(&env, "u", |_| Ok::<_, &str>((1, vk.clone()))),
                 Err(EnvelopeError::WrongPayloadType { .. })
             ));
         }
@@ -326,7 +327,7 @@ mod tests {
         let key = ed25519();
         let env = seal("t", b"x".to_vec(), &key, "k1").unwrap();
         let err =
-            verify::<u8, _>(&env, "t", |_| Err("belongs to another member".into())).unwrap_err();
+            verify::<u8, &str, _>(&env, "t", |_| Err("belongs to another member")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "no signature by an acceptable signing certificate: key k1: belongs to another member"
@@ -335,14 +336,14 @@ mod tests {
         let mut unsigned = env.clone();
         unsigned.signatures.clear();
         assert_eq!(
-            verify::<u8, _>(&unsigned, "t", |_| unreachable!()).unwrap_err(),
+            verify::<u8, &str, _>(&unsigned, "t", |_| unreachable!()).unwrap_err(),
             EnvelopeError::Unsigned
         );
 
         let mut many = env.clone();
         many.signatures = vec![env.signatures[0].clone(); MAX_SIGNATURES + 1];
         assert_eq!(
-            verify::<u8, _>(&many, "t", |_| unreachable!()).unwrap_err(),
+            verify::<u8, &str, _>(&many, "t", |_| unreachable!()).unwrap_err(),
             EnvelopeError::TooManySignatures(MAX_SIGNATURES + 1)
         );
     }
@@ -362,7 +363,7 @@ mod tests {
             if id == "a" {
                 Ok(("a", va.clone()))
             } else {
-                Err("unknown".into())
+                Err("unknown")
             }
         })
         .unwrap();

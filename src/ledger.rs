@@ -30,6 +30,7 @@ use crate::{
     receipt::{self, ReceiptError, now_ms},
     schema::ValidSubmission,
     store::{SeriesKey, Store, StoreError, SubmissionRecord},
+    telemetry::Telemetry,
     tlog::{Log, LogError},
 };
 
@@ -104,12 +105,14 @@ impl Ledger {
         log: Arc<Log>,
         registry: Arc<Registry>,
         max_batch: usize,
+        telemetry: Arc<Telemetry>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(max_batch.max(1) * 4);
         let writer = Writer {
             store,
             log,
             registry,
+            telemetry,
         };
         let task = tokio::spawn(run(writer, rx, max_batch.max(1)));
         (Self { jobs }, task)
@@ -132,6 +135,8 @@ struct Writer {
     store: Arc<dyn Store>,
     log: Arc<Log>,
     registry: Arc<Registry>,
+    /// Batch sizes and commit latency.
+    telemetry: Arc<Telemetry>,
 }
 
 async fn run(w: Writer, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
@@ -139,8 +144,11 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::take(&mut batch);
+        let started = std::time::Instant::now();
         match commit(&w, &jobs).await {
             Ok((results, checkpoint)) => {
+                w.telemetry
+                    .batch(jobs.len(), started.elapsed().as_secs_f64());
                 published.record_committed(checkpoint.as_ref());
                 reply_all(jobs, results);
             }

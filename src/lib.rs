@@ -4,55 +4,64 @@
 //! an append-only Merkle log that any partner can verify without trusting the hub's operator.
 //!
 //! # Layout
-//! Pure parts (no tonic, tokio or store):
-//! - [`schema`]: dataflows `SEIZURES` and `ROUTES`, versioned code lists (data files compiled
-//!   in), exact decimals, periods, and validation that reports every violation;
-//!   [`schema::wire`] checks a signed payload's wire format (known fields only, repeated fields
-//!   counted) before it is decoded.
-//! - [`envelope`]: DSSE v1 pre-authentication encoding, signing, verification before parsing.
-//! - [`merkle`]: RFC 9162 hashing; proofs generated from stored complete subtrees, verified
-//!   purely; the compact tree that verifies a whole log.
-//! - [`checkpoint`]: C2SP signed notes, verifier keys, tlog checkpoints and cosignatures.
-//! - [`entry`]: the log entries, in the exact bytes that are hashed.
-//! - [`receipt`]: the statement the gateway signs for each accepted submission, and the
-//!   offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
+//! Four floors; each uses only the ones below it. Nothing below the adapters uses tonic or
+//! the generated services (`tests/layering.rs` fails if something does).
 //!
-//! Around them:
-//! - [`identity`]: certificate → member (the certificate profile), roles from the policy,
-//!   the CA and CRLs in force, the registry of what the log says about certificates
-//!   (issued, revoked), expiry of everything in use.
-//! - [`pki`]: certificate profile parameters, key files, the gateway key, the CA directory
-//!   behind `focalgate ca` and the Admin service, the demo PKI.
-//! - [`store`]: persistence behind the [`store::Store`] trait; [`store::sqlite`] is the default,
-//!   [`store::postgres`] lets several replicas share one log (an advisory lock on the log
-//!   head serialises writers); [`store::copy`] moves a store between them.
-//! - [`ledger`]: the single writer: revision numbering, idempotency, log appends, one
-//!   checkpoint per batch, receipts, group commit; the start-up check of the log.
-//! - [`codec`]: the gRPC codec of every service and client, which counts each message's
-//!   repeated fields before prost decodes it.
-//! - [`tls`]: rustls server configuration (TLS 1.3, client certificates, CRL), the client side.
-//! - [`connections`]: the accept loop: pending handshakes bounded per address and in total
-//!   (oldest shed first), connections per member and in total, idle connections closed.
-//! - [`statistics`]: aggregates for analysts: an in-memory columnar index of every revision,
-//!   checked queries, visibility under the sharing policy, embargoes, small-cell suppression.
-//! - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin` (thin),
-//!   errors → gRPC status in one place, the server; [`service::control`]: reloading the
-//!   configuration without a restart (and logging at start what was edited while stopped;
-//!   once, however many replicas read the same files), following the log, expiry warnings.
-//! - [`config`]: settings from a TOML file and `FOCALGATE_*` variables.
-//! - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
-//! - [`proto`]: the generated wire contract `focalgate.v1`.
+//! 1. The pure core (no I/O, no tokio, no store):
+//!    - [`schema`]: dataflows `SEIZURES` and `ROUTES`, versioned code lists (data files
+//!      compiled in), exact decimals, periods, and validation that reports every violation;
+//!      [`schema::wire`] checks a signed payload's wire format before it is decoded.
+//!    - [`envelope`]: DSSE v1 pre-authentication encoding, signing, verification before parsing.
+//!    - [`merkle`]: RFC 9162 hashing; proofs generated from stored complete subtrees, verified
+//!      purely; the compact tree that verifies a whole log.
+//!    - [`checkpoint`]: C2SP signed notes, verifier keys, tlog checkpoints and cosignatures.
+//!    - [`entry`]: the log entries, in the exact bytes that are hashed.
+//!    - [`receipt`]: the statement the gateway signs for each accepted submission, and the
+//!      offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
+//!    - [`proto`]: the wire contract's messages `focalgate.v1` (prost only).
+//! 2. The log and the store, with what they need:
+//!    - [`store`]: persistence behind the [`store::Store`] trait, its errors typed by what a
+//!      caller can do (unavailable, conflict, corrupt, refused, failed); [`store::sqlite`] is
+//!      the default, [`store::postgres`] lets several replicas share one log;
+//!      [`store::copy`] moves a store between them.
+//!    - [`tlog`]: the transparency log: appends and the tree nodes they complete inside the
+//!      writer's transaction, signed checkpoints, the published checkpoint, proofs, the
+//!      start-up check, and the monitor's pure step (grew, unchanged, fork, rollback).
+//!    - [`ledger`]: the single writer's sequencing: batches, revision numbers, idempotency,
+//!      receipts, group commit.
+//!    - [`identity`]: certificate → member, roles from the policy, the CA and CRLs in force,
+//!      the registry of what the log says about certificates, expiry of everything in use.
+//!    - [`pki`]: certificate profiles, key files, the gateway key, the CA directory, the demo PKI.
+//!    - [`statistics`]: aggregates for analysts: an in-memory columnar index of every revision,
+//!      checked queries, visibility, embargoes, small-cell suppression.
+//!    - [`tls`]: rustls server and client configurations (TLS 1.3, client certificates, CRL).
+//!    - [`telemetry`]: the gateway's Prometheus metrics (one recorder per gateway).
+//!    - [`config`]: settings from a TOML file and `FOCALGATE_*` variables, every default once.
+//! 3. The application layer, [`app`]: the [`app::Gateway`] and its use-cases — submit, get and
+//!    list submissions, query, the access trail, log reads, the admin acts, reloads — each a
+//!    function of a caller identified from its leaf certificate ([`app::Gateway::identify`])
+//!    and a request, returning a domain error ([`app::ApiError`]); [`app::render`] writes
+//!    answers as CSV, SDMX-CSV and JSON.
+//! 4. The adapters, which only translate:
+//!    - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin`,
+//!      errors → gRPC status in one place, the one tower layer that records how every RPC
+//!      ended (request log, metrics, deadlines, oversize requests), the server, and
+//!      [`service::monitoring`]: `/metrics`, `/readyz`, `/livez`.
+//!    - [`connections`]: the accept loop: pending handshakes bounded per address and in total
+//!      (oldest shed first), connections per member and in total, idle connections closed;
+//!      [`codec`]: the gRPC codec that counts each message's repeated fields before decoding.
+//!    - [`rpc`]: the generated gRPC clients and servers.
+//!    - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
 //!
 //! # Data flow of a submission
 //! ```text
 //! client: SubmissionBody ─encode─▶ bytes ─sign PAE(type, bytes)─▶ SignedEnvelope ─mTLS─▶ Submit
-//! gateway: peer certificate ─identity::Directory─▶ Caller (member, roles)
-//!          service::Gateway::accept: envelope::verify (signing certificate: registered, the
+//! gateway: service::observe: peer certificate ─app::Gateway::identify─▶ Caller (member, roles)
+//!          app::Gateway::accept: envelope::verify (signing certificate: registered, the
 //!          caller's, CA, CRL, time) ─▶ schema::wire (shape, counts) ─▶ decode
-//!          SubmissionBody ─▶ reporter is the caller's
-//!          country ─▶ schema::validate
-//!          ─▶ ledger (batch: idempotency, revision n+1, log entry + tree nodes, one signed
-//!             checkpoint, inclusion proofs, signed receipts, one durable commit)
+//!          SubmissionBody ─▶ reporter is the caller's country ─▶ schema::validate ─▶ Accepted
+//!          ─▶ ledger (batch: idempotency, revision n+1) ─▶ tlog (log entry + tree nodes, one
+//!             signed checkpoint, inclusion proofs) ─▶ signed receipts, one durable commit
 //!          ─▶ Receipt ─▶ client: receipt::verify_offline with the log's verifier key
 //! auditor: Audit.GetEntries ─▶ merkle::CompactTree ─▶ root == signed checkpoint?
 //!          Audit.GetConsistencyProof ─▶ merkle::verify_consistency (log monitor)
@@ -88,6 +97,7 @@ pub mod service;
 pub mod statistics;
 pub mod store;
 pub mod synthetic;
+pub mod telemetry;
 pub mod tlog;
 pub mod tls;
 

@@ -370,6 +370,11 @@ async fn oversized_messages_are_resource_exhausted() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains("larger than this gateway accepts (65536 bytes)"),
+        "{err:?}"
+    );
     assert_eq!(gw.count("submissions").await, 0);
     gw.stop().await;
 }

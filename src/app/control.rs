@@ -120,19 +120,34 @@ pub(crate) fn load(
     paths: &Resolved,
     lists: Arc<crate::schema::CodeLists>,
     registry: Arc<Registry>,
-) -> Result<(Directory, Arc<rustls::ServerConfig>, Vec<u8>), String> {
-    let trust = Trust::load(&paths.ca, &paths.crl).map_err(|e| e.to_string())?;
-    let chain = crate::tls::read_chain(&paths.cert).map_err(|e| e.to_string())?;
+) -> Result<(Directory, Arc<rustls::ServerConfig>, Vec<u8>), ReloadError> {
+    let trust = Trust::load(&paths.ca, &paths.crl)?;
+    let chain = crate::tls::read_chain(&paths.cert)?;
     let leaf = chain
         .first()
         .map(|c| c.as_ref().to_vec())
         .unwrap_or_default();
-    let key = crate::tls::read_key(&paths.key).map_err(|e| e.to_string())?;
-    let tls = crate::tls::server_config(&trust, registry.clone(), chain, key)
-        .map_err(|e| e.to_string())?;
-    let directory =
-        Directory::load(trust, &paths.policy, lists, registry).map_err(|e| e.to_string())?;
+    let key = crate::tls::read_key(&paths.key)?;
+    let tls = crate::tls::server_config(&trust, registry.clone(), chain, key)?;
+    let directory = Directory::load(trust, &paths.policy, lists, registry)?;
     Ok((directory, tls, leaf))
+}
+
+/// Why the configuration files could not be put in force (the configuration in force stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The CA bundle or a CRL.
+    #[error(transparent)]
+    Trust(#[from] crate::identity::TrustError),
+    /// The server certificate or key.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The policy or a signing certificate it names.
+    #[error(transparent)]
+    Policy(#[from] crate::identity::PolicyError),
+    /// The changes could not be written to the log (they are in force).
+    #[error("logging the changes: {0}")]
+    Log(#[from] LogError),
 }
 
 /// The entry saying that the policy in force is now the one of SHA-256 `digest`.
@@ -153,7 +168,7 @@ impl Gateway {
     /// Re-reads the CA bundle, CRLs, policy and server certificate and puts them in force
     /// together, or, if anything is wrong, logs why and keeps the configuration in force.
     /// Changes made by editing the files are written to the log with the actor `operator`.
-    pub async fn reload(&self, why: &str) -> Result<(), String> {
+    pub async fn reload(&self, why: &str) -> Result<(), ReloadError> {
         let mut prints = self.control.lock().await;
         self.reload_locked(&mut prints, why, OPERATOR)
             .await
@@ -168,7 +183,7 @@ impl Gateway {
         prints: &mut Fingerprints,
         why: &str,
         actor: &str,
-    ) -> Result<Vec<(Entry, Logged)>, String> {
+    ) -> Result<Vec<(Entry, Logged)>, ReloadError> {
         *prints = fingerprints(&watched(&self.control.paths));
         let (directory, tls, leaf) = match load(
             &self.control.paths,
@@ -216,7 +231,7 @@ impl Gateway {
         let logged = if entries.is_empty() {
             Vec::new()
         } else {
-            self.log_found(entries).await.map_err(|e| e.to_string())?
+            self.log_found(entries).await?
         };
         self.warn_expiring();
         Ok(logged)

@@ -32,6 +32,7 @@ use crate::{
     ledger::Ledger,
     schema::{CodeLists, Limits},
     store::Store,
+    telemetry::Telemetry,
     tlog::Log,
 };
 
@@ -59,6 +60,8 @@ pub struct Gateway {
     pub thresholds: crate::statistics::Thresholds,
     /// The transparency log, for administrative entries (the ledger holds its own handle).
     pub(crate) log: Arc<Log>,
+    /// Metrics for operators.
+    pub telemetry: Arc<Telemetry>,
     /// What a reload re-reads, the CA, and the lock over configuration changes.
     pub control: control::Control,
 }
@@ -81,5 +84,83 @@ impl Gateway {
     /// adapter identifies its callers here.
     pub fn identify(&self, leaf: Option<&[u8]>) -> Result<Caller, ApiError> {
         Ok(self.directory().caller(leaf, UnixTime::now())?)
+    }
+}
+
+impl Gateway {
+    /// Sets the gauges a scrape samples: the log's size and the age of its latest checkpoint,
+    /// whether the store answered, its pool, and the seconds until each certificate in use
+    /// (and each CRL's next update) runs out. Returns whether the store answered.
+    pub async fn sample(&self, server_leaf: Option<&[u8]>) -> bool {
+        let t = &self.telemetry;
+        let now_ms = crate::receipt::now_ms();
+        let log = async {
+            let size = self.store.log_size().await?;
+            let signed = match size {
+                0 => None,
+                n => self
+                    .store
+                    .export_checkpoints(n - 1, 1)
+                    .await?
+                    .into_iter()
+                    .next(),
+            };
+            Ok::<_, crate::store::StoreError>((size, signed))
+        };
+        let up = match log.await {
+            Ok((size, signed)) => {
+                t.set("focalgate_log_size", &[], size as f64);
+                if let Some(s) = signed {
+                    let age = (now_ms - s.signed_at_ms).max(0) as f64 / 1e3;
+                    t.set("focalgate_log_checkpoint_age_seconds", &[], age);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: the store did not answer");
+                false
+            }
+        };
+        t.set("focalgate_store_up", &[], if up { 1.0 } else { 0.0 });
+        let pool = self.store.pool();
+        for (state, n) in [
+            ("max", Some(pool.max)),
+            ("open", Some(pool.open)),
+            ("idle", Some(pool.idle)),
+            ("waiting", pool.waiting),
+        ] {
+            if let Some(n) = n {
+                t.set(
+                    "focalgate_store_pool_connections",
+                    &[("state", state)],
+                    n as f64,
+                );
+            }
+        }
+        let now = now_ms / 1000;
+        for e in crate::identity::expiry::in_use(&self.directory(), server_leaf) {
+            let left = (e.not_after - now) as f64;
+            t.set(
+                "focalgate_certificate_expiry_seconds",
+                &[
+                    ("kind", e.kind),
+                    ("subject", &e.subject),
+                    ("serial", &e.serial),
+                ],
+                left,
+            );
+        }
+        up
+    }
+
+    /// Whether the gateway can serve: its store answers a read within `within`.
+    pub async fn ready(&self, within: std::time::Duration) -> Result<(), crate::store::StoreError> {
+        match tokio::time::timeout(within, self.store.log_size()).await {
+            Ok(answer) => answer.map(|_| ()),
+            Err(_) => Err(crate::store::StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                within.as_millis()
+            ))),
+        }
     }
 }

@@ -513,7 +513,7 @@ async fn reverify(
         if id == keyid {
             Ok(((), key.clone()))
         } else {
-            Err("not the logged certificate".into())
+            Err("not the logged certificate")
         }
     });
     if let Err(e) = verified {

@@ -37,12 +37,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             crate::config::DEMO_PKI
         );
     }
-    let assembled = service::assemble(&settings)
+    let mut assembled = service::assemble(&settings)
         .await
         .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    if settings.metrics.enabled {
+        let at = settings.metrics.listen;
+        let monitoring = TcpListener::bind(at).await.map_err(|e| {
+            format!(
+                "cannot listen on {at} (metrics.listen; metrics.enabled = false turns it off): {e}"
+            )
+        })?;
+        tracing::info!(listen = %at, "metrics, readiness and liveness at http://{at}/metrics, /readyz, /livez");
+        assembled.monitoring = Some(monitoring);
+    }
     tracing::info!(
         listen = %settings.listen,
         data_dir = %settings.data_dir.display(),

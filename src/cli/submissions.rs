@@ -130,7 +130,7 @@ async fn get(args: GetArgs) -> Result<(), String> {
         if id == keyid {
             Ok(((), key.clone()))
         } else {
-            Err("not the returned certificate".into())
+            Err("not the returned certificate")
         }
     });
     let digest_ok = ring::digest::digest(&ring::digest::SHA256, &s.envelope_bytes).as_ref()

@@ -27,7 +27,7 @@ pub use policy::{
     Audience, AuthError, Directory, Policy, PolicyError, PolicySource, SigningCert, public_key_of,
 };
 pub use registry::{LoggedRevocation, Registry, SeenCert};
-pub use trust::{EKU_DOCUMENT_SIGNING, Trust, TrustError};
+pub use trust::{CertError, EKU_DOCUMENT_SIGNING, Trust, TrustError};
 
 use crate::schema::CodeLists;
 

@@ -11,7 +11,9 @@ use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject};
 use serde::Deserialize;
 use x509_parser::prelude::*;
 
-use super::{Caller, IdentityError, MemberId, Registry, Role, Trust, cert_digest_hex, identify};
+use super::{
+    Caller, CertError, IdentityError, MemberId, Registry, Role, Trust, cert_digest_hex, identify,
+};
 use crate::{
     envelope::{Algorithm, VerifyingKey},
     schema::CodeLists,
@@ -238,7 +240,24 @@ pub enum AuthError {
     /// The certificate no longer passes the checks the handshake made (a reload changed the
     /// CA or CRL, or it expired while the connection was open).
     #[error("{0}")]
-    Rejected(String),
+    Rejected(#[from] CertError),
+}
+
+/// Why a signing certificate may not sign for a member now. The text is shown to the sender.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignerError {
+    /// Neither in the policy nor issued through the log.
+    #[error("not a registered signing certificate")]
+    Unregistered,
+    /// Another member's.
+    #[error("the signing certificate belongs to another member")]
+    OtherMember,
+    /// The log revokes it.
+    #[error("the signing certificate is revoked")]
+    Revoked,
+    /// It no longer passes under the trust in force.
+    #[error(transparent)]
+    Certificate(#[from] CertError),
 }
 
 impl Directory {
@@ -371,8 +390,8 @@ impl Directory {
         digest: &str,
         not_after: i64,
         secs: i64,
-        check: impl FnOnce() -> Result<(), String>,
-    ) -> Result<(), String> {
+        check: impl FnOnce() -> Result<(), CertError>,
+    ) -> Result<(), CertError> {
         let fresh = |c: &HashMap<String, i64>| c.get(digest).is_some_and(|&until| secs < until);
         if fresh(&self.checked.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(());
@@ -440,15 +459,13 @@ impl Directory {
         keyid: &str,
         member: &MemberId,
         now: UnixTime,
-    ) -> Result<(SigningCert, VerifyingKey), String> {
-        let cert = self
-            .signing_cert(keyid)
-            .ok_or("not a registered signing certificate")?;
+    ) -> Result<(SigningCert, VerifyingKey), SignerError> {
+        let cert = self.signing_cert(keyid).ok_or(SignerError::Unregistered)?;
         if &cert.member != member {
-            return Err("the signing certificate belongs to another member".into());
+            return Err(SignerError::OtherMember);
         }
         if self.registry.is_revoked(&cert.serial) {
-            return Err("the signing certificate is revoked".into());
+            return Err(SignerError::Revoked);
         }
         self.checked(keyid, cert.not_after, now.as_secs() as i64, || {
             self.trust.check_signing_cert(&cert.der, now)

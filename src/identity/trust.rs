@@ -185,7 +185,7 @@ impl Trust {
 
     /// Checks a signing certificate at `now`: chained to the CA, within its validity, carrying
     /// EKU documentSigning, and not revoked by any CRL in force. The error is for a person.
-    pub fn check_signing_cert(&self, der: &[u8], now: UnixTime) -> Result<(), String> {
+    pub fn check_signing_cert(&self, der: &[u8], now: UnixTime) -> Result<(), CertError> {
         self.check(
             der,
             now,
@@ -196,13 +196,20 @@ impl Trust {
 
     /// Checks a TLS client certificate at `now` as the handshake did (chain, validity, EKU
     /// clientAuth, CRLs), for requests on connections opened before a reload.
-    pub fn check_client_cert(&self, der: &[u8], now: UnixTime) -> Result<(), String> {
+    pub fn check_client_cert(&self, der: &[u8], now: UnixTime) -> Result<(), CertError> {
         self.check(der, now, KeyUsage::client_auth(), "client")
     }
 
-    fn check(&self, der: &[u8], now: UnixTime, usage: KeyUsage, what: &str) -> Result<(), String> {
+    fn check(
+        &self,
+        der: &[u8],
+        now: UnixTime,
+        usage: KeyUsage,
+        what: &'static str,
+    ) -> Result<(), CertError> {
         let der = CertificateDer::from(der);
-        let cert = EndEntityCert::try_from(&der).map_err(|e| format!("not a certificate: {e}"))?;
+        let cert =
+            EndEntityCert::try_from(&der).map_err(|e| CertError::Malformed(e.to_string()))?;
         let crls: Vec<&CertRevocationList<'_>> = self.parsed_crls.iter().collect();
         let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
             b.with_depth(RevocationCheckDepth::EndEntity)
@@ -220,23 +227,45 @@ impl Trust {
         )
         .map(|_| ())
         .map_err(|e| match e {
-            webpki::Error::CertRevoked => format!("the {what} certificate is revoked"),
-            webpki::Error::CertExpired { .. } => format!("the {what} certificate has expired"),
-            webpki::Error::CertNotValidYet { .. } => {
-                format!("the {what} certificate is not valid yet")
-            }
-            webpki::Error::UnknownIssuer => {
-                format!("the {what} certificate is not issued by the partnership CA")
-            }
-            webpki::Error::RequiredEkuNotFoundContext(_) => {
-                format!("the certificate is not a {what} certificate (wrong extended key usage)")
-            }
-            webpki::Error::CrlExpired { .. } => {
-                "the certificate revocation list has expired".to_owned()
-            }
-            other => format!("the {what} certificate is not acceptable: {other}"),
+            webpki::Error::CertRevoked => CertError::Revoked(what),
+            webpki::Error::CertExpired { .. } => CertError::Expired(what),
+            webpki::Error::CertNotValidYet { .. } => CertError::NotYetValid(what),
+            webpki::Error::UnknownIssuer => CertError::UnknownIssuer(what),
+            webpki::Error::RequiredEkuNotFoundContext(_) => CertError::WrongUsage(what),
+            webpki::Error::CrlExpired { .. } => CertError::CrlExpired,
+            other => CertError::Unacceptable(what, other.to_string()),
         })
     }
+}
+
+/// Why a certificate does not pass under the trust in force; the text is for a person. The
+/// `&str` says which certificate: `signing` or `client`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    /// Not a certificate.
+    #[error("not a certificate: {0}")]
+    Malformed(String),
+    /// A CRL in force revokes it.
+    #[error("the {0} certificate is revoked")]
+    Revoked(&'static str),
+    /// Past its validity.
+    #[error("the {0} certificate has expired")]
+    Expired(&'static str),
+    /// Before its validity.
+    #[error("the {0} certificate is not valid yet")]
+    NotYetValid(&'static str),
+    /// Not chained to the partnership CA.
+    #[error("the {0} certificate is not issued by the partnership CA")]
+    UnknownIssuer(&'static str),
+    /// Without the extended key usage its use needs.
+    #[error("the certificate is not a {0} certificate (wrong extended key usage)")]
+    WrongUsage(&'static str),
+    /// The CRL that would say whether it is revoked has expired (fail closed).
+    #[error("the certificate revocation list has expired")]
+    CrlExpired,
+    /// Anything else the path validation refused.
+    #[error("the {0} certificate is not acceptable: {1}")]
+    Unacceptable(&'static str, String),
 }
 
 /// The RFC 5280 name of a CRL reason code.

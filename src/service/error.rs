@@ -16,8 +16,6 @@
 //! Messages carry what the caller needs to fix its request; internal detail (store errors,
 //! which certificate check failed for an unknown peer) only goes to the gateway's log.
 
-use std::time::Instant;
-
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
@@ -190,46 +188,36 @@ fn store_status(e: &StoreError) -> Status {
     }
 }
 
-/// Logs one finished request (member, method, code, latency) and converts its error.
+/// Converts a use-case's outcome for the wire. The request line itself is written by the
+/// layer every RPC runs under (`observe`), which sees the final status; what only the error
+/// knows — why a peer was not recognised, what the store said — is logged here, for the
+/// operator alone.
 pub fn finish<T>(
     method: &'static str,
     member: Option<&str>,
-    started: Instant,
     result: Result<T, ApiError>,
 ) -> Result<T, Status> {
-    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    let member = member.unwrap_or("-");
-    match result {
-        Ok(v) => {
-            tracing::info!(target: "focalgate::request", member, method, code = "OK", latency_ms, "request");
-            Ok(v)
-        }
-        Err(e) => {
-            // Detail for the operator only: why a peer was not recognised, what the store said.
-            let detail = match &e {
-                ApiError::Unauthenticated(why) => Some(why.to_string()),
-                ApiError::Ledger(l) => match l.cause() {
-                    LedgerError::Store(_) | LedgerError::Log(_) | LedgerError::Receipt(_) => {
-                        Some(l.to_string())
-                    }
-                    _ => None,
-                },
-                ApiError::Store(e) => Some(e.to_string()),
-                ApiError::Log(e) => Some(e.to_string()),
-                ApiError::Internal(why) => Some(why.clone()),
-                _ => None,
-            };
-            let status = Status::from(e);
-            let code = format!("{:?}", status.code());
-            match detail {
-                Some(detail) => {
-                    tracing::warn!(target: "focalgate::request", member, method, code, latency_ms, detail, "request")
-                }
-                None => {
-                    tracing::info!(target: "focalgate::request", member, method, code, latency_ms, "request")
-                }
+    let e = match result {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let detail = match &e {
+        ApiError::Unauthenticated(why) => Some(why.to_string()),
+        ApiError::Ledger(l) => match l.cause() {
+            LedgerError::Store(_) | LedgerError::Log(_) | LedgerError::Receipt(_) => {
+                Some(l.to_string())
             }
-            Err(status)
-        }
+            _ => None,
+        },
+        ApiError::Store(e) => Some(e.to_string()),
+        ApiError::Log(e) => Some(e.to_string()),
+        ApiError::Internal(why) => Some(why.clone()),
+        _ => None,
+    };
+    let status = Status::from(e);
+    if let Some(detail) = detail {
+        let code = format!("{:?}", status.code());
+        tracing::warn!(target: "focalgate::request", member = member.unwrap_or("-"), method, code, detail, "request failed");
     }
+    Err(status)
 }

@@ -4,6 +4,8 @@
 mod admin;
 mod audit;
 mod error;
+pub mod monitoring;
+mod observe;
 mod statistics;
 mod submissions;
 
@@ -31,13 +33,14 @@ use crate::{
     pki::{PkiError, ca::CaDir},
     schema::{CodeListError, CodeLists},
     store::StoreError,
+    telemetry::{Method, Telemetry},
     tlog::{Log, Published},
     tls::ServerTls,
 };
 
 impl Gateway {
-    /// Runs one RPC for the caller of `request`: identifies it, runs `f` for it, logs the
-    /// outcome (member, method, code, latency) and turns an error into its status.
+    /// Runs one RPC for the caller of `request`: identifies it, runs `f` for it, and turns
+    /// an error into its status.
     async fn handle<R, T, F>(
         &self,
         method: &'static str,
@@ -47,9 +50,7 @@ impl Gateway {
     where
         F: Future<Output = Result<T, ApiError>>,
     {
-        let started = std::time::Instant::now();
-        self.handle_as(method, started, self.caller(request), f)
-            .await
+        self.handle_as(method, self.caller(request), f).await
     }
 
     /// As [`handle`](Self::handle), for a caller identified already (when `f` needs the
@@ -57,7 +58,6 @@ impl Gateway {
     async fn handle_as<T, F>(
         &self,
         method: &'static str,
-        started: std::time::Instant,
         caller: Result<Caller, ApiError>,
         f: impl FnOnce(Caller) -> F,
     ) -> Result<T, tonic::Status>
@@ -69,11 +69,15 @@ impl Gateway {
             Ok(caller) => f(caller).await,
             Err(e) => Err(e),
         };
-        error::finish(method, member.as_deref(), started, result)
+        error::finish(method, member.as_deref(), result)
     }
 
-    /// The caller of a request, from its TLS peer certificate only.
+    /// The caller of a request: the one the layer identified from the TLS peer certificate, or
+    /// why there is none.
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, ApiError> {
+        if let Some(observe::Identified(caller)) = request.extensions().get() {
+            return Ok(caller.clone());
+        }
         let certs = request.peer_certs();
         self.identify(certs.as_deref().and_then(|c| c.first()).map(|c| c.as_ref()))
     }
@@ -110,7 +114,17 @@ pub async fn serve(
         tls,
         options,
         ledger_task,
+        monitoring,
     } = assembled;
+    let (stop_monitoring, monitoring_stopped) = tokio::sync::watch::channel(false);
+    let monitor = monitoring.map(|listener| {
+        tokio::spawn(monitoring::serve(
+            listener,
+            gateway.clone(),
+            monitoring_stopped,
+        ))
+    });
+    let keep_up = gateway.telemetry.keep_up();
     let (stop_watching, watching) = tokio::sync::oneshot::channel();
     let watcher = tokio::spawn(control::watch(
         gateway.clone(),
@@ -122,10 +136,16 @@ pub async fn serve(
     // Not aborted: a store read it has under way would go on after the gateway stopped.
     let _ = stop_watching.send(());
     let _ = watcher.await;
+    // The monitoring listener holds the gateway, and with it the ledger: it stops first.
+    let _ = stop_monitoring.send(true);
+    if let Some(monitor) = monitor {
+        let _ = monitor.await;
+    }
     // The services are gone: the ledger drains what it holds and stops.
     let drained = ledger_task
         .await
         .map_err(|e| ServeError::Ledger(e.to_string()));
+    keep_up.abort();
     // Last, the store, once reads abandoned by cancelled calls are done.
     store.close().await;
     drained?;
@@ -170,18 +190,22 @@ async fn serve_grpc(
     let audit = AuditServer::new(audit::AuditService::new(gateway.clone()))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
-    let gateway_lists = gateway.lists.clone();
+    let (gateway_lists, telemetry) = (gateway.lists.clone(), gateway.telemetry.clone());
+    let observe = observe::ObserveLayer::new(
+        gateway.clone(),
+        telemetry.clone(),
+        options.max_message_bytes,
+        options.request_timeout,
+    );
     let submissions = SubmissionsServer::new(submissions::SubmissionsService::new(gateway))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
 
-    let incoming = crate::connections::incoming(listener, tls, gateway_lists, options.connections);
-    let limit = options.max_message_bytes;
+    let incoming =
+        crate::connections::incoming(listener, tls, gateway_lists, options.connections, telemetry);
     tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(move |r| {
-            oversize_is_resource_exhausted(r, limit)
-        }))
-        .timeout(options.request_timeout)
+        // Deadlines, oversize requests, the request log and the metrics: see `observe`.
+        .layer(observe)
         // No keepalive pings: their answers would keep an idle connection busy for ever. A
         // dead or silent peer is closed by the idle timeout instead.
         .add_service(health_service)
@@ -194,35 +218,6 @@ async fn serve_grpc(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
-}
-
-/// tonic answers an over-long request message with OUT_OF_RANGE; gRPC says RESOURCE_EXHAUSTED
-/// ("a per-user quota or message size limit"), and so does the gateway's contract.
-fn oversize_is_resource_exhausted<B>(
-    mut response: http::Response<B>,
-    limit: usize,
-) -> http::Response<B> {
-    const OUT_OF_RANGE: &str = "11";
-    let headers = response.headers_mut();
-    let oversize = headers
-        .get("grpc-status")
-        .is_some_and(|s| s == OUT_OF_RANGE)
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| {
-                m.replace("%20", " ")
-                    .contains("decoded message length too large")
-            });
-    if oversize {
-        let message =
-            format!("the request message is larger than this gateway accepts ({limit} bytes)");
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        if let Ok(value) = http::HeaderValue::from_str(&message) {
-            headers.insert("grpc-message", value);
-        }
-    }
-    response
 }
 
 /// Why the server stopped with an error.
@@ -249,8 +244,8 @@ pub enum StartError {
     #[error(transparent)]
     CodeLists(#[from] CodeListError),
     /// CA, CRL, policy or server certificate.
-    #[error("{0}")]
-    Reload(String),
+    #[error(transparent)]
+    Reload(#[from] control::ReloadError),
     /// The gateway key.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -287,6 +282,9 @@ pub struct Assembled {
     /// The ledger task; it ends once the server and every handle are gone ([`serve`] waits
     /// for it).
     pub ledger_task: tokio::task::JoinHandle<()>,
+    /// Where `/metrics`, `/readyz` and `/livez` are served (plain HTTP), if anywhere: bound by
+    /// the caller (`focalgate serve` binds `metrics.listen`).
+    pub monitoring: Option<TcpListener>,
 }
 
 /// Loads and checks everything the settings name: code lists, CA and CRLs, policy and signing
@@ -350,11 +348,18 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         .prepare(&*store, settings.accept_restored_log, &registry)
         .await?;
     tracing::info!(origin = %paths.origin, size, vkey = %log.verifier(), "transparency log checked");
+    let telemetry = Telemetry::new(Method::from_descriptor_sets(&[
+        crate::proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]));
     let (ledger, ledger_task) = Ledger::start(
         store.clone(),
         log.clone(),
         registry.clone(),
         settings.store.max_batch,
+        telemetry.clone(),
     );
     let drug_groups = lists
         .drug
@@ -383,6 +388,7 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         statistics,
         thresholds: settings.statistics.thresholds(),
         log,
+        telemetry,
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),
     });
     gateway.log_edits_made_while_stopped().await?;
@@ -397,5 +403,6 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
             watch_interval: Duration::from_millis(settings.reload.watch_ms),
         },
         ledger_task,
+        monitoring: None,
     })
 }

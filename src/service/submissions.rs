@@ -1,6 +1,6 @@
 //! `focalgate.v1.Submissions`: submit, get, list (translation only; see [`crate::app::submissions`]).
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,10 +31,9 @@ impl SubmissionsService {
 #[tonic::async_trait]
 impl Submissions for SubmissionsService {
     async fn submit(&self, request: Request<SignedEnvelope>) -> Result<Response<Receipt>, Status> {
-        let started = Instant::now();
         let caller = self.gateway.caller(&request);
         self.gateway
-            .handle_as("Submit", started, caller, |caller| async move {
+            .handle_as("Submit", caller, |caller| async move {
                 self.gateway.submit(&caller, request.into_inner()).await
             })
             .await
@@ -60,11 +59,10 @@ impl Submissions for SubmissionsService {
         &self,
         request: Request<ListSubmissionsRequest>,
     ) -> Result<Response<Self::ListSubmissionsStream>, Status> {
-        let started = Instant::now();
         let caller = self.gateway.caller(&request);
         let member = caller.as_ref().ok().map(|c| c.member().to_string());
         let filter = caller.and_then(|c| self.gateway.list_filter(&c, request.get_ref()));
-        let filter = finish("ListSubmissions", member.as_deref(), started, filter)?;
+        let filter = finish("ListSubmissions", member.as_deref(), filter)?;
 
         let (tx, rx) = mpsc::channel(64);
         let store = self.gateway.store.clone();

@@ -361,11 +361,27 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<SignedAt>, StoreError>;
 
+    /// The connections the store holds now, for operators.
+    fn pool(&self) -> PoolState;
+
     /// Closes the store once the gateway has stopped: every connection closes as soon as the
     /// work under way on it ends (a read whose caller went away included), and later calls
     /// fail with [`StoreError::Unavailable`]. SQLite returns once all are closed, leaving one
     /// complete file (the WAL folded in); PostgreSQL closes its idle connections at once.
     async fn close(&self);
+}
+
+/// A store's connections, as operators watch them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolState {
+    /// Most connections it opens (reads; the SQLite writer is one more).
+    pub max: usize,
+    /// Connections open now.
+    pub open: usize,
+    /// Of those, idle.
+    pub idle: usize,
+    /// Callers waiting for a connection, where the backend knows it.
+    pub waiting: Option<usize>,
 }
 
 /// A stored submission's row as both backends read it for [`Store::export`].

@@ -29,7 +29,7 @@ use tokio_postgres::{NoTls, Row, error::SqlState, types::ToSql};
 
 use super::{
     AccessRecord, EXPORT_COLUMNS, ExportRow, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
-    OBSERVATION_COLUMNS, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
+    OBSERVATION_COLUMNS, PoolState, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
     StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
 };
 use crate::{
@@ -762,6 +762,16 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    fn pool(&self) -> PoolState {
+        let status = self.pool.status();
+        PoolState {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: Some(status.waiting),
+        }
     }
 
     async fn close(&self) {

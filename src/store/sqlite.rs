@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
     AccessRecord, EXPORT_COLUMNS, ExportRow, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
-    OBSERVATION_COLUMNS, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
+    OBSERVATION_COLUMNS, PoolState, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
     StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
 };
 use crate::{
@@ -759,6 +759,17 @@ impl Store for SqliteStore {
             rows.collect::<Result<_, _>>().map_err(classify)
         })
         .await
+    }
+
+    fn pool(&self) -> PoolState {
+        let idle = self.readers.idle.lock().map_or(0, |i| i.len());
+        let in_use = READERS.saturating_sub(self.readers.permits.available_permits());
+        PoolState {
+            max: READERS,
+            open: in_use + idle,
+            idle,
+            waiting: None,
+        }
     }
 
     async fn close(&self) {

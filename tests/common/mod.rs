@@ -242,10 +242,11 @@ pub fn write_config(path: &Path, port: u16, data_dir: &Path, pki: &Path, extra: 
     std::fs::write(
         path,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
              [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}{extra}",
             data_dir.display(),
             pki.join("policy.toml").display(),
+            free_port(),
             pki.join("ca/ca.pem").display(),
             pki.join("ca/crl.pem").display(),
             pki.join("server/server.pem").display(),
@@ -408,6 +409,8 @@ pub fn settings_with_pki(data_dir: &Path, pki: &Path) -> Settings {
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// Where its `/metrics`, `/readyz` and `/livez` are served (plain HTTP).
+    pub monitoring: SocketAddr,
     pub data_dir: PathBuf,
     /// Its store.
     pub store_url: String,
@@ -423,9 +426,12 @@ impl Gateway {
 
     /// Starts a gateway with the given settings (listening on 127.0.0.1:0).
     pub async fn start_with(settings: Settings) -> Self {
-        let assembled = service::assemble(&settings).await.unwrap();
+        let mut assembled = service::assemble(&settings).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let monitoring = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let monitoring_addr = monitoring.local_addr().unwrap();
+        assembled.monitoring = Some(monitoring);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             service::serve(assembled, listener, async {
@@ -436,6 +442,7 @@ impl Gateway {
         });
         Self {
             addr,
+            monitoring: monitoring_addr,
             store_url: settings.store_url(),
             data_dir: settings.data_dir,
             stop: Some(stop),

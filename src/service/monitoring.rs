@@ -1,0 +1,115 @@
+//! The operators' listener, plain HTTP/1.1, apart from the partners' mutual-TLS port and bound
+//! to loopback by default (`metrics.listen`):
+//!
+//! | path       | answer                                                                  |
+//! |------------|-------------------------------------------------------------------------|
+//! | `/metrics` | Prometheus text format 0.0.4 (see [`crate::telemetry`])                 |
+//! | `/readyz`  | 200 when the store answers a read within 2 s; 503 with the reason if not |
+//! | `/livez`   | 200 while the process serves                                            |
+//!
+//! Bounded like everything else: at most [`MAX_CONNECTIONS`] at once, a request's head must
+//! arrive within 5 s, and only `GET` (or `HEAD`) of these paths is answered.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+use crate::app::Gateway;
+
+/// Most monitoring connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Longest a readiness probe waits for the store.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+
+fn answer(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn route(gateway: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "only GET is answered here\n".into(),
+        );
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let leaf = gateway.control.server_leaf();
+            gateway.sample(Some(&leaf)).await;
+            answer(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                gateway.telemetry.render(),
+            )
+        }
+        "/readyz" => match gateway.ready(READY_WITHIN).await {
+            Ok(()) => answer(StatusCode::OK, TEXT, "ready\n".into()),
+            Err(e) => answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: {e}\n"),
+            ),
+        },
+        "/livez" => answer(StatusCode::OK, TEXT, "alive\n".into()),
+        _ => answer(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: /metrics, /readyz and /livez are served here\n".into(),
+        ),
+    }
+}
+
+/// Serves the monitoring endpoints on `listener` until `stop` turns true; connections under
+/// way are then closed.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let Ok((tcp, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // dropping `tcp` closes it
+        };
+        let gateway = gateway.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(route(&gateway, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
