@@ -403,3 +403,33 @@ async fn a_logged_submission_missing_from_the_store_fails_verification_and_start
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submission_without_a_log_entry_is_refused_at_start() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(dir.path()).await;
+    let receipts = submit_many(&gw, "KGZ", 2).await;
+    gw.stop().await;
+    // As a store written before the gateway had a log would be.
+    let id = &receipts[0].submission_id;
+    common::tamper(
+        dir.path(),
+        &format!(
+            "DROP TRIGGER submissions_only_superseded_or_logged; \
+             UPDATE submissions SET log_index = NULL WHERE id = '{id}'"
+        ),
+        &format!(
+            "ALTER TABLE submissions DISABLE TRIGGER submissions_update; \
+             UPDATE submissions SET log_index = NULL WHERE id = '{id}'"
+        ),
+    );
+    let err = focalgate::service::assemble(&common::settings(dir.path()))
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(
+        err.to_string()
+            .contains("the store holds 1 submission(s) without a log entry"),
+        "{err}"
+    );
+}

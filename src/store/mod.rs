@@ -164,8 +164,8 @@ pub struct StoredSubmission {
     pub summary: SubmissionSummary,
     /// SHA-256 of the signed payload.
     pub payload_digest: Vec<u8>,
-    /// Index of its log entry; `None` only for submissions accepted before the log existed,
-    /// until the next start logs them.
+    /// Index of its log entry; `None` only in a store written before the gateway had a log,
+    /// which the gateway refuses to serve.
     pub log_index: Option<u64>,
     /// The encoded SignedEnvelope.
     pub envelope: Vec<u8>,
@@ -282,8 +282,9 @@ pub trait Store: Send + Sync + 'static {
         before_seq: Option<i64>,
     ) -> Result<Vec<SubmissionSummary>, StoreError>;
 
-    /// Submissions not yet in the log (accepted before it existed), oldest first.
-    async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError>;
+    /// How many submissions have no log entry: only a store written before the gateway had a
+    /// transparency log can hold any, and the gateway refuses to serve it.
+    async fn unlogged(&self) -> Result<u64, StoreError>;
 
     /// The number of log entries.
     async fn log_size(&self) -> Result<u64, StoreError>;
@@ -496,9 +497,6 @@ pub trait WriteTx: Send {
 
     /// Appends entries, nodes and the new checkpoint to the log.
     async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError>;
-
-    /// Gives a submission accepted before the log existed its log index.
-    async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError>;
 
     /// Records a value of the log's identity, once: a value already recorded stays.
     async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError>;

@@ -472,18 +472,16 @@ impl Store for PgStore {
         rows.iter().map(|r| summary(r).map_err(classify)).collect()
     }
 
-    async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError> {
+    async fn unlogged(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {STORED_COLUMNS} FROM submissions WHERE log_index IS NULL ORDER BY seq"
-                ),
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM submissions WHERE log_index IS NULL",
                 &[],
             )
             .await
             .map_err(classify)?;
-        rows.iter().map(|r| stored(r).map_err(classify)).collect()
+        Ok(col::<i64>(&row, 0)? as u64)
     }
 
     async fn log_size(&self) -> Result<u64, StoreError> {
@@ -1028,24 +1026,6 @@ impl WriteTx for PgTx {
                 .map_err(classify)?;
         }
         Ok(())
-    }
-
-    async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError> {
-        let n = self
-            .client()?
-            .execute(
-                "UPDATE submissions SET log_index = $1 WHERE id = $2 AND log_index IS NULL",
-                &[&(index as i64), &submission_id],
-            )
-            .await
-            .map_err(classify)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
-                "submission {submission_id} is already logged"
-            )))
-        }
     }
 
     async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {

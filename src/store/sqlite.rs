@@ -475,15 +475,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn unlogged(&self) -> Result<Vec<StoredSubmission>, StoreError> {
+    async fn unlogged(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {STORED_COLUMNS} FROM submissions WHERE log_index IS NULL ORDER BY seq"
-                ))
-                .map_err(classify)?;
-            let rows = stmt.query_map([], stored).map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)
+            conn.query_row(
+                "SELECT count(*) FROM submissions WHERE log_index IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(classify)
         })
         .await
     }
@@ -1108,27 +1108,6 @@ impl WriteTx for SqliteTx {
                 .map_err(classify)?;
             }
             Ok(())
-        })
-        .await
-    }
-
-    async fn set_log_index(&mut self, submission_id: &str, index: u64) -> Result<(), StoreError> {
-        let id = submission_id.to_owned();
-        self.run(move |conn| {
-            conn.execute(
-                "UPDATE submissions SET log_index = ?1 WHERE id = ?2 AND log_index IS NULL",
-                params![index as i64, id],
-            )
-            .map_err(classify)
-            .and_then(|n| {
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::Conflict(format!(
-                        "submission {id} is already logged"
-                    )))
-                }
-            })
         })
         .await
     }

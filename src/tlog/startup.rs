@@ -7,23 +7,22 @@
 //!   too, and every logged submission must be in the store with the envelope it logged (else
 //!   the store was altered, restored or rolled back).
 //! - The store must hold the tree of the checkpoint last published outside it, or extend it.
-//! - Submissions accepted before the log existed are appended to it.
+//! - Every stored submission has its log entry (a store from before the log is refused).
 
 use super::{Log, LogError, ORIGIN, Published, VERIFIER_KEY, ensure_meta};
 use crate::{
     checkpoint::{self, NoteSigner},
-    entry::{Entry, SubmissionEntry, sha256},
+    entry::Entry,
     identity::Registry,
     merkle::{self, Hash},
-    receipt::now_ms,
-    store::{Store, StoreError, StoredSubmission},
+    store::Store,
 };
 
 /// Makes the stored log safe to serve, before the ledger starts:
 /// - the log's origin is recorded at first start and must match `key`'s name afterwards;
 /// - the last signed checkpoint must verify with `key`, and the stored tree must have exactly
 ///   its size and its root (else the store was altered, restored or rolled back);
-/// - submissions accepted before the log existed are appended to it.
+/// - every stored submission has its log entry.
 ///
 /// The entries read on the way feed `registry` (certificates issued and revoked). Returns the
 /// size of the log.
@@ -49,6 +48,15 @@ impl Log {
             return Err(LogError::Integrity(format!(
                 "this store's log is signed with the key {stored}, but this gateway holds {vkey} (log.key): \
              every replica must use the log's one key"
+            )));
+        }
+
+        let unlogged = store.unlogged().await?;
+        if unlogged > 0 {
+            return Err(LogError::Integrity(format!(
+                "the store holds {unlogged} submission(s) without a log entry: it was written before \
+                 the gateway had a transparency log, and no partner could verify them; copy what \
+                 should be kept into a new store by submitting it again"
             )));
         }
 
@@ -107,36 +115,11 @@ impl Log {
 
         check_published(store, key, published, size, accept_restored_log).await?;
 
-        let unlogged = store.unlogged().await?;
-        if unlogged.is_empty() {
-            if let Some(cp) = store.latest_checkpoint().await? {
-                published
-                    .write(cp.size, &cp.note)
-                    .map_err(|e| published_error(published, e))?;
-            }
-            return Ok(size);
+        if let Some(cp) = store.latest_checkpoint().await? {
+            published
+                .write(cp.size, &cp.note)
+                .map_err(|e| published_error(published, e))?;
         }
-        let mut tx = store.begin().await?;
-        let entries = unlogged
-            .iter()
-            .map(entry_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let appended = self.append(tx.as_mut(), entries, now_ms()).await?;
-        for (k, s) in unlogged.iter().enumerate() {
-            tx.set_log_index(&s.summary.id, appended.first + k as u64)
-                .await?;
-        }
-        let (size, note) = (appended.size(), appended.checkpoint.clone());
-        tx.append_log(appended.append).await?;
-        tx.commit().await?;
-        published
-            .write(size, &note)
-            .map_err(|e| published_error(published, e))?;
-        tracing::info!(
-            count = unlogged.len(),
-            size,
-            "logged submissions accepted before the log existed"
-        );
         Ok(size)
     }
 }
@@ -259,26 +242,4 @@ async fn recompute_root(
         }
     }
     Ok(tree.root())
-}
-
-/// The log entry of a stored submission.
-fn entry_of(s: &StoredSubmission) -> Result<Vec<u8>, LogError> {
-    let digest32 = |d: &[u8], what: &str| {
-        <[u8; 32]>::try_from(d)
-            .map_err(|_| StoreError::corrupt(format!("{what} (not 32 bytes)"), &s.summary.id))
-    };
-    Entry::Submission(SubmissionEntry {
-        time_ms: s.summary.received_at_ms,
-        submission_id: s.summary.id.clone(),
-        member: s.summary.member.clone(),
-        dataflow: s.summary.dataflow.clone(),
-        ref_area: s.summary.ref_area.clone(),
-        time_period: s.summary.time_period.clone(),
-        revision: s.summary.revision,
-        payload_digest: digest32(&s.payload_digest, "payload digest")?,
-        envelope_digest: digest32(&s.summary.envelope_digest, "envelope digest")?,
-        signing_cert_digest: sha256(&s.signing_cert),
-    })
-    .encode()
-    .map_err(LogError::from)
 }
