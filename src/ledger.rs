@@ -29,7 +29,7 @@ use crate::{
     proto::Receipt,
     receipt::{self, ReceiptError, now_ms},
     schema::ValidSubmission,
-    store::{SeriesKey, Store, StoreError, SubmissionRecord},
+    store::{SeriesKey, Store, StoreError, SubmissionRecord, WriteTx},
     telemetry::Telemetry,
     tlog::{Log, LogError},
 };
@@ -197,11 +197,49 @@ struct Fresh {
 /// The results, in job order, and the new checkpoint (tree size, note) if the log grew.
 type Committed = (Vec<Result<Receipt, LedgerError>>, Option<(u64, String)>);
 
-/// Runs one batch in one transaction; the outer error means nothing was committed.
+/// The batch's plan: each job's result where it is known already, the submissions to store,
+/// and the jobs that repeat another job's payload (job, index into `fresh`).
+struct Plan {
+    results: Vec<Option<Result<Receipt, LedgerError>>>,
+    fresh: Vec<Fresh>,
+    duplicates: Vec<(usize, usize)>,
+}
+
+/// Runs one batch in one transaction: sequence it, log and receipt what is fresh, commit.
+/// The outer error means nothing was committed.
 async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
-    let key = w.log.key();
     let mut tx = w.store.begin().await?;
     let received_at_ms = now_ms();
+    let Plan {
+        mut results,
+        mut fresh,
+        duplicates,
+    } = sequence(w, tx.as_mut(), jobs, received_at_ms).await?;
+    let checkpoint = log_and_store(w, tx.as_mut(), jobs, &mut fresh, received_at_ms).await?;
+    tx.commit().await?;
+
+    for f in &fresh {
+        results[f.job] = Some(Ok(f.receipt.clone()));
+    }
+    for (i, k) in duplicates {
+        results[i] = Some(Ok(fresh[k].receipt.clone()));
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(LedgerError::Closed)))
+        .collect();
+    Ok((results, checkpoint))
+}
+
+/// Decides each job, holding the write transaction: a payload stored already gets its old
+/// receipt, a revoked signer or an out-of-date `supersedes_revision` is refused, a payload
+/// twice in the batch is stored once, and every other job gets the series' next revision.
+async fn sequence(
+    w: &Writer,
+    tx: &mut dyn WriteTx,
+    jobs: &[Job],
+    received_at_ms: i64,
+) -> Result<Plan, LedgerError> {
     let series: Vec<SeriesKey> = jobs
         .iter()
         .map(|j| series_of(j.accepted.submission()))
@@ -274,77 +312,82 @@ async fn commit(w: &Writer, jobs: &[Job]) -> Result<Committed, LedgerError> {
         });
     }
 
-    let mut checkpoint = None;
-    if !fresh.is_empty() {
-        let entries = fresh
-            .iter()
-            .map(|f| {
-                let a = &jobs[f.job].accepted;
-                Entry::Submission(SubmissionEntry {
-                    time_ms: received_at_ms,
-                    submission_id: f.id.clone(),
-                    member: a.member().to_string(),
-                    dataflow: f.series.dataflow.id().to_owned(),
-                    ref_area: f.series.ref_area.clone(),
-                    time_period: f.series.time_period.clone(),
-                    revision: f.revision,
-                    payload_digest: a.payload_digest(),
-                    envelope_digest: a.envelope_digest(),
-                    signing_cert_digest: sha256(a.signing_cert()),
-                })
-                .encode()
-                .map_err(LogError::from)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let appended = w.log.append(tx.as_mut(), entries, received_at_ms).await?;
-        let mut records = Vec::with_capacity(fresh.len());
-        for (k, f) in fresh.iter_mut().enumerate() {
-            let r = &mut f.receipt;
-            r.log_index = appended.first + k as u64;
-            r.log_entry = appended.append.entries[k].entry.clone();
-            r.checkpoint = appended.checkpoint.clone();
-            r.inclusion_proof = appended.proofs[k]
-                .iter()
-                .map(|h| h.as_bytes().to_vec())
-                .collect();
-            receipt::sign(r, key.key_pair())?;
+    Ok(Plan {
+        results,
+        fresh,
+        duplicates,
+    })
+}
+
+/// Appends the fresh submissions' entries to the log, signs their receipts, and writes
+/// submissions and log in `tx`. Returns the new checkpoint (tree size, note), if any.
+async fn log_and_store(
+    w: &Writer,
+    tx: &mut dyn WriteTx,
+    jobs: &[Job],
+    fresh: &mut [Fresh],
+    received_at_ms: i64,
+) -> Result<Option<(u64, String)>, LedgerError> {
+    if fresh.is_empty() {
+        return Ok(None);
+    }
+    let key = w.log.key();
+    let entries = fresh
+        .iter()
+        .map(|f| {
             let a = &jobs[f.job].accepted;
-            let s = a.submission();
-            records.push(SubmissionRecord {
-                id: f.id.clone(),
+            Entry::Submission(SubmissionEntry {
+                time_ms: received_at_ms,
+                submission_id: f.id.clone(),
                 member: a.member().to_string(),
-                series: f.series.clone(),
-                freq: s.period.frequency().code(),
-                period_start: s.period.start(),
-                period_end: s.period.end(),
+                dataflow: f.series.dataflow.id().to_owned(),
+                ref_area: f.series.ref_area.clone(),
+                time_period: f.series.time_period.clone(),
                 revision: f.revision,
-                received_at_ms,
-                log_index: r.log_index,
                 payload_digest: a.payload_digest(),
                 envelope_digest: a.envelope_digest(),
-                envelope: a.envelope().to_vec(),
-                signing_cert: a.signing_cert().to_vec(),
-                receipt: r.encode_to_vec(),
-                observations: s.observations.clone(),
-            });
-        }
-        checkpoint = Some((appended.size(), appended.checkpoint.clone()));
-        tx.insert(records).await?;
-        tx.append_log(appended.append).await?;
+                signing_cert_digest: sha256(a.signing_cert()),
+            })
+            .encode()
+            .map_err(LogError::from)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let appended = w.log.append(tx, entries, received_at_ms).await?;
+    let mut records = Vec::with_capacity(fresh.len());
+    for (k, f) in fresh.iter_mut().enumerate() {
+        let r = &mut f.receipt;
+        r.log_index = appended.first + k as u64;
+        r.log_entry = appended.append.entries[k].entry.clone();
+        r.checkpoint = appended.checkpoint.clone();
+        r.inclusion_proof = appended.proofs[k]
+            .iter()
+            .map(|h| h.as_bytes().to_vec())
+            .collect();
+        receipt::sign(r, key.key_pair())?;
+        let a = &jobs[f.job].accepted;
+        let s = a.submission();
+        records.push(SubmissionRecord {
+            id: f.id.clone(),
+            member: a.member().to_string(),
+            series: f.series.clone(),
+            freq: s.period.frequency().code(),
+            period_start: s.period.start(),
+            period_end: s.period.end(),
+            revision: f.revision,
+            received_at_ms,
+            log_index: r.log_index,
+            payload_digest: a.payload_digest(),
+            envelope_digest: a.envelope_digest(),
+            envelope: a.envelope().to_vec(),
+            signing_cert: a.signing_cert().to_vec(),
+            receipt: r.encode_to_vec(),
+            observations: s.observations.clone(),
+        });
     }
-    tx.commit().await?;
-
-    for f in &fresh {
-        results[f.job] = Some(Ok(f.receipt.clone()));
-    }
-    for (i, k) in duplicates {
-        results[i] = Some(Ok(fresh[k].receipt.clone()));
-    }
-    let results = results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(LedgerError::Closed)))
-        .collect();
-    Ok((results, checkpoint))
+    let checkpoint = (appended.size(), appended.checkpoint.clone());
+    tx.insert(records).await?;
+    tx.append_log(appended.append).await?;
+    Ok(Some(checkpoint))
 }
 
 fn series_of(s: &ValidSubmission) -> SeriesKey {

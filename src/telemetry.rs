@@ -53,6 +53,63 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Upper bounds of the ledger's batch-size histogram, in submissions.
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
+/// Every series' name and help text.
+const DESCRIPTIONS: [(&str, &str); 14] = [
+    (
+        "grpc_server_started_total",
+        "Total number of RPCs started on the server.",
+    ),
+    (
+        "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+    ),
+    (
+        "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    ),
+    (
+        "grpc_server_msg_received_total",
+        "Total number of RPC stream messages received on the server.",
+    ),
+    (
+        "grpc_server_msg_sent_total",
+        "Total number of gRPC stream messages sent by the server.",
+    ),
+    (
+        "focalgate_connections_refused_total",
+        "Connections turned away before the gRPC server, by reason.",
+    ),
+    (
+        "focalgate_connections_open",
+        "Established mutual-TLS connections.",
+    ),
+    (
+        "focalgate_ledger_batch_size",
+        "Submissions committed together (one log append, one checkpoint, one fsync).",
+    ),
+    (
+        "focalgate_ledger_commit_seconds",
+        "Time to commit one batch durably, log and receipts included.",
+    ),
+    ("focalgate_log_size", "Entries in the transparency log."),
+    (
+        "focalgate_log_checkpoint_age_seconds",
+        "Seconds since the latest checkpoint was signed.",
+    ),
+    (
+        "focalgate_store_up",
+        "1 if the store answered the scrape's reads, 0 if not.",
+    ),
+    (
+        "focalgate_store_pool_connections",
+        "The store's connections, by state (max, open, idle, waiting).",
+    ),
+    (
+        "focalgate_certificate_expiry_seconds",
+        "Seconds until a certificate in use expires (a CRL: until its next update); negative once expired. Alert 30 days ahead: < 30 * 86400.",
+    ),
+];
+
 /// How long a gauge no scrape has set stays in the exposition.
 const GAUGE_IDLE: Duration = Duration::from_secs(15 * 60);
 
@@ -226,62 +283,9 @@ impl Telemetry {
             // Only fails on empty bucket lists, which these are not.
             .unwrap_or_default()
             .build_recorder();
-        let describe = |name: &'static str, help: &'static str| {
+        for (name, help) in DESCRIPTIONS {
             recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
-        };
-        describe(
-            "grpc_server_started_total",
-            "Total number of RPCs started on the server.",
-        );
-        describe(
-            "grpc_server_handled_total",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
-        );
-        describe(
-            "grpc_server_handling_seconds",
-            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-        );
-        describe(
-            "grpc_server_msg_received_total",
-            "Total number of RPC stream messages received on the server.",
-        );
-        describe(
-            "grpc_server_msg_sent_total",
-            "Total number of gRPC stream messages sent by the server.",
-        );
-        describe(
-            "focalgate_connections_refused_total",
-            "Connections turned away before the gRPC server, by reason.",
-        );
-        describe(
-            "focalgate_connections_open",
-            "Established mutual-TLS connections.",
-        );
-        describe(
-            "focalgate_ledger_batch_size",
-            "Submissions committed together (one log append, one checkpoint, one fsync).",
-        );
-        describe(
-            "focalgate_ledger_commit_seconds",
-            "Time to commit one batch durably, log and receipts included.",
-        );
-        describe("focalgate_log_size", "Entries in the transparency log.");
-        describe(
-            "focalgate_log_checkpoint_age_seconds",
-            "Seconds since the latest checkpoint was signed.",
-        );
-        describe(
-            "focalgate_store_up",
-            "1 if the store answered the scrape's reads, 0 if not.",
-        );
-        describe(
-            "focalgate_store_pool_connections",
-            "The store's connections, by state (max, open, idle, waiting).",
-        );
-        describe(
-            "focalgate_certificate_expiry_seconds",
-            "Seconds until a certificate in use expires (a CRL: until its next update); negative once expired. Alert 30 days ahead: < 30 * 86400.",
-        );
+        }
 
         let series = |m: Method| {
             let l = [
