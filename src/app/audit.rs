@@ -13,7 +13,7 @@ use crate::{
     receipt::timestamp_from_millis,
     schema::{Rule, Violation},
     store::StoredCheckpoint,
-    tlog::{self, TreeSize},
+    tlog::{self, SizeError, TreeSize},
 };
 
 /// Most entries one GetEntries call returns.
@@ -78,14 +78,18 @@ impl Gateway {
         field: &str,
         requested: u64,
     ) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
-        self.latest().await?;
         let asked = match requested {
             0 => TreeSize::Latest,
             n => TreeSize::Exactly(n),
         };
-        tlog::resolve(&*self.store, asked)
-            .await
-            .map_err(|e| ApiError::size(field, e))
+        // One read of the latest checkpoint; an empty log has none to prove anything in.
+        match tlog::resolve(&*self.store, asked).await {
+            Ok((0, None)) | Err(SizeError::Beyond { latest: 0, .. }) => {
+                Err(ApiError::NotFound("the log has no entries yet".into()))
+            }
+            Ok(found) => Ok(found),
+            Err(e) => Err(ApiError::size(field, e)),
+        }
     }
 
     /// The checkpoint of a tree size (0: the latest).

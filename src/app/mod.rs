@@ -87,6 +87,9 @@ impl Gateway {
     }
 }
 
+/// Longest a scrape waits for the store's reads.
+const SAMPLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Gateway {
     /// Sets the gauges a scrape samples: the log's size and the age of its latest checkpoint,
     /// whether the store answered, its pool, and the seconds until each certificate in use
@@ -107,7 +110,16 @@ impl Gateway {
             };
             Ok::<_, crate::store::StoreError>((size, signed))
         };
-        let up = match log.await {
+        // A scrape must not wait for a store that does not answer.
+        let answered = tokio::time::timeout(SAMPLE_WITHIN, log)
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::store::StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    SAMPLE_WITHIN.as_millis()
+                )))
+            });
+        let up = match answered {
             Ok((size, signed)) => {
                 t.set("focalgate_log_size", &[], size as f64);
                 if let Some(s) = signed {
