@@ -20,7 +20,7 @@ use focalgate::{
     merkle::{self, CompactTree},
     proto::GetEntriesRequest,
     service,
-    store::{Store, sqlite::SqliteStore},
+    store::{LogRecords, sqlite::SqliteStore},
     synthetic::Rng,
     tlog::{Log, Published},
 };

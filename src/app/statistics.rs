@@ -37,7 +37,7 @@ type Recorded = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 impl Trail {
     /// Starts the writer over `store`; it ends once every handle is gone.
-    pub fn start(store: Arc<dyn crate::store::Store>) -> Self {
+    pub fn start(store: Arc<dyn crate::store::AccessTrail>) -> Self {
         let (records, mut rx) = tokio::sync::mpsc::channel(TRAIL_BATCH * 4);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(TRAIL_BATCH);
@@ -77,7 +77,7 @@ pub struct StatisticsState {
 
 impl StatisticsState {
     /// An empty index; [`refresh`](Self::refresh) fills it. Queries are recorded in `store`.
-    pub fn new(index: Index, store: Arc<dyn crate::store::Store>) -> Self {
+    pub fn new(index: Index, store: Arc<dyn crate::store::AccessTrail>) -> Self {
         Self {
             index: RwLock::new(index),
             trail: Trail::start(store),

@@ -6,7 +6,7 @@
 //!
 //! The source should not change meanwhile: copy from a stopped gateway's store or a backup.
 
-use super::{LogAppend, LogEntryRecord, Store, StoreError};
+use super::{LogAppend, LogEntryRecord, LogRecords, Store, StoreError};
 use crate::{
     checkpoint,
     merkle::{self, CompactTree, Hash},
@@ -174,7 +174,7 @@ pub async fn copy(
 
 /// The target's entries, read back, must recompute the root of the source's latest
 /// checkpoint, and both must hold that checkpoint.
-async fn verify(from: &dyn Store, to: &dyn Store) -> Result<Option<Hash>, StoreError> {
+async fn verify(from: &dyn LogRecords, to: &dyn LogRecords) -> Result<Option<Hash>, StoreError> {
     let Some(latest) = from.latest_checkpoint().await? else {
         return Ok(None);
     };

@@ -9,6 +9,7 @@
 
 pub mod copy;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::{collections::HashMap, sync::Arc};
@@ -263,15 +264,42 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
-/// Most rows one [`Store::list`] call returns; callers page with `before_seq`.
+/// Most rows one [`Submissions::list`] call returns; callers page with `before_seq`.
 pub const LIST_PAGE: u32 = 500;
 
-/// A store of submissions.
+/// The log's records, as the log reads them: its size, the tree nodes a computation names, entries
+/// by index, signed checkpoints, and what is recorded about the log.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Opens the write transaction of one batch. Writers are serialised.
-    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError>;
+pub trait LogRecords: Send + Sync {
+    /// The number of log entries.
+    async fn log_size(&self) -> Result<u64, StoreError>;
 
+    /// Stored tree nodes; absent ones are left out.
+    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
+
+    /// Entries with index in `start..end`, in order.
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// The index of the first entry with this leaf hash.
+    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError>;
+
+    /// The checkpoint with the largest tree size.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The checkpoint signed for exactly this tree size, if any.
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The latest checkpoint signed at or before `time_ms`.
+    async fn checkpoint_before(&self, time_ms: i64)
+    -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// A value recorded about the log (`origin`, `verifier_key`, `first_policy`, `first_crls`).
+    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Stored submissions, as the submit and list use-cases and the start-up check read them.
+#[async_trait]
+pub trait Submissions: Send + Sync {
     /// One submission by id.
     async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError>;
 
@@ -286,21 +314,6 @@ pub trait Store: Send + Sync + 'static {
     /// transparency log can hold any, and the gateway refuses to serve it.
     async fn unlogged(&self) -> Result<u64, StoreError>;
 
-    /// The number of log entries.
-    async fn log_size(&self) -> Result<u64, StoreError>;
-
-    /// The checkpoint with the largest tree size.
-    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
-
-    /// The checkpoint signed for exactly this tree size, if any.
-    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
-
-    /// Stored tree nodes; absent ones are left out.
-    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
-
-    /// Entries with index in `start..end`, in order.
-    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
-
     /// The stored submissions whose log entries have an index in `start..end`: (log index,
     /// SHA-256 of the stored envelope), in order. The start-up check compares them with the
     /// entries, so that a logged submission missing from the store is noticed.
@@ -309,24 +322,22 @@ pub trait Store: Send + Sync + 'static {
         start: u64,
         end: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+}
 
-    /// The index of the first entry with this leaf hash.
-    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError>;
-
-    /// A value recorded about the log (`origin`, `verifier_key`, `first_policy`, `first_crls`).
-    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError>;
-
+/// What the statistics index follows: submissions in store order with their observations.
+#[async_trait]
+pub trait StatisticsFeed: Send + Sync {
     /// Up to `limit` submissions with `seq > after_seq`, in store order, with their observations.
     async fn submissions_since(
         &self,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<IndexedSubmission>, StoreError>;
+}
 
-    /// The latest checkpoint signed at or before `time_ms`.
-    async fn checkpoint_before(&self, time_ms: i64)
-    -> Result<Option<StoredCheckpoint>, StoreError>;
-
+/// The access trail: every statistics answer, recorded before it leaves.
+#[async_trait]
+pub trait AccessTrail: Send + Sync {
     /// Records queries in the access trail, durably, in one transaction (outside the log's
     /// lock: the trail is no part of the log).
     async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError>;
@@ -337,7 +348,11 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AccessRecord>, StoreError>;
+}
 
+/// Everything stored, page by page, for copying a store into another.
+#[async_trait]
+pub trait Exports: Send + Sync {
     /// Up to `limit` submissions with `seq > after_seq`, in store order, as they were
     /// inserted (observations with their comments), for copying the store. Submissions not yet
     /// logged are refused: a gateway logs them when it starts.
@@ -361,6 +376,15 @@ pub trait Store: Send + Sync + 'static {
         after_size: u64,
         limit: u32,
     ) -> Result<Vec<SignedAt>, StoreError>;
+}
+
+/// A store of submissions and of the log that records them: every part above, the write
+/// transaction, and the store's life. Each consumer names the part it reads (the log
+/// [`LogRecords`], the statistics index [`StatisticsFeed`], …); a `&dyn Store` is each of them.
+#[async_trait]
+pub trait Store: LogRecords + Submissions + StatisticsFeed + AccessTrail + Exports + 'static {
+    /// Opens the write transaction of one batch. Writers are serialised.
+    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError>;
 
     /// The connections the store holds now, for operators.
     fn pool(&self) -> PoolState;
@@ -385,77 +409,6 @@ pub struct PoolState {
     pub waiting: Option<usize>,
 }
 
-/// A stored submission's row as both backends read it for [`Store::export`].
-#[derive(Debug)]
-struct ExportRow {
-    seq: i64,
-    id: String,
-    member: String,
-    dataflow: String,
-    ref_area: String,
-    freq: String,
-    time_period: String,
-    period_start: String,
-    period_end: String,
-    revision: u32,
-    received_at_ms: i64,
-    log_index: Option<i64>,
-    payload_digest: Vec<u8>,
-    envelope_digest: Vec<u8>,
-    envelope: Vec<u8>,
-    signing_cert: Vec<u8>,
-    receipt: Vec<u8>,
-}
-
-/// The columns of [`ExportRow`], in order.
-const EXPORT_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, period_start, period_end, revision, received_at, log_index, payload_digest, envelope_digest, envelope, signing_cert, receipt";
-
-/// The observation columns both backends read, in order (`comment` last, for exports only).
-const OBSERVATION_COLUMNS: &str = "submission_seq, drug, transport_mode, origin_area, departure_area, transit_area, destination_area, unit_measure, n_seizures, quantity, obs_status, conf_status, embargo_time, comment";
-
-impl ExportRow {
-    fn into_record(
-        self,
-        observations: Vec<ValidObservation>,
-    ) -> Result<(i64, SubmissionRecord), StoreError> {
-        let bad = |what: &str| StoreError::corrupt(what, &self.id);
-        let date = |s: &str| {
-            Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-                .map_err(|_| bad("period date"))
-        };
-        let digest = |d: &[u8], what: &str| <[u8; 32]>::try_from(d).map_err(|_| bad(what));
-        let record = SubmissionRecord {
-            member: self.member.clone(),
-            series: SeriesKey {
-                ref_area: self.ref_area.clone(),
-                dataflow: Dataflow::from_id(&self.dataflow).ok_or_else(|| bad("dataflow"))?,
-                time_period: self.time_period.clone(),
-            },
-            freq: crate::schema::Frequency::from_code(&self.freq)
-                .ok_or_else(|| bad("frequency"))?
-                .code(),
-            period_start: date(&self.period_start)?,
-            period_end: date(&self.period_end)?,
-            revision: self.revision,
-            received_at_ms: self.received_at_ms,
-            log_index: self.log_index.map(|i| i as u64).ok_or_else(|| {
-                StoreError::Refused(format!(
-                    "submission {} is not in the log yet: start a gateway on this store once (it logs it), then copy",
-                    self.id
-                ))
-            })?,
-            payload_digest: digest(&self.payload_digest, "payload digest")?,
-            envelope_digest: digest(&self.envelope_digest, "envelope digest")?,
-            envelope: self.envelope,
-            signing_cert: self.signing_cert,
-            receipt: self.receipt,
-            observations: observations.into(),
-            id: self.id,
-        };
-        Ok((self.seq, record))
-    }
-}
-
 /// A checkpoint with the time it was signed, Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedAt {
@@ -465,11 +418,31 @@ pub struct SignedAt {
     pub signed_at_ms: i64,
 }
 
+/// What the log reads and writes inside a write transaction: it sees everything committed
+/// before the transaction took the write lock, and what the transaction wrote since.
+#[async_trait]
+pub trait LogTx: Send {
+    /// The number of log entries.
+    async fn log_size(&mut self) -> Result<u64, StoreError>;
+
+    /// Entries with index in `start..end`, in order, as this transaction sees them.
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Stored tree nodes; absent ones are left out.
+    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
+
+    /// Appends entries, nodes and the new checkpoint to the log.
+    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError>;
+
+    /// Records a value of the log's identity, once: a value already recorded stays.
+    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
+}
+
 /// The write transaction of one batch. Dropping it without [`commit`](WriteTx::commit) rolls
 /// everything back. Every method works on the whole batch, so a batch costs a handful of
 /// round trips to the database however many submissions it holds.
 #[async_trait]
-pub trait WriteTx: Send {
+pub trait WriteTx: LogTx {
     /// The stored receipts of submissions with any of these payload digests.
     async fn receipts_by_payload(
         &mut self,
@@ -485,21 +458,6 @@ pub trait WriteTx: Send {
     /// Inserts submissions in order. The previous current revision of each series is marked
     /// superseded, and the last record of each series becomes its current revision.
     async fn insert(&mut self, records: Vec<SubmissionRecord>) -> Result<(), StoreError>;
-
-    /// The number of log entries.
-    async fn log_size(&mut self) -> Result<u64, StoreError>;
-
-    /// Entries with index in `start..end`, in order, as this transaction sees them.
-    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
-
-    /// Stored tree nodes; absent ones are left out.
-    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError>;
-
-    /// Appends entries, nodes and the new checkpoint to the log.
-    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError>;
-
-    /// Records a value of the log's identity, once: a value already recorded stays.
-    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError>;
 
     /// Inserts checkpoints signed earlier (copying a store).
     async fn insert_checkpoints(&mut self, checkpoints: Vec<SignedAt>) -> Result<(), StoreError>;

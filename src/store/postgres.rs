@@ -25,12 +25,20 @@ use std::{collections::HashMap, str::FromStr, time::Duration};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use time::{Date, format_description::BorrowedFormatItem, macros::format_description};
-use tokio_postgres::{NoTls, Row, error::SqlState, types::ToSql};
+use tokio_postgres::{
+    NoTls, Row,
+    error::SqlState,
+    types::{ToSql, Type},
+};
 
 use super::{
-    AccessRecord, EXPORT_COLUMNS, ExportRow, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
-    OBSERVATION_COLUMNS, PoolState, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
-    StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+    AccessRecord, AccessTrail, Exports, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
+    LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed, Store, StoreError,
+    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, Submissions, WriteTx,
+    rows::{
+        self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, EXPORT_COLUMNS, INDEXED_COLUMNS,
+        OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
+    },
 };
 use crate::{
     merkle::{Hash, NodeId, Nodes},
@@ -122,6 +130,45 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Res
         ),
         id: None,
     })
+}
+
+impl rows::Columns for Row {
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.columns().get(i).map(|c| c.type_()) {
+            Some(&Type::INT2) => Ok(col::<Option<i16>>(self, i)?.map(i64::from)),
+            Some(&Type::INT4) => Ok(col::<Option<i32>>(self, i)?.map(i64::from)),
+            _ => col(self, i),
+        }
+    }
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        col(self, i)
+    }
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        col(self, i)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        col(self, i)
+    }
+    fn name(&self, i: usize) -> String {
+        self.columns().get(i).map_or("?", |c| c.name()).to_owned()
+    }
+}
+
+/// The first row `sql` selects for `params`, read by `f`, if there is one.
+async fn first<T>(
+    client: &Object,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    f: impl FnOnce(&Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let stmt = client.prepare_cached(sql).await.map_err(classify)?;
+    client
+        .query_opt(&stmt, params)
+        .await
+        .map_err(classify)?
+        .as_ref()
+        .map(f)
+        .transpose()
 }
 
 fn pool_error(e: PoolError) -> StoreError {
@@ -227,52 +274,12 @@ impl PgStore {
     }
 }
 
-const SUMMARY_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest";
-const STORED_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest, payload_digest, log_index, envelope, signing_cert, receipt";
-
-fn summary(row: &Row) -> Result<SubmissionSummary, tokio_postgres::Error> {
-    Ok(SubmissionSummary {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        member: row.try_get("member")?,
-        dataflow: row.try_get("dataflow")?,
-        ref_area: row.try_get("ref_area")?,
-        freq: row.try_get("freq")?,
-        time_period: row.try_get("time_period")?,
-        revision: row.try_get::<_, i32>("revision")? as u32,
-        is_current: row.try_get("is_current")?,
-        received_at_ms: row.try_get("received_at")?,
-        observation_count: row.try_get::<_, i32>("observation_count")? as u32,
-        envelope_digest: row.try_get("envelope_digest")?,
-    })
-}
-
-fn stored(row: &Row) -> Result<StoredSubmission, tokio_postgres::Error> {
-    Ok(StoredSubmission {
-        summary: summary(row)?,
-        payload_digest: row.try_get("payload_digest")?,
-        log_index: row
-            .try_get::<_, Option<i64>>("log_index")?
-            .map(|i| i as u64),
-        envelope: row.try_get("envelope")?,
-        signing_cert: row.try_get("signing_cert")?,
-        receipt: row.try_get("receipt")?,
-    })
-}
-
-fn checkpoint(row: &Row) -> Result<StoredCheckpoint, StoreError> {
-    Ok(StoredCheckpoint {
-        size: col::<i64>(row, 0)? as u64,
-        note: col(row, 1)?,
-    })
-}
-
 async fn log_size(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
     let row = client
         .query_one("SELECT coalesce(max(idx) + 1, 0) FROM log_entries", &[])
         .await
         .map_err(classify)?;
-    Ok(col::<i64>(&row, 0)? as u64)
+    rows::Columns::u64(&row, 0)
 }
 
 /// Log entries with index in `start..end`, in order.
@@ -301,10 +308,7 @@ async fn by_log_index(
         .query(sql, &[&(start as i64), &(end as i64)])
         .await
         .map_err(classify)?;
-    rows.iter()
-        .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
-        .collect::<Result<_, tokio_postgres::Error>>()
-        .map_err(classify)
+    rows.iter().map(rows::indexed_blob).collect()
 }
 
 async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes, StoreError> {
@@ -318,44 +322,7 @@ async fn nodes(client: &tokio_postgres::Client, ids: &[NodeId]) -> Result<Nodes,
         )
         .await
         .map_err(classify)?;
-    let mut found = Nodes::with_capacity(rows.len());
-    for r in rows {
-        let id = NodeId {
-            level: col::<i32>(&r, 0)? as u8,
-            index: col::<i64>(&r, 1)? as u64,
-        };
-        let hash = Hash::from_bytes(col::<&[u8]>(&r, 2)?)
-            .ok_or_else(|| StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}")))?;
-        found.insert(id, hash);
-    }
-    Ok(found)
-}
-
-/// An observation row of [`OBSERVATION_COLUMNS`]; the comment only `with_comment`.
-fn stored_observation(
-    r: &Row,
-    with_comment: bool,
-) -> Result<crate::schema::ValidObservation, StoreError> {
-    let embargo: Option<i64> = col(r, 12)?;
-    Ok(crate::schema::ValidObservation {
-        drug: col(r, 1)?,
-        transport_mode: col(r, 2)?,
-        origin_area: col(r, 3)?,
-        departure_area: col(r, 4)?,
-        transit_area: col::<Option<String>>(r, 5)?
-            .map(|t| t.split(';').map(str::to_owned).collect())
-            .unwrap_or_default(),
-        destination_area: col(r, 6)?,
-        unit_measure: col(r, 7)?,
-        n_seizures: col::<Option<i64>>(r, 8)?.map(|n| n as u64),
-        quantity: col::<Option<i64>>(r, 9)?.and_then(crate::schema::Quantity::from_millionths),
-        obs_status: col(r, 10)?,
-        conf_status: col(r, 11)?,
-        embargo_time: embargo.and_then(|ms| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-        }),
-        comment: if with_comment { col(r, 13)? } else { None },
-    })
+    rows.iter().map(rows::node).collect()
 }
 
 /// The observations of submissions `first..=last`, grouped onto `out` by sequence number.
@@ -379,53 +346,100 @@ async fn observations_of<T>(
         )
         .await
         .map_err(classify)?;
-    let mut at = 0;
+    let mut grouping = rows::Grouping::new();
     for r in &rows {
-        let seq: i64 = col(r, 0)?;
-        while seq_of(&out[at]) != seq {
-            at += 1;
-            if at == out.len() {
-                return Err(StoreError::corrupt(
-                    "observation (of no submission listed)",
-                    format!("submission seq {seq}"),
-                ));
-            }
-        }
-        push(&mut out[at], stored_observation(r, with_comment)?);
+        let submission = grouping.place(out, &seq_of, r)?;
+        push(submission, rows::observation(r, with_comment)?);
     }
     Ok(())
 }
 
 #[async_trait]
-impl Store for PgStore {
-    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+impl LogRecords for PgStore {
+    async fn log_size(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let tx = PgTx {
-            client: Some(client),
-            open: true,
-        };
-        // Dropping `tx` on an error closes the connection: nothing half-done stays pooled.
-        tx.client()?
-            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"))
-            .await
-            .map_err(classify)?;
-        Ok(Box::new(tx))
+        log_size(&client).await
     }
 
-    async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError> {
+    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {STORED_COLUMNS} FROM submissions WHERE id = $1"
-            ))
+        nodes(&client, &ids).await
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        entries(&*self.client().await?, start, end).await
+    }
+
+    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT min(idx) FROM log_entries WHERE leaf_hash = $1",
+                &[&&leaf_hash.as_bytes()[..]],
+            )
             .await
             .map_err(classify)?;
+        rows::Columns::opt_u64(&row, 0)
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        first(
+            &client,
+            &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1"),
+            &[],
+            rows::checkpoint,
+        )
+        .await
+    }
+
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        first(
+            &client,
+            &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size = $1"),
+            &[&(size as i64)],
+            rows::checkpoint,
+        )
+        .await
+    }
+
+    async fn checkpoint_before(
+        &self,
+        time_ms: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.client().await?;
+        first(
+            &client,
+            &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE signed_at <= $1 ORDER BY size DESC LIMIT 1"),
+            &[&time_ms],
+            rows::checkpoint,
+        )
+        .await
+    }
+
+    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
         client
-            .query_opt(&stmt, &[&id])
+            .query_opt("SELECT value FROM log_meta WHERE name = $1", &[&name])
             .await
             .map_err(classify)?
-            .map(|r| stored(&r).map_err(classify))
+            .map(|r| col(&r, 0))
             .transpose()
+    }
+}
+
+#[async_trait]
+impl Submissions for PgStore {
+    async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError> {
+        let client = self.client().await?;
+        first(
+            &client,
+            &format!("SELECT {STORED_COLUMNS} FROM submissions WHERE id = $1"),
+            &[&id],
+            rows::stored,
+        )
+        .await
     }
 
     async fn list(
@@ -469,7 +483,7 @@ impl Store for PgStore {
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let rows = client.query(&sql, &params).await.map_err(classify)?;
-        rows.iter().map(|r| summary(r).map_err(classify)).collect()
+        rows.iter().map(rows::summary).collect()
     }
 
     async fn unlogged(&self) -> Result<u64, StoreError> {
@@ -481,47 +495,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(classify)?;
-        Ok(col::<i64>(&row, 0)? as u64)
-    }
-
-    async fn log_size(&self) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        log_size(&client).await
-    }
-
-    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let client = self.client().await?;
-        client
-            .query_opt(
-                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-                &[],
-            )
-            .await
-            .map_err(classify)?
-            .map(|r| checkpoint(&r))
-            .transpose()
-    }
-
-    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let client = self.client().await?;
-        client
-            .query_opt(
-                "SELECT size, note FROM checkpoints WHERE size = $1",
-                &[&(size as i64)],
-            )
-            .await
-            .map_err(classify)?
-            .map(|r| checkpoint(&r))
-            .transpose()
-    }
-
-    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
-        let client = self.client().await?;
-        nodes(&client, &ids).await
-    }
-
-    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        entries(&*self.client().await?, start, end).await
+        rows::Columns::u64(&row, 0)
     }
 
     async fn logged_envelopes(
@@ -538,29 +512,10 @@ impl Store for PgStore {
         )
         .await
     }
+}
 
-    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT min(idx) FROM log_entries WHERE leaf_hash = $1",
-                &[&&leaf_hash.as_bytes()[..]],
-            )
-            .await
-            .map_err(classify)?;
-        Ok(col::<Option<i64>>(&row, 0)?.map(|i| i as u64))
-    }
-
-    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let client = self.client().await?;
-        client
-            .query_opt("SELECT value FROM log_meta WHERE name = $1", &[&name])
-            .await
-            .map_err(classify)?
-            .map(|r| col(&r, 0))
-            .transpose()
-    }
-
+#[async_trait]
+impl StatisticsFeed for PgStore {
     async fn submissions_since(
         &self,
         after_seq: i64,
@@ -569,28 +524,17 @@ impl Store for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT seq, dataflow, ref_area, time_period, log_index FROM submissions \
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &format!(
+                    "SELECT {INDEXED_COLUMNS} FROM submissions WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ),
                 &[&after_seq, &i64::from(limit)],
             )
             .await
             .map_err(classify)?;
         let mut out = rows
             .iter()
-            .map(|r| {
-                let dataflow: String = col(r, 1)?;
-                Ok(IndexedSubmission {
-                    seq: col(r, 0)?,
-                    dataflow: Dataflow::from_id(&dataflow).ok_or_else(|| {
-                        StoreError::corrupt(format!("dataflow {dataflow:?}"), "a submission")
-                    })?,
-                    ref_area: col(r, 2)?,
-                    time_period: col(r, 3)?,
-                    log_index: col::<Option<i64>>(r, 4)?.map(|i| i as u64),
-                    observations: Vec::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .map(rows::indexed)
+            .collect::<Result<Vec<_>, _>>()?;
         observations_of(
             &client,
             &mut out,
@@ -601,22 +545,10 @@ impl Store for PgStore {
         .await?;
         Ok(out)
     }
+}
 
-    async fn checkpoint_before(
-        &self,
-        time_ms: i64,
-    ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let client = self.client().await?;
-        client
-            .query_opt(
-                "SELECT size, note FROM checkpoints WHERE signed_at <= $1 ORDER BY size DESC LIMIT 1",
-                &[&time_ms],
-            )
-            .await
-            .map_err(classify)?
-            .map(|r| checkpoint(&r)).transpose()
-    }
-
+#[async_trait]
+impl AccessTrail for PgStore {
     async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
         let tx = PgTx {
             client: Some(self.client().await?),
@@ -640,28 +572,19 @@ impl Store for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, at, member, method, request, tree_size, rows, suppressed FROM access_trail \
-                 WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                &format!(
+                    "SELECT {ACCESS_COLUMNS} FROM access_trail WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                ),
                 &[&before_id.unwrap_or(i64::MAX), &i64::from(limit)],
             )
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|r| -> Result<_, StoreError> {
-                Ok(AccessRecord {
-                    id: col(r, 0)?,
-                    at_ms: col(r, 1)?,
-                    member: col(r, 2)?,
-                    method: col(r, 3)?,
-                    request: col(r, 4)?,
-                    tree_size: col::<i64>(r, 5)? as u64,
-                    rows: col::<i32>(r, 6)? as u32,
-                    suppressed: col::<i32>(r, 7)? as u32,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::access).collect()
     }
+}
 
+#[async_trait]
+impl Exports for PgStore {
     async fn export(
         &self,
         after_seq: i64,
@@ -677,37 +600,12 @@ impl Store for PgStore {
             )
             .await
             .map_err(classify)?;
-        let mut out: Vec<(ExportRow, Vec<crate::schema::ValidObservation>)> = rows
+        let mut out = rows
             .iter()
-            .map(|r| -> Result<_, StoreError> {
-                Ok((
-                    ExportRow {
-                        seq: col(r, 0)?,
-                        id: col(r, 1)?,
-                        member: col(r, 2)?,
-                        dataflow: col(r, 3)?,
-                        ref_area: col(r, 4)?,
-                        freq: col(r, 5)?,
-                        time_period: col(r, 6)?,
-                        period_start: col(r, 7)?,
-                        period_end: col(r, 8)?,
-                        revision: col::<i32>(r, 9)? as u32,
-                        received_at_ms: col(r, 10)?,
-                        log_index: col(r, 11)?,
-                        payload_digest: col(r, 12)?,
-                        envelope_digest: col(r, 13)?,
-                        envelope: col(r, 14)?,
-                        signing_cert: col(r, 15)?,
-                        receipt: col(r, 16)?,
-                    },
-                    Vec::new(),
-                ))
-            })
-            .collect::<Result<_, _>>()?;
-        observations_of(&client, &mut out, |r| r.0.seq, |r, o| r.1.push(o), true).await?;
-        out.into_iter()
-            .map(|(row, obs)| row.into_record(obs))
-            .collect()
+            .map(|r| rows::export(r).map(|record| (record, Vec::new())))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        observations_of(&client, &mut out, |r| r.0.0, |r, o| r.1.push(o), true).await?;
+        Ok(rows::with_observations(out))
     }
 
     async fn export_nodes(
@@ -725,18 +623,7 @@ impl Store for PgStore {
             )
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                let id = NodeId {
-                    level: col::<i32>(r, 0)? as u8,
-                    index: col::<i64>(r, 1)? as u64,
-                };
-                let hash = Hash::from_bytes(col::<&[u8]>(r, 2)?).ok_or_else(|| {
-                    StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}"))
-                })?;
-                Ok((id, hash))
-            })
-            .collect()
+        rows.iter().map(rows::node).collect()
     }
 
     async fn export_checkpoints(
@@ -747,19 +634,31 @@ impl Store for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT size, note, signed_at FROM checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+                &format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size > $1 ORDER BY size LIMIT $2"
+                ),
                 &[&(after_size as i64), &i64::from(limit)],
             )
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|r| {
-                Ok(SignedAt {
-                    checkpoint: checkpoint(r)?,
-                    signed_at_ms: col(r, 2)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::signed_at).collect()
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        let client = self.client().await?;
+        let tx = PgTx {
+            client: Some(client),
+            open: true,
+        };
+        // Dropping `tx` on an error closes the connection: nothing half-done stays pooled.
+        tx.client()?
+            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"))
+            .await
+            .map_err(classify)?;
+        Ok(Box::new(tx))
     }
 
     fn pool(&self) -> PoolState {
@@ -800,6 +699,80 @@ impl Drop for PgTx {
             // Out of the pool and closed: the server rolls back and releases the lock.
             drop(Object::take(client));
         }
+    }
+}
+
+#[async_trait]
+impl LogTx for PgTx {
+    async fn log_size(&mut self) -> Result<u64, StoreError> {
+        log_size(self.client()?).await
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        entries(self.client()?, start, end).await
+    }
+
+    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        nodes(self.client()?, &ids).await
+    }
+
+    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError> {
+        let client = self.client()?;
+        let idx: Vec<i64> = append.entries.iter().map(|e| e.index as i64).collect();
+        let entry: Vec<&[u8]> = append.entries.iter().map(|e| e.entry.as_slice()).collect();
+        let leaf: Vec<&[u8]> = append
+            .entries
+            .iter()
+            .map(|e| &e.leaf_hash.as_bytes()[..])
+            .collect();
+        client
+            .execute(
+                "INSERT INTO log_entries (idx, entry, leaf_hash) \
+                 SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])",
+                &[&idx, &entry, &leaf],
+            )
+            .await
+            .map_err(classify)?;
+        let levels: Vec<i32> = append
+            .nodes
+            .iter()
+            .map(|(id, _)| i32::from(id.level))
+            .collect();
+        let node_idx: Vec<i64> = append.nodes.iter().map(|(id, _)| id.index as i64).collect();
+        let hashes: Vec<&[u8]> = append
+            .nodes
+            .iter()
+            .map(|(_, h)| &h.as_bytes()[..])
+            .collect();
+        client
+            .execute(
+                "INSERT INTO log_nodes (level, idx, hash) \
+                 SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
+                &[&levels, &node_idx, &hashes],
+            )
+            .await
+            .map_err(classify)?;
+        if let Some((size, note)) = &append.checkpoint {
+            client
+                .execute(
+                    "INSERT INTO checkpoints (size, note, signed_at) VALUES ($1, $2, $3)",
+                    &[&(*size as i64), note, &append.signed_at_ms],
+                )
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.client()?
+            .execute(
+                "INSERT INTO log_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &value],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 }
 
@@ -966,77 +939,6 @@ impl WriteTx for PgTx {
             .await
             .map_err(classify)?;
         Ok(())
-    }
-
-    async fn log_size(&mut self) -> Result<u64, StoreError> {
-        log_size(self.client()?).await
-    }
-
-    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        entries(self.client()?, start, end).await
-    }
-
-    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
-        nodes(self.client()?, &ids).await
-    }
-
-    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError> {
-        let client = self.client()?;
-        let idx: Vec<i64> = append.entries.iter().map(|e| e.index as i64).collect();
-        let entry: Vec<&[u8]> = append.entries.iter().map(|e| e.entry.as_slice()).collect();
-        let leaf: Vec<&[u8]> = append
-            .entries
-            .iter()
-            .map(|e| &e.leaf_hash.as_bytes()[..])
-            .collect();
-        client
-            .execute(
-                "INSERT INTO log_entries (idx, entry, leaf_hash) \
-                 SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])",
-                &[&idx, &entry, &leaf],
-            )
-            .await
-            .map_err(classify)?;
-        let levels: Vec<i32> = append
-            .nodes
-            .iter()
-            .map(|(id, _)| i32::from(id.level))
-            .collect();
-        let node_idx: Vec<i64> = append.nodes.iter().map(|(id, _)| id.index as i64).collect();
-        let hashes: Vec<&[u8]> = append
-            .nodes
-            .iter()
-            .map(|(_, h)| &h.as_bytes()[..])
-            .collect();
-        client
-            .execute(
-                "INSERT INTO log_nodes (level, idx, hash) \
-                 SELECT * FROM unnest($1::int4[], $2::int8[], $3::bytea[])",
-                &[&levels, &node_idx, &hashes],
-            )
-            .await
-            .map_err(classify)?;
-        if let Some((size, note)) = &append.checkpoint {
-            client
-                .execute(
-                    "INSERT INTO checkpoints (size, note, signed_at) VALUES ($1, $2, $3)",
-                    &[&(*size as i64), note, &append.signed_at_ms],
-                )
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
-    }
-
-    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
-        self.client()?
-            .execute(
-                "INSERT INTO log_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                &[&name, &value],
-            )
-            .await
-            .map(|_| ())
-            .map_err(classify)
     }
 
     async fn insert_checkpoints(&mut self, checkpoints: Vec<SignedAt>) -> Result<(), StoreError> {

@@ -23,13 +23,17 @@ use time::{Date, format_description::BorrowedFormatItem, macros::format_descript
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
-    AccessRecord, EXPORT_COLUMNS, ExportRow, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
-    OBSERVATION_COLUMNS, PoolState, SeriesKey, SignedAt, Store, StoreError, StoredCheckpoint,
-    StoredSubmission, SubmissionRecord, SubmissionSummary, WriteTx,
+    AccessRecord, AccessTrail, Exports, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
+    LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed, Store, StoreError,
+    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, Submissions, WriteTx,
+    rows::{
+        self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, EXPORT_COLUMNS, INDEXED_COLUMNS,
+        OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
+    },
 };
 use crate::{
     merkle::{Hash, NodeId, Nodes},
-    schema::{Dataflow, ValidObservation},
+    schema::ValidObservation,
 };
 
 /// Migrations, applied in order, each once: (version, name, SQL).
@@ -224,38 +228,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(classify)
 }
 
-const SUMMARY_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest";
-
-fn summary(row: &Row<'_>) -> rusqlite::Result<SubmissionSummary> {
-    Ok(SubmissionSummary {
-        seq: row.get("seq")?,
-        id: row.get("id")?,
-        member: row.get("member")?,
-        dataflow: row.get("dataflow")?,
-        ref_area: row.get("ref_area")?,
-        freq: row.get("freq")?,
-        time_period: row.get("time_period")?,
-        revision: row.get("revision")?,
-        is_current: row.get("is_current")?,
-        received_at_ms: row.get("received_at")?,
-        observation_count: row.get("observation_count")?,
-        envelope_digest: row.get("envelope_digest")?,
-    })
-}
-
-const STORED_COLUMNS: &str = "seq, id, member, dataflow, ref_area, freq, time_period, revision, is_current, received_at, observation_count, envelope_digest, payload_digest, log_index, envelope, signing_cert, receipt";
-
-fn stored(row: &Row<'_>) -> rusqlite::Result<StoredSubmission> {
-    Ok(StoredSubmission {
-        summary: summary(row)?,
-        payload_digest: row.get("payload_digest")?,
-        log_index: row.get::<_, Option<i64>>("log_index")?.map(|i| i as u64),
-        envelope: row.get("envelope")?,
-        signing_cert: row.get("signing_cert")?,
-        receipt: row.get("receipt")?,
-    })
-}
-
 fn node_query(conn: &Connection, ids: &[NodeId]) -> Result<Nodes, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT hash FROM log_nodes WHERE level = ?1 AND idx = ?2")
@@ -308,51 +280,9 @@ fn by_log_index(
     start: u64,
     end: u64,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(classify)?;
-    let rows = stmt
-        .query_map([start as i64, end as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })
-        .map_err(classify)?;
-    rows.collect::<Result<_, _>>().map_err(classify)
-}
-
-fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
-    Ok(StoredCheckpoint {
-        size: row.get::<_, i64>(0)? as u64,
-        note: row.get(1)?,
-    })
-}
-
-/// An observation row of [`OBSERVATION_COLUMNS`]; the comment only `with_comment`.
-fn stored_observation(
-    r: &Row<'_>,
-    with_comment: bool,
-) -> rusqlite::Result<crate::schema::ValidObservation> {
-    let text = |i: usize| r.get::<_, Option<String>>(i);
-    let transit: Option<String> = text(5)?;
-    let embargo: Option<i64> = r.get(12)?;
-    Ok(crate::schema::ValidObservation {
-        drug: r.get(1)?,
-        transport_mode: text(2)?,
-        origin_area: text(3)?,
-        departure_area: text(4)?,
-        transit_area: transit
-            .map(|t| t.split(';').map(str::to_owned).collect())
-            .unwrap_or_default(),
-        destination_area: text(6)?,
-        unit_measure: text(7)?,
-        n_seizures: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
-        quantity: r
-            .get::<_, Option<i64>>(9)?
-            .and_then(crate::schema::Quantity::from_millionths),
-        obs_status: r.get(10)?,
-        conf_status: r.get(11)?,
-        embargo_time: embargo.and_then(|ms| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-        }),
-        comment: if with_comment { text(13)? } else { None },
-    })
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_and_then([start as i64, end as i64], |r| rows::indexed_blob(r))?;
+    rows.collect()
 }
 
 /// The observations of submissions `first..=last`, grouped onto `out` by sequence number.
@@ -373,24 +303,57 @@ fn observations_of<T>(
         ))
         .map_err(classify)?;
     let mut rows = obs.query(params![first, last]).map_err(classify)?;
-    let mut at = 0;
-    while let Some(r) = rows.next().map_err(classify)? {
-        let seq: i64 = r.get(0).map_err(classify)?;
-        while seq_of(&out[at]) != seq {
-            at += 1;
-            if at == out.len() {
-                return Err(StoreError::corrupt(
-                    "observation (of no submission listed)",
-                    format!("submission seq {seq}"),
-                ));
-            }
-        }
-        push(
-            &mut out[at],
-            stored_observation(r, with_comment).map_err(classify)?,
-        );
+    let mut grouping = rows::Grouping::new();
+    while let Some(r) = rows.next()? {
+        let submission = grouping.place(out, &seq_of, r)?;
+        push(submission, rows::observation(r, with_comment)?);
     }
     Ok(())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        classify(e)
+    }
+}
+
+/// A value SQLite cannot give as the type the schema says is corrupt data.
+fn unreadable(row: &Row<'_>, i: usize, e: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("column {} ({e})", rows::Columns::name(row, i)),
+        id: None,
+    }
+}
+
+impl rows::Columns for Row<'_> {
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.get(i).map_err(|e| unreadable(self, i, e))
+    }
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.get(i).map_err(|e| unreadable(self, i, e))
+    }
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(i).map_err(|e| unreadable(self, i, e))
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        self.get(i).map_err(|e| unreadable(self, i, e))
+    }
+    fn name(&self, i: usize) -> String {
+        self.as_ref().column_name(i).unwrap_or("?").to_owned()
+    }
+}
+
+/// The first row `sql` selects for `params`, read by `f`, if there is one.
+fn first<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    conn.prepare_cached(sql)?
+        .query_and_then(params, f)?
+        .next()
+        .transpose()
 }
 
 fn date(d: Date) -> String {
@@ -398,34 +361,96 @@ fn date(d: Date) -> String {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        let guard = self.writer.clone().lock_owned().await;
-        let mut tx = SqliteTx {
-            conn: Some(guard),
-            open: false,
-        };
-        tx.run(|conn| {
-            if !conn.is_autocommit() {
-                // A batch that failed half-way left its transaction open.
-                conn.execute_batch("ROLLBACK").map_err(classify)?;
-            }
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)
-        })
-        .await?;
-        tx.open = true;
-        Ok(Box::new(tx))
+impl LogRecords for SqliteStore {
+    async fn log_size(&self) -> Result<u64, StoreError> {
+        self.read(log_size_query).await
     }
 
+    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        self.read(move |conn| node_query(conn, &ids)).await
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read(move |conn| entries_query(conn, start, end)).await
+    }
+
+    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT min(idx) FROM log_entries WHERE leaf_hash = ?1")
+                .map_err(classify)?
+                .query_row([&leaf_hash.as_bytes()[..]], |r| r.get::<_, Option<i64>>(0))
+                .map(|i| i.map(|i| i as u64))
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(|conn| {
+            first(
+                conn,
+                &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1"),
+                [],
+                |r| rows::checkpoint(r),
+            )
+        })
+        .await
+    }
+
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(move |conn| {
+            first(
+                conn,
+                &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size = ?1"),
+                [size as i64],
+                |r| rows::checkpoint(r),
+            )
+        })
+        .await
+    }
+
+    async fn checkpoint_before(
+        &self,
+        time_ms: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(move |conn| {
+            first(
+                conn,
+                &format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE signed_at <= ?1 \
+                     ORDER BY size DESC LIMIT 1"
+                ),
+                [time_ms],
+                |r| rows::checkpoint(r),
+            )
+        })
+        .await
+    }
+
+    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row("SELECT value FROM log_meta WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(classify)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Submissions for SqliteStore {
     async fn submission(&self, id: &str) -> Result<Option<StoredSubmission>, StoreError> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {STORED_COLUMNS} FROM submissions WHERE id = ?1"
-                ))
-                .map_err(classify)?;
-            stmt.query_row([&id], stored).optional().map_err(classify)
+            first(
+                conn,
+                &format!("SELECT {STORED_COLUMNS} FROM submissions WHERE id = ?1"),
+                [&id],
+                |r| rows::stored(r),
+            )
         })
         .await
     }
@@ -466,11 +491,9 @@ impl Store for SqliteStore {
         }
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {LIST_PAGE}"));
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
-            let rows = stmt
-                .query_map(params_from_iter(args), summary)
-                .map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_and_then(params_from_iter(args), |r| rows::summary(r))?;
+            rows.collect()
         })
         .await
     }
@@ -486,42 +509,6 @@ impl Store for SqliteStore {
             .map_err(classify)
         })
         .await
-    }
-
-    async fn log_size(&self) -> Result<u64, StoreError> {
-        self.read(log_size_query).await
-    }
-
-    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
-                [],
-                checkpoint_row,
-            )
-            .optional()
-            .map_err(classify)
-        })
-        .await
-    }
-
-    async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT size, note FROM checkpoints WHERE size = ?1")
-                .map_err(classify)?
-                .query_row([size as i64], checkpoint_row)
-                .optional()
-                .map_err(classify)
-        })
-        .await
-    }
-
-    async fn nodes(&self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
-        self.read(move |conn| node_query(conn, &ids)).await
-    }
-
-    async fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.read(move |conn| entries_query(conn, start, end)).await
     }
 
     async fn logged_envelopes(
@@ -540,80 +527,31 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn entry_index(&self, leaf_hash: Hash) -> Result<Option<u64>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT min(idx) FROM log_entries WHERE leaf_hash = ?1")
-                .map_err(classify)?
-                .query_row([&leaf_hash.as_bytes()[..]], |r| r.get::<_, Option<i64>>(0))
-                .map(|i| i.map(|i| i as u64))
-                .map_err(classify)
-        })
-        .await
-    }
-
-    async fn log_meta(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let name = name.to_owned();
-        self.read(move |conn| {
-            conn.query_row("SELECT value FROM log_meta WHERE name = ?1", [&name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(classify)
-        })
-        .await
-    }
-
+#[async_trait]
+impl StatisticsFeed for SqliteStore {
     async fn submissions_since(
         &self,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<IndexedSubmission>, StoreError> {
         self.read(move |conn| {
-            let mut subs = conn
-                .prepare_cached(
-                    "SELECT seq, dataflow, ref_area, time_period, log_index FROM submissions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )
-                .map_err(classify)?;
-            let mut out: Vec<IndexedSubmission> = subs
-                .query_map(params![after_seq, limit], |r| {
-                    let dataflow: String = r.get(1)?;
-                    Ok((r.get::<_, i64>(0)?, dataflow, r.get(2)?, r.get(3)?, r.get::<_, Option<i64>>(4)?))
-                })
-                .map_err(classify)?
-                .map(|row| {
-                    let (seq, dataflow, ref_area, time_period, log_index) = row.map_err(classify)?;
-                    Ok(IndexedSubmission {
-                        seq,
-                        dataflow: Dataflow::from_id(&dataflow)
-                            .ok_or_else(|| StoreError::corrupt(format!("dataflow {dataflow:?}"), "a submission"))?,
-                        ref_area,
-                        time_period,
-                        log_index: log_index.map(|i| i as u64),
-                        observations: Vec::new(),
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
+            let mut subs = conn.prepare_cached(&format!(
+                "SELECT {INDEXED_COLUMNS} FROM submissions WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let mut out = subs
+                .query_and_then(params![after_seq, limit], |r| rows::indexed(r))?
+                .collect::<Result<Vec<_>, _>>()?;
             observations_of(conn, &mut out, |s| s.seq, |s, o| s.observations.push(o), false)?;
             Ok(out)
         })
         .await
     }
+}
 
-    async fn checkpoint_before(
-        &self,
-        time_ms: i64,
-    ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT size, note FROM checkpoints WHERE signed_at <= ?1 ORDER BY size DESC LIMIT 1")
-                .map_err(classify)?
-                .query_row([time_ms], checkpoint_row)
-                .optional()
-                .map_err(classify)
-        })
-        .await
-    }
-
+#[async_trait]
+impl AccessTrail for SqliteStore {
     async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
         // SQLite has one writer: the trail's transaction is one like any other.
         let mut tx = self.begin().await?;
@@ -627,74 +565,37 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<AccessRecord>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, at, member, method, request, tree_size, rows, suppressed FROM access_trail \
-                     WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-                )
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map(params![before_id.unwrap_or(i64::MAX), limit], |r| {
-                    Ok(AccessRecord {
-                        id: r.get(0)?,
-                        at_ms: r.get(1)?,
-                        member: r.get(2)?,
-                        method: r.get(3)?,
-                        request: r.get(4)?,
-                        tree_size: r.get::<_, i64>(5)? as u64,
-                        rows: r.get(6)?,
-                        suppressed: r.get(7)?,
-                    })
-                })
-                .map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ACCESS_COLUMNS} FROM access_trail WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_and_then(
+                params![before_id.unwrap_or(i64::MAX), limit],
+                |r| rows::access(r),
+            )?;
+            rows.collect()
         })
         .await
     }
+}
 
+#[async_trait]
+impl Exports for SqliteStore {
     async fn export(
         &self,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<(i64, SubmissionRecord)>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {EXPORT_COLUMNS} FROM submissions WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))
-                .map_err(classify)?;
-            let mut rows: Vec<(ExportRow, Vec<crate::schema::ValidObservation>)> = stmt
-                .query_map(params![after_seq, limit], |r| {
-                    Ok((
-                        ExportRow {
-                            seq: r.get(0)?,
-                            id: r.get(1)?,
-                            member: r.get(2)?,
-                            dataflow: r.get(3)?,
-                            ref_area: r.get(4)?,
-                            freq: r.get(5)?,
-                            time_period: r.get(6)?,
-                            period_start: r.get(7)?,
-                            period_end: r.get(8)?,
-                            revision: r.get(9)?,
-                            received_at_ms: r.get(10)?,
-                            log_index: r.get(11)?,
-                            payload_digest: r.get(12)?,
-                            envelope_digest: r.get(13)?,
-                            envelope: r.get(14)?,
-                            signing_cert: r.get(15)?,
-                            receipt: r.get(16)?,
-                        },
-                        Vec::new(),
-                    ))
-                })
-                .map_err(classify)?
-                .collect::<Result<_, _>>()
-                .map_err(classify)?;
-            observations_of(conn, &mut rows, |r| r.0.seq, |r, o| r.1.push(o), true)?;
-            rows.into_iter()
-                .map(|(row, obs)| row.into_record(obs))
-                .collect()
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EXPORT_COLUMNS} FROM submissions WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let mut out = stmt
+                .query_and_then(params![after_seq, limit], |r| {
+                    rows::export(r).map(|record| (record, Vec::new()))
+                })?
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            observations_of(conn, &mut out, |r| r.0.0, |r, o| r.1.push(o), true)?;
+            Ok(rows::with_observations(out))
         })
         .await
     }
@@ -706,33 +607,12 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(NodeId, Hash)>, StoreError> {
         let (level, index) = after.map_or((-1, -1), |n| (i64::from(n.level), n.index as i64));
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) > (?1, ?2) \
-                     ORDER BY level, idx LIMIT ?3",
-                )
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map(params![level, index, limit], |r| {
-                    Ok((
-                        r.get::<_, u8>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                })
-                .map_err(classify)?;
-            rows.map(|row| {
-                let (level, index, hash) = row.map_err(classify)?;
-                let id = NodeId {
-                    level,
-                    index: index as u64,
-                };
-                let hash = Hash::from_bytes(&hash).ok_or_else(|| {
-                    StoreError::corrupt("hash (not 32 bytes)", format!("node {id:?}"))
-                })?;
-                Ok((id, hash))
-            })
-            .collect()
+            let mut stmt = conn.prepare_cached(
+                "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) > (?1, ?2) \
+                 ORDER BY level, idx LIMIT ?3",
+            )?;
+            let rows = stmt.query_and_then(params![level, index, limit], |r| rows::node(r))?;
+            rows.collect()
         })
         .await
     }
@@ -743,22 +623,35 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<SignedAt>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT size, note, signed_at FROM checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2",
-                )
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map(params![after_size as i64, limit], |r| {
-                    Ok(SignedAt {
-                        checkpoint: checkpoint_row(r)?,
-                        signed_at_ms: r.get(2)?,
-                    })
-                })
-                .map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2"
+            ))?;
+            let rows =
+                stmt.query_and_then(params![after_size as i64, limit], |r| rows::signed_at(r))?;
+            rows.collect()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        let guard = self.writer.clone().lock_owned().await;
+        let mut tx = SqliteTx {
+            conn: Some(guard),
+            open: false,
+        };
+        tx.run(|conn| {
+            if !conn.is_autocommit() {
+                // A batch that failed half-way left its transaction open.
+                conn.execute_batch("ROLLBACK").map_err(classify)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)
+        })
+        .await?;
+        tx.open = true;
+        Ok(Box::new(tx))
     }
 
     fn pool(&self) -> PoolState {
@@ -929,6 +822,70 @@ fn observation_values<'a>(
 }
 
 #[async_trait]
+impl LogTx for SqliteTx {
+    async fn log_size(&mut self) -> Result<u64, StoreError> {
+        self.run(|conn| log_size_query(conn)).await
+    }
+
+    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.run(move |conn| entries_query(conn, start, end)).await
+    }
+
+    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
+        self.run(move |conn| node_query(conn, &ids)).await
+    }
+
+    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut entry = conn
+                .prepare_cached(
+                    "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(classify)?;
+            for e in &append.entries {
+                entry
+                    .execute(params![
+                        e.index as i64,
+                        e.entry,
+                        &e.leaf_hash.as_bytes()[..]
+                    ])
+                    .map_err(classify)?;
+            }
+            let mut node = conn
+                .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
+                .map_err(classify)?;
+            for (id, hash) in &append.nodes {
+                node.execute(params![id.level, id.index as i64, &hash.as_bytes()[..]])
+                    .map_err(classify)?;
+            }
+            if let Some((size, note)) = &append.checkpoint {
+                conn.prepare_cached(
+                    "INSERT INTO checkpoints (size, note, signed_at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(classify)?
+                .execute(params![*size as i64, note, append.signed_at_ms])
+                .map_err(classify)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO log_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(classify)
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl WriteTx for SqliteTx {
     async fn receipts_by_payload(
         &mut self,
@@ -1060,67 +1017,6 @@ impl WriteTx for SqliteTx {
                 }
             }
             Ok(())
-        })
-        .await
-    }
-
-    async fn log_size(&mut self) -> Result<u64, StoreError> {
-        self.run(|conn| log_size_query(conn)).await
-    }
-
-    async fn entries(&mut self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.run(move |conn| entries_query(conn, start, end)).await
-    }
-
-    async fn nodes(&mut self, ids: Vec<NodeId>) -> Result<Nodes, StoreError> {
-        self.run(move |conn| node_query(conn, &ids)).await
-    }
-
-    async fn append_log(&mut self, append: LogAppend) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            let mut entry = conn
-                .prepare_cached(
-                    "INSERT INTO log_entries (idx, entry, leaf_hash) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(classify)?;
-            for e in &append.entries {
-                entry
-                    .execute(params![
-                        e.index as i64,
-                        e.entry,
-                        &e.leaf_hash.as_bytes()[..]
-                    ])
-                    .map_err(classify)?;
-            }
-            let mut node = conn
-                .prepare_cached("INSERT INTO log_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
-                .map_err(classify)?;
-            for (id, hash) in &append.nodes {
-                node.execute(params![id.level, id.index as i64, &hash.as_bytes()[..]])
-                    .map_err(classify)?;
-            }
-            if let Some((size, note)) = &append.checkpoint {
-                conn.prepare_cached(
-                    "INSERT INTO checkpoints (size, note, signed_at) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(classify)?
-                .execute(params![*size as i64, note, append.signed_at_ms])
-                .map_err(classify)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn set_log_meta(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
-        let (name, value) = (name.to_owned(), value.to_owned());
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO log_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-                params![name, value],
-            )
-            .map(|_| ())
-            .map_err(classify)
         })
         .await
     }

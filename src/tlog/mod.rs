@@ -38,7 +38,9 @@ use crate::{
     identity::Registry,
     merkle::{self, Hash, NodeId, Nodes, ProofError},
     receipt::now_ms,
-    store::{LogAppend, LogEntryRecord, Store, StoreError, StoredCheckpoint, WriteTx},
+    store::{
+        LogAppend, LogEntryRecord, LogRecords, LogTx, Store, StoreError, StoredCheckpoint, WriteTx,
+    },
 };
 
 /// Why the log could not be appended to, read, or served.
@@ -151,7 +153,7 @@ pub struct Logged {
 
 /// Reads into `nodes` whichever of `needed` it does not hold yet.
 async fn fill(
-    tx: &mut dyn WriteTx,
+    tx: &mut dyn LogTx,
     nodes: &mut Nodes,
     needed: impl IntoIterator<Item = NodeId>,
 ) -> Result<(), StoreError> {
@@ -170,8 +172,8 @@ async fn fill(
 /// Where [`Log::follow`] reads entries: the store, or a write transaction (which sees
 /// everything committed before it took the write lock).
 pub(crate) enum EntrySource<'a> {
-    Store(&'a dyn Store),
-    Tx(&'a mut dyn WriteTx),
+    Store(&'a dyn LogRecords),
+    Tx(&'a mut dyn LogTx),
 }
 
 impl Log {
@@ -200,7 +202,7 @@ impl Log {
     /// written until the caller hands [`Appended::append`] to the transaction.
     pub(crate) async fn append(
         &self,
-        tx: &mut dyn WriteTx,
+        tx: &mut dyn LogTx,
         entries: Vec<Vec<u8>>,
         signed_at_ms: i64,
     ) -> Result<Appended, LogError> {
@@ -380,14 +382,14 @@ pub(crate) async fn ensure_meta(
 }
 
 /// The latest checkpoint, if the log has one.
-pub async fn latest(store: &dyn Store) -> Result<Option<StoredCheckpoint>, LogError> {
+pub async fn latest(store: &dyn LogRecords) -> Result<Option<StoredCheckpoint>, LogError> {
     Ok(store.latest_checkpoint().await?)
 }
 
 /// The tree size a read reflects and the checkpoint signed for it (`None` only for an empty
 /// log, or a time before the first checkpoint).
 pub async fn resolve(
-    store: &dyn Store,
+    store: &dyn LogRecords,
     asked: TreeSize,
 ) -> Result<(u64, Option<StoredCheckpoint>), SizeError> {
     if let TreeSize::AsOfTime(ms) = asked {
@@ -425,7 +427,7 @@ pub fn stored_checkpoint(cp: &StoredCheckpoint) -> Result<Checkpoint, LogError> 
 /// The inclusion proof of entry `index` in the tree of `size` (`index < size`, a size the log
 /// has), from the O(log n) stored nodes it needs.
 pub async fn inclusion_proof(
-    store: &dyn Store,
+    store: &dyn LogRecords,
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, LogError> {
@@ -438,7 +440,7 @@ pub async fn inclusion_proof(
 /// The consistency proof from the tree of `from` entries to the tree of `to` (`0 < from <=
 /// to`, a size the log has).
 pub async fn consistency_proof(
-    store: &dyn Store,
+    store: &dyn LogRecords,
     from: u64,
     to: u64,
 ) -> Result<Vec<Hash>, LogError> {

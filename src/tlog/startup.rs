@@ -15,7 +15,7 @@ use crate::{
     entry::Entry,
     identity::Registry,
     merkle::{self, Hash},
-    store::Store,
+    store::{LogRecords, Store},
 };
 
 /// Makes the stored log safe to serve, before the ledger starts:
@@ -133,7 +133,7 @@ fn published_error(published: &Published, source: std::io::Error) -> LogError {
 
 /// The store must hold the tree of the checkpoint the gateway last published, or extend it.
 async fn check_published(
-    store: &dyn Store,
+    store: &dyn LogRecords,
     key: &NoteSigner,
     published: &Published,
     size: u64,
