@@ -12,8 +12,8 @@ use focalgate::{
     merkle::{self, NodeId},
     schema::{Dataflow, Quantity, ValidObservation},
     store::{
-        self, AccessRecord, ListFilter, LogAppend, LogEntryRecord, SeriesKey, Store, StoreError,
-        SubmissionRecord,
+        self, AccessRecord, Cosignature, ListFilter, LogAppend, LogEntryRecord, SeriesKey, Store,
+        StoreError, SubmissionRecord,
     },
 };
 
@@ -419,5 +419,64 @@ async fn log_meta_is_recorded_once_and_the_access_trail_pages_newest_first() {
             "{name}"
         );
         assert_eq!(next[0].request, "{\"n\":2}", "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
+    for b in backends().await {
+        let s = &*b.store;
+        let name = b.name;
+        let mut tx = s.begin().await.unwrap();
+        append(tx.as_mut(), 0, &[b"a", b"b"], 1_000).await;
+        tx.commit().await.unwrap();
+
+        let cosig = |size: u64, witness: &str, sig: &str| Cosignature {
+            size,
+            witness: witness.into(),
+            signature: format!("\u{2014} {witness} {sig}"),
+            received_at_ms: 2_000,
+        };
+        s.record_cosignatures(vec![
+            cosig(2, "kz-witness", "AAAA"),
+            cosig(2, "uz-witness", "BBBB"),
+        ])
+        .await
+        .unwrap();
+        // A witness's second cosignature of the same checkpoint changes nothing.
+        s.record_cosignatures(vec![cosig(2, "kz-witness", "CCCC")])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.cosignatures(2).await.unwrap(),
+            [
+                cosig(2, "kz-witness", "AAAA"),
+                cosig(2, "uz-witness", "BBBB")
+            ],
+            "{name}"
+        );
+        assert!(s.cosignatures(1).await.unwrap().is_empty(), "{name}");
+
+        // A cosignature of a checkpoint the store does not hold is refused, with the rest of
+        // its batch.
+        let refused = s
+            .record_cosignatures(vec![
+                cosig(2, "tj-witness", "DDDD"),
+                cosig(7, "kz-witness", "EEEE"),
+            ])
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{name}: {refused:?}"
+        );
+        assert_eq!(s.cosignatures(2).await.unwrap().len(), 2, "{name}");
+
+        let first = s.export_cosignatures(None, 1).await.unwrap();
+        assert_eq!(first, [cosig(2, "kz-witness", "AAAA")], "{name}");
+        let rest = s
+            .export_cosignatures(Some((2, "kz-witness".into())), 10)
+            .await
+            .unwrap();
+        assert_eq!(rest, [cosig(2, "uz-witness", "BBBB")], "{name}");
     }
 }

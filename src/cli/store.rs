@@ -53,13 +53,14 @@ pub async fn run(cmd: StoreCommand) -> Result<(), String> {
             .map_err(|e| format!("\n{e}"))?;
             eprintln!();
             println!(
-                "copied {} to {}: {} submission(s), {} log entries, {} tree nodes, {} checkpoint(s), {} access record(s)",
+                "copied {} to {}: {} submission(s), {} log entries, {} tree nodes, {} checkpoint(s), {} cosignature(s), {} access record(s)",
                 redact(&from),
                 redact(&to),
                 copied.submissions,
                 copied.entries,
                 copied.nodes,
                 copied.checkpoints,
+                copied.cosignatures,
                 copied.access_records
             );
             match copied.root {

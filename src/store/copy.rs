@@ -1,7 +1,7 @@
 //! Copying a whole store to another, of either backend: submissions with their observations,
-//! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint), what
-//! the store records about the log (its origin, the policy and CRLs first in force) and the
-//! access trail. Afterwards the target's entries must recompute the root of the source's latest
+//! revisions and receipts, the transparency log (entries, tree nodes, every checkpoint and the
+//! witnesses' cosignatures of them), what the store records about the log (its origin, the
+//! policy and CRLs first in force) and the access trail. Afterwards the target's entries must recompute the root of the source's latest
 //! checkpoint, or the copy is reported as failed.
 //!
 //! The source should not change meanwhile: copy from a stopped gateway's store or a backup.
@@ -26,18 +26,23 @@ pub struct Copied {
     pub nodes: u64,
     /// Signed checkpoints.
     pub checkpoints: u64,
+    /// Witnesses' cosignatures of them.
+    pub cosignatures: u64,
     /// Access records.
     pub access_records: u64,
     /// The root both stores' logs recompute (`None` for an empty log).
     pub root: Option<Hash>,
 }
 
+/// Where progress is reported: what, how many so far.
+type Progress<'a> = &'a (dyn Fn(&str, u64) + Sync);
+
 /// Copies everything in `from` into the empty store `to`, reporting progress to `progress`
 /// (what, how many so far).
 pub async fn copy(
     from: &dyn Store,
     to: &dyn Store,
-    progress: &(dyn Fn(&str, u64) + Sync),
+    progress: Progress<'_>,
 ) -> Result<Copied, StoreError> {
     if to.log_size().await? > 0
         || !to.export(0, 1).await?.is_empty()
@@ -47,15 +52,26 @@ pub async fn copy(
             "the target store is not empty: copy into a new database".into(),
         ));
     }
-    let mut done = Copied {
-        submissions: 0,
-        entries: 0,
-        nodes: 0,
-        checkpoints: 0,
-        access_records: 0,
-        root: None,
-    };
+    copy_log_meta(from, to).await?;
+    let submissions = copy_submissions(from, to, progress).await?;
+    let entries = copy_entries(from, to, progress).await?;
+    let nodes = copy_nodes(from, to, progress).await?;
+    let checkpoints = copy_checkpoints(from, to, progress).await?;
+    let cosignatures = copy_cosignatures(from, to, progress).await?;
+    let access_records = copy_trail(from, to, progress).await?;
+    Ok(Copied {
+        submissions,
+        entries,
+        nodes,
+        checkpoints,
+        cosignatures,
+        access_records,
+        root: verify(from, to).await?,
+    })
+}
 
+/// What the source records about its log: its origin, the policy and CRLs first in force.
+async fn copy_log_meta(from: &dyn Store, to: &dyn Store) -> Result<(), StoreError> {
     let mut tx = to.begin().await?;
     for name in [
         crate::tlog::ORIGIN,
@@ -66,38 +82,50 @@ pub async fn copy(
             tx.set_log_meta(name, &value).await?;
         }
     }
-    tx.commit().await?;
+    tx.commit().await
+}
 
-    let mut after = 0;
+/// Every submission with its observations, in store order.
+async fn copy_submissions(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: Progress<'_>,
+) -> Result<u64, StoreError> {
+    let (mut after, mut done) = (0, 0);
     loop {
         let page = from.export(after, PAGE).await?;
         let Some(&(last, _)) = page.last() else {
-            break;
+            return Ok(done);
         };
         after = last;
-        done.submissions += page.len() as u64;
+        done += page.len() as u64;
         let mut tx = to.begin().await?;
         tx.insert(page.into_iter().map(|(_, r)| r).collect())
             .await?;
         tx.commit().await?;
-        progress("submissions", done.submissions);
+        progress("submissions", done);
     }
+}
 
+/// Every log entry, in index order, without a gap.
+async fn copy_entries(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: Progress<'_>,
+) -> Result<u64, StoreError> {
     let size = from.log_size().await?;
-    while done.entries < size {
+    let mut done = 0;
+    while done < size {
         let page = from
-            .entries(
-                done.entries,
-                (done.entries + u64::from(PAGE) * 10).min(size),
-            )
+            .entries(done, (done + u64::from(PAGE) * 10).min(size))
             .await?;
-        if page.first().map(|e| e.0) != Some(done.entries) {
+        if page.first().map(|e| e.0) != Some(done) {
             return Err(StoreError::Corrupt {
                 what: "the source log's entries".into(),
-                id: Some(format!("entry {}", done.entries)),
+                id: Some(format!("entry {done}")),
             });
         }
-        done.entries += page.len() as u64;
+        done += page.len() as u64;
         let entries = page
             .into_iter()
             .map(|(index, entry)| LogEntryRecord {
@@ -113,17 +141,25 @@ pub async fn copy(
         })
         .await?;
         tx.commit().await?;
-        progress("log entries", done.entries);
+        progress("log entries", done);
     }
+    Ok(done)
+}
 
-    let mut after_node = None;
+/// Every stored tree node.
+async fn copy_nodes(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: Progress<'_>,
+) -> Result<u64, StoreError> {
+    let (mut after, mut done) = (None, 0);
     loop {
-        let page = from.export_nodes(after_node, PAGE * 10).await?;
+        let page = from.export_nodes(after, PAGE * 10).await?;
         let Some(&(last, _)) = page.last() else {
-            break;
+            return Ok(done);
         };
-        after_node = Some(last);
-        done.nodes += page.len() as u64;
+        after = Some(last);
+        done += page.len() as u64;
         let mut tx = to.begin().await?;
         tx.append_log(LogAppend {
             nodes: page,
@@ -131,24 +167,56 @@ pub async fn copy(
         })
         .await?;
         tx.commit().await?;
-        progress("tree nodes", done.nodes);
+        progress("tree nodes", done);
     }
+}
 
-    let mut after_size = 0;
+/// Every signed checkpoint, with when it was signed.
+async fn copy_checkpoints(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: Progress<'_>,
+) -> Result<u64, StoreError> {
+    let (mut after, mut done) = (0, 0);
     loop {
-        let page = from.export_checkpoints(after_size, PAGE * 10).await?;
+        let page = from.export_checkpoints(after, PAGE * 10).await?;
         let Some(last) = page.last() else {
-            break;
+            return Ok(done);
         };
-        after_size = last.checkpoint.size;
-        done.checkpoints += page.len() as u64;
+        after = last.checkpoint.size;
+        done += page.len() as u64;
         let mut tx = to.begin().await?;
         tx.insert_checkpoints(page).await?;
         tx.commit().await?;
-        progress("checkpoints", done.checkpoints);
+        progress("checkpoints", done);
     }
+}
 
-    // The trail is read newest first and written oldest first, in order.
+/// Every cosignature, after the checkpoints they sign.
+async fn copy_cosignatures(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: Progress<'_>,
+) -> Result<u64, StoreError> {
+    let (mut after, mut done) = (None, 0);
+    loop {
+        let page = from.export_cosignatures(after, PAGE * 10).await?;
+        let Some(last) = page.last() else {
+            return Ok(done);
+        };
+        after = Some((last.size, last.witness.clone()));
+        done += page.len() as u64;
+        to.record_cosignatures(page).await?;
+        progress("cosignatures", done);
+    }
+}
+
+/// The access trail, read newest first and written oldest first, in order.
+async fn copy_trail(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: Progress<'_>,
+) -> Result<u64, StoreError> {
     let mut trail = Vec::new();
     let mut before = None;
     loop {
@@ -160,15 +228,14 @@ pub async fn copy(
         trail.extend(page);
     }
     trail.reverse();
+    let mut done = 0;
     for chunk in trail.chunks(PAGE as usize) {
         let mut tx = to.begin().await?;
         tx.insert_access(chunk.to_vec()).await?;
         tx.commit().await?;
-        done.access_records += chunk.len() as u64;
-        progress("access records", done.access_records);
+        done += chunk.len() as u64;
+        progress("access records", done);
     }
-
-    done.root = verify(from, to).await?;
     Ok(done)
 }
 

@@ -255,6 +255,19 @@ pub struct AccessRecord {
     pub suppressed: u32,
 }
 
+/// A witness's cosignature of one of the log's checkpoints, as stored beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The tree size of the checkpoint it signs.
+    pub size: u64,
+    /// The witness key's name.
+    pub witness: String,
+    /// The signature line, as a note carries it (`— name base64`).
+    pub signature: String,
+    /// When the hub received it, Unix milliseconds.
+    pub received_at_ms: i64,
+}
+
 /// A signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -350,9 +363,30 @@ pub trait AccessTrail: Send + Sync {
     ) -> Result<Vec<AccessRecord>, StoreError>;
 }
 
+/// Cosignatures that witnesses returned for the log's checkpoints, kept beside them: what a
+/// checkpoint needs to be presented as witnessed. Gathered after the checkpoint was signed,
+/// so recorded outside the log's write lock.
+#[async_trait]
+pub trait Cosignatures: Send + Sync {
+    /// Records cosignatures of stored checkpoints, durably, in one transaction. A witness's
+    /// cosignature of a checkpoint already recorded stays as it was; one of a checkpoint the
+    /// store does not hold is a [`StoreError::Conflict`] and nothing is recorded.
+    async fn record_cosignatures(&self, cosignatures: Vec<Cosignature>) -> Result<(), StoreError>;
+
+    /// The cosignatures recorded for the checkpoint of tree size `size`, by witness name.
+    async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError>;
+}
+
 /// Everything stored, page by page, for copying a store into another.
 #[async_trait]
 pub trait Exports: Send + Sync {
+    /// Up to `limit` cosignatures after `after` (tree size, witness) in that order.
+    async fn export_cosignatures(
+        &self,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Cosignature>, StoreError>;
+
     /// Up to `limit` submissions with `seq > after_seq`, in store order, as they were
     /// inserted (observations with their comments), for copying the store. Submissions not yet
     /// logged are refused: a gateway logs them when it starts.
@@ -382,7 +416,9 @@ pub trait Exports: Send + Sync {
 /// transaction, and the store's life. Each consumer names the part it reads (the log
 /// [`LogRecords`], the statistics index [`StatisticsFeed`], …); a `&dyn Store` is each of them.
 #[async_trait]
-pub trait Store: LogRecords + Submissions + StatisticsFeed + AccessTrail + Exports + 'static {
+pub trait Store:
+    LogRecords + Submissions + StatisticsFeed + AccessTrail + Cosignatures + Exports + 'static
+{
     /// Opens the write transaction of one batch. Writers are serialised.
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError>;
 
@@ -461,6 +497,12 @@ pub trait WriteTx: LogTx {
 
     /// Inserts checkpoints signed earlier (copying a store).
     async fn insert_checkpoints(&mut self, checkpoints: Vec<SignedAt>) -> Result<(), StoreError>;
+
+    /// Inserts cosignatures; one already recorded for its checkpoint and witness stays.
+    async fn insert_cosignatures(
+        &mut self,
+        cosignatures: Vec<Cosignature>,
+    ) -> Result<(), StoreError>;
 
     /// Inserts access records in order (copying a store); their ids are assigned anew.
     async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError>;

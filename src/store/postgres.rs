@@ -32,12 +32,13 @@ use tokio_postgres::{
 };
 
 use super::{
-    AccessRecord, AccessTrail, Exports, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
-    LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed, Store, StoreError,
-    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, Submissions, WriteTx,
+    AccessRecord, AccessTrail, Cosignature, Cosignatures, Exports, IndexedSubmission, LIST_PAGE,
+    ListFilter, LogAppend, LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed,
+    Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
+    Submissions, WriteTx,
     rows::{
-        self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, EXPORT_COLUMNS, INDEXED_COLUMNS,
-        OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
+        self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, COSIGNATURE_COLUMNS, EXPORT_COLUMNS,
+        INDEXED_COLUMNS, OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
     },
 };
 use crate::{
@@ -62,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "listing indexes",
         include_str!("migrations/postgres/0002_listing_indexes.sql"),
+    ),
+    (
+        3,
+        "cosignatures",
+        include_str!("migrations/postgres/0003_cosignatures.sql"),
     ),
 ];
 
@@ -547,19 +553,26 @@ impl StatisticsFeed for PgStore {
     }
 }
 
-#[async_trait]
-impl AccessTrail for PgStore {
-    async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
+impl PgStore {
+    /// A write transaction without the log lock, for what is no part of the log (the access
+    /// trail, cosignatures gathered afterwards).
+    async fn begin_unlocked(&self) -> Result<Box<dyn WriteTx>, StoreError> {
         let tx = PgTx {
             client: Some(self.client().await?),
             open: true,
         };
-        // Without the log lock: the trail is no part of the log.
         tx.client()?
             .batch_execute("BEGIN")
             .await
             .map_err(classify)?;
-        let mut tx: Box<dyn WriteTx> = Box::new(tx);
+        Ok(Box::new(tx))
+    }
+}
+
+#[async_trait]
+impl AccessTrail for PgStore {
+    async fn record_access(&self, records: Vec<AccessRecord>) -> Result<(), StoreError> {
+        let mut tx = self.begin_unlocked().await?;
         tx.insert_access(records).await?;
         tx.commit().await
     }
@@ -584,7 +597,50 @@ impl AccessTrail for PgStore {
 }
 
 #[async_trait]
+impl Cosignatures for PgStore {
+    async fn record_cosignatures(&self, cosignatures: Vec<Cosignature>) -> Result<(), StoreError> {
+        let mut tx = self.begin_unlocked().await?;
+        tx.insert_cosignatures(cosignatures).await?;
+        tx.commit().await
+    }
+
+    async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COSIGNATURE_COLUMNS} FROM cosignatures WHERE size = $1 ORDER BY witness"
+                ),
+                &[&(size as i64)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(rows::cosignature).collect()
+    }
+}
+
+#[async_trait]
 impl Exports for PgStore {
+    async fn export_cosignatures(
+        &self,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Cosignature>, StoreError> {
+        let (size, witness) = after.map_or((-1, String::new()), |(s, w)| (s as i64, w));
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COSIGNATURE_COLUMNS} FROM cosignatures WHERE (size, witness) > ($1, $2) \
+                     ORDER BY size, witness LIMIT $3"
+                ),
+                &[&size, &witness, &i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(rows::cosignature).collect()
+    }
+
     async fn export(
         &self,
         after_seq: i64,
@@ -956,6 +1012,26 @@ impl WriteTx for PgTx {
                 "INSERT INTO checkpoints (size, note, signed_at) \
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])",
                 &[&sizes, &notes, &times],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn insert_cosignatures(
+        &mut self,
+        cosignatures: Vec<Cosignature>,
+    ) -> Result<(), StoreError> {
+        let size: Vec<i64> = cosignatures.iter().map(|c| c.size as i64).collect();
+        let witness: Vec<&str> = cosignatures.iter().map(|c| c.witness.as_str()).collect();
+        let signature: Vec<&str> = cosignatures.iter().map(|c| c.signature.as_str()).collect();
+        let at: Vec<i64> = cosignatures.iter().map(|c| c.received_at_ms).collect();
+        self.client()?
+            .execute(
+                "INSERT INTO cosignatures (size, witness, signature, received_at) \
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[]) \
+                 ON CONFLICT (size, witness) DO NOTHING",
+                &[&size, &witness, &signature, &at],
             )
             .await
             .map(|_| ())

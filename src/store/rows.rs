@@ -6,8 +6,8 @@
 use time::Date;
 
 use super::{
-    AccessRecord, IndexedSubmission, SeriesKey, SignedAt, StoreError, StoredCheckpoint,
-    StoredSubmission, SubmissionRecord, SubmissionSummary,
+    AccessRecord, Cosignature, IndexedSubmission, SeriesKey, SignedAt, StoreError,
+    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
 };
 use crate::{
     merkle::{Hash, NodeId},
@@ -140,6 +140,19 @@ pub(super) fn signed_at(r: &impl Columns) -> Result<SignedAt, StoreError> {
     })
 }
 
+/// The columns of [`cosignature`], in order.
+pub(super) const COSIGNATURE_COLUMNS: &str = "size, witness, signature, received_at";
+
+/// A stored cosignature, from [`COSIGNATURE_COLUMNS`].
+pub(super) fn cosignature(r: &impl Columns) -> Result<Cosignature, StoreError> {
+    Ok(Cosignature {
+        size: r.u64(0)?,
+        witness: r.string(1)?,
+        signature: r.string(2)?,
+        received_at_ms: r.i64(3)?,
+    })
+}
+
 /// A stored tree node, from `level, idx, hash`.
 pub(super) fn node(r: &impl Columns) -> Result<(NodeId, Hash), StoreError> {
     let level = r.i64(0)?;
@@ -187,7 +200,10 @@ pub(super) fn indexed(r: &impl Columns) -> Result<IndexedSubmission, StoreError>
     Ok(IndexedSubmission {
         seq,
         dataflow: Dataflow::from_id(&dataflow).ok_or_else(|| {
-            StoreError::corrupt(format!("dataflow {dataflow:?}"), format!("submission seq {seq}"))
+            StoreError::corrupt(
+                format!("dataflow {dataflow:?}"),
+                format!("submission seq {seq}"),
+            )
         })?,
         ref_area: r.string(2)?,
         time_period: r.string(3)?,

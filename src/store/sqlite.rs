@@ -23,12 +23,13 @@ use time::{Date, format_description::BorrowedFormatItem, macros::format_descript
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
-    AccessRecord, AccessTrail, Exports, IndexedSubmission, LIST_PAGE, ListFilter, LogAppend,
-    LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed, Store, StoreError,
-    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, Submissions, WriteTx,
+    AccessRecord, AccessTrail, Cosignature, Cosignatures, Exports, IndexedSubmission, LIST_PAGE,
+    ListFilter, LogAppend, LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed,
+    Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
+    Submissions, WriteTx,
     rows::{
-        self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, EXPORT_COLUMNS, INDEXED_COLUMNS,
-        OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
+        self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, COSIGNATURE_COLUMNS, EXPORT_COLUMNS,
+        INDEXED_COLUMNS, OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
     },
 };
 use crate::{
@@ -57,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "listing indexes",
         include_str!("migrations/sqlite/0004_listing_indexes.sql"),
+    ),
+    (
+        5,
+        "cosignatures",
+        include_str!("migrations/sqlite/0005_cosignatures.sql"),
     ),
 ];
 
@@ -543,7 +549,13 @@ impl StatisticsFeed for SqliteStore {
             let mut out = subs
                 .query_and_then(params![after_seq, limit], |r| rows::indexed(r))?
                 .collect::<Result<Vec<_>, _>>()?;
-            observations_of(conn, &mut out, |s| s.seq, |s, o| s.observations.push(o), false)?;
+            observations_of(
+                conn,
+                &mut out,
+                |s| s.seq,
+                |s, o| s.observations.push(o),
+                false,
+            )?;
             Ok(out)
         })
         .await
@@ -568,10 +580,29 @@ impl AccessTrail for SqliteStore {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {ACCESS_COLUMNS} FROM access_trail WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
             ))?;
-            let rows = stmt.query_and_then(
-                params![before_id.unwrap_or(i64::MAX), limit],
-                |r| rows::access(r),
-            )?;
+            let rows = stmt.query_and_then(params![before_id.unwrap_or(i64::MAX), limit], |r| {
+                rows::access(r)
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Cosignatures for SqliteStore {
+    async fn record_cosignatures(&self, cosignatures: Vec<Cosignature>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.insert_cosignatures(cosignatures).await?;
+        tx.commit().await
+    }
+
+    async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COSIGNATURE_COLUMNS} FROM cosignatures WHERE size = ?1 ORDER BY witness"
+            ))?;
+            let rows = stmt.query_and_then([size as i64], |r| rows::cosignature(r))?;
             rows.collect()
         })
         .await
@@ -580,6 +611,24 @@ impl AccessTrail for SqliteStore {
 
 #[async_trait]
 impl Exports for SqliteStore {
+    async fn export_cosignatures(
+        &self,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Cosignature>, StoreError> {
+        let (size, witness) = after.map_or((-1, String::new()), |(s, w)| (s as i64, w));
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COSIGNATURE_COLUMNS} FROM cosignatures WHERE (size, witness) > (?1, ?2) \
+                 ORDER BY size, witness LIMIT ?3"
+            ))?;
+            let rows =
+                stmt.query_and_then(params![size, witness, limit], |r| rows::cosignature(r))?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn export(
         &self,
         after_seq: i64,
@@ -1035,6 +1084,28 @@ impl WriteTx for SqliteTx {
                     c.signed_at_ms
                 ])
                 .map_err(classify)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_cosignatures(
+        &mut self,
+        cosignatures: Vec<Cosignature>,
+    ) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO cosignatures (size, witness, signature, received_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (size, witness) DO NOTHING",
+            )?;
+            for c in cosignatures {
+                stmt.execute(params![
+                    c.size as i64,
+                    c.witness,
+                    c.signature,
+                    c.received_at_ms
+                ])?;
             }
             Ok(())
         })
