@@ -8,6 +8,7 @@
 //!                                   ▼
 //!                                 Store (log_entries, log_nodes, checkpoints) ──▶ Published
 //!  Audit, statistics, CLI ◀── reads: checkpoint at a size, proofs, entries
+//!  witnesses ◀── Cadence (the latest checkpoint, once per period) ──▶ cosignatures, stored
 //!  log monitor / verify, witnesses ◀── monitor::step (pure: grew, unchanged, fork, rollback)
 //! ```
 //!
@@ -20,16 +21,18 @@
 //! keeps the last one outside the store; and at start [`Log::prepare`] refuses to serve a store
 //! whose tree disagrees with what was signed.
 //!
-//! Room for witnesses: a checkpoint is a stored row of its own (size, note, when), so a
-//! checkpoint signed on a cadence, apart from any batch, and the cosignatures gathered for it
-//! fit beside the ones signed per batch.
+//! For witnesses: a checkpoint is a stored row of its own (size, note, when); a [`Cadence`]
+//! hands on the latest one at most once per period, apart from the per-batch signing, and the
+//! cosignatures gathered for it are kept beside it ([`crate::store::Cosignatures`]).
 
+mod cadence;
 pub mod monitor;
 mod published;
 mod startup;
 
 use std::sync::Arc;
 
+pub use cadence::Cadence;
 pub use published::Published;
 
 use crate::{
