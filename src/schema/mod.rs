@@ -492,6 +492,8 @@ fn describe_key(obs: &Observation, dataflow: Dataflow) -> String {
     parts.join(", ")
 }
 
+/// One observation checked against its dataflow, the code lists and the limits: every
+/// violation is recorded in `v`, and the observation is returned only if it had none.
 fn observation(
     v: &mut Violations,
     index: usize,
@@ -504,56 +506,58 @@ fn observation(
     let field = |name: &'static str| At::observation(index, name);
 
     let drug = v.code(field("drug"), &obs.drug, &lists.drug, true);
-    let is_routes = dataflow == Dataflow::Routes;
     let transport_mode = v.code(
         field("transport_mode"),
         &obs.transport_mode,
         &lists.transport_mode,
-        is_routes,
+        dataflow == Dataflow::Routes,
     );
+    let route = route(v, index, obs, dataflow, lists, limits);
+    let (unit, quantity) = measures(v, index, obs, drug, lists);
+    let (obs_status, conf_status, embargo_time) = statuses(v, index, obs, lists);
+    let comment = comment(v, index, obs, limits);
 
-    let (mut origin, mut departure, mut destination, mut transit) = (None, None, None, Vec::new());
-    if is_routes {
-        origin = v.code(field("origin_area"), &obs.origin_area, &lists.area, true);
-        departure = v.code(
-            field("departure_area"),
-            &obs.departure_area,
-            &lists.area,
-            false,
-        );
-        destination = v.code(
-            field("destination_area"),
-            &obs.destination_area,
-            &lists.area,
-            true,
-        );
-        if obs.transit_area.len() > limits.max_transit {
-            v.push::<()>(
-                field("transit_area"),
-                Rule::TooManyTransitAreas,
-                format!(
-                    "{} transit areas, at most {} allowed",
-                    obs.transit_area.len(),
-                    limits.max_transit
-                ),
-            );
-        } else {
-            for (j, area) in obs.transit_area.iter().enumerate() {
-                if let Some(code) = v.code(
-                    At {
-                        index,
-                        field: "transit_area",
-                        item: Some(j),
-                    },
-                    area,
-                    &lists.area,
-                    true,
-                ) {
-                    transit.push(code.to_owned());
-                }
-            }
-        }
-    } else {
+    if v.0.len() > before {
+        return None;
+    }
+    Some(ValidObservation {
+        drug: drug?.to_owned(),
+        transport_mode: transport_mode.map(str::to_owned),
+        origin_area: route.origin.map(str::to_owned),
+        departure_area: route.departure.map(str::to_owned),
+        transit_area: route.transit,
+        destination_area: route.destination.map(str::to_owned),
+        n_seizures: obs.n_seizures,
+        quantity,
+        unit_measure: unit.map(str::to_owned),
+        obs_status: obs_status?.to_owned(),
+        conf_status: conf_status?.to_owned(),
+        embargo_time,
+        comment,
+    })
+}
+
+/// The route dimensions of an observation, as checked.
+#[derive(Default)]
+struct Route<'a> {
+    origin: Option<&'a str>,
+    departure: Option<&'a str>,
+    destination: Option<&'a str>,
+    transit: Vec<String>,
+}
+
+/// The route of a ROUTES observation (origin and destination required, at most
+/// `limits.max_transit` transit areas, each in CL_AREA); in another dataflow, none may be given.
+fn route<'a>(
+    v: &mut Violations,
+    index: usize,
+    obs: &'a Observation,
+    dataflow: Dataflow,
+    lists: &CodeLists,
+    limits: &Limits,
+) -> Route<'a> {
+    let field = |name: &'static str| At::observation(index, name);
+    if dataflow != Dataflow::Routes {
         for (name, given) in [
             ("origin_area", !obs.origin_area.is_empty()),
             ("departure_area", !obs.departure_area.is_empty()),
@@ -568,8 +572,59 @@ fn observation(
                 );
             }
         }
+        return Route::default();
     }
+    let mut route = Route {
+        origin: v.code(field("origin_area"), &obs.origin_area, &lists.area, true),
+        departure: v.code(
+            field("departure_area"),
+            &obs.departure_area,
+            &lists.area,
+            false,
+        ),
+        destination: v.code(
+            field("destination_area"),
+            &obs.destination_area,
+            &lists.area,
+            true,
+        ),
+        transit: Vec::new(),
+    };
+    if obs.transit_area.len() > limits.max_transit {
+        v.push::<()>(
+            field("transit_area"),
+            Rule::TooManyTransitAreas,
+            format!(
+                "{} transit areas, at most {} allowed",
+                obs.transit_area.len(),
+                limits.max_transit
+            ),
+        );
+        return route;
+    }
+    for (j, area) in obs.transit_area.iter().enumerate() {
+        let at = At {
+            index,
+            field: "transit_area",
+            item: Some(j),
+        };
+        if let Some(code) = v.code(at, area, &lists.area, true) {
+            route.transit.push(code.to_owned());
+        }
+    }
+    route
+}
 
+/// The unit and quantity: the unit in CL_UNIT_MEASURE and one the drug is reported in, a
+/// quantity that parses and has its unit, a seizure count within bounds.
+fn measures<'a>(
+    v: &mut Violations,
+    index: usize,
+    obs: &'a Observation,
+    drug: Option<&str>,
+    lists: &CodeLists,
+) -> (Option<&'a str>, Option<Quantity>) {
+    let field = |name: &'static str| At::observation(index, name);
     let unit = v.code(
         field("unit_measure"),
         &obs.unit_measure,
@@ -612,7 +667,6 @@ fn observation(
             "a QUANTITY needs its UNIT_MEASURE",
         );
     }
-
     if let Some(n) = obs.n_seizures.filter(|&n| n > MAX_SEIZURES) {
         v.push::<()>(
             field("n_seizures"),
@@ -620,7 +674,22 @@ fn observation(
             format!("{n} seizures, at most {MAX_SEIZURES} allowed"),
         );
     }
+    (unit, quantity)
+}
 
+/// OBS_STATUS (A when not given; a measure needed unless it means a missing value),
+/// CONF_STATUS (F when not given) and EMBARGO_TIME (with CONF_STATUS E, and only then).
+fn statuses<'a>(
+    v: &mut Violations,
+    index: usize,
+    obs: &'a Observation,
+    lists: &CodeLists,
+) -> (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<time::OffsetDateTime>,
+) {
+    let field = |name: &'static str| At::observation(index, name);
     let obs_status = match obs.obs_status.as_str() {
         "" => Some("A"),
         s => v.code(field("obs_status"), s, &lists.obs_status, true),
@@ -661,50 +730,40 @@ fn observation(
         }
         _ => {}
     }
+    (obs_status, conf_status, embargo_time)
+}
 
-    let comment = match obs.comment.as_str() {
-        "" => None,
-        c => {
-            let chars = c.chars().count();
-            if chars > limits.max_comment_chars {
-                v.push::<()>(
-                    field("comment"),
-                    Rule::CommentTooLong,
-                    format!(
-                        "{chars} characters, at most {} allowed",
-                        limits.max_comment_chars
-                    ),
-                );
-            }
-            if c.chars().any(char::is_control) {
-                v.push::<()>(
-                    field("comment"),
-                    Rule::CommentControlCharacter,
-                    "control characters (such as line breaks) are not allowed",
-                );
-            }
-            Some(c.to_owned())
-        }
-    };
-
-    if v.0.len() > before {
+/// The comment: at most `limits.max_comment_chars` characters, no control characters.
+fn comment(
+    v: &mut Violations,
+    index: usize,
+    obs: &Observation,
+    limits: &Limits,
+) -> Option<String> {
+    let field = || At::observation(index, "comment");
+    let c = obs.comment.as_str();
+    if c.is_empty() {
         return None;
     }
-    Some(ValidObservation {
-        drug: drug?.to_owned(),
-        transport_mode: transport_mode.map(str::to_owned),
-        origin_area: origin.map(str::to_owned),
-        departure_area: departure.map(str::to_owned),
-        transit_area: transit,
-        destination_area: destination.map(str::to_owned),
-        n_seizures: obs.n_seizures,
-        quantity,
-        unit_measure: unit.map(str::to_owned),
-        obs_status: obs_status?.to_owned(),
-        conf_status: conf_status?.to_owned(),
-        embargo_time,
-        comment,
-    })
+    let chars = c.chars().count();
+    if chars > limits.max_comment_chars {
+        v.push::<()>(
+            field(),
+            Rule::CommentTooLong,
+            format!(
+                "{chars} characters, at most {} allowed",
+                limits.max_comment_chars
+            ),
+        );
+    }
+    if c.chars().any(char::is_control) {
+        v.push::<()>(
+            field(),
+            Rule::CommentControlCharacter,
+            "control characters (such as line breaks) are not allowed",
+        );
+    }
+    Some(c.to_owned())
 }
 
 /// Collects violations; helpers return `None` after recording one.

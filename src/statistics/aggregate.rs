@@ -212,19 +212,90 @@ pub fn aggregate(
     viewer: &Viewer<'_>,
     t: Thresholds,
 ) -> Result<Answer, Violation> {
-    let f_ref_area = ids(index, &q.ref_area);
-    let f_drug = ids(index, &q.drug);
-    let f_mode = ids(index, &q.transport_mode);
-    let f_origin = ids(index, &q.origin_area);
-    let f_destination = ids(index, &q.destination_area);
-    let f_obs = ids(index, &q.obs_status);
-    let f_unit = ids(index, &q.unit_measure);
-    let transit: Option<Vec<String>> = q.transit_area.as_ref().map(|s| s.iter().cloned().collect());
+    let grouped = group(index, q, size, now_ms, viewer);
+    let freq = one_frequency(&grouped.seen, q.rollup)?;
+    Ok(Answer {
+        freq,
+        dimensions: q.group_by.clone(),
+        cells: publish(index, q, &grouped, t),
+    })
+}
+
+/// The code-list filters of a query, as code ids, and its transit filter.
+struct Filter {
+    ref_area: Option<Vec<u32>>,
+    drug: Option<Vec<u32>>,
+    mode: Option<Vec<u32>>,
+    origin: Option<Vec<u32>>,
+    destination: Option<Vec<u32>>,
+    obs: Option<Vec<u32>>,
+    unit: Option<Vec<u32>>,
+    /// Countries one of which a route must pass through.
+    transit: Option<Vec<String>>,
+    /// Per transit path (code id), whether it passes; computed once per path.
+    transit_ok: HashMap<u32, bool>,
+}
+
+impl Filter {
+    fn new(index: &Index, q: &Query) -> Self {
+        Self {
+            ref_area: ids(index, &q.ref_area),
+            drug: ids(index, &q.drug),
+            mode: ids(index, &q.transport_mode),
+            origin: ids(index, &q.origin_area),
+            destination: ids(index, &q.destination_area),
+            obs: ids(index, &q.obs_status),
+            unit: ids(index, &q.unit_measure),
+            transit: q.transit_area.as_ref().map(|s| s.iter().cloned().collect()),
+            transit_ok: HashMap::new(),
+        }
+    }
+
+    /// Whether `row` holds a figure and passes every filter.
+    fn admits(&mut self, index: &Index, row: &Row) -> bool {
+        if (row.quantity == NONE && row.n_seizures == NONE)
+            || !passes(&self.drug, row.drug)
+            || !passes(&self.mode, row.transport_mode)
+            || !passes(&self.origin, row.origin_area)
+            || !passes(&self.destination, row.destination_area)
+            || !passes(&self.obs, row.obs_status)
+            || !passes(&self.unit, row.unit_measure)
+        {
+            return false;
+        }
+        let Some(through) = &self.transit else {
+            return true;
+        };
+        *self.transit_ok.entry(row.transit_area).or_insert_with(|| {
+            index
+                .codes
+                .name(row.transit_area)
+                .split(';')
+                .any(|c| through.iter().any(|t| t == c))
+        })
+    }
+}
+
+/// The selected rows, accumulated per cell.
+struct Grouped {
+    /// Per key (the group-by codes, then the unit), its accumulator.
+    cells: HashMap<Box<[u32]>, Acc>,
+    /// The rolled-up period labels, by the ids keys hold for TIME_PERIOD.
+    labels: Vec<String>,
+    /// The reporters the viewer may see.
+    visible: ReporterSet,
+    /// The frequencies of the series that contributed.
+    seen: HashSet<Frequency>,
+}
+
+/// Accumulates every row of the tree of `size` that `q` selects and `viewer` may count (its
+/// own data, or data neither confidential nor under embargo at `now_ms`) into its cell.
+fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) -> Grouped {
+    let mut filter = Filter::new(index, q);
     let own = index.codes.get(viewer.country);
     let code = |c: &str| index.codes.get(c).unwrap_or(u32::MAX);
     let (conf_c, conf_e) = (code("C"), code("E"));
-
-    // Per-code ranks and per-reporter facts, computed once.
+    // Per-code ranks, computed once.
     let rank = |f: fn(&str) -> u8| -> Vec<u8> {
         (0..index.codes.len())
             .map(|i| f(index.codes.name(i as u32)))
@@ -232,15 +303,15 @@ pub fn aggregate(
     };
     let (obs_ranks, conf_ranks) = (rank(obs_rank), rank(conf_rank));
     let mut reporters: HashMap<u32, u8> = HashMap::new();
-    let mut visible = ReporterSet::default();
     // Period → the id of its rolled-up label; periods sharing a label share the id.
     let mut periods: HashMap<Period, u32> = HashMap::new();
     let mut label_ids: HashMap<String, u32> = HashMap::new();
-    let mut labels: Vec<String> = Vec::new();
-    let mut transit_ok: HashMap<u32, bool> = HashMap::new();
-
-    let mut seen: HashSet<Frequency> = HashSet::new();
-    let mut cells: HashMap<Box<[u32]>, Acc> = HashMap::new();
+    let mut out = Grouped {
+        cells: HashMap::new(),
+        labels: Vec::new(),
+        visible: ReporterSet::default(),
+        seen: HashSet::new(),
+    };
     let mut key: Vec<u32> = Vec::with_capacity(q.group_by.len() + 1);
     for sub in index
         .counting(q.dataflow, size)
@@ -249,103 +320,85 @@ pub fn aggregate(
     {
         if q.from.is_some_and(|d| sub.start < d)
             || q.to.is_some_and(|d| sub.end > d)
-            || !passes(&f_ref_area, sub.ref_area)
+            || !passes(&filter.ref_area, sub.ref_area)
         {
             continue;
         }
         let next = reporters.len() as u8;
         let reporter = *reporters.entry(sub.ref_area).or_insert_with(|| {
             if (viewer.may_see)(index.codes.name(sub.ref_area)) {
-                visible.insert(next);
+                out.visible.insert(next);
             }
             next
         });
         let period = *periods.entry(sub.period).or_insert_with(|| {
             let label = rolled(sub.period, q.rollup.unwrap_or(sub.period.frequency()));
             *label_ids.entry(label.clone()).or_insert_with(|| {
-                labels.push(label);
-                labels.len() as u32 - 1
+                out.labels.push(label);
+                out.labels.len() as u32 - 1
             })
         });
         let own_data = Some(sub.ref_area) == own;
         for row in rows(index, sub) {
-            if (row.quantity == NONE && row.n_seizures == NONE)
-                || !passes(&f_drug, row.drug)
-                || !passes(&f_mode, row.transport_mode)
-                || !passes(&f_origin, row.origin_area)
-                || !passes(&f_destination, row.destination_area)
-                || !passes(&f_obs, row.obs_status)
-                || !passes(&f_unit, row.unit_measure)
+            if !filter.admits(index, row)
+                || (!own_data
+                    && (row.conf_status == conf_c
+                        || (row.conf_status == conf_e && row.embargo_ms > now_ms)))
             {
                 continue;
             }
-            if !own_data
-                && (row.conf_status == conf_c
-                    || (row.conf_status == conf_e && row.embargo_ms > now_ms))
-            {
-                continue;
-            }
-            if let Some(through) = &transit {
-                let ok = *transit_ok.entry(row.transit_area).or_insert_with(|| {
-                    index
-                        .codes
-                        .name(row.transit_area)
-                        .split(';')
-                        .any(|c| through.iter().any(|t| t == c))
-                });
-                if !ok {
-                    continue;
-                }
-            }
-            seen.insert(sub.period.frequency());
+            out.seen.insert(sub.period.frequency());
             key.clear();
-            for d in &q.group_by {
-                key.push(match d {
-                    Dimension::RefArea => sub.ref_area,
-                    Dimension::TimePeriod => period,
-                    Dimension::Drug => row.drug,
-                    Dimension::DrugGroup => row.drug_group,
-                    Dimension::TransportMode => row.transport_mode,
-                    Dimension::ObsStatus => row.obs_status,
-                    Dimension::OriginArea => row.origin_area,
-                    Dimension::DepartureArea => row.departure_area,
-                    Dimension::TransitArea => row.transit_area,
-                    Dimension::DestinationArea => row.destination_area,
-                });
-            }
+            key.extend(q.group_by.iter().map(|d| match d {
+                Dimension::RefArea => sub.ref_area,
+                Dimension::TimePeriod => period,
+                Dimension::Drug => row.drug,
+                Dimension::DrugGroup => row.drug_group,
+                Dimension::TransportMode => row.transport_mode,
+                Dimension::ObsStatus => row.obs_status,
+                Dimension::OriginArea => row.origin_area,
+                Dimension::DepartureArea => row.departure_area,
+                Dimension::TransitArea => row.transit_area,
+                Dimension::DestinationArea => row.destination_area,
+            }));
             key.push(row.unit_measure);
             let (o, c) = (
                 obs_ranks[row.obs_status as usize],
                 conf_ranks[row.conf_status as usize],
             );
-            match cells.get_mut(key.as_slice()) {
+            match out.cells.get_mut(key.as_slice()) {
                 Some(acc) => acc.add(row, reporter, o, c),
                 None => {
                     let mut acc = Acc::default();
                     acc.add(row, reporter, o, c);
-                    cells.insert(key.clone().into_boxed_slice(), acc);
+                    out.cells.insert(key.clone().into_boxed_slice(), acc);
                 }
             }
         }
     }
+    out
+}
 
-    let freq = match seen.len() {
-        0 | 1 => seen.into_iter().next(),
-        _ => {
-            let mut codes: Vec<_> = seen.iter().map(|f| f.code()).collect();
-            codes.sort_unstable();
-            return Err(Violation::new(
-                "freq",
-                Rule::Required,
-                format!(
-                    "the selection holds series of frequencies {}: name one (A, Q or M), since an \
-                     aggregate combines series of one frequency",
-                    codes.join(", ")
-                ),
-            ));
-        }
-    };
-    if let (Some(f), Some(r)) = (freq, q.rollup)
+/// The one frequency of the series that contributed, which `rollup` must be able to reach.
+fn one_frequency(
+    seen: &HashSet<Frequency>,
+    rollup: Option<Frequency>,
+) -> Result<Option<Frequency>, Violation> {
+    if seen.len() > 1 {
+        let mut codes: Vec<_> = seen.iter().map(|f| f.code()).collect();
+        codes.sort_unstable();
+        return Err(Violation::new(
+            "freq",
+            Rule::Required,
+            format!(
+                "the selection holds series of frequencies {}: name one (A, Q or M), since an \
+                 aggregate combines series of one frequency",
+                codes.join(", ")
+            ),
+        ));
+    }
+    let freq = seen.iter().next().copied();
+    if let (Some(f), Some(r)) = (freq, rollup)
         && !f.rolls_up_to(r)
     {
         return Err(Violation::new(
@@ -358,13 +411,15 @@ pub fn aggregate(
             ),
         ));
     }
+    Ok(freq)
+}
 
-    let name = |d: Option<&Dimension>, id: u32| match d {
-        Some(Dimension::TimePeriod) => labels[id as usize].clone(),
-        _ => index.codes.name(id).to_owned(),
-    };
+/// The cells as published: small cells of reporters the viewer may not see suppressed, the
+/// top N kept of each unit if asked, in key order, then the totals per unit if asked (each
+/// suppressed too when it would give a suppressed cell away).
+fn publish(index: &Index, q: &Query, grouped: &Grouped, t: Thresholds) -> Vec<Cell> {
     let finish = |key: Vec<String>, unit: u32, acc: &Acc, total: bool| -> Cell {
-        let exposed = acc.reporters.subset_of(&visible);
+        let exposed = acc.reporters.subset_of(&grouped.visible);
         let small = acc.n_seizures < t.min_seizures || acc.reporters.len() < t.min_reporters;
         let suppressed = !exposed && small;
         Cell {
@@ -387,10 +442,14 @@ pub fn aggregate(
             total,
         }
     };
+    let name = |d: Option<&Dimension>, id: u32| match d {
+        Some(Dimension::TimePeriod) => grouped.labels[id as usize].clone(),
+        _ => index.codes.name(id).to_owned(),
+    };
 
-    let mut out: Vec<Cell> = Vec::with_capacity(cells.len());
+    let mut out: Vec<Cell> = Vec::with_capacity(grouped.cells.len());
     let mut per_unit: HashMap<u32, (Acc, bool)> = HashMap::new();
-    for (k, acc) in &cells {
+    for (k, acc) in &grouped.cells {
         let (unit, parts) = k.split_last().unwrap_or((&0, &[]));
         let key = parts
             .iter()
@@ -436,11 +495,7 @@ pub fn aggregate(
             out.push(total);
         }
     }
-    Ok(Answer {
-        freq,
-        dimensions: q.group_by.clone(),
-        cells: out,
-    })
+    out
 }
 
 fn rows<'a>(index: &'a Index, sub: &Sub) -> &'a [Row] {
