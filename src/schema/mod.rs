@@ -342,6 +342,29 @@ pub fn validate(
         }),
     };
 
+    let ref_area = reporter(&mut v, body, lists);
+    let period = period(&mut v, body, lists, now);
+    header(&mut v, body);
+    let observations = observations(&mut v, body, dataflow, lists, limits);
+
+    match (v.0.is_empty(), dataflow, ref_area, period) {
+        (true, Some(dataflow), Some(ref_area), Some(period)) => Ok(ValidSubmission {
+            dataflow,
+            ref_area: ref_area.to_owned(),
+            period,
+            supersedes_revision: body.supersedes_revision,
+            observations: observations.into(),
+        }),
+        _ => Err(v.0),
+    }
+}
+
+/// REF_AREA: a country of CL_AREA.
+fn reporter<'a>(
+    v: &mut Violations,
+    body: &'a SubmissionBody,
+    lists: &CodeLists,
+) -> Option<&'a str> {
     let ref_area = v.code("ref_area", &body.ref_area, &lists.area, true);
     if let Some(code) = ref_area.and_then(|c| lists.area.get(c))
         && code.alpha2.is_none()
@@ -353,6 +376,16 @@ pub fn validate(
         );
     }
 
+    ref_area
+}
+
+/// FREQ and TIME_PERIOD: a period of that frequency, not starting after `now`.
+fn period(
+    v: &mut Violations,
+    body: &SubmissionBody,
+    lists: &CodeLists,
+    now: OffsetDateTime,
+) -> Option<Period> {
     let freq = v
         .code("freq", &body.freq, &lists.freq, true)
         .and_then(Frequency::from_code);
@@ -379,6 +412,11 @@ pub fn validate(
         );
     }
 
+    period
+}
+
+/// ACTION (R only) and PREPARED_AT (a timestamp, when given).
+fn header(v: &mut Violations, body: &SubmissionBody) {
     match body.action.as_str() {
         "R" => {}
         "" => {
@@ -402,7 +440,17 @@ pub fn validate(
     if let Some(ts) = &body.prepared_at {
         v.timestamp("prepared_at", ts);
     }
+}
 
+/// The observations: at least one, at most `limits.max_observations`, each valid in the
+/// dataflow (when it is known) and no two with the same key. Only the valid ones are returned.
+fn observations(
+    v: &mut Violations,
+    body: &SubmissionBody,
+    dataflow: Option<Dataflow>,
+    lists: &CodeLists,
+    limits: &Limits,
+) -> Vec<ValidObservation> {
     let mut observations = Vec::new();
     if body.observations.is_empty() {
         v.push::<()>(
@@ -424,7 +472,7 @@ pub fn validate(
         observations.reserve(body.observations.len());
         let mut keys: HashMap<Vec<&str>, usize> = HashMap::with_capacity(body.observations.len());
         for (i, obs) in body.observations.iter().enumerate() {
-            if let Some(valid) = observation(&mut v, i, obs, dataflow, lists, limits) {
+            if let Some(valid) = observation(v, i, obs, dataflow, lists, limits) {
                 observations.push(valid);
             }
             let key = observation_key(obs, dataflow);
@@ -441,16 +489,7 @@ pub fn validate(
         }
     }
 
-    match (v.0.is_empty(), dataflow, ref_area, period) {
-        (true, Some(dataflow), Some(ref_area), Some(period)) => Ok(ValidSubmission {
-            dataflow,
-            ref_area: ref_area.to_owned(),
-            period,
-            supersedes_revision: body.supersedes_revision,
-            observations: observations.into(),
-        }),
-        _ => Err(v.0),
-    }
+    observations
 }
 
 /// The dimensions that identify an observation within one submission.
@@ -734,12 +773,7 @@ fn statuses<'a>(
 }
 
 /// The comment: at most `limits.max_comment_chars` characters, no control characters.
-fn comment(
-    v: &mut Violations,
-    index: usize,
-    obs: &Observation,
-    limits: &Limits,
-) -> Option<String> {
+fn comment(v: &mut Violations, index: usize, obs: &Observation, limits: &Limits) -> Option<String> {
     let field = || At::observation(index, "comment");
     let c = obs.comment.as_str();
     if c.is_empty() {
