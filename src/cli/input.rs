@@ -114,79 +114,22 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
         place: line.map_or_else(|| name.to_owned(), |l| format!("{name}:{l}")),
         message,
     };
-    // The csv crate counts lines one short after CRLF line ends; error messages need the
-    // right line, so CRLF becomes LF first (a CR inside a field is refused by the schema anyway).
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64
-            + 1;
-        vec![err(Some(line), "the file is not UTF-8 text".into())]
-    })?;
-    let text = text.replace("\r\n", "\n");
-    let bytes = text.as_bytes();
+    let text = csv_text(bytes)
+        .map_err(|line| vec![err(Some(line), "the file is not UTF-8 text".into())])?;
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(bytes);
+        .from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| vec![err(Some(1), format!("unreadable header: {e}"))])?
-        .clone();
-    let headers: Vec<String> = headers
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_uppercase())
-        .collect();
+        .map_err(|e| vec![err(Some(1), format!("unreadable header: {e}"))])?;
+    let header = CsvHeader::read(headers).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| err(Some(1), p))
+            .collect::<Vec<_>>()
+    })?;
 
-    let mut separator = ';';
     let mut problems = Vec::new();
-    match headers.first().map(String::as_str) {
-        Some("STRUCTURE") => {}
-        Some(h) if h.starts_with("STRUCTURE[") && h.ends_with(']') && h.chars().count() == 12 => {
-            separator = h.chars().nth(10).unwrap_or(';');
-        }
-        _ => problems.push(err(
-            Some(1),
-            "the first column must be STRUCTURE (SDMX-CSV 2.x)".into(),
-        )),
-    }
-    if headers.get(1).map(String::as_str) != Some("STRUCTURE_ID")
-        || headers.get(2).map(String::as_str) != Some("ACTION")
-    {
-        problems.push(err(
-            Some(1),
-            "the second and third columns must be STRUCTURE_ID and ACTION (SDMX-CSV 2.x)".into(),
-        ));
-    }
-    let mut column: HashMap<&str, usize> = HashMap::new();
-    for (i, h) in headers.iter().enumerate().skip(PREFIX_COLUMNS.len()) {
-        match KNOWN_COLUMNS.iter().find(|c| **c == h.as_str()) {
-            Some(known) => {
-                if column.insert(known, i).is_some() {
-                    problems.push(err(Some(1), format!("column {h} appears twice")));
-                }
-            }
-            None => problems.push(err(
-                Some(1),
-                format!(
-                    "unknown column {h}; known columns: {}",
-                    KNOWN_COLUMNS.join(", ")
-                ),
-            )),
-        }
-    }
-    for required in ["REF_AREA", "FREQ", "TIME_PERIOD", "DRUG"] {
-        if !column.contains_key(required) {
-            problems.push(err(
-                Some(1),
-                format!("required column {required} is missing"),
-            ));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-
     let mut groups: Vec<Prepared> = Vec::new();
     let mut index: HashMap<(String, String, String, String), usize> = HashMap::new();
     for record in reader.records() {
@@ -199,94 +142,14 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
             }
         };
         let line = record.position().map_or(0, csv::Position::line);
-        let get = |c: &str| {
-            column
-                .get(c)
-                .and_then(|&i| record.get(i))
-                .unwrap_or("")
-                .to_owned()
+        let (key, observation) = match header.row(&record) {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(problem) => {
+                problems.push(err(Some(line), problem));
+                continue;
+            }
         };
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        if record.get(0) != Some("dataflow") {
-            problems.push(err(
-                Some(line),
-                format!(
-                    "STRUCTURE is \"{}\", expected \"dataflow\"",
-                    record.get(0).unwrap_or("")
-                ),
-            ));
-            continue;
-        }
-        let dataflow = dataflow_of(record.get(1).unwrap_or(""));
-        let action = record.get(2).unwrap_or("").to_owned();
-        match action.as_str() {
-            "R" => {}
-            "I" => {
-                problems.push(err(
-                    Some(line),
-                    "ACTION I (append) is not supported yet: send the whole period with ACTION R"
-                        .into(),
-                ));
-                continue;
-            }
-            "D" => {
-                problems.push(err(Some(line), "ACTION D (delete) is not supported: submitted figures are never deleted; send a replacement with ACTION R".into()));
-                continue;
-            }
-            other => {
-                problems.push(err(
-                    Some(line),
-                    format!("ACTION \"{other}\" is not supported: use R (replace)"),
-                ));
-                continue;
-            }
-        }
-        let mut observation = Observation {
-            drug: get("DRUG"),
-            transport_mode: get("TRANSPORT_MODE"),
-            origin_area: get("ORIGIN_AREA"),
-            departure_area: get("DEPARTURE_AREA"),
-            transit_area: get("TRANSIT_AREA")
-                .split(separator)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            destination_area: get("DESTINATION_AREA"),
-            n_seizures: None,
-            quantity: get("QUANTITY"),
-            unit_measure: get("UNIT_MEASURE"),
-            obs_status: get("OBS_STATUS"),
-            conf_status: get("CONF_STATUS"),
-            embargo_time: None,
-            comment: get("COMMENT"),
-        };
-        match get("N_SEIZURES").as_str() {
-            "" => {}
-            n => match n.parse::<u64>() {
-                Ok(n) => observation.n_seizures = Some(n),
-                Err(_) => {
-                    problems.push(err(
-                        Some(line),
-                        format!("N_SEIZURES \"{n}\" is not a whole number of seizures"),
-                    ));
-                    continue;
-                }
-            },
-        }
-        match get("EMBARGO_TIME").as_str() {
-            "" => {}
-            t => match parse_time(t) {
-                Some(ts) => observation.embargo_time = Some(ts),
-                None => {
-                    problems.push(err(Some(line), format!("EMBARGO_TIME \"{t}\" is not an RFC 3339 time such as 2025-06-01T00:00:00Z")));
-                    continue;
-                }
-            },
-        }
-        let key = (dataflow, get("REF_AREA"), get("FREQ"), get("TIME_PERIOD"));
         let slot = *index.entry(key.clone()).or_insert_with(|| {
             groups.push(Prepared {
                 body: SubmissionBody {
@@ -294,7 +157,7 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
                     ref_area: key.1.clone(),
                     freq: key.2.clone(),
                     time_period: key.3.clone(),
-                    action: action.clone(),
+                    action: "R".into(),
                     ..Default::default()
                 },
                 origin: Origin::Csv {
@@ -317,6 +180,161 @@ pub fn read_csv(name: &str, bytes: &[u8]) -> Result<Vec<Prepared>, Vec<InputErro
         return Err(vec![err(None, "no observations".into())]);
     }
     Ok(groups)
+}
+
+/// The file as UTF-8 text with LF line ends, or the line of its first byte that is not UTF-8.
+/// The csv crate counts lines one short after CRLF line ends, and error messages need the
+/// right line (a CR inside a field is refused by the schema anyway).
+fn csv_text(bytes: &[u8]) -> Result<String, u64> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64
+            + 1
+    })?;
+    Ok(text.replace("\r\n", "\n"))
+}
+
+/// A series key of the CSV: (dataflow, REF_AREA, FREQ, TIME_PERIOD).
+type CsvKey = (String, String, String, String);
+
+/// What an SDMX-CSV 2.x header says: where each known column is, and the separator of
+/// multi-valued cells.
+struct CsvHeader {
+    column: HashMap<&'static str, usize>,
+    separator: char,
+}
+
+impl CsvHeader {
+    /// Reads the header, or says every problem with it.
+    fn read(headers: &csv::StringRecord) -> Result<Self, Vec<String>> {
+        let headers: Vec<String> = headers
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').to_ascii_uppercase())
+            .collect();
+        let mut separator = ';';
+        let mut problems = Vec::new();
+        match headers.first().map(String::as_str) {
+            Some("STRUCTURE") => {}
+            Some(h)
+                if h.starts_with("STRUCTURE[") && h.ends_with(']') && h.chars().count() == 12 =>
+            {
+                separator = h.chars().nth(10).unwrap_or(';');
+            }
+            _ => problems.push("the first column must be STRUCTURE (SDMX-CSV 2.x)".into()),
+        }
+        if headers.get(1).map(String::as_str) != Some("STRUCTURE_ID")
+            || headers.get(2).map(String::as_str) != Some("ACTION")
+        {
+            problems.push(
+                "the second and third columns must be STRUCTURE_ID and ACTION (SDMX-CSV 2.x)"
+                    .into(),
+            );
+        }
+        let mut column: HashMap<&'static str, usize> = HashMap::new();
+        for (i, h) in headers.iter().enumerate().skip(PREFIX_COLUMNS.len()) {
+            match KNOWN_COLUMNS.iter().find(|c| **c == h.as_str()) {
+                Some(known) => {
+                    if column.insert(known, i).is_some() {
+                        problems.push(format!("column {h} appears twice"));
+                    }
+                }
+                None => problems.push(format!(
+                    "unknown column {h}; known columns: {}",
+                    KNOWN_COLUMNS.join(", ")
+                )),
+            }
+        }
+        for required in ["REF_AREA", "FREQ", "TIME_PERIOD", "DRUG"] {
+            if !column.contains_key(required) {
+                problems.push(format!("required column {required} is missing"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { column, separator })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// One data row: its series key and observation, `None` for a blank row, or what is wrong
+    /// with it.
+    fn row(&self, record: &csv::StringRecord) -> Result<Option<(CsvKey, Observation)>, String> {
+        let get = |c: &str| {
+            self.column
+                .get(c)
+                .and_then(|&i| record.get(i))
+                .unwrap_or("")
+                .to_owned()
+        };
+        if record.iter().all(str::is_empty) {
+            return Ok(None);
+        }
+        if record.get(0) != Some("dataflow") {
+            return Err(format!(
+                "STRUCTURE is \"{}\", expected \"dataflow\"",
+                record.get(0).unwrap_or("")
+            ));
+        }
+        match record.get(2).unwrap_or("") {
+            "R" => {}
+            "I" => {
+                return Err(
+                    "ACTION I (append) is not supported yet: send the whole period with ACTION R"
+                        .into(),
+                );
+            }
+            "D" => {
+                return Err("ACTION D (delete) is not supported: submitted figures are never deleted; send a replacement with ACTION R".into());
+            }
+            other => {
+                return Err(format!(
+                    "ACTION \"{other}\" is not supported: use R (replace)"
+                ));
+            }
+        }
+        let n_seizures = match get("N_SEIZURES").as_str() {
+            "" => None,
+            n => Some(
+                n.parse::<u64>()
+                    .map_err(|_| format!("N_SEIZURES \"{n}\" is not a whole number of seizures"))?,
+            ),
+        };
+        let embargo_time = match get("EMBARGO_TIME").as_str() {
+            "" => None,
+            t => Some(parse_time(t).ok_or_else(|| {
+                format!("EMBARGO_TIME \"{t}\" is not an RFC 3339 time such as 2025-06-01T00:00:00Z")
+            })?),
+        };
+        let observation = Observation {
+            drug: get("DRUG"),
+            transport_mode: get("TRANSPORT_MODE"),
+            origin_area: get("ORIGIN_AREA"),
+            departure_area: get("DEPARTURE_AREA"),
+            transit_area: get("TRANSIT_AREA")
+                .split(self.separator)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            destination_area: get("DESTINATION_AREA"),
+            n_seizures,
+            quantity: get("QUANTITY"),
+            unit_measure: get("UNIT_MEASURE"),
+            obs_status: get("OBS_STATUS"),
+            conf_status: get("CONF_STATUS"),
+            embargo_time,
+            comment: get("COMMENT"),
+        };
+        let key = (
+            dataflow_of(record.get(1).unwrap_or("")),
+            get("REF_AREA"),
+            get("FREQ"),
+            get("TIME_PERIOD"),
+        );
+        Ok(Some((key, observation)))
+    }
 }
 
 const KNOWN_COLUMNS: [&str; 16] = [
