@@ -122,191 +122,226 @@ pub async fn run(cmd: AdminCommand) -> Result<(), String> {
     };
     let mut client = AdminClient::new(connection.connect().await?);
     match cmd {
-        AdminCommand::Members(_) => {
-            let members = client
-                .list_members(ListMembersRequest {})
-                .await
-                .map_err(failed)?
-                .into_inner()
-                .members;
-            let mut rows = vec![
-                ["MEMBER", "ROLES", "GROUPS", "SIGNING KEYS"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
-            for m in members {
-                rows.push(vec![
-                    m.member,
-                    m.roles.join(","),
-                    m.groups.join(","),
-                    m.signing_keyids.len().to_string(),
-                ]);
-            }
-            print!("{}", super::aligned(&rows, |i| i == 3));
-        }
-        AdminCommand::Certificates(_) => {
-            let certs = client
-                .list_certificates(ListCertificatesRequest {})
-                .await
-                .map_err(failed)?
-                .into_inner()
-                .certificates;
-            let mut rows = vec![
-                ["MEMBER", "KIND", "SERIAL", "EXPIRES", "STATUS"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
-            for c in certs {
-                let member = if c.member.is_empty() {
-                    c.common_name
-                } else {
-                    c.member
-                };
-                let status = match c.revocation_reason.as_str() {
-                    "" => c.status,
-                    reason => format!("{} ({reason})", c.status),
-                };
-                rows.push(vec![
-                    member,
-                    c.kind,
-                    c.serial,
-                    c.not_after
-                        .as_ref()
-                        .and_then(format_timestamp)
-                        .unwrap_or_default(),
-                    status,
-                ]);
-            }
-            print!("{}", super::aligned(&rows, |_| false));
-        }
-        AdminCommand::Issue(a) => {
-            let r = &a.request;
-            let issued = client
-                .issue_certificate(IssueCertificateRequest {
-                    csr_pem: r.read()?,
-                    kind: r.kind.name().into(),
-                    member: r.member()?.map(|m| m.to_string()).unwrap_or_default(),
-                    organisation: r.org.clone().unwrap_or_default(),
-                    validity_days: r.days,
-                })
-                .await
-                .map_err(failed)?
-                .into_inner();
-            write_public(&a.out, issued.certificate_pem.as_bytes()).map_err(|e| e.to_string())?;
-            let ca = a.out.with_file_name("ca.pem");
-            if !ca.exists() {
-                write_public(&ca, issued.ca_pem.as_bytes()).map_err(|e| e.to_string())?;
-            }
-            println!(
-                "issued {} certificate {}: {}{}",
-                r.kind.name(),
-                issued.serial,
-                a.out.display(),
-                logged(issued.log.as_ref())
-            );
-        }
-        AdminCommand::Revoke { serial, reason, .. } => {
-            let r = client
-                .revoke_certificate(RevokeCertificateRequest { serial, reason })
-                .await
-                .map_err(failed)?
-                .into_inner();
-            println!(
-                "revoked certificate {} of {} at {}{}",
-                r.serial,
-                r.member,
-                r.revoked_at
-                    .as_ref()
-                    .and_then(format_timestamp)
-                    .unwrap_or_default(),
-                logged(r.log.as_ref())
-            );
-        }
-        AdminCommand::Crl { out, .. } => {
-            let crl = client
-                .get_crl(GetCrlRequest {})
-                .await
-                .map_err(failed)?
-                .into_inner();
-            let pem: String = crl
-                .crls
-                .iter()
-                .map(|der| pem_encode("X509 CRL", der))
-                .collect();
-            write_public(&out, pem.as_bytes()).map_err(|e| e.to_string())?;
-            println!(
-                "{} CRL(s), next update {}: {}",
-                crl.crls.len(),
-                crl.next_update
-                    .as_ref()
-                    .and_then(format_timestamp)
-                    .unwrap_or_default(),
-                out.display()
-            );
-        }
-        AdminCommand::Policy(PolicyCommand::Get(_)) => {
-            let p = client
-                .get_policy(GetPolicyRequest {})
-                .await
-                .map_err(failed)?
-                .into_inner();
-            print!("{}", p.text);
-            eprintln!("policy digest sha256:{}", hex::encode(&p.digest));
-        }
+        AdminCommand::Members(_) => members(&mut client).await,
+        AdminCommand::Certificates(_) => certificates(&mut client).await,
+        AdminCommand::Issue(a) => issue(&mut client, a).await,
+        AdminCommand::Revoke { serial, reason, .. } => revoke(&mut client, serial, reason).await,
+        AdminCommand::Crl { out, .. } => crl(&mut client, out).await,
+        AdminCommand::Policy(PolicyCommand::Get(_)) => get_policy(&mut client).await,
         AdminCommand::Policy(PolicyCommand::Set { file, .. }) => {
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let current = client
-                .get_policy(GetPolicyRequest {})
-                .await
-                .map_err(failed)?
-                .into_inner();
-            let replaced = client
-                .replace_policy(ReplacePolicyRequest {
-                    text,
-                    expected_digest: current.digest,
-                })
-                .await
-                .map_err(failed)?
-                .into_inner();
-            println!(
-                "policy replaced: sha256:{}{}",
-                hex::encode(&replaced.digest),
-                logged(replaced.log.as_ref())
-            );
+            set_policy(&mut client, file).await
         }
-        AdminCommand::Expiry(_) => {
-            let report = client
-                .get_certificate_expiry(GetCertificateExpiryRequest {})
-                .await
-                .map_err(failed)?
-                .into_inner();
-            let mut rows = vec![
-                ["KIND", "SUBJECT", "SERIAL", "EXPIRES", "DAYS"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
-            for c in report.certificates {
-                let days = if c.days_left <= i64::from(report.warn_days) {
-                    format!("{} !", c.days_left)
-                } else {
-                    c.days_left.to_string()
-                };
-                rows.push(vec![
-                    c.kind,
-                    c.subject,
-                    c.serial,
-                    c.not_after
-                        .as_ref()
-                        .and_then(format_timestamp)
-                        .unwrap_or_default(),
-                    days,
-                ]);
-            }
-            print!("{}", super::aligned(&rows, |i| i == 4));
-            eprintln!("! expires within {} days", report.warn_days);
-        }
+        AdminCommand::Expiry(_) => expiry(&mut client).await,
     }
+}
+
+/// A client of the Admin service.
+type Client = AdminClient<tonic::transport::Channel>;
+
+/// Prints the policy's members.
+async fn members(client: &mut Client) -> Result<(), String> {
+    let members = client
+        .list_members(ListMembersRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner()
+        .members;
+    let mut rows = vec![
+        ["MEMBER", "ROLES", "GROUPS", "SIGNING KEYS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for m in members {
+        rows.push(vec![
+            m.member,
+            m.roles.join(","),
+            m.groups.join(","),
+            m.signing_keyids.len().to_string(),
+        ]);
+    }
+    print!("{}", super::aligned(&rows, |i| i == 3));
+    Ok(())
+}
+
+/// Prints the certificates and their status.
+async fn certificates(client: &mut Client) -> Result<(), String> {
+    let certs = client
+        .list_certificates(ListCertificatesRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner()
+        .certificates;
+    let mut rows = vec![
+        ["MEMBER", "KIND", "SERIAL", "EXPIRES", "STATUS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for c in certs {
+        let member = if c.member.is_empty() {
+            c.common_name
+        } else {
+            c.member
+        };
+        let status = match c.revocation_reason.as_str() {
+            "" => c.status,
+            reason => format!("{} ({reason})", c.status),
+        };
+        rows.push(vec![
+            member,
+            c.kind,
+            c.serial,
+            c.not_after
+                .as_ref()
+                .and_then(format_timestamp)
+                .unwrap_or_default(),
+            status,
+        ]);
+    }
+    print!("{}", super::aligned(&rows, |_| false));
+    Ok(())
+}
+
+/// Issues a certificate from a CSR and writes it (and the CA certificate, if absent).
+async fn issue(client: &mut Client, a: IssueArgs) -> Result<(), String> {
+    let r = &a.request;
+    let issued = client
+        .issue_certificate(IssueCertificateRequest {
+            csr_pem: r.read()?,
+            kind: r.kind.name().into(),
+            member: r.member()?.map(|m| m.to_string()).unwrap_or_default(),
+            organisation: r.org.clone().unwrap_or_default(),
+            validity_days: r.days,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    write_public(&a.out, issued.certificate_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let ca = a.out.with_file_name("ca.pem");
+    if !ca.exists() {
+        write_public(&ca, issued.ca_pem.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "issued {} certificate {}: {}{}",
+        r.kind.name(),
+        issued.serial,
+        a.out.display(),
+        logged(issued.log.as_ref())
+    );
+    Ok(())
+}
+
+/// Revokes a certificate.
+async fn revoke(client: &mut Client, serial: String, reason: String) -> Result<(), String> {
+    let r = client
+        .revoke_certificate(RevokeCertificateRequest { serial, reason })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    println!(
+        "revoked certificate {} of {} at {}{}",
+        r.serial,
+        r.member,
+        r.revoked_at
+            .as_ref()
+            .and_then(format_timestamp)
+            .unwrap_or_default(),
+        logged(r.log.as_ref())
+    );
+    Ok(())
+}
+
+/// Writes the current CRLs.
+async fn crl(client: &mut Client, out: PathBuf) -> Result<(), String> {
+    let crl = client
+        .get_crl(GetCrlRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let pem: String = crl
+        .crls
+        .iter()
+        .map(|der| pem_encode("X509 CRL", der))
+        .collect();
+    write_public(&out, pem.as_bytes()).map_err(|e| e.to_string())?;
+    println!(
+        "{} CRL(s), next update {}: {}",
+        crl.crls.len(),
+        crl.next_update
+            .as_ref()
+            .and_then(format_timestamp)
+            .unwrap_or_default(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Prints the policy in force (its digest on stderr).
+async fn get_policy(client: &mut Client) -> Result<(), String> {
+    let p = client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner();
+    print!("{}", p.text);
+    eprintln!("policy digest sha256:{}", hex::encode(&p.digest));
+    Ok(())
+}
+
+/// Replaces the policy with `file`, if nobody replaced it since it was read.
+async fn set_policy(client: &mut Client, file: PathBuf) -> Result<(), String> {
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let current = client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let replaced = client
+        .replace_policy(ReplacePolicyRequest {
+            text,
+            expected_digest: current.digest,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    println!(
+        "policy replaced: sha256:{}{}",
+        hex::encode(&replaced.digest),
+        logged(replaced.log.as_ref())
+    );
+    Ok(())
+}
+
+/// Prints the certificates by expiry, marking those within the warning period.
+async fn expiry(client: &mut Client) -> Result<(), String> {
+    let report = client
+        .get_certificate_expiry(GetCertificateExpiryRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let mut rows = vec![
+        ["KIND", "SUBJECT", "SERIAL", "EXPIRES", "DAYS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for c in report.certificates {
+        let days = if c.days_left <= i64::from(report.warn_days) {
+            format!("{} !", c.days_left)
+        } else {
+            c.days_left.to_string()
+        };
+        rows.push(vec![
+            c.kind,
+            c.subject,
+            c.serial,
+            c.not_after
+                .as_ref()
+                .and_then(format_timestamp)
+                .unwrap_or_default(),
+            days,
+        ]);
+    }
+    print!("{}", super::aligned(&rows, |i| i == 4));
+    eprintln!("! expires within {} days", report.warn_days);
     Ok(())
 }
 
