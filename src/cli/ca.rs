@@ -234,91 +234,9 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
             );
             Ok(())
         }
-        CaCommand::Issue(a) => {
-            let ca = open(&a.ca)?;
-            let member = member_arg(&a.member)?;
-            let key_type = match (a.key_type, a.kind) {
-                (Some(Key::Ed25519), _) | (None, Kind::Signing) => KeyType::Ed25519,
-                (Some(Key::P256), _) | (None, Kind::Auth) => KeyType::P256,
-            };
-            let (issued, key) = ca
-                .issue(
-                    &member,
-                    &a.org,
-                    a.kind.into(),
-                    key_type,
-                    Validity::days(a.days),
-                    &lists()?,
-                )
-                .map_err(|e| e.to_string())?;
-            let stem = a.kind.name();
-            write_identity(
-                &a.out,
-                &ca.ca_pem().map_err(|e| e.to_string())?,
-                stem,
-                &issued,
-                &key,
-            )
-            .map_err(|e| e.to_string())?;
-            println!(
-                "issued {stem} certificate {} for {member}, valid {} days: {}",
-                issued.serial,
-                a.days,
-                a.out.join(format!("{stem}.pem")).display()
-            );
-            if matches!(a.kind, Kind::Signing) {
-                println!(
-                    "the gateway accepts it once the policy lists it under [members.\"{member}\"] signing_certificates \
-                     (or issue it through the Admin service, which registers it in the log)"
-                );
-            }
-            Ok(())
-        }
-        CaCommand::SignCsr(a) => {
-            let ca = open(&a.ca)?;
-            let r = &a.request;
-            let issued = ca
-                .sign_csr(
-                    &r.read()?,
-                    r.kind.into(),
-                    r.member()?.as_ref(),
-                    r.org.as_deref(),
-                    Validity::days(r.days),
-                    &lists()?,
-                )
-                .map_err(|e| e.to_string())?;
-            match &a.out {
-                Some(path) => {
-                    write(path, &issued.pem)?;
-                    eprintln!(
-                        "issued {} certificate {}: {}",
-                        a.request.kind.name(),
-                        issued.serial,
-                        path.display()
-                    );
-                }
-                None => print!("{}", issued.pem),
-            }
-            Ok(())
-        }
-        CaCommand::Revoke { ca, serial, reason } => {
-            let ca = open(&ca)?;
-            let (revocation, cert) = ca.revoke(&serial, reason, now).map_err(|e| e.to_string())?;
-            println!(
-                "revoked {} certificate {} of {} ({}); published {}",
-                cert.usage.name(),
-                revocation.serial,
-                cert.member
-                    .as_ref()
-                    .map_or(cert.common_name.clone(), |m| m.to_string()),
-                revocation.reason.name(),
-                ca.crl_path().display()
-            );
-            println!(
-                "a gateway using this CRL refuses the certificate once it reloads it (at once if it watches the file, or on SIGHUP)"
-            );
-            Ok(())
-        }
+        CaCommand::Issue(a) => issue(a),
+        CaCommand::SignCsr(a) => sign_csr(a),
+        CaCommand::Revoke { ca, serial, reason } => revoke(ca, serial, reason, now),
         CaCommand::Crl { ca, days } => {
             let ca = open(&ca)?;
             let crl = ca.publish_crl(days).map_err(|e| e.to_string())?;
@@ -331,43 +249,7 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
             );
             Ok(())
         }
-        CaCommand::List { ca, expiring } => {
-            let ca = open(&ca)?;
-            let now = now.unix_timestamp();
-            let rows: Vec<_> = ca
-                .list()
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter(|c| {
-                    expiring.is_none_or(|d| {
-                        c.revoked.is_none() && c.not_after <= now + i64::from(d) * 86_400
-                    })
-                })
-                .collect();
-            let mut table = vec![
-                ["MEMBER", "KIND", "SERIAL", "EXPIRES", "DAYS", "STATUS"]
-                    .map(String::from)
-                    .to_vec(),
-            ];
-            for c in &rows {
-                table.push(vec![
-                    c.member
-                        .as_ref()
-                        .map_or(c.common_name.clone(), |m| m.to_string()),
-                    c.usage.name().into(),
-                    c.serial.clone(),
-                    day(c.not_after),
-                    ((c.not_after - now).div_euclid(86_400)).to_string(),
-                    match &c.revoked {
-                        Some(r) => format!("revoked {} ({})", &r.time[..10], r.reason.name()),
-                        None => c.status(now).into(),
-                    },
-                ]);
-            }
-            print!("{}", super::aligned(&table, |i| i == 4));
-            eprintln!("{} certificate(s)", rows.len());
-            Ok(())
-        }
+        CaCommand::List { ca, expiring } => list(ca, expiring, now),
         CaCommand::Demo { out } => {
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             crate::pki::demo::generate(&out, &lists()?).map_err(|e| e.to_string())?;
@@ -378,6 +260,135 @@ pub fn run(cmd: CaCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Issues a certificate and its key, written to the output directory.
+fn issue(a: IssueArgs) -> Result<(), String> {
+    let ca = open(&a.ca)?;
+    let member = member_arg(&a.member)?;
+    let key_type = match (a.key_type, a.kind) {
+        (Some(Key::Ed25519), _) | (None, Kind::Signing) => KeyType::Ed25519,
+        (Some(Key::P256), _) | (None, Kind::Auth) => KeyType::P256,
+    };
+    let (issued, key) = ca
+        .issue(
+            &member,
+            &a.org,
+            a.kind.into(),
+            key_type,
+            Validity::days(a.days),
+            &lists()?,
+        )
+        .map_err(|e| e.to_string())?;
+    let stem = a.kind.name();
+    write_identity(
+        &a.out,
+        &ca.ca_pem().map_err(|e| e.to_string())?,
+        stem,
+        &issued,
+        &key,
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "issued {stem} certificate {} for {member}, valid {} days: {}",
+        issued.serial,
+        a.days,
+        a.out.join(format!("{stem}.pem")).display()
+    );
+    if matches!(a.kind, Kind::Signing) {
+        println!(
+            "the gateway accepts it once the policy lists it under [members.\"{member}\"] signing_certificates \
+             (or issue it through the Admin service, which registers it in the log)"
+        );
+    }
+    Ok(())
+}
+
+/// Issues a certificate for the key of a certificate signing request.
+fn sign_csr(a: SignCsrArgs) -> Result<(), String> {
+    let ca = open(&a.ca)?;
+    let r = &a.request;
+    let issued = ca
+        .sign_csr(
+            &r.read()?,
+            r.kind.into(),
+            r.member()?.as_ref(),
+            r.org.as_deref(),
+            Validity::days(r.days),
+            &lists()?,
+        )
+        .map_err(|e| e.to_string())?;
+    match &a.out {
+        Some(path) => {
+            write(path, &issued.pem)?;
+            eprintln!(
+                "issued {} certificate {}: {}",
+                a.request.kind.name(),
+                issued.serial,
+                path.display()
+            );
+        }
+        None => print!("{}", issued.pem),
+    }
+    Ok(())
+}
+
+/// Revokes a certificate and publishes a fresh CRL.
+fn revoke(ca: CaArg, serial: String, reason: Reason, now: OffsetDateTime) -> Result<(), String> {
+    let ca = open(&ca)?;
+    let (revocation, cert) = ca.revoke(&serial, reason, now).map_err(|e| e.to_string())?;
+    println!(
+        "revoked {} certificate {} of {} ({}); published {}",
+        cert.usage.name(),
+        revocation.serial,
+        cert.member
+            .as_ref()
+            .map_or(cert.common_name.clone(), |m| m.to_string()),
+        revocation.reason.name(),
+        ca.crl_path().display()
+    );
+    println!(
+        "a gateway using this CRL refuses the certificate once it reloads it (at once if it watches the file, or on SIGHUP)"
+    );
+    Ok(())
+}
+
+/// Prints the certificates issued, or those expiring within `expiring` days.
+fn list(ca: CaArg, expiring: Option<u32>, now: OffsetDateTime) -> Result<(), String> {
+    let ca = open(&ca)?;
+    let now = now.unix_timestamp();
+    let rows: Vec<_> = ca
+        .list()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|c| {
+            expiring
+                .is_none_or(|d| c.revoked.is_none() && c.not_after <= now + i64::from(d) * 86_400)
+        })
+        .collect();
+    let mut table = vec![
+        ["MEMBER", "KIND", "SERIAL", "EXPIRES", "DAYS", "STATUS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for c in &rows {
+        table.push(vec![
+            c.member
+                .as_ref()
+                .map_or(c.common_name.clone(), |m| m.to_string()),
+            c.usage.name().into(),
+            c.serial.clone(),
+            day(c.not_after),
+            ((c.not_after - now).div_euclid(86_400)).to_string(),
+            match &c.revoked {
+                Some(r) => format!("revoked {} ({})", &r.time[..10], r.reason.name()),
+                None => c.status(now).into(),
+            },
+        ]);
+    }
+    print!("{}", super::aligned(&table, |i| i == 4));
+    eprintln!("{} certificate(s)", rows.len());
+    Ok(())
 }
 
 /// The UTC date of a Unix time.
