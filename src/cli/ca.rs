@@ -207,7 +207,8 @@ pub fn member_arg(s: &str) -> Result<MemberId, String> {
     })
 }
 
-fn lists() -> Result<CodeLists, String> {
+/// The code lists built into the gateway.
+pub(super) fn lists() -> Result<CodeLists, String> {
     CodeLists::builtin().map_err(|e| e.to_string())
 }
 

@@ -14,13 +14,13 @@ use rustls_pki_types::UnixTime;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::Connection;
+use super::{Connection, ca::lists};
 use crate::{
     checkpoint::{self, Checkpoint, NoteVerifier},
     config::Settings,
     entry::{Entry, SubmissionEntry},
     envelope,
-    identity::{Trust, cert_digest_hex, public_key_of},
+    identity::{Registry, Trust, cert_digest_hex, public_key_of},
     merkle::{self, CompactTree, Hash},
     proto::{
         GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
@@ -194,13 +194,99 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
     let (cp, _) = latest(&mut audit, &key).await?;
     let started = std::time::Instant::now();
 
-    // 1. Every entry, in order, into a compact tree.
+    // 1. Every entry, in order, into a compact tree and the registry of what the log says
+    // about certificates.
+    let registry = Arc::new(Registry::new(Arc::new(lists()?)));
+    let downloaded = download(&mut audit, &cp, &registry).await?;
+
+    // 2. The recomputed root against the signed one; on a mismatch, find the first entry that
+    // is not what the tree committed to.
+    if downloaded.root != cp.root {
+        let bad = first_bad_entry(&mut audit, &downloaded.leaves, &cp).await?;
+        return Err(format!(
+            "entry {bad} is not the entry the signed tree of size {} holds: the entries recompute root {}, the checkpoint says {}",
+            cp.size, downloaded.root, cp.root
+        ));
+    }
+
+    // 3. Every submission's signature and certificate chain, from the stored envelope.
+    let ca = std::fs::read(args.connection.identity().file("ca.pem"))
+        .map_err(|e| format!("ca.pem: {e}"))?;
+    let trust = Arc::new(Trust::from_bytes("ca.pem", &ca, &[]).map_err(|e| e.to_string())?);
+    let logged_submissions = downloaded.submissions.len();
+    let tally = reverify_all(
+        SubmissionsClient::new(channel),
+        &trust,
+        &registry,
+        downloaded.submissions,
+        args.parallel,
+    )
+    .await?;
+
+    let checked = downloaded.leaves.len();
+    let problems: Vec<&String> = downloaded.problems.iter().chain(&tally.problems).collect();
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        return Err(format!(
+            "{} problem(s) in the log of {checked} entries",
+            problems.len()
+        ));
+    }
+    println!(
+        "log {} verified: {checked} entries recompute the signed root {} ({:.0} entries/s)",
+        cp.origin,
+        cp.root,
+        checked as f64 / started.elapsed().as_secs_f64().max(1e-9)
+    );
+    println!(
+        "{} submission signature(s) and certificate chain(s) re-verified; {} revocation(s) and {} signing certificate(s) in the log",
+        logged_submissions - tally.unreadable - tally.from_log,
+        registry.revocation_count(),
+        registry.signing_certs().len()
+    );
+    if tally.from_log > 0 {
+        println!(
+            "{} submission(s) not readable with this identity: their signing certificates were checked from the log alone",
+            tally.from_log
+        );
+    }
+    if tally.unreadable > 0 {
+        println!(
+            "{} submission(s) not readable with this identity were not re-verified (use an auditor identity)",
+            tally.unreadable
+        );
+    }
+    Ok(())
+}
+
+/// The log's entries up to a checkpoint, as downloaded.
+struct Downloaded {
+    /// The root they recompute.
+    root: Hash,
+    /// Their leaf hashes, in order.
+    leaves: Vec<Hash>,
+    /// The submission entries, with their indices.
+    submissions: Vec<(u64, SubmissionEntry)>,
+    /// Entries that are not well-formed.
+    problems: Vec<String>,
+}
+
+/// Every entry of the tree of `cp`, in order; each administrative act goes to `registry`.
+async fn download(
+    audit: &mut AuditClient<tonic::transport::Channel>,
+    cp: &Checkpoint,
+    registry: &Registry,
+) -> Result<Downloaded, String> {
     let bar = progress(cp.size, "entries");
     let mut tree = CompactTree::default();
-    let mut leaves: Vec<Hash> = Vec::with_capacity(cp.size as usize);
-    let mut submissions: Vec<(u64, SubmissionEntry)> = Vec::new();
-    let mut facts = LogFacts::default();
-    let mut problems: Vec<String> = Vec::new();
+    let mut out = Downloaded {
+        root: tree.root(),
+        leaves: Vec::with_capacity(cp.size as usize),
+        submissions: Vec::new(),
+        problems: Vec::new(),
+    };
     while tree.size() < cp.size {
         let mut stream = audit
             .get_entries(GetEntriesRequest {
@@ -221,12 +307,14 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
             }
             let leaf = merkle::leaf_hash(&e.entry);
             match Entry::parse(&e.entry) {
-                Ok(Entry::Submission(s)) => submissions.push((e.index, s)),
-                Ok(Entry::Admin(a)) => facts.take(e.index, a),
-                Err(_) => problems.push(format!("entry {}: not a well-formed log entry", e.index)),
+                Ok(Entry::Submission(s)) => out.submissions.push((e.index, s)),
+                Ok(Entry::Admin(_)) => registry.follow(e.index, &e.entry),
+                Err(_) => out
+                    .problems
+                    .push(format!("entry {}: not a well-formed log entry", e.index)),
             }
             tree.push(leaf);
-            leaves.push(leaf);
+            out.leaves.push(leaf);
             bar.inc(1);
         }
         if tree.size() == before {
@@ -237,49 +325,43 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
         }
     }
     bar.finish_and_clear();
+    out.root = tree.root();
+    Ok(out)
+}
 
-    // 2. The recomputed root against the signed one; on a mismatch, find the first entry that
-    // is not what the tree committed to.
-    if tree.root() != cp.root {
-        let bad = first_bad_entry(&mut audit, &leaves, &cp).await?;
-        return Err(format!(
-            "entry {bad} is not the entry the signed tree of size {} holds: the entries recompute root {}, the checkpoint says {}",
-            cp.size,
-            tree.root(),
-            cp.root
-        ));
-    }
+/// How the re-verification of the logged submissions went.
+#[derive(Default)]
+struct Tally {
+    /// Not readable with this identity, and not checked.
+    unreadable: usize,
+    /// Not readable, but their certificates checked from the log.
+    from_log: usize,
+    /// What failed, per entry.
+    problems: Vec<String>,
+}
 
-    // 3. Every submission's signature and certificate chain, from the stored envelope.
-    let ca = std::fs::read(args.connection.identity().file("ca.pem"))
-        .map_err(|e| format!("ca.pem: {e}"))?;
-    let trust = Arc::new(Trust::from_bytes("ca.pem", &ca, &[]).map_err(|e| e.to_string())?);
-    let facts = Arc::new(facts);
-    let logged_submissions = submissions.len();
-    let bar = progress(logged_submissions as u64, "signatures");
-    let (mut unreadable, mut from_log) = (0, 0);
+/// Re-verifies every logged submission, `parallel` at a time.
+async fn reverify_all(
+    client: SubmissionsClient<tonic::transport::Channel>,
+    trust: &Arc<Trust>,
+    registry: &Arc<Registry>,
+    submissions: Vec<(u64, SubmissionEntry)>,
+    parallel: usize,
+) -> Result<Tally, String> {
+    let bar = progress(submissions.len() as u64, "signatures");
+    let mut tally = Tally::default();
     let mut tasks = JoinSet::new();
     let mut pending = submissions.into_iter();
-    let client = SubmissionsClient::new(channel);
     loop {
-        while tasks.len() < args.parallel.max(1) {
+        while tasks.len() < parallel.max(1) {
             let Some((index, entry)) = pending.next() else {
                 break;
             };
-            let (mut client, trust, facts) = (client.clone(), trust.clone(), facts.clone());
+            let (mut client, trust, registry) = (client.clone(), trust.clone(), registry.clone());
             tasks.spawn(async move {
                 let outcome = match reverify(&mut client, &trust, &entry).await {
-                    Reverified::Ok(cert) => facts.check(index, &entry, &cert),
-                    Reverified::Unreadable => match facts.issued.get(&entry.signing_cert_digest) {
-                        Some(cert) => match check_certificate(&trust, &entry, cert) {
-                            Err(why) => Reverified::Bad(why),
-                            Ok(()) => match facts.check(index, &entry, cert) {
-                                Reverified::Ok(_) => Reverified::FromLog,
-                                other => other,
-                            },
-                        },
-                        None => Reverified::Unreadable,
-                    },
+                    Reverified::Ok(cert) => revoked_before(&registry, index, &entry, &cert),
+                    Reverified::Unreadable => from_log(&trust, &registry, index, &entry),
                     other => other,
                 };
                 (index, outcome)
@@ -291,47 +373,29 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
         let (index, outcome) = done.map_err(|e| e.to_string())?;
         match outcome {
             Reverified::Ok(_) => {}
-            Reverified::FromLog => from_log += 1,
-            Reverified::Unreadable => unreadable += 1,
-            Reverified::Bad(why) => problems.push(format!("entry {index}: {why}")),
+            Reverified::FromLog => tally.from_log += 1,
+            Reverified::Unreadable => tally.unreadable += 1,
+            Reverified::Bad(why) => tally.problems.push(format!("entry {index}: {why}")),
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
+    Ok(tally)
+}
 
-    let checked = leaves.len();
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("{p}");
-        }
-        return Err(format!(
-            "{} problem(s) in the log of {checked} entries",
-            problems.len()
-        ));
+/// A submission this identity may not read: its signing certificate checked from the log
+/// alone, if the log carries it.
+fn from_log(trust: &Trust, registry: &Registry, index: u64, entry: &SubmissionEntry) -> Reverified {
+    let Some(cert) = registry.signing(&hex::encode(entry.signing_cert_digest)) else {
+        return Reverified::Unreadable;
+    };
+    if let Err(why) = check_certificate(trust, entry, &cert.der) {
+        return Reverified::Bad(why);
     }
-    println!(
-        "log {} verified: {checked} entries recompute the signed root {} ({:.0} entries/s)",
-        cp.origin,
-        cp.root,
-        checked as f64 / started.elapsed().as_secs_f64().max(1e-9)
-    );
-    println!(
-        "{} submission signature(s) and certificate chain(s) re-verified; {} revocation(s) and {} signing certificate(s) in the log",
-        logged_submissions - unreadable - from_log,
-        facts.revoked.len(),
-        facts.issued.len()
-    );
-    if from_log > 0 {
-        println!(
-            "{from_log} submission(s) not readable with this identity: their signing certificates were checked from the log alone"
-        );
+    match revoked_before(registry, index, entry, &cert.der) {
+        Reverified::Ok(_) => Reverified::FromLog,
+        other => other,
     }
-    if unreadable > 0 {
-        println!(
-            "{unreadable} submission(s) not readable with this identity were not re-verified (use an auditor identity)"
-        );
-    }
-    Ok(())
 }
 
 /// The first entry whose leaf is not the one the signed tree holds. Entries `[0, i]` are all
@@ -393,49 +457,23 @@ enum Reverified {
     Bad(String),
 }
 
-/// What the log's administrative entries say about certificates.
-#[derive(Default)]
-struct LogFacts {
-    /// Signing certificates issued through the log, by SHA-256 of their DER.
-    issued: std::collections::HashMap<[u8; 32], Vec<u8>>,
-    /// Revoked serial numbers (lowercase hex) and the index of the revocation's entry.
-    revoked: std::collections::HashMap<String, u64>,
-}
-
-impl LogFacts {
-    fn take(&mut self, index: u64, a: crate::entry::AdminEntry) {
-        use crate::entry::AdminAction;
-        match a.action {
-            AdminAction::CertificateIssued => {
-                if let Some(cert) = a.certificate {
-                    let digest = ring::digest::digest(&ring::digest::SHA256, &cert);
-                    if let Ok(d) = <[u8; 32]>::try_from(digest.as_ref()) {
-                        self.issued.insert(d, cert);
-                    }
-                }
-            }
-            AdminAction::CertificateRevoked => {
-                if let Some(serial) = a.serial {
-                    self.revoked.entry(serial).or_insert(index);
-                }
-            }
-            AdminAction::PolicyChanged => {}
-        }
-    }
-
-    /// A submission at `index` may not be signed with a certificate the log revoked before it:
-    /// the log's order is the evidence of when the signature was accepted.
-    fn check(&self, index: u64, entry: &SubmissionEntry, cert: &[u8]) -> Reverified {
-        let serial = x509_parser::parse_x509_certificate(cert)
-            .map(|(_, c)| hex::encode(c.raw_serial()))
-            .unwrap_or_default();
-        match self.revoked.get(&serial) {
-            Some(&r) if r < index => Reverified::Bad(format!(
-                "{}: signed with certificate {serial}, which the log revoked at entry {r}",
-                entry.submission_id
-            )),
-            _ => Reverified::Ok(cert.to_vec()),
-        }
+/// A submission at `index` may not be signed with a certificate the log revoked before it:
+/// the log's order is the evidence of when the signature was accepted.
+fn revoked_before(
+    registry: &Registry,
+    index: u64,
+    entry: &SubmissionEntry,
+    cert: &[u8],
+) -> Reverified {
+    let serial = x509_parser::parse_x509_certificate(cert)
+        .map(|(_, c)| hex::encode(c.raw_serial()))
+        .unwrap_or_default();
+    match registry.revocation(&serial).and_then(|r| r.index) {
+        Some(r) if r < index => Reverified::Bad(format!(
+            "{}: signed with certificate {serial}, which the log revoked at entry {r}",
+            entry.submission_id
+        )),
+        _ => Reverified::Ok(cert.to_vec()),
     }
 }
 
@@ -608,8 +646,18 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-example/KAZ/signing.pem");
         let cert = crate::tls::read_chain(&pem).unwrap().remove(0).to_vec();
         let (_, parsed) = x509_parser::parse_x509_certificate(&cert).unwrap();
-        let mut facts = LogFacts::default();
-        facts.revoked.insert(hex::encode(parsed.raw_serial()), 5);
+        let registry = Registry::new(Arc::new(lists().unwrap()));
+        let revocation = Entry::Admin(crate::entry::AdminEntry {
+            action: crate::entry::AdminAction::CertificateRevoked,
+            time_ms: 0,
+            actor: "EU:admin".into(),
+            subject: "KAZ:nfp".into(),
+            serial: Some(hex::encode(parsed.raw_serial())),
+            digest: [0; 32],
+            reason: Some("keyCompromise".into()),
+            certificate: None,
+        });
+        registry.follow(5, &revocation.encode().unwrap());
         let entry = SubmissionEntry {
             time_ms: 0,
             submission_id: "KAZ.SEIZURES.2024.r1".into(),
@@ -622,8 +670,11 @@ mod tests {
             envelope_digest: [0; 32],
             signing_cert_digest: [0; 32],
         };
-        assert!(matches!(facts.check(4, &entry, &cert), Reverified::Ok(_)));
-        match facts.check(6, &entry, &cert) {
+        assert!(matches!(
+            revoked_before(&registry, 4, &entry, &cert),
+            Reverified::Ok(_)
+        ));
+        match revoked_before(&registry, 6, &entry, &cert) {
             Reverified::Bad(why) => assert!(why.contains("revoked at entry 5"), "{why}"),
             _ => panic!("a signature after the revocation must be reported"),
         }

@@ -179,6 +179,11 @@ impl Registry {
         self.read().revoked.get(serial).cloned()
     }
 
+    /// How many certificates the log (or an act ahead of its entry) revokes.
+    pub fn revocation_count(&self) -> usize {
+        self.read().revoked.len()
+    }
+
     /// Whether the log revokes the serial number (lowercase hex).
     pub fn is_revoked(&self, serial: &str) -> bool {
         self.read().revoked.contains_key(serial)
