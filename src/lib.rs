@@ -20,13 +20,19 @@
 //!      offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
 //!    - [`proto`]: the wire contract's messages `focalgate.v1` (prost only).
 //! 2. The log and the store, with what they need:
-//!    - [`store`]: persistence behind the [`store::Store`] trait, its errors typed by what a
-//!      caller can do (unavailable, conflict, corrupt, refused, failed); [`store::sqlite`] is
-//!      the default, [`store::postgres`] lets several replicas share one log;
-//!      [`store::copy`] moves a store between them.
+//!    - [`store`]: persistence behind [`store::Store`], split by consumer:
+//!      [`store::LogRecords`] (the log's entries, nodes, checkpoints), [`store::Submissions`],
+//!      [`store::StatisticsFeed`], [`store::AccessTrail`], [`store::Cosignatures`] (kept beside
+//!      their checkpoint), [`store::Exports`]; one [`store::WriteTx`] per batch, whose
+//!      [`store::LogTx`] part is what the log writes. Errors are typed by what a caller can do
+//!      (unavailable, conflict, corrupt, refused, failed). [`store::sqlite`] is the default,
+//!      [`store::postgres`] lets several replicas share one log; both read rows through one
+//!      shared mapping; [`store::copy`] moves a store between them.
 //!    - [`tlog`]: the transparency log: appends and the tree nodes they complete inside the
 //!      writer's transaction, signed checkpoints, the published checkpoint, proofs, the
-//!      start-up check, and the monitor's pure step (grew, unchanged, fork, rollback).
+//!      start-up check, the [`tlog::Cadence`] that hands on the latest checkpoint at most once
+//!      per period (for witnesses), and the monitor's pure step (grew, unchanged, fork,
+//!      rollback).
 //!    - [`ledger`]: the single writer's sequencing: batches, revision numbers, idempotency,
 //!      receipts, group commit.
 //!    - [`identity`]: certificate → member, roles from the policy, the CA and CRLs in force,

@@ -1,11 +1,18 @@
-//! Persistence behind a trait: submissions, their observations and receipts.
+//! Persistence behind traits: submissions, their observations and receipts, the log's
+//! records, the access trail, and cosignatures.
 //!
-//! No backend type appears above this module. The [`Store`] offers reads and one kind of
-//! write, a [`WriteTx`]: the [`crate::ledger`] opens one per batch of submissions, asks what it
-//! must know (is this payload already stored, what is the current revision), inserts, and
-//! commits once; the commit is durable before any receipt of the batch is sent.
+//! No backend type appears above this module. The [`Store`] is split by its consumers, each
+//! naming only the part it reads: [`LogRecords`] (the log), [`Submissions`] (submit, list, the
+//! start-up check), [`StatisticsFeed`] (the statistics index), [`AccessTrail`],
+//! [`Cosignatures`] and [`Exports`] (store copy). There is one kind of write, a [`WriteTx`]:
+//! the [`crate::ledger`] opens one per batch of submissions, asks what it must know (is this
+//! payload already stored, what is the current revision), inserts, and commits once; the
+//! commit is durable before any receipt of the batch is sent. Its [`LogTx`] part is what the
+//! log reads and writes inside it.
 //!
 //! Backends: [`sqlite`] (the embedded default) and [`postgres`] (several replicas, one log).
+//! Each runs its own SQL and maps result rows with the same functions (`rows`), so a stored
+//! value that is not what the schema says is [`StoreError::Corrupt`] on both, never a panic.
 
 pub mod copy;
 pub mod postgres;
