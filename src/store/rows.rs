@@ -72,11 +72,11 @@ pub(super) trait Columns {
         })
     }
 
-    #[doc(hidden)]
+    /// `v` read from column `i` as an unsigned value, or corrupt.
     fn unsigned(&self, i: usize, v: i64) -> Result<u64, StoreError> {
         u64::try_from(v).map_err(|_| self.out_of_range(i, v))
     }
-    #[doc(hidden)]
+    /// The error for value `v` of column `i`, outside what the column may hold.
     fn out_of_range(&self, i: usize, v: i64) -> StoreError {
         StoreError::Corrupt {
             what: format!("column {} (out of range: {v})", self.name(i)),
