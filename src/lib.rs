@@ -43,6 +43,8 @@
 //!    - [`tls`]: rustls server and client configurations (TLS 1.3, client certificates, CRL).
 //!    - [`telemetry`]: the gateway's Prometheus metrics (one recorder per gateway).
 //!    - [`config`]: settings from a TOML file and `FOCALGATE_*` variables, every default once.
+//!    - [`witness`]: the witness a partner runs (C2SP tlog-witness): `add-checkpoint` checked
+//!      against the checkpoint it last cosigned, held in one durable check-and-update.
 //! 3. The application layer, [`app`]: the [`app::Gateway`] and its use-cases — submit, get and
 //!    list submissions, query, the access trail, log reads, the admin acts, reloads — each a
 //!    function of a caller identified from its leaf certificate ([`app::Gateway::identify`])
@@ -106,6 +108,7 @@ pub mod synthetic;
 pub mod telemetry;
 pub mod tlog;
 pub mod tls;
+pub mod witness;
 
 /// The wire contract's messages, generated from `proto/focalgate/v1/*.proto` (prost only).
 #[allow(missing_docs, clippy::all)]
