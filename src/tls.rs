@@ -75,11 +75,33 @@ pub fn server_config(
         inner: trust.client_verifier(provider.clone())?,
         registry,
     });
+    tls13_server(provider, verifier, chain, key, b"h2")
+}
+
+/// A witness's TLS configuration: TLS 1.3 only, ALPN `http/1.1`, client certificates of the
+/// partnership CA required, checked against its CRLs.
+pub fn witness_server_config(
+    trust: &Trust,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = trust.client_verifier(provider.clone())?;
+    tls13_server(provider, verifier, chain, key, b"http/1.1")
+}
+
+fn tls13_server(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -10,6 +10,7 @@ mod serve;
 mod store;
 mod submissions;
 mod submit;
+mod witness;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -53,6 +54,9 @@ enum Command {
     /// The partnership CA: create it, issue and revoke certificates, publish CRLs.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// A witness of the log, run by a partner: cosigns checkpoints only while the log only grows.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
     /// Ask a gateway whether it serves (grpc.health.v1 over mTLS); exit code 0 if it does.
     Health(HealthArgs),
     /// Copy a store to another (SQLite or PostgreSQL).
@@ -269,6 +273,7 @@ pub fn main() -> ExitCode {
             Command::AccessTrail(args) => query::trail(args).await,
             Command::Receipt(cmd) => log::run_receipt(cmd),
             Command::Ca(cmd) => ca::run(cmd),
+            Command::Witness(cmd) => witness::run(cmd).await,
             Command::Csr(args) => admin::csr(args),
             Command::Health(args) => health(args).await,
             Command::Store(cmd) => store::run(cmd).await,

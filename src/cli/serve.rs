@@ -86,7 +86,7 @@ async fn reload_on_sighup(gateway: std::sync::Arc<service::Gateway>) {
 }
 
 /// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -109,15 +109,20 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(settings: &Settings) {
+    init_log(&settings.logging);
+}
+
+/// Logs to stderr as `logging` says (`RUST_LOG` overrides the level).
+pub(super) fn init_log(logging: &crate::config::LogSettings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.logging.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&logging.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a journal or a log file gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = match settings.logging.format {
+    let _ = match logging.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };

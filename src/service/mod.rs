@@ -8,6 +8,7 @@ pub mod monitoring;
 mod observe;
 mod statistics;
 mod submissions;
+pub mod witness;
 
 use crate::rpc::{
     admin_server::AdminServer, audit_server::AuditServer, statistics_server::StatisticsServer,

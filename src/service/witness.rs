@@ -1,0 +1,166 @@
+//! The witness's HTTPS adapter (C2SP tlog-witness v1): `POST /add-checkpoint` and
+//! `GET /<hex SHA-256 of the origin>/checkpoint`, over TLS 1.3 with client certificates of
+//! the partnership CA. It only translates: every rule is in [`crate::witness`].
+//!
+//! Bounded like the gateway: at most [`MAX_CONNECTIONS`] at once, a handshake within
+//! [`HANDSHAKE_TIMEOUT`], headers within 5 s, a body of at most [`witness::MAX_BODY`] bytes
+//! read within [`BODY_TIMEOUT`]. The state file is written on the blocking pool, so a slow
+//! disk holds up no other connection's handshake.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, header::CONTENT_TYPE};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::witness::{self, Witness};
+
+/// Most connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, content_type: &str, body: String) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Answer {
+    answer(status, "text/plain; charset=utf-8", format!("{body}\n"))
+}
+
+async fn route(witness: &Arc<Witness>, peer: SocketAddr, req: Request<Incoming>) -> Answer {
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::POST, "/add-checkpoint") => add_checkpoint(witness, peer, req).await,
+        (&Method::GET, p) if checkpoint_path(p).is_some() => {
+            let hash = checkpoint_path(p).unwrap_or_default().to_owned();
+            let witness = witness.clone();
+            match tokio::task::spawn_blocking(move || witness.latest(&hash)).await {
+                Ok(Ok(Some(note))) => answer(StatusCode::OK, "text/plain; charset=utf-8", note),
+                Ok(Ok(None)) => text(StatusCode::NOT_FOUND, "no checkpoint of that log cosigned"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "witness state");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the witness state is unavailable",
+                    )
+                }
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the witness failed"),
+            }
+        }
+        (_, "/add-checkpoint") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "add-checkpoint takes a POST",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: POST /add-checkpoint, GET /<hex SHA-256 of the origin>/checkpoint",
+        ),
+    }
+}
+
+/// The origin hash of `/<64 lowercase hex>/checkpoint`.
+fn checkpoint_path(path: &str) -> Option<&str> {
+    let hash = path.strip_prefix('/')?.strip_suffix("/checkpoint")?;
+    (hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(hash)
+}
+
+async fn add_checkpoint(
+    witness: &Arc<Witness>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Answer {
+    let limited = Limited::new(req.into_body(), witness::MAX_BODY);
+    let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is over {} bytes, or broken", witness::MAX_BODY),
+            );
+        }
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            );
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let witness = witness.clone();
+    let Ok(reply) = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, now)).await
+    else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "the witness failed");
+    };
+    tracing::info!(%peer, status = reply.status, "add-checkpoint");
+    answer(
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        reply.content_type,
+        reply.body,
+    )
+}
+
+/// Serves `witness` on `listener` with `tls` until `stop` turns true; connections under way
+/// are then closed.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    witness: Arc<Witness>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let Ok((tcp, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // dropping `tcp` closes it
+        };
+        let (acceptor, witness) = (acceptor.clone(), witness.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "witness handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let witness = witness.clone();
+                async move { Ok::<_, Infallible>(route(&witness, peer, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}

@@ -1,0 +1,285 @@
+//! The witness as a partner runs it: `focalgate witness init` and `witness serve` as a separate
+//! process, spoken to with curl over HTTPS with client certificates of the demo CA, killed
+//! with SIGKILL and started again.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use focalgate::{
+    checkpoint::{self, Checkpoint, KeyType, NoteSigner, NoteVerifier},
+    merkle::{self, Hash, Nodes},
+};
+
+const ORIGIN: &str = "focalgate.example/witnessed-log";
+
+/// A log in the test: its tree, signed with a key made here.
+struct TestLog {
+    key: NoteSigner,
+    nodes: Nodes,
+    size: u64,
+}
+
+impl TestLog {
+    fn new() -> Self {
+        Self {
+            key: NoteSigner::from_seed(ORIGIN, KeyType::Ed25519, &[7; 32]).unwrap(),
+            nodes: Nodes::new(),
+            size: 0,
+        }
+    }
+
+    fn grow(&mut self, n: u64) {
+        for _ in 0..n {
+            let leaf = merkle::leaf_hash(format!("entry {}", self.size).as_bytes());
+            let added = merkle::append(self.size, leaf, &self.nodes).unwrap();
+            self.nodes.extend(added);
+            self.size += 1;
+        }
+    }
+
+    fn checkpoint(&self) -> String {
+        Checkpoint {
+            origin: ORIGIN.into(),
+            size: self.size,
+            root: merkle::root(self.size, &self.nodes).unwrap(),
+            extensions: Vec::new(),
+        }
+        .sign(&self.key)
+        .unwrap()
+    }
+
+    fn request(&self, old: u64) -> String {
+        let proof: Vec<Hash> = if old == 0 || old == self.size {
+            Vec::new()
+        } else {
+            merkle::consistency_proof(old, self.size, &self.nodes).unwrap()
+        };
+        let mut out = format!("old {old}\n");
+        for h in proof {
+            out.push_str(&STANDARD.encode(h.as_bytes()));
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.checkpoint());
+        out
+    }
+}
+
+/// A `witness serve` process.
+struct WitnessProcess {
+    child: Child,
+    url: String,
+}
+
+impl WitnessProcess {
+    fn start(dir: &Path, log: &NoteVerifier, port: u16) -> Self {
+        let pki = common::pki();
+        let mut child = Command::new(common::BIN)
+            .args(["witness", "serve", "--dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--log-key"])
+            .arg(log.to_string())
+            .arg("--tls-cert")
+            .arg(pki.join("server/server.pem"))
+            .arg("--tls-key")
+            .arg(pki.join("server/server.key"))
+            .arg("--ca")
+            .arg(pki.join("ca/ca.pem"))
+            .arg("--crl")
+            .arg(pki.join("ca/crl.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = lines.next().expect("the witness exited early").unwrap();
+            if line.contains("listening on") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the witness did not start");
+        }
+        Self {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+        }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: nothing gets to flush or close.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl with `who`'s client certificate (or none): (HTTP status, content type, body), or the
+/// status 0 when no HTTP answer came.
+fn curl(url: &str, who: Option<&str>, method: &str, body: Option<&str>) -> (u16, String, String) {
+    let pki = common::pki();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--http1.1", "-X", method, "--cacert"])
+        .arg(pki.join("ca/ca.pem"))
+        .args(["-w", "\n%{http_code} %{content_type}"]);
+    if let Some(who) = who {
+        cmd.arg("--cert")
+            .arg(pki.join(who).join("auth.pem"))
+            .arg("--key")
+            .arg(pki.join(who).join("auth.key"));
+    }
+    if let Some(body) = body {
+        cmd.args(["--data-binary", body]);
+    }
+    let out = cmd.arg(url).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (code, content_type) = tail.split_once(' ').unwrap_or((tail, ""));
+    (
+        code.parse().unwrap_or(0),
+        content_type.to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
+    let dir = common::tempdir();
+    let home = dir.path().join("witness");
+
+    // init: a key only its owner reads, PKCS#8 that OpenSSL reads, and the verifier key.
+    let init = Command::new(common::BIN)
+        .args(["witness", "init", "--dir"])
+        .arg(&home)
+        .args(["--name", "witness.kaz.example"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let vkey = String::from_utf8(init.stdout).unwrap();
+    let witness_key = NoteVerifier::parse(vkey.trim()).unwrap();
+    assert_eq!(witness_key.kind(), KeyType::Cosignature);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.join("witness.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let openssl = Command::new("openssl")
+        .args(["pkey", "-noout", "-in"])
+        .arg(home.join("witness.key"))
+        .status()
+        .unwrap();
+    assert!(openssl.success(), "OpenSSL reads the witness key");
+    let again = Command::new(common::BIN)
+        .args(["witness", "init", "--dir"])
+        .arg(&home)
+        .args(["--name", "witness.kaz.example"])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "init never replaces a witness's key"
+    );
+
+    let mut log = TestLog::new();
+    log.grow(5);
+    let port = common::free_port();
+    let witness = WitnessProcess::start(&home, log.key.verifier(), port);
+    let add = format!("{}/add-checkpoint", witness.url);
+
+    // A caller needs a certificate of the partnership CA, not revoked.
+    assert_eq!(curl(&add, None, "POST", Some(&log.request(0))).0, 0);
+    assert_eq!(
+        curl(&add, Some("revoked"), "POST", Some(&log.request(0))).0,
+        0
+    );
+
+    let (code, _, body) = curl(&add, Some("admin"), "POST", Some(&log.request(0)));
+    assert_eq!(code, 200, "{body}");
+    let cosigned = format!("{}{}\n", log.checkpoint(), body.trim_end());
+    let opened = checkpoint::open(
+        cosigned.as_bytes(),
+        log.key.verifier(),
+        std::slice::from_ref(&witness_key),
+    )
+    .unwrap();
+    assert!(
+        opened
+            .note()
+            .verified()
+            .iter()
+            .any(|s| s.name == "witness.kaz.example"),
+        "the cosignature verifies with the witness's verifier key"
+    );
+
+    // Stale, then the retry from the size the witness reports.
+    log.grow(3);
+    let (code, content_type, body) = curl(&add, Some("admin"), "POST", Some(&log.request(2)));
+    assert_eq!(
+        (code, content_type.as_str(), body.as_str()),
+        (409, "text/x.tlog.size", "5\n")
+    );
+    assert_eq!(
+        curl(&add, Some("admin"), "POST", Some(&log.request(5))).0,
+        200
+    );
+
+    // Monitors read what it cosigned.
+    let origin_hash = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        ORIGIN.as_bytes(),
+    ));
+    let (code, _, held) = curl(
+        &format!("{}/{origin_hash}/checkpoint", witness.url),
+        Some("KAZ"),
+        "GET",
+        None,
+    );
+    assert_eq!(code, 200);
+    assert!(held.starts_with(&format!("{ORIGIN}\n8\n")), "{held}");
+    let (code, _, _) = curl(
+        &format!("{}/{}/checkpoint", witness.url, "0".repeat(64)),
+        Some("KAZ"),
+        "GET",
+        None,
+    );
+    assert_eq!(code, 404);
+    let (code, _, _) = curl(&add, Some("KAZ"), "GET", None);
+    assert_eq!(code, 405);
+    let (code, _, body) = curl(&add, Some("KAZ"), "POST", Some("old 0\n"));
+    assert_eq!(code, 400, "{body}");
+
+    // SIGKILL right after an answer: what it answered is what it holds after a restart.
+    witness.kill();
+    let witness = WitnessProcess::start(&home, log.key.verifier(), port);
+    log.grow(2);
+    let (code, _, body) = curl(&add, Some("admin"), "POST", Some(&log.request(5)));
+    assert_eq!(
+        (code, body.as_str()),
+        (409, "8\n"),
+        "the restarted witness holds size 8"
+    );
+    assert_eq!(
+        curl(&add, Some("admin"), "POST", Some(&log.request(8))).0,
+        200
+    );
+    drop(witness);
+}
