@@ -8,8 +8,9 @@ use crate::store::{self, postgres::PgOptions, postgres::redact, sqlite::SqliteSt
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy everything (submissions, revisions, the log and its cosignatures, the access trail) into an empty store
-    /// of either backend, and check that the copy's log has the same root.
+    /// Copy everything (submissions, revisions, the log and its cosignatures, the access
+    /// trail) into an empty store of either backend, and check that the copy's log has the
+    /// same root.
     Copy {
         /// The store to copy: sqlite://PATH or postgres://… (stop its gateway first).
         #[arg(long)]
