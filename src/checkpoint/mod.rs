@@ -11,6 +11,7 @@
 //! ```
 
 pub mod note;
+pub mod policy;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 
