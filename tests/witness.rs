@@ -283,3 +283,160 @@ fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
     );
     drop(witness);
 }
+
+/// A witness served in this process on 127.0.0.1, for the hub's side.
+async fn serve_witness(
+    dir: &Path,
+    i: usize,
+    log: &NoteVerifier,
+) -> (
+    focalgate::checkpoint::policy::PolicyWitness,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let pki = common::pki();
+    let key = NoteSigner::from_seed(
+        &format!("witness-{i}.example"),
+        KeyType::Cosignature,
+        &[20 + i as u8; 32],
+    )
+    .unwrap();
+    let verifier = key.verifier().clone();
+    let state = focalgate::witness::State::open(&dir.join(format!("witness-{i}.db"))).unwrap();
+    let witness = std::sync::Arc::new(
+        focalgate::witness::Witness::new(key, vec![log.clone()], state).unwrap(),
+    );
+    let trust = focalgate::identity::Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
+        .unwrap();
+    let tls = focalgate::tls::witness_server_config(
+        &trust,
+        focalgate::tls::read_chain(&pki.join("server/server.pem")).unwrap(),
+        focalgate::tls::read_key(&pki.join("server/server.key")).unwrap(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(focalgate::service::witness::serve(
+        listener, tls, witness, stopped,
+    ));
+    (
+        focalgate::checkpoint::policy::PolicyWitness {
+            name: format!("W{i}"),
+            key: verifier,
+            url: Some(url),
+        },
+        stop,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
+    use focalgate::{
+        checkpoint::policy::Policy,
+        witness::client::{Outcome, WitnessClient, collect},
+    };
+    let dir = common::tempdir();
+    let mut log = TestLog::new();
+    log.grow(6);
+    let mut witnesses = Vec::new();
+    let mut stops = Vec::new();
+    for i in 0..5 {
+        let (w, stop) = serve_witness(dir.path(), i, log.key.verifier()).await;
+        witnesses.push(w);
+        stops.push(stop);
+    }
+    let mut policy_text = format!("log {}\n", log.key.verifier());
+    for w in &witnesses {
+        policy_text.push_str(&format!(
+            "witness {} {} {}\n",
+            w.name,
+            w.key,
+            w.url.as_deref().unwrap()
+        ));
+    }
+    policy_text.push_str("group central-asia 3 W0 W1 W2 W3 W4\nquorum central-asia\n");
+    let policy = Policy::parse(&policy_text).unwrap();
+    let client = WitnessClient::new(
+        focalgate::tls::IdentityDir::new(common::pki().join("admin"))
+            .rustls_client()
+            .unwrap(),
+        Duration::from_secs(2),
+    );
+
+    // One round: the log's checkpoint, cosigned by whoever answers, checked against the policy.
+    let round = |log: &TestLog, held: std::collections::HashMap<String, u64>| {
+        let (nodes, size, note) = (log.nodes.clone(), log.size, log.checkpoint());
+        let (client, witnesses) = (client.clone(), policy.witnesses().to_vec());
+        async move {
+            let proof = move |from: u64| {
+                let nodes = nodes.clone();
+                async move { merkle::consistency_proof(from, size, &nodes).map_err(|e| e.to_string()) }
+            };
+            let outcomes = collect(&client, &witnesses, &held, size, &note, proof).await;
+            let mut cosigned = note.clone();
+            for w in &witnesses {
+                if let Some((Outcome::Cosigned(line), _)) = outcomes.get(&w.name) {
+                    cosigned.push_str(line);
+                    cosigned.push('\n');
+                }
+            }
+            (outcomes, cosigned)
+        }
+    };
+
+    // All up: all five cosign, and the note meets the quorum.
+    let started = Instant::now();
+    let (outcomes, note) = round(&log, Default::default()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a round took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        outcomes
+            .values()
+            .all(|(o, size)| matches!(o, Outcome::Cosigned(_)) && *size == 6),
+        "{outcomes:?}"
+    );
+    let (_, by) = policy.verify(note.as_bytes()).unwrap();
+    assert_eq!(by.len(), 5);
+    let held: std::collections::HashMap<String, u64> =
+        outcomes.iter().map(|(n, (_, s))| (n.clone(), *s)).collect();
+
+    // Two down: still witnessed. The hub believes W4 holds nothing yet: it is told 6 and retries.
+    stops[0].send(true).unwrap();
+    stops[1].send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    log.grow(4);
+    let mut stale = held.clone();
+    stale.insert("W4".into(), 0);
+    let (outcomes, note) = round(&log, stale).await;
+    assert!(matches!(outcomes["W0"].0, Outcome::Failed(_)));
+    assert!(
+        matches!(outcomes["W4"], (Outcome::Cosigned(_), 10)),
+        "{:?}",
+        outcomes["W4"]
+    );
+    let (_, by) = policy.verify(note.as_bytes()).unwrap();
+    assert_eq!(by, ["W2", "W3", "W4"]);
+
+    // Three down: cosigned by two, which is no quorum.
+    stops[2].send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    log.grow(1);
+    let held: std::collections::HashMap<String, u64> =
+        outcomes.iter().map(|(n, (_, s))| (n.clone(), *s)).collect();
+    let (outcomes, note) = round(&log, held).await;
+    let cosigned = outcomes
+        .values()
+        .filter(|(o, _)| matches!(o, Outcome::Cosigned(_)))
+        .count();
+    assert_eq!(cosigned, 2);
+    assert!(matches!(
+        policy.verify(note.as_bytes()),
+        Err(focalgate::checkpoint::policy::QuorumError::NoQuorum { .. })
+    ));
+}

@@ -14,9 +14,11 @@
 //! cosigns a checkpoint inconsistent with one it cosigned — after a crash, or when two hub
 //! replicas post at the same moment.
 //!
-//! The HTTP adapter with client certificates lives beside the gateway's adapters; this module
-//! has no transport in it.
+//! The witness's HTTPS server lives with the adapters ([`crate::service::witness`]).
+//! [`client`] is the hub's side: asking every witness of the policy, in parallel, each within
+//! a bounded time, and keeping only cosignatures that verify.
 
+pub mod client;
 mod state;
 
 use std::collections::HashMap;

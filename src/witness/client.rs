@@ -1,0 +1,241 @@
+//! The hub's side of C2SP tlog-witness: asking the policy's witnesses, in parallel and each
+//! within a bounded time, to cosign a checkpoint, retrying once from the size a witness
+//! reports when it holds another than the hub thought, and keeping only cosignatures that
+//! verify with the witness's key.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+
+use super::SIZE_CONTENT_TYPE;
+use crate::{
+    checkpoint::{self, NoteVerifier, policy::PolicyWitness},
+    merkle::Hash,
+};
+
+/// Most bytes read of a witness's answer.
+const MAX_ANSWER: usize = 4 * 1024;
+
+/// What a witness answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Its cosignature line, verified.
+    Cosigned(String),
+    /// It holds another size: ask again from it.
+    Stale(u64),
+    /// It refused (or failed), with the status and what it said.
+    Refused(u16, String),
+}
+
+/// A client for witnesses, with the hub's client identity.
+#[derive(Clone)]
+pub struct WitnessClient {
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+}
+
+impl WitnessClient {
+    /// A client presenting `tls`'s identity (its ALPN is set to `http/1.1`), giving each
+    /// request at most `timeout`, connection included.
+    pub fn new(mut tls: ClientConfig, timeout: Duration) -> Self {
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            tls: Arc::new(tls),
+            timeout,
+        }
+    }
+
+    /// Posts one `add-checkpoint` request to the witness at `url` (`https://host:port`, with
+    /// or without a path prefix), and checks a cosignature it returns against `key`.
+    pub async fn add_checkpoint(
+        &self,
+        url: &str,
+        key: &NoteVerifier,
+        old: u64,
+        proof: &[Hash],
+        note: &str,
+    ) -> Result<Answer, String> {
+        let mut body = format!("old {old}\n");
+        for h in proof {
+            body.push_str(&STANDARD.encode(h.as_bytes()));
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(note);
+        let (status, content_type, text) = tokio::time::timeout(self.timeout, self.post(url, body))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.timeout))??;
+        match status {
+            StatusCode::OK => {
+                let line = text.trim_end().to_owned();
+                let cosigned = format!("{}\n{line}\n", note.trim_end());
+                let opened = checkpoint::note::open(cosigned.as_bytes(), std::slice::from_ref(key))
+                    .map_err(|e| format!("its cosignature does not verify: {e}"))?;
+                if opened.verified().is_empty() {
+                    return Err("it answered without a cosignature by its key".into());
+                }
+                Ok(Answer::Cosigned(line))
+            }
+            StatusCode::CONFLICT if content_type.starts_with(SIZE_CONTENT_TYPE) => text
+                .trim()
+                .parse()
+                .map(Answer::Stale)
+                .map_err(|_| format!("409 with a size that is not one: {}", text.trim())),
+            other => Ok(Answer::Refused(other.as_u16(), text.trim().to_owned())),
+        }
+    }
+
+    async fn post(&self, url: &str, body: String) -> Result<(StatusCode, String, String), String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("{url}: a witness URL starts with https://"))?;
+        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
+            None => (authority, 443),
+        };
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("{url}: TLS: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let driver = tokio::spawn(connection);
+        let path = match prefix.trim_end_matches('/') {
+            "" => "/add-checkpoint".to_owned(),
+            p => format!("/{p}/add-checkpoint"),
+        };
+        let request = Request::post(path)
+            .header(header::HOST, authority)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: answer: {e}"))?
+            .to_bytes();
+        driver.abort();
+        Ok((
+            status,
+            content_type,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
+    }
+}
+
+/// How one witness's round went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It cosigned: its cosignature line.
+    Cosigned(String),
+    /// It did not, and why.
+    Failed(String),
+}
+
+/// Asks every witness in parallel to cosign `note` (the checkpoint of `size`), from the size
+/// each is believed to hold (`held`, 0 when unknown), retrying once from the size a witness
+/// reports. `proof(from)` gives the consistency proof from `from` to `size`. Returns each
+/// witness's outcome and the size it holds afterwards, by policy name.
+pub async fn collect<F, Fut>(
+    client: &WitnessClient,
+    witnesses: &[PolicyWitness],
+    held: &HashMap<String, u64>,
+    size: u64,
+    note: &str,
+    proof: F,
+) -> HashMap<String, (Outcome, u64)>
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<Hash>, String>> + Send,
+{
+    let note: Arc<str> = note.into();
+    let mut rounds = tokio::task::JoinSet::new();
+    for w in witnesses {
+        let (client, proof, note, w) = (client.clone(), proof.clone(), note.clone(), w.clone());
+        let start = held.get(&w.name).copied().unwrap_or(0);
+        rounds.spawn(async move {
+            let outcome = ask(&client, &w, start, size, &note, &proof).await;
+            (w.name, outcome)
+        });
+    }
+    let mut out = HashMap::new();
+    while let Some(done) = rounds.join_next().await {
+        if let Ok((name, outcome)) = done {
+            out.insert(name, outcome);
+        }
+    }
+    out
+}
+
+async fn ask<F, Fut>(
+    client: &WitnessClient,
+    w: &PolicyWitness,
+    start: u64,
+    size: u64,
+    note: &str,
+    proof: &F,
+) -> (Outcome, u64)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Hash>, String>>,
+{
+    let Some(url) = w.url.as_deref() else {
+        return (Outcome::Failed("the policy gives it no URL".into()), start);
+    };
+    let mut old = start;
+    for _ in 0..2 {
+        if old > size {
+            return (
+                Outcome::Failed(format!(
+                    "it holds size {old}, beyond the log's {size}: a rollback, or another log"
+                )),
+                old,
+            );
+        }
+        let hashes = if old == 0 || old == size {
+            Ok(Vec::new())
+        } else {
+            proof(old).await
+        };
+        let hashes = match hashes {
+            Ok(h) => h,
+            Err(e) => return (Outcome::Failed(e), old),
+        };
+        match client.add_checkpoint(url, &w.key, old, &hashes, note).await {
+            Ok(Answer::Cosigned(line)) => return (Outcome::Cosigned(line), size),
+            Ok(Answer::Stale(n)) => old = n,
+            Ok(Answer::Refused(status, why)) => {
+                return (Outcome::Failed(format!("{status}: {why}")), old);
+            }
+            Err(e) => return (Outcome::Failed(e), old),
+        }
+    }
+    (
+        Outcome::Failed(format!("still stale after a retry from size {old}")),
+        old,
+    )
+}
