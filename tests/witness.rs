@@ -156,6 +156,48 @@ fn curl(url: &str, who: Option<&str>, method: &str, body: Option<&str>) -> (u16,
     )
 }
 
+/// Checks a cosignature line as C2SP tlog-cosignature says, with Python's `cryptography`: the
+/// key id is SHA-256(name, 0x0A, 0x04, key)[:4], the signature is time (8 bytes, big-endian)
+/// and Ed25519 over "cosignature/v1\ntime T\n" and the checkpoint body.
+fn python_verifies(vkey: &str, note: &str, line: &str) {
+    const SCRIPT: &str = r#"
+import base64, hashlib, struct, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+vkey, note, line = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
+name, keyid, key = vkey.split("+", 2)
+key = base64.b64decode(key)
+assert key[0] == 4, "a cosignature/v1 key"
+body = note.split("\n\n")[0] + "\n"
+dash, signer, sig = line.split(" ")
+assert dash == "\u2014" and signer == name
+sig = base64.b64decode(sig)
+assert sig[:4] == hashlib.sha256(name.encode() + b"\n" + key).digest()[:4] and sig[:4].hex() == keyid
+(t,) = struct.unpack(">Q", sig[4:12])
+Ed25519PublicKey.from_public_bytes(key[1:]).verify(sig[12:], b"cosignature/v1\ntime %d\n" % t + body.encode())
+print("OK", t)
+"#;
+    let dir = common::tempdir();
+    let note_path = dir.path().join("checkpoint");
+    std::fs::write(&note_path, note).unwrap();
+    match Command::new("python3")
+        .args(["-c", SCRIPT, vkey])
+        .arg(&note_path)
+        .arg(line)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success() && out.stdout.starts_with(b"OK "),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is needed by this test (CI=true): {e}"
+        ),
+    }
+}
+
 #[test]
 fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
     let dir = common::tempdir();
@@ -229,6 +271,9 @@ fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
             .any(|s| s.name == "witness.kaz.example"),
         "the cosignature verifies with the witness's verifier key"
     );
+
+    // A partner's own C2SP reader, in Python with `cryptography`, verifies the cosignature.
+    python_verifies(&witness_key.to_string(), &log.checkpoint(), body.trim_end());
 
     // Stale, then the retry from the size the witness reports.
     log.grow(3);

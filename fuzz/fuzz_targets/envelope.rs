@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         algorithm: Algorithm::Ed25519,
         public_key: vec![0x42; 32],
     };
-    let _ = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |_| Ok(((), key.clone())));
+    let _ = envelope::verify(&env, SUBMISSION_PAYLOAD_TYPE, |_| {
+        Ok::<_, &str>(((), key.clone()))
+    });
     if let Ok(body) = SubmissionBody::decode(env.payload.as_slice()) {
         static LISTS: std::sync::OnceLock<CodeLists> = std::sync::OnceLock::new();
         let lists = LISTS.get_or_init(|| CodeLists::builtin().expect("built-in lists"));
