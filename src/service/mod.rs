@@ -10,6 +10,42 @@ mod statistics;
 mod submissions;
 pub mod witness;
 
+/// Accepts connections on `listener` until `stop` turns true, at most `max` at once (more are
+/// closed at once), each handled by `handle` in a task of its own; the tasks still running
+/// are then stopped.
+pub(crate) async fn accept_bounded<F, Fut>(
+    listener: tokio::net::TcpListener,
+    max: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let Ok((tcp, peer)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // dropping `tcp` closes it
+        };
+        let work = handle(tcp, peer);
+        connections.spawn(async move {
+            let _slot = slot;
+            work.await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
 use crate::rpc::{
     admin_server::AdminServer, audit_server::AuditServer, statistics_server::StatisticsServer,
     submissions_server::SubmissionsServer,

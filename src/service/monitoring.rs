@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
 use crate::app::Gateway;
 
@@ -80,25 +80,11 @@ async fn route(gateway: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stopped| *stopped) => break,
-        };
-        let Ok((tcp, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // dropping `tcp` closes it
-        };
+    super::accept_bounded(listener, MAX_CONNECTIONS, stop, |tcp, _| {
         let gateway = gateway.clone();
-        connections.spawn(async move {
-            let _slot = slot;
+        async move {
             let service = hyper::service::service_fn(move |req| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(route(&gateway, req).await) }
@@ -108,8 +94,7 @@ pub async fn serve(
                 .header_read_timeout(Duration::from_secs(5))
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    connections.shutdown().await;
+        }
+    })
+    .await;
 }

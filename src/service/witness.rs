@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header::CONTENT_TYPE};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::witness::{self, Witness};
@@ -122,26 +122,12 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     witness: Arc<Witness>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stopped| *stopped) => break,
-        };
-        let Ok((tcp, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // dropping `tcp` closes it
-        };
+    super::accept_bounded(listener, MAX_CONNECTIONS, stop, |tcp, peer| {
         let (acceptor, witness) = (acceptor.clone(), witness.clone());
-        connections.spawn(async move {
-            let _slot = slot;
+        async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -159,8 +145,7 @@ pub async fn serve(
                 .header_read_timeout(Duration::from_secs(5))
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    connections.shutdown().await;
+        }
+    })
+    .await;
 }
