@@ -13,7 +13,7 @@ use focalgate::{
     schema::{Dataflow, Quantity, ValidObservation},
     store::{
         self, AccessRecord, Cosignature, ListFilter, LogAppend, LogEntryRecord, SeriesKey, Store,
-        StoreError, SubmissionRecord,
+        StoreError, SubmissionRecord, WitnessState,
     },
 };
 
@@ -478,5 +478,40 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
             .await
             .unwrap();
         assert_eq!(rest, [cosig(2, "uz-witness", "BBBB")], "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_hub_learnt_of_each_witness_is_replaced_per_round_and_bounded() {
+    for b in backends().await {
+        let s = &*b.store;
+        let name = b.name;
+        let state = |witness: &str, size: u64, error: Option<String>| WitnessState {
+            witness: witness.into(),
+            size,
+            cosigned_at_ms: error.is_none().then_some(5_000),
+            last_error: error,
+            updated_at_ms: 6_000,
+        };
+        s.record_witness_states(vec![state("UZB", 3, None), state("KAZ", 3, None)])
+            .await
+            .unwrap();
+        let long = "x".repeat(10_000);
+        s.record_witness_states(vec![state("KAZ", 3, Some(long))])
+            .await
+            .unwrap();
+        let states = s.witness_states().await.unwrap();
+        assert_eq!(states.len(), 2, "{name}");
+        assert_eq!(states[0].witness, "KAZ", "{name}: by name");
+        assert_eq!(
+            states[0].last_error.as_ref().map(|e| e.chars().count()),
+            Some(WitnessState::MAX_ERROR),
+            "{name}: an error is kept bounded"
+        );
+        assert_eq!(
+            states[0].cosigned_at_ms, None,
+            "{name}: the row is replaced"
+        );
+        assert_eq!(states[1], state("UZB", 3, None), "{name}");
     }
 }

@@ -58,6 +58,9 @@ pub async fn copy(
     let nodes = copy_nodes(from, to, progress).await?;
     let checkpoints = copy_checkpoints(from, to, progress).await?;
     let cosignatures = copy_cosignatures(from, to, progress).await?;
+    // What the hub learnt of its witnesses: a few rows, learnt again on the next round anyway.
+    to.record_witness_states(from.witness_states().await?)
+        .await?;
     let access_records = copy_trail(from, to, progress).await?;
     Ok(Copied {
         submissions,

@@ -382,6 +382,40 @@ pub trait Cosignatures: Send + Sync {
 
     /// The cosignatures recorded for the checkpoint of tree size `size`, by witness name.
     async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError>;
+
+    /// Records what the hub learnt of witnesses in a round, durably: each replaces what was
+    /// recorded of the same witness (its error cut to [`WitnessState::MAX_ERROR`] characters).
+    async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError>;
+
+    /// What the hub last learnt of each witness, by name.
+    async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError>;
+}
+
+/// What the hub last learnt of one witness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessState {
+    /// Its name in the policy.
+    pub witness: String,
+    /// The size it holds, as last learnt (0 before it cosigned anything).
+    pub size: u64,
+    /// When it last cosigned, Unix milliseconds.
+    pub cosigned_at_ms: Option<i64>,
+    /// What went wrong in the last round, if anything.
+    pub last_error: Option<String>,
+    /// When this was learnt, Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+impl WitnessState {
+    /// Most characters of an error kept.
+    pub const MAX_ERROR: usize = 500;
+
+    /// The error as stored: at most [`Self::MAX_ERROR`] characters.
+    fn bounded_error(&self) -> Option<String> {
+        self.last_error
+            .as_ref()
+            .map(|e| e.chars().take(Self::MAX_ERROR).collect())
+    }
 }
 
 /// Everything stored, page by page, for copying a store into another.
@@ -510,6 +544,9 @@ pub trait WriteTx: LogTx {
         &mut self,
         cosignatures: Vec<Cosignature>,
     ) -> Result<(), StoreError>;
+
+    /// Records what the hub learnt of witnesses; each replaces what was recorded of it.
+    async fn record_witness_states(&mut self, states: Vec<WitnessState>) -> Result<(), StoreError>;
 
     /// Inserts access records in order (copying a store); their ids are assigned anew.
     async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError>;

@@ -35,10 +35,11 @@ use super::{
     AccessRecord, AccessTrail, Cosignature, Cosignatures, Exports, IndexedSubmission, LIST_PAGE,
     ListFilter, LogAppend, LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed,
     Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
-    Submissions, WriteTx,
+    Submissions, WitnessState, WriteTx,
     rows::{
         self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, COSIGNATURE_COLUMNS, EXPORT_COLUMNS,
         INDEXED_COLUMNS, OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
+        WITNESS_STATE_COLUMNS,
     },
 };
 use crate::{
@@ -617,6 +618,24 @@ impl Cosignatures for PgStore {
             .map_err(classify)?;
         rows.iter().map(rows::cosignature).collect()
     }
+
+    async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError> {
+        let mut tx = self.begin_unlocked().await?;
+        tx.record_witness_states(states).await?;
+        tx.commit().await
+    }
+
+    async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {WITNESS_STATE_COLUMNS} FROM witness_state ORDER BY witness"),
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(rows::witness_state).collect()
+    }
 }
 
 #[async_trait]
@@ -1036,6 +1055,22 @@ impl WriteTx for PgTx {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn record_witness_states(&mut self, states: Vec<WitnessState>) -> Result<(), StoreError> {
+        for w in states {
+            let error = w.bounded_error();
+            self.client()?
+                .execute(
+                    "INSERT INTO witness_state (witness, size, cosigned_at, last_error, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (witness) DO UPDATE SET \
+                     size = $2, cosigned_at = $3, last_error = $4, updated_at = $5",
+                    &[&w.witness, &(w.size as i64), &w.cosigned_at_ms, &error, &w.updated_at_ms],
+                )
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 
     async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError> {

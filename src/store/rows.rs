@@ -7,7 +7,7 @@ use time::Date;
 
 use super::{
     AccessRecord, Cosignature, IndexedSubmission, SeriesKey, SignedAt, StoreError,
-    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
+    StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, WitnessState,
 };
 use crate::{
     merkle::{Hash, NodeId},
@@ -150,6 +150,20 @@ pub(super) fn cosignature(r: &impl Columns) -> Result<Cosignature, StoreError> {
         witness: r.string(1)?,
         signature: r.string(2)?,
         received_at_ms: r.i64(3)?,
+    })
+}
+
+/// The columns of [`witness_state`], in order.
+pub(super) const WITNESS_STATE_COLUMNS: &str = "witness, size, cosigned_at, last_error, updated_at";
+
+/// What the hub learnt of a witness, from [`WITNESS_STATE_COLUMNS`].
+pub(super) fn witness_state(r: &impl Columns) -> Result<WitnessState, StoreError> {
+    Ok(WitnessState {
+        witness: r.string(0)?,
+        size: r.u64(1)?,
+        cosigned_at_ms: r.int(2)?,
+        last_error: r.text(3)?,
+        updated_at_ms: r.i64(4)?,
     })
 }
 

@@ -26,10 +26,11 @@ use super::{
     AccessRecord, AccessTrail, Cosignature, Cosignatures, Exports, IndexedSubmission, LIST_PAGE,
     ListFilter, LogAppend, LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed,
     Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
-    Submissions, WriteTx,
+    Submissions, WitnessState, WriteTx,
     rows::{
         self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, COSIGNATURE_COLUMNS, EXPORT_COLUMNS,
         INDEXED_COLUMNS, OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
+        WITNESS_STATE_COLUMNS,
     },
 };
 use crate::{
@@ -607,6 +608,23 @@ impl Cosignatures for SqliteStore {
         })
         .await
     }
+
+    async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.record_witness_states(states).await?;
+        tx.commit().await
+    }
+
+    async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {WITNESS_STATE_COLUMNS} FROM witness_state ORDER BY witness"
+            ))?;
+            let rows = stmt.query_and_then([], |r| rows::witness_state(r))?;
+            rows.collect()
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -1105,6 +1123,28 @@ impl WriteTx for SqliteTx {
                     c.witness,
                     c.signature,
                     c.received_at_ms
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_witness_states(&mut self, states: Vec<WitnessState>) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO witness_state (witness, size, cosigned_at, last_error, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (witness) DO UPDATE SET \
+                 size = ?2, cosigned_at = ?3, last_error = ?4, updated_at = ?5",
+            )?;
+            for w in states {
+                let error = w.bounded_error();
+                stmt.execute(params![
+                    w.witness,
+                    w.size as i64,
+                    w.cosigned_at_ms,
+                    error,
+                    w.updated_at_ms
                 ])?;
             }
             Ok(())

@@ -11,3 +11,13 @@ CREATE TABLE cosignatures (
 
 CREATE TRIGGER cosignatures_append_only BEFORE UPDATE OR DELETE ON cosignatures
     FOR EACH ROW EXECUTE FUNCTION focalgate_append_only();
+
+-- What the hub last learnt of each witness: the size it holds, when it last cosigned, the last
+-- error. One row per witness, replaced on each round.
+CREATE TABLE witness_state (
+    witness     TEXT   PRIMARY KEY,
+    size        BIGINT NOT NULL,
+    cosigned_at BIGINT,
+    last_error  TEXT,
+    updated_at  BIGINT NOT NULL
+);

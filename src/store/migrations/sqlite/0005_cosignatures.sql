@@ -11,3 +11,13 @@ CREATE TABLE cosignatures (
 
 CREATE TRIGGER cosignatures_append_only_u BEFORE UPDATE ON cosignatures BEGIN SELECT RAISE(ABORT, 'cosignatures are never changed'); END;
 CREATE TRIGGER cosignatures_append_only_d BEFORE DELETE ON cosignatures BEGIN SELECT RAISE(ABORT, 'cosignatures are never deleted'); END;
+
+-- What the hub last learnt of each witness: the size it holds, when it last cosigned, the last
+-- error. One row per witness, replaced on each round.
+CREATE TABLE witness_state (
+    witness     TEXT    PRIMARY KEY,                        -- its name in the policy
+    size        INTEGER NOT NULL,
+    cosigned_at INTEGER,                                    -- Unix milliseconds
+    last_error  TEXT,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
