@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{CheckpointError, KeyType, NoteVerifier, VerifiedCheckpoint};
 
-/// Most lines a policy may hold, and most members of a group.
+/// Most lines a policy may hold.
 const MAX_LINES: usize = 1_000;
 
 /// A witness of the policy.
@@ -31,13 +31,13 @@ pub struct PolicyWitness {
     pub url: Option<String>,
 }
 
-/// What a quorum name stands for.
+/// What a quorum name stands for. Members are indices of names defined before.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
     Witness(usize),
     Group {
         threshold: usize,
-        members: Vec<String>,
+        members: Vec<usize>,
     },
 }
 
@@ -46,9 +46,12 @@ enum Node {
 pub struct Policy {
     logs: Vec<(NoteVerifier, Option<String>)>,
     witnesses: Vec<PolicyWitness>,
-    names: HashMap<String, Node>,
-    /// `None` for `quorum none`.
-    quorum: Option<String>,
+    /// Every name, in definition order: a group's members come before it.
+    nodes: Vec<(String, Node)>,
+    /// The index of each name in `nodes`.
+    names: HashMap<String, usize>,
+    /// The index of the quorum's name; `None` for `quorum none`.
+    quorum: Option<usize>,
 }
 
 /// Why a policy file was refused, with its line.
@@ -83,6 +86,7 @@ impl Policy {
         let mut policy = Self {
             logs: Vec::new(),
             witnesses: Vec::new(),
+            nodes: Vec::new(),
             names: HashMap::new(),
             quorum: None,
         };
@@ -119,9 +123,7 @@ impl Policy {
                     if policy.witnesses.iter().any(|w| w.key == key) {
                         return Err(bad(format!("the key of {name} is another witness's too")));
                     }
-                    policy
-                        .names
-                        .insert((*name).to_owned(), Node::Witness(policy.witnesses.len()));
+                    policy.add(name, Node::Witness(policy.witnesses.len()));
                     policy.witnesses.push(PolicyWitness {
                         name: (*name).to_owned(),
                         key,
@@ -130,14 +132,15 @@ impl Policy {
                 }
                 ["group", name, threshold, members @ ..] if !members.is_empty() => {
                     policy.define(name).map_err(bad)?;
-                    let mut seen = HashSet::new();
+                    let mut indices = Vec::with_capacity(members.len());
                     for m in members {
-                        if !policy.names.contains_key(*m) {
+                        let Some(&i) = policy.names.get(*m) else {
                             return Err(bad(format!("{m} is not defined above")));
-                        }
-                        if !seen.insert(*m) {
+                        };
+                        if indices.contains(&i) {
                             return Err(bad(format!("{m} is named twice in the group")));
                         }
+                        indices.push(i);
                     }
                     let threshold = match *threshold {
                         "all" => members.len(),
@@ -153,20 +156,20 @@ impl Policy {
                                 ))
                             })?,
                     };
-                    policy.names.insert(
-                        (*name).to_owned(),
+                    policy.add(
+                        name,
                         Node::Group {
                             threshold,
-                            members: members.iter().map(|m| (*m).to_owned()).collect(),
+                            members: indices,
                         },
                     );
                 }
                 ["quorum", "none"] => quorum_seen = true,
                 ["quorum", name] => {
-                    if !policy.names.contains_key(*name) {
+                    let Some(&i) = policy.names.get(*name) else {
                         return Err(bad(format!("{name} is not defined above")));
-                    }
-                    policy.quorum = Some((*name).to_owned());
+                    };
+                    policy.quorum = Some(i);
                     quorum_seen = true;
                 }
                 [keyword, ..] => {
@@ -193,6 +196,11 @@ impl Policy {
         Ok(policy)
     }
 
+    fn add(&mut self, name: &str, node: Node) {
+        self.names.insert(name.to_owned(), self.nodes.len());
+        self.nodes.push((name.to_owned(), node));
+    }
+
     fn define(&self, name: &str) -> Result<(), String> {
         if name == "none" {
             return Err("\"none\" is reserved".into());
@@ -213,21 +221,22 @@ impl Policy {
         self.logs.iter().map(|(k, _)| k)
     }
 
-    /// Whether the witnesses named `cosigned` are a quorum.
+    /// Whether the witnesses named `cosigned` are a quorum. Each name is decided once, in
+    /// definition order, so the cost is linear in the policy's size however groups nest.
     pub fn satisfied_by(&self, cosigned: &HashSet<&str>) -> bool {
-        self.quorum
-            .as_deref()
-            .is_none_or(|q| self.holds(q, cosigned))
-    }
-
-    fn holds(&self, name: &str, cosigned: &HashSet<&str>) -> bool {
-        match self.names.get(name) {
-            Some(Node::Witness(i)) => cosigned.contains(self.witnesses[*i].name.as_str()),
-            Some(Node::Group { threshold, members }) => {
-                members.iter().filter(|m| self.holds(m, cosigned)).count() >= *threshold
-            }
-            None => false,
+        let Some(quorum) = self.quorum else {
+            return true;
+        };
+        let mut holds = Vec::with_capacity(self.nodes.len());
+        for (_, node) in &self.nodes {
+            holds.push(match node {
+                Node::Witness(i) => cosigned.contains(self.witnesses[*i].name.as_str()),
+                Node::Group { threshold, members } => {
+                    members.iter().filter(|&&m| holds[m]).count() >= *threshold
+                }
+            });
         }
+        holds[quorum]
     }
 
     /// Opens a checkpoint note: signed by one of the policy's logs, and cosigned by a quorum
@@ -263,7 +272,9 @@ impl Policy {
         if !self.satisfied_by(&set) {
             return Err(QuorumError::NoQuorum {
                 cosigned,
-                quorum: self.quorum.clone().unwrap_or_else(|| "none".into()),
+                quorum: self
+                    .quorum
+                    .map_or_else(|| "none".into(), |i| self.nodes[i].0.clone()),
             });
         }
         Ok((opened, cosigned))

@@ -60,14 +60,18 @@ pub struct LogKey {
 
 impl LogKey {
     fn verifier(&self) -> Result<NoteVerifier, String> {
-        let text = match std::fs::read_to_string(&self.log_key) {
-            Ok(text) => text,
-            Err(_) if !Path::new(&self.log_key).exists() => self.log_key.clone(),
-            Err(e) => return Err(format!("--log-key {}: {e}", self.log_key)),
-        };
-        NoteVerifier::parse(text.trim())
-            .map_err(|e| format!("--log-key: not a log verifier key ({e})"))
+        verifier_arg("--log-key", &self.log_key)
     }
+}
+
+/// A verifier key given on the command line as `flag`: the key itself, or a file holding it.
+pub(super) fn verifier_arg(flag: &str, arg: &str) -> Result<NoteVerifier, String> {
+    let text = match std::fs::read_to_string(arg) {
+        Ok(text) => text,
+        Err(_) if !Path::new(arg).exists() => arg.to_owned(),
+        Err(e) => return Err(format!("{flag} {arg}: {e}")),
+    };
+    NoteVerifier::parse(text.trim()).map_err(|e| format!("{flag}: not a verifier key ({e})"))
 }
 
 #[derive(Debug, Args)]

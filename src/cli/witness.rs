@@ -96,9 +96,7 @@ fn signer(dir: &std::path::Path) -> Result<NoteSigner, String> {
     })?;
     let verifier =
         NoteVerifier::parse(vkey.trim()).map_err(|e| format!("{}: {e}", vkey_path.display()))?;
-    let der = crate::pki::read_pkcs8(&dir.join(KEY)).map_err(|e| e.to_string())?;
-    let key = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-        .map_err(|e| format!("{}: not an Ed25519 key: {e}", dir.join(KEY).display()))?;
+    let key = crate::pki::read_ed25519_key(&dir.join(KEY)).map_err(|e| e.to_string())?;
     let signer = NoteSigner::from_key_pair(verifier.name(), KeyType::Cosignature, key)
         .map_err(|e| e.to_string())?;
     if signer.verifier() != &verifier {
@@ -116,10 +114,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let logs = args
         .log_keys
         .iter()
-        .map(|k| {
-            let text = std::fs::read_to_string(k).unwrap_or_else(|_| k.clone());
-            NoteVerifier::parse(text.trim()).map_err(|e| format!("--log-key {k}: {e}"))
-        })
+        .map(|k| super::log::verifier_arg("--log-key", k))
         .collect::<Result<Vec<_>, _>>()?;
     let state = State::open(&args.dir.join("state.db")).map_err(|e| e.to_string())?;
     let witness = Arc::new(Witness::new(signer(&args.dir)?, logs, state)?);

@@ -300,12 +300,16 @@ pub fn load_or_create_gateway_key(path: &Path) -> Result<(Ed25519KeyPair, bool),
         write_private(path, key.serialize_pem().as_bytes())?;
         true
     };
+    Ok((read_ed25519_key(path)?, created))
+}
+
+/// Reads an Ed25519 private key (PKCS#8 PEM) from `path`.
+pub fn read_ed25519_key(path: &Path) -> Result<Ed25519KeyPair, PkiError> {
     let der = read_pkcs8(path)?;
-    let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|e| PkiError::BadKey {
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|e| PkiError::BadKey {
         path: path.display().to_string(),
         reason: format!("not an Ed25519 key: {e}"),
-    })?;
-    Ok((key, created))
+    })
 }
 
 pub mod ca;

@@ -206,3 +206,16 @@ fn malformed_policies_name_their_line() {
     );
     assert!(Policy::parse(&commented).is_ok());
 }
+
+#[test]
+fn deeply_shared_groups_are_decided_once_each() {
+    // Each group needs the two before it: deciding names recursively would take 2^500 steps.
+    let mut text = policy_text("group g0 any KAZ KGZ\ngroup g1 any TJK TKM\n");
+    for i in 2..500 {
+        text.push_str(&format!("group g{i} all g{} g{}\n", i - 1, i - 2));
+    }
+    text.push_str("quorum g499\n");
+    let policy = Policy::parse(&text).unwrap();
+    assert!(policy.verify(cosigned(&[0, 2]).as_bytes()).is_ok());
+    assert!(policy.verify(cosigned(&[0, 1]).as_bytes()).is_err());
+}
