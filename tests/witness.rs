@@ -204,12 +204,15 @@ fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
     let home = dir.path().join("witness");
 
     // init: a key only its owner reads, PKCS#8 that OpenSSL reads, and the verifier key.
-    let init = Command::new(common::BIN)
-        .args(["witness", "init", "--dir"])
-        .arg(&home)
-        .args(["--name", "witness.kaz.example"])
-        .output()
-        .unwrap();
+    let witness_init = || {
+        Command::new(common::BIN)
+            .args(["witness", "init", "--dir"])
+            .arg(&home)
+            .args(["--name", "witness.kaz.example"])
+            .output()
+            .unwrap()
+    };
+    let init = witness_init();
     assert!(
         init.status.success(),
         "{}",
@@ -230,12 +233,7 @@ fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
         .status()
         .unwrap();
     assert!(openssl.success(), "OpenSSL reads the witness key");
-    let again = Command::new(common::BIN)
-        .args(["witness", "init", "--dir"])
-        .arg(&home)
-        .args(["--name", "witness.kaz.example"])
-        .output()
-        .unwrap();
+    let again = witness_init();
     assert!(
         !again.status.success(),
         "init never replaces a witness's key"

@@ -45,9 +45,8 @@ async fn route(witness: &Arc<Witness>, peer: SocketAddr, req: Request<Incoming>)
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/add-checkpoint") => add_checkpoint(witness, peer, req).await,
-        (&Method::GET, p) if checkpoint_path(p).is_some() => {
-            let hash = checkpoint_path(p).unwrap_or_default().to_owned();
-            let witness = witness.clone();
+        (&Method::GET, p) if let Some(hash) = checkpoint_path(p) => {
+            let (hash, witness) = (hash.to_owned(), witness.clone());
             match tokio::task::spawn_blocking(move || witness.latest(&hash)).await {
                 Ok(Ok(Some(note))) => answer(StatusCode::OK, "text/plain; charset=utf-8", note),
                 Ok(Ok(None)) => text(StatusCode::NOT_FOUND, "no checkpoint of that log cosigned"),

@@ -122,6 +122,8 @@ impl AddCheckpoint {
 pub struct Witness {
     key: NoteSigner,
     logs: HashMap<String, NoteVerifier>,
+    /// Each origin by its SHA-256 (lowercase hex), as monitors name it.
+    by_hash: HashMap<String, String>,
     state: State,
 }
 
@@ -135,8 +137,21 @@ impl Witness {
                 key.verifier().name()
             ));
         }
-        let logs = logs.into_iter().map(|v| (v.name().to_owned(), v)).collect();
-        Ok(Self { key, logs, state })
+        let logs: HashMap<String, NoteVerifier> =
+            logs.into_iter().map(|v| (v.name().to_owned(), v)).collect();
+        let by_hash = logs
+            .keys()
+            .map(|o| {
+                let digest = ring::digest::digest(&ring::digest::SHA256, o.as_bytes());
+                (hex::encode(digest), o.clone())
+            })
+            .collect();
+        Ok(Self {
+            key,
+            logs,
+            by_hash,
+            state,
+        })
     }
 
     /// The witness's verifier key, for the logs' policies.
@@ -210,9 +225,7 @@ impl Witness {
     /// The checkpoint last cosigned for the log whose origin hashes (SHA-256, lowercase hex) to
     /// `origin_hash`, with the cosignature: what `GET /<hash>/checkpoint` returns.
     pub fn latest(&self, origin_hash: &str) -> Result<Option<String>, StateError> {
-        let Some(origin) = self.logs.keys().find(|o| {
-            hex::encode(ring::digest::digest(&ring::digest::SHA256, o.as_bytes())) == origin_hash
-        }) else {
+        let Some(origin) = self.by_hash.get(origin_hash) else {
             return Ok(None);
         };
         Ok(self.state.held(origin)?.map(|h| h.checkpoint))
