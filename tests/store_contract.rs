@@ -478,6 +478,16 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
             .await
             .unwrap();
         assert_eq!(rest, [cosig(2, "uz-witness", "BBBB")], "{name}");
+
+        // The sizes cosigned, largest first: what a witnessed checkpoint is looked for in.
+        let mut tx = s.begin().await.unwrap();
+        append(tx.as_mut(), 2, &[b"c"], 3_000).await;
+        tx.commit().await.unwrap();
+        s.record_cosignatures(vec![cosig(3, "uz-witness", "FFFF")])
+            .await
+            .unwrap();
+        assert_eq!(s.cosigned_sizes(10).await.unwrap(), [3, 2], "{name}");
+        assert_eq!(s.cosigned_sizes(1).await.unwrap(), [3], "{name}");
     }
 }
 

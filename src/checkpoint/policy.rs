@@ -83,6 +83,29 @@ pub enum QuorumError {
 impl Policy {
     /// Parses a policy file.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let policy = Self::parse_lines(text, true)?;
+        if policy.logs.is_empty() {
+            return Err(PolicyError {
+                line: 0,
+                why: "a policy names at least one log".into(),
+            });
+        }
+        Ok(policy)
+    }
+
+    /// Parses the witness part of a policy — witness, group and quorum lines, no log line —
+    /// for a log that adds its own key with [`with_log`](Self::with_log).
+    pub fn parse_roster(text: &str) -> Result<Self, PolicyError> {
+        Self::parse_lines(text, false)
+    }
+
+    /// This policy, with `key` as (another) log whose checkpoints it accepts.
+    pub fn with_log(mut self, key: NoteVerifier) -> Self {
+        self.logs.push((key, None));
+        self
+    }
+
+    fn parse_lines(text: &str, logs_allowed: bool) -> Result<Self, PolicyError> {
         let mut policy = Self {
             logs: Vec::new(),
             witnesses: Vec::new(),
@@ -106,6 +129,11 @@ impl Policy {
                 return Err(bad("nothing may follow the quorum line".into()));
             }
             match words.as_slice() {
+                ["log", ..] if !logs_allowed => {
+                    return Err(bad(
+                        "a witness roster has no log line: the log's own key is implied".into(),
+                    ));
+                }
                 ["log", vkey, rest @ ..] if rest.len() <= 1 => {
                     let key =
                         NoteVerifier::parse(vkey).map_err(|e| bad(format!("log key: {e}")))?;
@@ -180,12 +208,6 @@ impl Policy {
                 }
                 [] => {}
             }
-        }
-        if policy.logs.is_empty() {
-            return Err(PolicyError {
-                line: 0,
-                why: "a policy names at least one log".into(),
-            });
         }
         if !quorum_seen {
             return Err(PolicyError {

@@ -15,6 +15,7 @@ use super::{
     Caller, CertError, IdentityError, MemberId, Registry, Role, Trust, cert_digest_hex, identify,
 };
 use crate::{
+    checkpoint::{self, NoteVerifier},
     envelope::{Algorithm, VerifyingKey},
     schema::CodeLists,
 };
@@ -39,6 +40,16 @@ struct SharingSection {
     reporters: BTreeMap<String, Vec<String>>,
 }
 
+/// The `[witnesses]` section: the witness roster and quorum, and who runs each witness.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WitnessesSection {
+    /// C2SP tlog-policy lines without the log line.
+    policy: String,
+    /// The member that runs each witness of the roster, by its name there.
+    members: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
@@ -47,6 +58,70 @@ struct PolicyFile {
     members: BTreeMap<String, MemberEntry>,
     #[serde(default)]
     sharing: SharingSection,
+    witnesses: Option<WitnessesSection>,
+}
+
+/// Who witnesses the log, as the policy says: the witnesses the gateway asks to cosign its
+/// checkpoints, the quorum a checkpoint needs before it is presented as witnessed, and the
+/// member that runs each witness.
+#[derive(Clone, Debug)]
+pub struct Witnessing {
+    /// The roster's C2SP tlog-policy lines, as written (without the log line).
+    pub text: String,
+    /// The roster, parsed: add the log's key with [`checkpoint::policy::Policy::with_log`].
+    pub roster: checkpoint::policy::Policy,
+    /// The member that runs each witness, by its name in the roster.
+    pub members: BTreeMap<String, MemberId>,
+}
+
+impl Witnessing {
+    /// The whole C2SP tlog-policy of the log whose verifier key is `log`: what partners
+    /// check witnessed checkpoints with.
+    pub fn policy_text(&self, log: &NoteVerifier) -> String {
+        format!("log {log}\n{}", self.text.trim_start())
+    }
+
+    fn parse(
+        section: WitnessesSection,
+        roles: &HashMap<MemberId, BTreeSet<Role>>,
+    ) -> Result<Self, String> {
+        let roster = checkpoint::policy::Policy::parse_roster(&section.policy)
+            .map_err(|e| format!("witnesses.policy: {e}"))?;
+        let mut members = BTreeMap::new();
+        for w in roster.witnesses() {
+            let Some(id) = section.members.get(&w.name) else {
+                return Err(format!(
+                    "witnesses.members: witness {} is run by no member",
+                    w.name
+                ));
+            };
+            let member = MemberId::parse(id)
+                .filter(|m| roles.contains_key(m))
+                .ok_or_else(|| {
+                    format!(
+                        "witnesses.members.{}: \"{id}\" is not a member of the policy",
+                        w.name
+                    )
+                })?;
+            if !w.url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+                return Err(format!(
+                    "witnesses.policy: witness {} needs its https:// URL",
+                    w.name
+                ));
+            }
+            members.insert(w.name.clone(), member);
+        }
+        if let Some(extra) = section.members.keys().find(|n| !members.contains_key(*n)) {
+            return Err(format!(
+                "witnesses.members: {extra} is not a witness of witnesses.policy"
+            ));
+        }
+        Ok(Self {
+            text: section.policy,
+            roster,
+            members,
+        })
+    }
 }
 
 /// Who may see a reporter's country-level figures.
@@ -111,6 +186,8 @@ pub struct Policy {
     sharing: HashMap<String, Audience>,
     /// The rule of reporters without one of their own.
     default_sharing: Audience,
+    /// Who witnesses the log, if anyone.
+    witnessing: Option<Arc<Witnessing>>,
 }
 
 impl Policy {
@@ -122,6 +199,11 @@ impl Policy {
     /// The groups a member belongs to.
     pub fn groups(&self, member: &MemberId) -> BTreeSet<String> {
         self.groups.get(member).cloned().unwrap_or_default()
+    }
+
+    /// Who witnesses the log: `None` when the policy names no witnesses.
+    pub fn witnessing(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing.as_ref()
     }
 
     /// Every member in the policy.
@@ -351,6 +433,11 @@ impl Directory {
                 .map_err(|e| invalid(format!("sharing.reporters.{reporter}: {e}")))?;
             sharing.insert(reporter.clone(), a);
         }
+        let witnessing = file
+            .witnesses
+            .map(|w| Witnessing::parse(w, &roles).map(Arc::new))
+            .transpose()
+            .map_err(invalid)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
         Ok(Self {
             trust,
@@ -359,6 +446,7 @@ impl Directory {
                 groups,
                 sharing,
                 default_sharing,
+                witnessing,
             },
             policy_source: PolicySource {
                 path: policy_path.to_owned(),
@@ -547,4 +635,63 @@ pub fn public_key_of(der: &[u8]) -> Result<VerifyingKey, String> {
         algorithm,
         public_key: spki.subject_public_key.data.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::checkpoint::{KeyType, NoteSigner};
+
+    fn vkey(name: &str, seed: u8) -> String {
+        NoteSigner::from_seed(name, KeyType::Cosignature, &[seed; 32])
+            .unwrap()
+            .verifier()
+            .to_string()
+    }
+
+    fn parse(members: &str, policy: &str) -> Result<Witnessing, String> {
+        let section: WitnessesSection =
+            toml::from_str(&format!("policy = '''\n{policy}'''\n[members]\n{members}")).unwrap();
+        let roles = HashMap::from([
+            (MemberId::parse("KAZ:nfp").unwrap(), BTreeSet::new()),
+            (MemberId::parse("UZB:nfp").unwrap(), BTreeSet::new()),
+        ]);
+        Witnessing::parse(section, &roles)
+    }
+
+    #[test]
+    fn every_witness_of_the_roster_is_run_by_a_member_of_the_policy_and_has_a_url() {
+        let roster = format!(
+            "witness KAZ {} https://w.kaz.example\nwitness UZB {} https://w.uzb.example\n\
+             group ca 2 KAZ UZB\nquorum ca\n",
+            vkey("w.kaz.example", 1),
+            vkey("w.uzb.example", 2)
+        );
+        let ok = parse("KAZ = \"KAZ:nfp\"\nUZB = \"UZB:nfp\"\n", &roster).unwrap();
+        assert_eq!(ok.members["UZB"].to_string(), "UZB:nfp");
+        let log = NoteSigner::from_seed("hub.example/log", KeyType::Ed25519, &[3; 32]).unwrap();
+        let full = checkpoint::policy::Policy::parse(&ok.policy_text(log.verifier())).unwrap();
+        assert_eq!(full.witnesses().len(), 2);
+
+        let e = parse("KAZ = \"KAZ:nfp\"\n", &roster).unwrap_err();
+        assert!(e.contains("witness UZB is run by no member"), "{e}");
+        let e = parse("KAZ = \"KAZ:nfp\"\nUZB = \"TJK:nfp\"\n", &roster).unwrap_err();
+        assert!(
+            e.contains("witnesses.members.UZB: \"TJK:nfp\" is not a member"),
+            "{e}"
+        );
+        let e = parse(
+            "KAZ = \"KAZ:nfp\"\nUZB = \"UZB:nfp\"\nTKM = \"KAZ:nfp\"\n",
+            &roster,
+        )
+        .unwrap_err();
+        assert!(e.contains("TKM is not a witness"), "{e}");
+        let no_url = roster.replace(" https://w.uzb.example", "");
+        let e = parse("KAZ = \"KAZ:nfp\"\nUZB = \"UZB:nfp\"\n", &no_url).unwrap_err();
+        assert!(e.contains("witness UZB needs its https:// URL"), "{e}");
+        let e = parse("KAZ = \"KAZ:nfp\"\n", "quorum KAZ\n").unwrap_err();
+        assert!(e.contains("witnesses.policy: policy line 1"), "{e}");
+    }
 }

@@ -619,6 +619,18 @@ impl Cosignatures for PgStore {
         rows.iter().map(rows::cosignature).collect()
     }
 
+    async fn cosigned_sizes(&self, limit: u32) -> Result<Vec<u64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT size FROM cosignatures ORDER BY size DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(|r| rows::Columns::u64(r, 0)).collect()
+    }
+
     async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError> {
         let mut tx = self.begin_unlocked().await?;
         tx.record_witness_states(states).await?;

@@ -609,6 +609,17 @@ impl Cosignatures for SqliteStore {
         .await
     }
 
+    async fn cosigned_sizes(&self, limit: u32) -> Result<Vec<u64>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT size FROM cosignatures ORDER BY size DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_and_then([limit], |r| rows::Columns::u64(r, 0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         tx.record_witness_states(states).await?;

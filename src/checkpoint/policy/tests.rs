@@ -219,3 +219,19 @@ fn deeply_shared_groups_are_decided_once_each() {
     assert!(policy.verify(cosigned(&[0, 2]).as_bytes()).is_ok());
     assert!(policy.verify(cosigned(&[0, 1]).as_bytes()).is_err());
 }
+
+#[test]
+fn a_roster_has_no_log_line_and_takes_the_logs_key() {
+    let full = policy_text("group central-asia 3 KAZ KGZ TJK TKM UZB\nquorum central-asia\n");
+    let roster_text = full.split_once('\n').unwrap().1;
+    let roster = Policy::parse_roster(roster_text).unwrap();
+    assert_eq!(roster.logs().count(), 0);
+    assert_eq!(roster.witnesses().len(), 5);
+    let policy = roster.with_log(log_key().verifier().clone());
+    assert_eq!(policy, Policy::parse(&full).unwrap());
+    policy.verify(cosigned(&[0, 1, 2]).as_bytes()).unwrap();
+
+    let e = Policy::parse_roster(&full).unwrap_err();
+    assert_eq!(e.line, 1);
+    assert!(e.why.contains("no log line"), "{e}");
+}
