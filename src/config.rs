@@ -59,6 +59,8 @@ pub struct Settings {
     pub reload: ReloadSettings,
     /// The operators' listener: metrics, readiness, liveness.
     pub metrics: MetricsSettings,
+    /// Asking the policy's witnesses to cosign checkpoints.
+    pub witnessing: WitnessingSettings,
     /// Serve a store whose log does not extend the checkpoint last published in the data
     /// directory (a restored backup). Only from `serve --accept-restored-log`, never from a file.
     #[serde(skip)]
@@ -268,6 +270,35 @@ impl Default for MetricsSettings {
     }
 }
 
+/// `[witnessing]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessingSettings {
+    /// The identity folder (`ca.pem`, `auth.pem`, `auth.key`) the gateway presents to
+    /// witnesses: a client certificate of the partnership CA. Without it, the policy's
+    /// witnesses are not asked.
+    pub identity: Option<PathBuf>,
+    /// How often the latest checkpoint is looked at and handed to the witnesses that have not
+    /// cosigned it, in milliseconds.
+    pub period_ms: u64,
+    /// Longest one witness may take to answer, connection included, in milliseconds.
+    pub timeout_ms: u64,
+    /// How long a witness that failed is left alone before it is asked again, in
+    /// milliseconds.
+    pub retry_ms: u64,
+}
+
+impl Default for WitnessingSettings {
+    fn default() -> Self {
+        Self {
+            identity: None,
+            period_ms: 250,
+            timeout_ms: 5_000,
+            retry_ms: 5_000,
+        }
+    }
+}
+
 /// `[schema]`
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -292,6 +323,7 @@ impl Default for Settings {
             ca: CaSettings::default(),
             reload: ReloadSettings::default(),
             metrics: MetricsSettings::default(),
+            witnessing: WitnessingSettings::default(),
             accept_restored_log: false,
         }
     }
@@ -447,6 +479,10 @@ impl Settings {
                 .policy
                 .get_or_insert_with(|| pki.join("policy.toml"));
             settings.ca.dir.get_or_insert_with(|| pki.join("ca"));
+            settings
+                .witnessing
+                .identity
+                .get_or_insert_with(|| pki.join("hub"));
             settings
                 .log
                 .origin

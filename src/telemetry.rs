@@ -54,7 +54,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 /// Every series' name and help text.
-const DESCRIPTIONS: [(&str, &str); 14] = [
+const DESCRIPTIONS: [(&str, &str); 19] = [
     (
         "grpc_server_started_total",
         "Total number of RPCs started on the server.",
@@ -103,6 +103,26 @@ const DESCRIPTIONS: [(&str, &str); 14] = [
     (
         "focalgate_store_pool_connections",
         "The store's connections, by state (max, open, idle, waiting).",
+    ),
+    (
+        "focalgate_witness_requests_total",
+        "add-checkpoint requests to each witness, by outcome (cosigned, stale, refused, failed).",
+    ),
+    (
+        "focalgate_witness_request_seconds",
+        "Time for one witness to answer add-checkpoint (its retry after a 409 included).",
+    ),
+    (
+        "focalgate_witness_lag_entries",
+        "Entries of the latest checkpoint that each witness has not cosigned yet.",
+    ),
+    (
+        "focalgate_log_witnessed_size",
+        "Tree size of the latest checkpoint a quorum of witnesses cosigned.",
+    ),
+    (
+        "focalgate_witness_quorum",
+        "1 if the latest checkpoint is witnessed (a quorum cosigned it), 0 if not.",
     ),
     (
         "focalgate_certificate_expiry_seconds",
@@ -276,6 +296,12 @@ impl Telemetry {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
+                    Matcher::Full("focalgate_witness_request_seconds".into()),
+                    &LATENCY_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
                     Matcher::Full("focalgate_ledger_batch_size".into()),
                     &BATCH_BUCKETS,
                 )
@@ -364,6 +390,20 @@ impl Telemetry {
     pub fn batch(&self, size: usize, seconds: f64) {
         self.batch_size.record(size as f64);
         self.commit_seconds.record(seconds);
+    }
+
+    /// A witness answered (`outcome`) in `seconds`.
+    pub fn witness_request(&self, witness: &str, outcome: &'static str, seconds: f64) {
+        let labels = [("witness", witness), ("outcome", outcome)];
+        self.recorder
+            .register_counter(&key("focalgate_witness_requests_total", &labels), &METADATA)
+            .increment(1);
+        self.recorder
+            .register_histogram(
+                &key("focalgate_witness_request_seconds", &[("witness", witness)]),
+                &METADATA,
+            )
+            .record(seconds);
     }
 
     /// Sets a gauge a scrape samples.

@@ -486,8 +486,9 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
         s.record_cosignatures(vec![cosig(3, "uz-witness", "FFFF")])
             .await
             .unwrap();
-        assert_eq!(s.cosigned_sizes(10).await.unwrap(), [3, 2], "{name}");
-        assert_eq!(s.cosigned_sizes(1).await.unwrap(), [3], "{name}");
+        assert_eq!(s.cosigned_sizes(1, 10).await.unwrap(), [3, 2], "{name}");
+        assert_eq!(s.cosigned_sizes(1, 1).await.unwrap(), [3], "{name}");
+        assert_eq!(s.cosigned_sizes(2, 10).await.unwrap(), [2], "{name}");
     }
 }
 

@@ -379,7 +379,7 @@ async fn serve_witness(
 async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     use focalgate::{
         checkpoint::policy::Policy,
-        witness::client::{Outcome, WitnessClient, collect},
+        witness::client::{Outcome, Round, WitnessClient, collect},
     };
     let dir = common::tempdir();
     let mut log = TestLog::new();
@@ -421,7 +421,11 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
             let outcomes = collect(&client, &witnesses, &held, size, &note, proof).await;
             let mut cosigned = note.clone();
             for w in &witnesses {
-                if let Some((Outcome::Cosigned(line), _)) = outcomes.get(&w.name) {
+                if let Some(Round {
+                    outcome: Outcome::Cosigned(line),
+                    ..
+                }) = outcomes.get(&w.name)
+                {
                     cosigned.push_str(line);
                     cosigned.push('\n');
                 }
@@ -441,13 +445,13 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     assert!(
         outcomes
             .values()
-            .all(|(o, size)| matches!(o, Outcome::Cosigned(_)) && *size == 6),
+            .all(|r| matches!(r.outcome, Outcome::Cosigned(_)) && r.size == 6),
         "{outcomes:?}"
     );
     let (_, by) = policy.verify(note.as_bytes()).unwrap();
     assert_eq!(by.len(), 5);
     let held: std::collections::HashMap<String, u64> =
-        outcomes.iter().map(|(n, (_, s))| (n.clone(), *s)).collect();
+        outcomes.iter().map(|(n, r)| (n.clone(), r.size)).collect();
 
     // Two down: still witnessed. The hub believes W4 holds nothing yet: it is told 6 and retries.
     stops[0].send(true).unwrap();
@@ -457,9 +461,16 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     let mut stale = held.clone();
     stale.insert("W4".into(), 0);
     let (outcomes, note) = round(&log, stale).await;
-    assert!(matches!(outcomes["W0"].0, Outcome::Failed(_)));
+    assert!(matches!(outcomes["W0"].outcome, Outcome::Failed(_)));
     assert!(
-        matches!(outcomes["W4"], (Outcome::Cosigned(_), 10)),
+        matches!(
+            outcomes["W4"],
+            Round {
+                outcome: Outcome::Cosigned(_),
+                size: 10,
+                ..
+            }
+        ),
         "{:?}",
         outcomes["W4"]
     );
@@ -471,11 +482,11 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     log.grow(1);
     let held: std::collections::HashMap<String, u64> =
-        outcomes.iter().map(|(n, (_, s))| (n.clone(), *s)).collect();
+        outcomes.iter().map(|(n, r)| (n.clone(), r.size)).collect();
     let (outcomes, note) = round(&log, held).await;
     let cosigned = outcomes
         .values()
-        .filter(|(o, _)| matches!(o, Outcome::Cosigned(_)))
+        .filter(|r| matches!(r.outcome, Outcome::Cosigned(_)))
         .count();
     assert_eq!(cosigned, 2);
     assert!(matches!(

@@ -7,13 +7,13 @@ use crate::{
     merkle::{self, Hash},
     proto::{
         self, ConsistencyProof, GetCheckpointRequest, GetConsistencyProofRequest,
-        GetEntriesRequest, GetInclusionProofRequest, InclusionProof, LogEntry, SignedCheckpoint,
-        get_inclusion_proof_request::Leaf,
+        GetEntriesRequest, GetInclusionProofRequest, GetLogStatusRequest, InclusionProof, LogEntry,
+        LogStatus, SignedCheckpoint, WitnessedCheckpoint, get_inclusion_proof_request::Leaf,
     },
     receipt::timestamp_from_millis,
     schema::{Rule, Violation},
-    store::StoredCheckpoint,
-    tlog::{self, SizeError, TreeSize},
+    store::{StoredCheckpoint, WitnessState},
+    tlog::{self, SizeError, TreeSize, Witnessed},
 };
 
 /// Most entries one GetEntries call returns.
@@ -30,7 +30,16 @@ fn to_proto(cp: &StoredCheckpoint) -> Result<SignedCheckpoint, ApiError> {
         origin: parsed.origin,
         tree_size: parsed.size,
         root_hash: parsed.root.as_bytes().to_vec(),
+        witnessed: None,
     })
+}
+
+fn witnessed_to_proto(w: Witnessed) -> WitnessedCheckpoint {
+    WitnessedCheckpoint {
+        note: w.note,
+        tree_size: w.checkpoint.size,
+        cosigned_by: w.cosigned,
+    }
 }
 
 fn hashes(hs: Vec<Hash>) -> Vec<Vec<u8>> {
@@ -104,7 +113,55 @@ impl Gateway {
                 ApiError::NotFound(format!("no checkpoint was signed for tree size {n}"))
             })?,
         };
-        to_proto(&cp)
+        let witnessed = match (self.witness_policy(), req.tree_size) {
+            (None, _) => None,
+            (Some((_, policy)), 0) => tlog::witnessed(&*self.store, &policy).await?,
+            (Some((_, policy)), n) => tlog::witnessed_at(&*self.store, &policy, n).await?,
+        };
+        Ok(SignedCheckpoint {
+            witnessed: witnessed.map(witnessed_to_proto),
+            ..to_proto(&cp)?
+        })
+    }
+
+    /// The log's size, its latest witnessed checkpoint, and each witness's state.
+    pub async fn log_status(
+        &self,
+        caller: &Caller,
+        _req: &GetLogStatusRequest,
+    ) -> Result<LogStatus, ApiError> {
+        let status = self.witness_status(caller).await?;
+        let size = status.latest.as_ref().map_or(0, |c| c.size);
+        let witnesses = status
+            .witnesses
+            .into_iter()
+            .map(|w| {
+                let state = w.state.unwrap_or(WitnessState {
+                    witness: w.name.clone(),
+                    size: 0,
+                    cosigned_at_ms: None,
+                    last_error: None,
+                    updated_at_ms: 0,
+                });
+                proto::WitnessStatus {
+                    lag: size.saturating_sub(state.size),
+                    name: w.name,
+                    member: w.member.to_string(),
+                    url: w.url,
+                    size: state.size,
+                    cosigned_at: state.cosigned_at_ms.map(timestamp_from_millis),
+                    last_error: state.last_error.unwrap_or_default(),
+                    updated_at: (state.updated_at_ms > 0)
+                        .then(|| timestamp_from_millis(state.updated_at_ms)),
+                }
+            })
+            .collect();
+        Ok(LogStatus {
+            tree_size: size,
+            witnessed_size: status.witnessed.map_or(0, |w| w.checkpoint.size),
+            witnesses,
+            policy: status.policy.unwrap_or_default(),
+        })
     }
 
     /// The inclusion proof of an entry (by index or leaf hash) in a tree the log has.

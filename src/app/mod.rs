@@ -9,6 +9,8 @@
 //! - [`audit`]: checkpoints, proofs and entries of the log;
 //! - [`admin`]: members, certificates, CRLs, the policy;
 //! - [`control`]: reloading the configuration, logging what changed, following the log;
+//! - [`witnessing`]: rounds that ask the policy's witnesses to cosign the latest checkpoint,
+//!   the witnessed checkpoint, the log's status;
 //! - [`render`]: answers as CSV, SDMX-CSV and JSON.
 
 pub mod admin;
@@ -19,6 +21,7 @@ pub mod render;
 
 pub mod statistics;
 pub mod submissions;
+pub mod witnessing;
 
 use std::sync::{Arc, RwLock};
 

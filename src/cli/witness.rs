@@ -26,6 +26,20 @@ pub enum WitnessCommand {
     },
     /// Run the witness over HTTPS with client certificates.
     Serve(ServeArgs),
+    /// Run the demo's five witnesses, one per Central Asian member, on 127.0.0.1:7381–7385 for
+    /// the demo gateway (`serve --demo`): their keys are in certs-example/witnesses/.
+    Demo {
+        /// Where each witness keeps its state (a folder per member).
+        #[arg(long, default_value = "focalgate-witnesses")]
+        dir: PathBuf,
+        /// The verifier key of the log to witness; default: the demo gateway's
+        /// (`focalgate log key --demo`).
+        #[arg(long = "log-key")]
+        log_key: Option<String>,
+        /// Run only these members' witnesses (e.g. KAZ,KGZ), to see the others down.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -53,35 +67,22 @@ pub struct ServeArgs {
     crl: Vec<PathBuf>,
 }
 
-const KEY: &str = "witness.key";
-const VKEY: &str = "witness.vkey";
+use crate::pki::{WITNESS_KEY as KEY, WITNESS_VKEY as VKEY};
 
 pub async fn run(cmd: WitnessCommand) -> Result<(), String> {
     match cmd {
         WitnessCommand::Init { dir, name } => init(dir, &name),
         WitnessCommand::Serve(args) => serve(args).await,
+        WitnessCommand::Demo { dir, log_key, only } => demo(dir, log_key, only).await,
     }
 }
 
 fn init(dir: PathBuf, name: &str) -> Result<(), String> {
-    let key_path = dir.join(KEY);
-    if key_path.exists() {
-        return Err(format!(
-            "{} exists: a witness keeps its key (a new key is a new witness)",
-            key_path.display()
-        ));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (key, _) = crate::pki::load_or_create_gateway_key(&key_path).map_err(|e| e.to_string())?;
-    let signer =
-        NoteSigner::from_key_pair(name, KeyType::Cosignature, key).map_err(|e| e.to_string())?;
-    let vkey = signer.verifier().to_string();
-    crate::pki::write_public(&dir.join(VKEY), format!("{vkey}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
+    let vkey = crate::pki::create_witness_key(&dir, name).map_err(|e| e.to_string())?;
     println!("{vkey}");
     eprintln!(
         "witness key in {}; give the verifier key above to the log's operators for its policy",
-        key_path.display()
+        dir.join(KEY).display()
     );
     Ok(())
 }
@@ -116,29 +117,116 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .iter()
         .map(|k| super::log::verifier_arg("--log-key", k))
         .collect::<Result<Vec<_>, _>>()?;
-    let state = State::open(&args.dir.join("state.db")).map_err(|e| e.to_string())?;
-    let witness = Arc::new(Witness::new(signer(&args.dir)?, logs, state)?);
+    let witness = open(&args.dir, &args.dir, logs)?;
     let trust = Trust::load(&args.ca, &args.crl).map_err(|e| e.to_string())?;
-    let tls = crate::tls::witness_server_config(
-        &trust,
-        crate::tls::read_chain(&args.tls_cert).map_err(|e| e.to_string())?,
-        crate::tls::read_key(&args.tls_key).map_err(|e| e.to_string())?,
+    let tls = tls(&trust, &args.tls_cert, &args.tls_key)?;
+    let listener = bind(args.listen, &witness).await?;
+    crate::service::witness::serve(listener, tls, witness, stopped_by_signal()).await;
+    Ok(())
+}
+
+/// The witness whose keys are in `keys` and whose state is in `state`, for `logs`.
+fn open(
+    keys: &std::path::Path,
+    state: &std::path::Path,
+    logs: Vec<NoteVerifier>,
+) -> Result<Arc<Witness>, String> {
+    std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
+    let held = State::open(&state.join("state.db")).map_err(|e| e.to_string())?;
+    Ok(Arc::new(Witness::new(signer(keys)?, logs, held)?))
+}
+
+fn tls(
+    trust: &Trust,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    crate::tls::witness_server_config(
+        trust,
+        crate::tls::read_chain(cert).map_err(|e| e.to_string())?,
+        crate::tls::read_key(key).map_err(|e| e.to_string())?,
     )
-    .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    .map_err(|e| e.to_string())
+}
+
+async fn bind(at: SocketAddr, witness: &Witness) -> Result<tokio::net::TcpListener, String> {
+    let listener = tokio::net::TcpListener::bind(at)
         .await
-        .map_err(|e| format!("{}: {e}", args.listen))?;
+        .map_err(|e| format!("{at}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, witness = %witness.verifier(), "witness listening");
     println!(
         "witness {} listening on https://{addr}",
         witness.verifier().name()
     );
+    Ok(listener)
+}
+
+/// A stop signal that fires on SIGTERM or Ctrl-C.
+fn stopped_by_signal() -> tokio::sync::watch::Receiver<bool> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         super::serve::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    crate::service::witness::serve(listener, tls, witness, stop).await;
+    stop
+}
+
+async fn demo(dir: PathBuf, log_key: Option<String>, only: Vec<String>) -> Result<(), String> {
+    use crate::pki::demo::{WITNESS_PORT, WITNESSES};
+    super::serve::init_log(&crate::config::LogSettings::default());
+    let log = match log_key {
+        Some(k) => super::log::verifier_arg("--log-key", &k)?,
+        None => {
+            let settings = crate::config::Settings::load(None, true).map_err(|e| e.to_string())?;
+            let path = settings.data_dir.join("log.vkey");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "{}: {e} (start the demo gateway first, or give --log-key)",
+                    path.display()
+                )
+            })?;
+            super::log::verifier_arg(&path.display().to_string(), text.trim())?
+        }
+    };
+    if let Some(unknown) = only.iter().find(|m| !WITNESSES.contains(&m.as_str())) {
+        return Err(format!(
+            "--only: {unknown} runs no demo witness (they are {})",
+            WITNESSES.join(", ")
+        ));
+    }
+    let pki = std::path::Path::new(crate::config::DEMO_PKI);
+    let trust = Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
+        .map_err(|e| e.to_string())?;
+    let tls = tls(
+        &trust,
+        &pki.join("server/server.pem"),
+        &pki.join("server/server.key"),
+    )?;
+    let stop = stopped_by_signal();
+    let mut running = tokio::task::JoinSet::new();
+    for (i, member) in WITNESSES.iter().enumerate() {
+        if !only.is_empty() && !only.iter().any(|m| m == member) {
+            continue;
+        }
+        let witness = open(
+            &pki.join("witnesses").join(member),
+            &dir.join(member),
+            vec![log.clone()],
+        )?;
+        let at = SocketAddr::from(([127, 0, 0, 1], WITNESS_PORT + i as u16));
+        let listener = bind(at, &witness).await?;
+        running.spawn(crate::service::witness::serve(
+            listener,
+            tls.clone(),
+            witness,
+            stop.clone(),
+        ));
+    }
+    tracing::warn!(
+        "DEMO WITNESSES: their keys in {}/witnesses/ are public; never witness a real log with them",
+        crate::config::DEMO_PKI
+    );
+    while running.join_next().await.is_some() {}
     Ok(())
 }

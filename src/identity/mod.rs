@@ -24,7 +24,8 @@ use std::{collections::BTreeSet, fmt};
 use x509_parser::{extensions::GeneralName, prelude::*};
 
 pub use policy::{
-    Audience, AuthError, Directory, Policy, PolicyError, PolicySource, SigningCert, public_key_of,
+    Audience, AuthError, Directory, Policy, PolicyError, PolicySource, SigningCert, Witnessing,
+    public_key_of,
 };
 pub use registry::{LoggedRevocation, Registry, SeenCert};
 pub use trust::{CertError, EKU_DOCUMENT_SIGNING, Trust, TrustError};

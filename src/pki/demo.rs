@@ -64,6 +64,17 @@ pub const ROLES: [(&str, &str, &str, &str); 3] = [
     ("admin", "BEL:admin", "Hub operator (demo)", "admin"),
 ];
 
+/// The demo witnesses: the Central Asian members each run one, on 127.0.0.1 from port
+/// [`WITNESS_PORT`], in this order. Three of them make a quorum.
+pub const WITNESSES: [&str; 5] = ["KAZ", "KGZ", "TJK", "TKM", "UZB"];
+
+/// The port of the first demo witness; the others follow.
+pub const WITNESS_PORT: u16 = 7381;
+
+/// The demo's identity for the hub when it asks witnesses to cosign: (folder, member id,
+/// organisation).
+pub const HUB: (&str, &str, &str) = ("hub", "BEL:hub", "Hub operator (demo)");
+
 /// How long the demo's CA, certificates and CRL are valid.
 const DEMO_DAYS: u32 = 3650;
 
@@ -137,6 +148,40 @@ pub fn generate(out: &Path, lists: &CodeLists) -> Result<(), PkiError> {
         ));
     }
     policy.push_str(SHARING);
+
+    // The hub's client identity for witnesses, and the witnesses' keys, roster and quorum.
+    let (folder, id, org) = HUB;
+    let (auth, key) = ca.issue(
+        &member(id)?,
+        org,
+        CertKind::Auth,
+        KeyType::P256,
+        valid,
+        lists,
+    )?;
+    write_identity(&out.join(folder), &ca_pem, "auth", &auth, &key)?;
+    let mut roster = String::new();
+    let mut runs = String::new();
+    for (i, country) in WITNESSES.iter().enumerate() {
+        let dir = out.join("witnesses").join(country);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let name = format!("witness.{}.demo", country.to_lowercase());
+        let vkey = super::create_witness_key(&dir, &name)?;
+        let port = WITNESS_PORT + i as u16;
+        roster.push_str(&format!(
+            "witness {country} {vkey} https://127.0.0.1:{port}\n"
+        ));
+        runs.push_str(&format!("{country} = \"{country}:nfp\"\n"));
+    }
+    policy.push_str(&format!(
+        "\n# Who witnesses the log: C2SP tlog-policy lines (the log's own key is implied), and the\n\
+         # member that runs each witness. A checkpoint is witnessed once 3 of the 5 cosigned it.\n\
+         [witnesses]\npolicy = \"\"\"\n{roster}group central-asia 3 {}\nquorum central-asia\n\"\"\"\n\n\
+         [witnesses.members]\n{runs}",
+        WITNESSES.join(" ")
+    ));
 
     // Negative identities, all claiming to be KAZ:nfp.
     let kaz = member("KAZ:nfp")?;

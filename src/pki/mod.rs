@@ -12,6 +12,7 @@ use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
 use time::OffsetDateTime;
 
 use crate::{
+    checkpoint::{KeyType, NoteSigner, NoteVerifier},
     identity::{MEMBER_URI_PREFIX, MemberId},
     schema::CodeLists,
 };
@@ -301,6 +302,30 @@ pub fn load_or_create_gateway_key(path: &Path) -> Result<(Ed25519KeyPair, bool),
         true
     };
     Ok((read_ed25519_key(path)?, created))
+}
+
+/// The files of a witness's directory: its cosigning key and its verifier key.
+pub const WITNESS_KEY: &str = "witness.key";
+/// See [`WITNESS_KEY`].
+pub const WITNESS_VKEY: &str = "witness.vkey";
+
+/// Makes a witness's cosigning key named `name` in `dir` (`witness.key`, Ed25519 PKCS#8,
+/// mode 0600) and writes its verifier key (`witness.vkey`); never replaces a key.
+pub fn create_witness_key(dir: &Path, name: &str) -> Result<NoteVerifier, PkiError> {
+    let key_path = dir.join(WITNESS_KEY);
+    if key_path.exists() {
+        return Err(PkiError::Profile(format!(
+            "{} exists: a witness keeps its key (a new key is a new witness)",
+            key_path.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let (key, _) = load_or_create_gateway_key(&key_path)?;
+    let signer = NoteSigner::from_key_pair(name, KeyType::Cosignature, key)
+        .map_err(|e| PkiError::Profile(format!("witness name {name}: {e}")))?;
+    let vkey = signer.verifier().clone();
+    write_public(&dir.join(WITNESS_VKEY), format!("{vkey}\n").as_bytes())?;
+    Ok(vkey)
 }
 
 /// Reads an Ed25519 private key (PKCS#8 PEM) from `path`.

@@ -11,7 +11,8 @@ use crate::{
     identity::Caller,
     proto::{
         ConsistencyProof, GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest,
-        GetInclusionProofRequest, InclusionProof, LogEntry, SignedCheckpoint,
+        GetInclusionProofRequest, GetLogStatusRequest, InclusionProof, LogEntry, LogStatus,
+        SignedCheckpoint,
     },
     rpc::audit_server::Audit,
 };
@@ -75,6 +76,17 @@ impl Audit for AuditService {
         let req = request.get_ref();
         call(self, "GetConsistencyProof", &request, |caller| async move {
             self.gateway.consistency(&caller, req).await
+        })
+        .await
+    }
+
+    async fn get_log_status(
+        &self,
+        request: Request<GetLogStatusRequest>,
+    ) -> Result<Response<LogStatus>, Status> {
+        let req = request.get_ref();
+        call(self, "GetLogStatus", &request, |caller| async move {
+            self.gateway.log_status(&caller, req).await
         })
         .await
     }

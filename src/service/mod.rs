@@ -152,6 +152,7 @@ pub async fn serve(
         options,
         ledger_task,
         monitoring,
+        witnessing,
     } = assembled;
     let (stop_monitoring, monitoring_stopped) = tokio::sync::watch::channel(false);
     let monitor = monitoring.map(|listener| {
@@ -168,11 +169,24 @@ pub async fn serve(
         options.watch_interval,
         watching,
     ));
+    let witnessing = witnessing.map(|options| {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(crate::app::witnessing::run(
+            gateway.clone(),
+            options,
+            stopped,
+        ));
+        (stop, task)
+    });
     let store = gateway.store.clone();
     let served = serve_grpc(listener, tls, gateway, options, shutdown).await;
     // Not aborted: a store read it has under way would go on after the gateway stopped.
     let _ = stop_watching.send(());
     let _ = watcher.await;
+    if let Some((stop, task)) = witnessing {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     // The monitoring listener holds the gateway, and with it the ledger: it stops first.
     let _ = stop_monitoring.send(true);
     if let Some(monitor) = monitor {
@@ -257,6 +271,27 @@ async fn serve_grpc(
     Ok(())
 }
 
+/// The witness client with the gateway's identity for witnesses, if one is configured.
+fn witnessing_options(
+    settings: &Settings,
+) -> Result<Option<crate::app::witnessing::WitnessingOptions>, StartError> {
+    let w = &settings.witnessing;
+    let Some(dir) = &w.identity else {
+        return Ok(None);
+    };
+    let tls = crate::tls::IdentityDir::new(dir)
+        .rustls_client()
+        .map_err(|e| StartError::Witnessing(format!("{}: {e}", dir.display())))?;
+    Ok(Some(crate::app::witnessing::WitnessingOptions {
+        client: crate::witness::client::WitnessClient::new(
+            tls,
+            Duration::from_millis(w.timeout_ms.max(1)),
+        ),
+        period: Duration::from_millis(w.period_ms),
+        retry: Duration::from_millis(w.retry_ms),
+    }))
+}
+
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -303,6 +338,9 @@ pub enum StartError {
     /// The log origin is not a valid key name.
     #[error("log.origin \"{0}\" is not a valid log name (no spaces, no '+')")]
     Origin(String),
+    /// The identity for witnesses (`witnessing.identity`) is not usable.
+    #[error("witnessing.identity: {0}")]
+    Witnessing(String),
     /// The configured CA directory is not usable.
     #[error("ca.dir: {0}")]
     Ca(PkiError),
@@ -322,6 +360,8 @@ pub struct Assembled {
     /// Where `/metrics`, `/readyz` and `/livez` are served (plain HTTP), if anywhere: bound by
     /// the caller (`focalgate serve` binds `metrics.listen`).
     pub monitoring: Option<TcpListener>,
+    /// How the policy's witnesses are asked, if the gateway has an identity for them.
+    pub witnessing: Option<crate::app::witnessing::WitnessingOptions>,
 }
 
 /// Loads and checks everything the settings name: code lists, CA and CRLs, policy and signing
@@ -429,6 +469,13 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         control: control::Control::new(paths, ca, tls.clone(), server_leaf),
     });
     gateway.log_edits_made_while_stopped().await?;
+    let witnessing = witnessing_options(settings)?;
+    if witnessing.is_none() && gateway.witness_policy().is_some() {
+        tracing::warn!(
+            "the policy names witnesses, but witnessing.identity is not set: they are not asked, \
+             and no checkpoint becomes witnessed"
+        );
+    }
     crate::connections::check_open_files(&connections);
     Ok(Assembled {
         gateway,
@@ -441,5 +488,6 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         },
         ledger_task,
         monitoring: None,
+        witnessing,
     })
 }

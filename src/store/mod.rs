@@ -383,8 +383,9 @@ pub trait Cosignatures: Send + Sync {
     /// The cosignatures recorded for the checkpoint of tree size `size`, by witness name.
     async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError>;
 
-    /// The `limit` largest tree sizes with at least one cosignature recorded, largest first.
-    async fn cosigned_sizes(&self, limit: u32) -> Result<Vec<u64>, StoreError>;
+    /// The `limit` largest tree sizes with at least `min` cosignatures recorded, largest
+    /// first.
+    async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError>;
 
     /// Records what the hub learnt of witnesses in a round, durably: each replaces what was
     /// recorded of the same witness (its error cut to [`WitnessState::MAX_ERROR`] characters).

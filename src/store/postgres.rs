@@ -619,12 +619,13 @@ impl Cosignatures for PgStore {
         rows.iter().map(rows::cosignature).collect()
     }
 
-    async fn cosigned_sizes(&self, limit: u32) -> Result<Vec<u64>, StoreError> {
+    async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT DISTINCT size FROM cosignatures ORDER BY size DESC LIMIT $1",
-                &[&i64::from(limit)],
+                "SELECT size FROM cosignatures GROUP BY size HAVING COUNT(*) >= $1 \
+                 ORDER BY size DESC LIMIT $2",
+                &[&i64::from(min), &i64::from(limit)],
             )
             .await
             .map_err(classify)?;

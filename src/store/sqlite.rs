@@ -609,12 +609,13 @@ impl Cosignatures for SqliteStore {
         .await
     }
 
-    async fn cosigned_sizes(&self, limit: u32) -> Result<Vec<u64>, StoreError> {
+    async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT size FROM cosignatures ORDER BY size DESC LIMIT ?1",
+                "SELECT size FROM cosignatures GROUP BY size HAVING COUNT(*) >= ?1 \
+                 ORDER BY size DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_and_then([limit], |r| rows::Columns::u64(r, 0))?;
+            let rows = stmt.query_and_then([min, limit], |r| rows::Columns::u64(r, 0))?;
             rows.collect()
         })
         .await

@@ -29,11 +29,13 @@ mod cadence;
 pub mod monitor;
 mod published;
 mod startup;
+mod witnessed;
 
 use std::sync::Arc;
 
 pub use cadence::Cadence;
 pub use published::Published;
+pub use witnessed::{Witnessed, cosigned_note, witnessed, witnessed_at};
 
 use crate::{
     checkpoint::{self, Checkpoint, CheckpointError, NoteSigner, NoteVerifier},

@@ -152,14 +152,46 @@ impl WitnessClient {
 pub enum Outcome {
     /// It cosigned: its cosignature line.
     Cosigned(String),
-    /// It did not, and why.
+    /// It answered with a refusal: the status and what it said (or it stayed stale).
+    Refused(String),
+    /// It could not be asked, or its answer was unusable: why.
     Failed(String),
+}
+
+impl Outcome {
+    /// `cosigned`, `refused` or `failed`: the metrics' label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Cosigned(_) => "cosigned",
+            Self::Refused(_) => "refused",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    /// What went wrong, if anything.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Cosigned(_) => None,
+            Self::Refused(why) | Self::Failed(why) => Some(why),
+        }
+    }
+}
+
+/// One witness's part of a round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Round {
+    /// How it went.
+    pub outcome: Outcome,
+    /// The size the witness holds afterwards, as far as the hub knows.
+    pub size: u64,
+    /// How long it took, a retry included.
+    pub took: Duration,
 }
 
 /// Asks every witness in parallel to cosign `note` (the checkpoint of `size`), from the size
 /// each is believed to hold (`held`, 0 when unknown), retrying once from the size a witness
 /// reports. `proof(from)` gives the consistency proof from `from` to `size`. Returns each
-/// witness's outcome and the size it holds afterwards, by policy name.
+/// witness's round, by policy name.
 pub async fn collect<F, Fut>(
     client: &WitnessClient,
     witnesses: &[PolicyWitness],
@@ -167,7 +199,7 @@ pub async fn collect<F, Fut>(
     size: u64,
     note: &str,
     proof: F,
-) -> HashMap<String, (Outcome, u64)>
+) -> HashMap<String, Round>
 where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Vec<Hash>, String>> + Send,
@@ -178,14 +210,23 @@ where
         let (client, proof, note, w) = (client.clone(), proof.clone(), note.clone(), w.clone());
         let start = held.get(&w.name).copied().unwrap_or(0);
         rounds.spawn(async move {
-            let outcome = ask(&client, &w, start, size, &note, &proof).await;
-            (w.name, outcome)
+            let began = std::time::Instant::now();
+            let (outcome, size) = ask(&client, &w, start, size, &note, &proof).await;
+            let took = began.elapsed();
+            (
+                w.name,
+                Round {
+                    outcome,
+                    size,
+                    took,
+                },
+            )
         });
     }
     let mut out = HashMap::new();
     while let Some(done) = rounds.join_next().await {
-        if let Ok((name, outcome)) = done {
-            out.insert(name, outcome);
+        if let Ok((name, round)) = done {
+            out.insert(name, round);
         }
     }
     out
@@ -229,13 +270,13 @@ where
             Ok(Answer::Cosigned(line)) => return (Outcome::Cosigned(line), size),
             Ok(Answer::Stale(n)) => old = n,
             Ok(Answer::Refused(status, why)) => {
-                return (Outcome::Failed(format!("{status}: {why}")), old);
+                return (Outcome::Refused(format!("{status}: {why}")), old);
             }
             Err(e) => return (Outcome::Failed(e), old),
         }
     }
     (
-        Outcome::Failed(format!("still stale after a retry from size {old}")),
+        Outcome::Refused(format!("still stale after a retry from size {old}")),
         old,
     )
 }
