@@ -18,6 +18,8 @@
 //!    - [`entry`]: the log entries, in the exact bytes that are hashed.
 //!    - [`receipt`]: the statement the gateway signs for each accepted submission, and the
 //!      offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
+//!    - [`tlog_proof`]: C2SP tlog-proof files: an entry, its inclusion path and a witnessed
+//!      checkpoint, checked offline against a policy.
 //!    - [`proto`]: the wire contract's messages `focalgate.v1` (prost only).
 //! 2. The log and the store, with what they need:
 //!    - [`store`]: persistence behind [`store::Store`], split by consumer:
@@ -107,6 +109,7 @@ pub mod store;
 pub mod synthetic;
 pub mod telemetry;
 pub mod tlog;
+pub mod tlog_proof;
 pub mod tls;
 pub mod witness;
 

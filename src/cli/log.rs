@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use super::{Connection, ca::lists};
 use crate::{
-    checkpoint::{self, Checkpoint, NoteVerifier},
+    checkpoint::{self, Checkpoint, NoteVerifier, policy::Policy},
     config::Settings,
     entry::{Entry, SubmissionEntry},
     envelope,
@@ -48,19 +48,50 @@ pub enum LogCommand {
     /// Check that the log only grew since the last run: a consistency proof from the checkpoint
     /// remembered in the state file to the current one.
     Monitor(MonitorArgs),
+    /// The log's size, its witnessed size, and each witness's last cosigned size, lag and
+    /// last error.
+    Status(super::witnessed::StatusArgs),
 }
 
-/// The log's verifier key: `--log-key` (or FOCALGATE_LOG_KEY), the key itself or a file holding it.
+/// What checkpoints are checked with: the log's verifier key (`--log-key` or
+/// FOCALGATE_LOG_KEY, the key itself or a file holding it), or a C2SP tlog-policy
+/// (`--policy`) naming the log, its witnesses and the quorum a checkpoint needs.
 #[derive(Debug, Args)]
 pub struct LogKey {
     /// The log's verifier key (name+keyid+base64), or a file holding it (`focalgate log key`).
-    #[arg(long = "log-key", env = "FOCALGATE_LOG_KEY")]
-    log_key: String,
+    /// Not needed with --policy.
+    #[arg(
+        long = "log-key",
+        env = "FOCALGATE_LOG_KEY",
+        required_unless_present = "policy"
+    )]
+    log_key: Option<String>,
+    /// A C2SP tlog-policy file (`focalgate log status --write-policy`): a checkpoint counts
+    /// only when a quorum of its witnesses cosigned it.
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 impl LogKey {
-    fn verifier(&self) -> Result<NoteVerifier, String> {
-        verifier_arg("--log-key", &self.log_key)
+    /// The log's key: `--log-key`, or the policy's log.
+    pub(super) fn verifier(&self) -> Result<NoteVerifier, String> {
+        if let Some(k) = &self.log_key {
+            return verifier_arg("--log-key", k);
+        }
+        let policy = self.policy()?.ok_or("give --log-key or --policy")?;
+        let mut logs = policy.logs();
+        match (logs.next(), logs.next()) {
+            (Some(k), None) => Ok(k.clone()),
+            _ => Err("the policy names several logs: say which with --log-key".into()),
+        }
+    }
+
+    /// The policy, if one was given.
+    pub(super) fn policy(&self) -> Result<Option<Policy>, String> {
+        self.policy
+            .as_deref()
+            .map(super::witnessed::read_policy)
+            .transpose()
     }
 }
 
@@ -99,14 +130,18 @@ pub struct MonitorArgs {
 #[derive(Debug, Subcommand)]
 pub enum ReceiptCommand {
     /// Check receipt files offline: the gateway's signature, the log entry, the signed
-    /// checkpoint and the inclusion proof.
+    /// checkpoint and the inclusion proof; and `.tlog-proof` files (`receipt upgrade`), with
+    /// --policy their witnesses' quorum.
     Verify {
-        /// Receipt files (as written by `focalgate submit --receipt`).
+        /// Receipt files (as written by `focalgate submit --receipt`) or `.tlog-proof` files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[command(flatten)]
         key: LogKey,
     },
+    /// Turn receipts into C2SP tlog-proof files (`.tlog-proof`) against the latest witnessed
+    /// checkpoint: proof, offline, that a quorum of witnesses saw the entry.
+    Upgrade(super::witnessed::UpgradeArgs),
 }
 
 pub async fn run(cmd: LogCommand) -> Result<(), String> {
@@ -121,32 +156,48 @@ pub async fn run(cmd: LogCommand) -> Result<(), String> {
         }
         LogCommand::Verify(args) => verify(args).await,
         LogCommand::Monitor(args) => monitor(args).await,
+        LogCommand::Status(args) => super::witnessed::status(args).await,
     }
 }
 
-pub fn run_receipt(cmd: ReceiptCommand) -> Result<(), String> {
-    let ReceiptCommand::Verify { files, key } = cmd;
-    let key = key.verifier()?;
+pub async fn run_receipt(cmd: ReceiptCommand) -> Result<(), String> {
+    let (files, key) = match cmd {
+        ReceiptCommand::Verify { files, key } => (files, key),
+        ReceiptCommand::Upgrade(args) => return super::witnessed::upgrade(args).await,
+    };
+    let log = key.verifier()?;
+    let witnessed = key.policy()?.is_some();
     let mut failed = 0;
     for file in &files {
-        let checked = std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                serde_json::from_str::<ReceiptFile>(&text)
-                    .map_err(|e| format!("not a receipt file: {e}"))
-            })
-            .and_then(|f| f.to_receipt().map_err(|e| e.to_string()))
-            .and_then(|r| receipt::verify_offline(&r, &key).map_err(|e| e.to_string()));
-        match checked {
-            Ok(v) => println!(
-                "OK  {}: {} revision {}, log entry {} of {} (checkpoint signed by {})",
-                file.display(),
+        let text = std::fs::read_to_string(file).map_err(|e| e.to_string());
+        let checked = text.and_then(|text| {
+            if text.starts_with(crate::tlog_proof::HEADER) {
+                return super::witnessed::verify_proof(&text, &key);
+            }
+            let r = serde_json::from_str::<ReceiptFile>(&text)
+                .map_err(|e| format!("not a receipt or tlog-proof file: {e}"))?
+                .to_receipt()
+                .map_err(|e| e.to_string())?;
+            let v = receipt::verify_offline(&r, &log).map_err(|e| e.to_string())?;
+            if witnessed {
+                return Err(format!(
+                    "a receipt carries the log's checkpoint, not a witnessed one: the policy's \
+                     quorum cannot be checked (turn it into a .tlog-proof with `focalgate receipt \
+                     upgrade`); its own signature and proof verify (log entry {} of {})",
+                    v.receipt.log_index, v.tree_size
+                ));
+            }
+            Ok(format!(
+                "{} revision {}, log entry {} of {} (checkpoint signed by {})",
                 v.receipt.submission_id,
                 v.receipt.revision,
                 v.receipt.log_index,
                 v.tree_size,
-                key.name()
-            ),
+                log.name()
+            ))
+        });
+        match checked {
+            Ok(what) => println!("OK  {}: {what}", file.display()),
             Err(e) => {
                 failed += 1;
                 println!("BAD {}: {e}", file.display());
@@ -167,19 +218,39 @@ fn failed(status: tonic::Status) -> String {
     super::describe_status(&status, |_| String::new())
 }
 
-/// Fetches and opens the latest checkpoint.
+/// Fetches and opens the latest checkpoint; with a policy, the latest witnessed one, which
+/// must have the policy's quorum.
 async fn latest(
     audit: &mut AuditClient<tonic::transport::Channel>,
     key: &NoteVerifier,
+    policy: Option<&Policy>,
 ) -> Result<(Checkpoint, String), String> {
     let cp = audit
         .get_checkpoint(GetCheckpointRequest { tree_size: 0 })
         .await
         .map_err(failed)?
         .into_inner();
-    let opened = checkpoint::open(cp.note.as_bytes(), key, &[])
-        .map_err(|e| format!("the gateway's checkpoint does not verify with the log key: {e}"))?;
-    Ok((opened.into_checkpoint(), cp.note))
+    let Some(policy) = policy else {
+        let opened = checkpoint::open(cp.note.as_bytes(), key, &[]).map_err(|e| {
+            format!("the gateway's checkpoint does not verify with the log key: {e}")
+        })?;
+        return Ok((opened.into_checkpoint(), cp.note));
+    };
+    let w = cp.witnessed.ok_or(
+        "not witnessed: the gateway has no checkpoint that a quorum of witnesses cosigned \
+         (focalgate log status shows each witness)",
+    )?;
+    let (opened, _) = policy
+        .verify(w.note.as_bytes())
+        .map_err(|e| format!("the gateway's witnessed checkpoint does not count: {e}"))?;
+    if opened.checkpoint().origin != key.name() {
+        return Err(format!(
+            "the witnessed checkpoint is of log {}, not {}",
+            opened.checkpoint().origin,
+            key.name()
+        ));
+    }
+    Ok((opened.into_checkpoint(), w.note))
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
@@ -195,7 +266,7 @@ async fn verify(args: VerifyArgs) -> Result<(), String> {
     let key = args.key.verifier()?;
     let channel = args.connection.connect().await?;
     let mut audit = AuditClient::new(channel.clone());
-    let (cp, _) = latest(&mut audit, &key).await?;
+    let (cp, _) = latest(&mut audit, &key, args.key.policy()?.as_ref()).await?;
     let started = std::time::Instant::now();
 
     // 1. Every entry, in order, into a compact tree and the registry of what the log says
@@ -578,7 +649,7 @@ struct MonitorState {
 async fn monitor(args: MonitorArgs) -> Result<(), String> {
     let key = args.key.verifier()?;
     let mut audit = AuditClient::new(args.connection.connect().await?);
-    let (new, note) = latest(&mut audit, &key).await?;
+    let (new, note) = latest(&mut audit, &key, args.key.policy()?.as_ref()).await?;
     let old = match std::fs::read_to_string(&args.state) {
         Ok(text) => {
             let state: MonitorState = serde_json::from_str(&text)

@@ -11,6 +11,7 @@ mod store;
 mod submissions;
 mod submit;
 mod witness;
+mod witnessed;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -271,7 +272,7 @@ pub fn main() -> ExitCode {
             Command::Log(cmd) => log::run(cmd).await,
             Command::Query(args) => query::run(*args).await,
             Command::AccessTrail(args) => query::trail(args).await,
-            Command::Receipt(cmd) => log::run_receipt(cmd),
+            Command::Receipt(cmd) => log::run_receipt(cmd).await,
             Command::Ca(cmd) => ca::run(cmd),
             Command::Witness(cmd) => witness::run(cmd).await,
             Command::Csr(args) => admin::csr(args),
