@@ -327,54 +327,6 @@ fn a_partners_witness_cosigns_over_mtls_and_keeps_its_state_through_sigkill() {
     drop(witness);
 }
 
-/// A witness served in this process on 127.0.0.1, for the hub's side.
-async fn serve_witness(
-    dir: &Path,
-    i: usize,
-    log: &NoteVerifier,
-) -> (
-    focalgate::checkpoint::policy::PolicyWitness,
-    tokio::sync::watch::Sender<bool>,
-) {
-    let pki = common::pki();
-    let key = NoteSigner::from_seed(
-        &format!("witness-{i}.example"),
-        KeyType::Cosignature,
-        &[20 + i as u8; 32],
-    )
-    .unwrap();
-    let verifier = key.verifier().clone();
-    let state = focalgate::witness::State::open(&dir.join(format!("witness-{i}.db"))).unwrap();
-    let witness = std::sync::Arc::new(
-        focalgate::witness::Witness::new(key, vec![log.clone()], state).unwrap(),
-    );
-    let trust = focalgate::identity::Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
-        .unwrap();
-    let tls = focalgate::tls::witness_server_config(
-        &trust,
-        focalgate::tls::read_chain(&pki.join("server/server.pem")).unwrap(),
-        focalgate::tls::read_key(&pki.join("server/server.key")).unwrap(),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(focalgate::service::witness::serve(
-        listener, tls, witness, stopped,
-    ));
-    (
-        focalgate::checkpoint::policy::PolicyWitness {
-            name: format!("W{i}"),
-            key: verifier,
-            url: Some(url),
-        },
-        stop,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     use focalgate::{
@@ -387,7 +339,7 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     let mut witnesses = Vec::new();
     let mut stops = Vec::new();
     for i in 0..5 {
-        let (w, stop) = serve_witness(dir.path(), i, log.key.verifier()).await;
+        let (w, stop) = common::serve_witness(dir.path(), i, log.key.verifier(), 0).await;
         witnesses.push(w);
         stops.push(stop);
     }

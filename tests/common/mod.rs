@@ -403,6 +403,8 @@ pub fn settings_with_pki(data_dir: &Path, pki: &Path) -> Settings {
     s.tls.cert = Some(pki.join("server/server.pem"));
     s.tls.key = Some(pki.join("server/server.key"));
     s.policy = Some(pki.join("policy.toml"));
+    // The demo's witnesses are not running: a test that wants witnessing says so.
+    s.witnessing.identity = None;
     s
 }
 
@@ -679,4 +681,56 @@ pub fn vectors_dir() -> Option<PathBuf> {
         dir.display()
     );
     None
+}
+
+/// A witness served in this process on 127.0.0.1 (`port`, or any free one for 0), for the
+/// hub's side: named `W<i>`, its key made from `i`, its state in `dir` (so that serving it
+/// again with the same `i` and `dir` is a restart). Send `true` to stop it.
+pub async fn serve_witness(
+    dir: &Path,
+    i: usize,
+    log: &focalgate::checkpoint::NoteVerifier,
+    port: u16,
+) -> (
+    focalgate::checkpoint::policy::PolicyWitness,
+    tokio::sync::watch::Sender<bool>,
+) {
+    use focalgate::checkpoint::{KeyType, NoteSigner};
+    let pki = pki();
+    let key = NoteSigner::from_seed(
+        &format!("witness-{i}.example"),
+        KeyType::Cosignature,
+        &[20 + i as u8; 32],
+    )
+    .unwrap();
+    let verifier = key.verifier().clone();
+    let state = focalgate::witness::State::open(&dir.join(format!("witness-{i}.db"))).unwrap();
+    let witness = std::sync::Arc::new(
+        focalgate::witness::Witness::new(key, vec![log.clone()], state).unwrap(),
+    );
+    let trust = focalgate::identity::Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
+        .unwrap();
+    let tls = focalgate::tls::witness_server_config(
+        &trust,
+        focalgate::tls::read_chain(&pki.join("server/server.pem")).unwrap(),
+        focalgate::tls::read_key(&pki.join("server/server.key")).unwrap(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(focalgate::service::witness::serve(
+        listener, tls, witness, stopped,
+    ));
+    (
+        focalgate::checkpoint::policy::PolicyWitness {
+            name: format!("W{i}"),
+            key: verifier,
+            url: Some(url),
+        },
+        stop,
+    )
 }

@@ -1,0 +1,414 @@
+//! The hub and its witnesses: a real gateway asking five witnesses (each its own HTTPS
+//! server with client certificates) to cosign its checkpoints, a quorum of three; witnesses
+//! stopped and started again; receipts upgraded to tlog-proof files and checked offline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::{Gateway, Signer, body, seizure};
+use focalgate::{
+    checkpoint::{KeyType, NoteSigner, NoteVerifier, policy::PolicyWitness},
+    proto::{GetCheckpointRequest, GetLogStatusRequest, LogStatus, SignedCheckpoint},
+    rpc::{audit_client::AuditClient, submissions_client::SubmissionsClient},
+};
+use tokio::sync::watch;
+
+/// The log key the gateway in `data_dir` will sign with, made before it starts so that the
+/// witnesses can be told it.
+fn log_key(data_dir: &Path) -> NoteVerifier {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let (key, _) =
+        focalgate::pki::load_or_create_gateway_key(&data_dir.join("gateway.key")).unwrap();
+    NoteSigner::from_key_pair(focalgate::config::DEMO_ORIGIN, KeyType::Ed25519, key)
+        .unwrap()
+        .verifier()
+        .clone()
+}
+
+/// A copy of the demo PKI whose policy's roster is `witnesses`, run by the five Central
+/// Asian members, three of them a quorum.
+fn pki_with_roster(dir: &Path, witnesses: &[PolicyWitness]) -> std::path::PathBuf {
+    let pki = common::copy_pki(dir);
+    let policy = std::fs::read_to_string(pki.join("policy.toml")).unwrap();
+    let (before, _) = policy.split_once("\n[witnesses]").unwrap();
+    let mut roster = String::new();
+    let mut members = String::new();
+    for (w, country) in witnesses.iter().zip(["KAZ", "KGZ", "TJK", "TKM", "UZB"]) {
+        roster.push_str(&format!(
+            "witness {} {} {}\n",
+            w.name,
+            w.key,
+            w.url.as_deref().unwrap()
+        ));
+        members.push_str(&format!("{} = \"{country}:nfp\"\n", w.name));
+    }
+    std::fs::write(
+        pki.join("policy.toml"),
+        format!(
+            "{before}\n[witnesses]\npolicy = \"\"\"\n{roster}group central-asia 3 W0 W1 W2 W3 W4\nquorum central-asia\n\"\"\"\n\n[witnesses.members]\n{members}"
+        ),
+    )
+    .unwrap();
+    pki
+}
+
+struct Hub {
+    gateway: Gateway,
+    audit: AuditClient<tonic::transport::Channel>,
+    submissions: SubmissionsClient<tonic::transport::Channel>,
+    submitted: u32,
+}
+
+impl Hub {
+    /// Submits one more KAZ submission and returns the log size after it.
+    async fn submit(&mut self) -> u64 {
+        self.submitted += 1;
+        let year = 1990 + self.submitted;
+        let b = body(
+            "SEIZURES",
+            "KAZ",
+            &year.to_string(),
+            vec![seizure("HEROIN", "KG", "1.5", 1)],
+        );
+        let receipt = self
+            .submissions
+            .submit(Signer::of("KAZ").seal(&b))
+            .await
+            .expect("a submission is accepted whatever the witnesses do")
+            .into_inner();
+        receipt.log_index + 1
+    }
+
+    async fn checkpoint(&mut self) -> SignedCheckpoint {
+        self.audit
+            .get_checkpoint(GetCheckpointRequest { tree_size: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn status(&mut self) -> LogStatus {
+        self.audit
+            .get_log_status(GetLogStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits (at most `within`) until the witnessed checkpoint has `size` entries; returns
+    /// how long it took, or `None`.
+    async fn witnessed(&mut self, size: u64, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            let cp = self.checkpoint().await;
+            if cp.witnessed.as_ref().is_some_and(|w| w.tree_size == size) {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_witnesses_quorum_three_lag_when_three_are_down_and_catch_up_when_they_return() {
+    let dir = common::tempdir();
+    let data = dir.path().join("data");
+    let log = log_key(&data);
+    let mut witnesses = Vec::new();
+    let mut stops: Vec<watch::Sender<bool>> = Vec::new();
+    for i in 0..5 {
+        let (w, stop) = common::serve_witness(dir.path(), i, &log, 0).await;
+        witnesses.push(w);
+        stops.push(stop);
+    }
+    let pki = pki_with_roster(dir.path(), &witnesses);
+    let mut settings = common::settings_with_pki(&data, &pki);
+    settings.witnessing.identity = Some(pki.join("hub"));
+    settings.witnessing.period_ms = 50;
+    settings.witnessing.retry_ms = 200;
+    settings.witnessing.timeout_ms = 2_000;
+    let gateway = Gateway::start_with(settings).await;
+    let mut hub = Hub {
+        audit: AuditClient::new(gateway.channel("KGZ").await),
+        submissions: SubmissionsClient::new(gateway.channel("KAZ").await),
+        gateway,
+        submitted: 0,
+    };
+
+    // All up: witnessed within a second of the log's checkpoint, by all five.
+    let size = hub.submit().await;
+    let took = hub.witnessed(size, Duration::from_secs(1)).await;
+    assert!(took.is_some(), "not witnessed within a second");
+    let w = hub.checkpoint().await.witnessed.unwrap();
+    assert_eq!(w.cosigned_by, ["W0", "W1", "W2", "W3", "W4"]);
+    let policy = focalgate::checkpoint::policy::Policy::parse(&hub.status().await.policy).unwrap();
+    let (_, by) = policy.verify(w.note.as_bytes()).unwrap();
+    assert_eq!(by.len(), 5);
+
+    // Two down: still witnessed, by the other three.
+    stops[0].send(true).unwrap();
+    stops[1].send(true).unwrap();
+    let size = hub.submit().await;
+    assert!(hub.witnessed(size, Duration::from_secs(2)).await.is_some());
+    let w = hub.checkpoint().await.witnessed.unwrap();
+    assert_eq!(w.cosigned_by, ["W2", "W3", "W4"]);
+
+    // Three down: submissions are still accepted; the witnessed size lags and says why.
+    stops[2].send(true).unwrap();
+    let witnessed_before = size;
+    let mut size = 0;
+    for _ in 0..3 {
+        size = hub.submit().await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = hub.status().await;
+    assert_eq!(status.tree_size, size);
+    assert_eq!(status.witnessed_size, witnessed_before, "{status:?}");
+    let cp = hub.checkpoint().await;
+    assert_eq!(cp.tree_size, size);
+    assert_eq!(cp.witnessed.unwrap().tree_size, witnessed_before);
+    for w in &status.witnesses[..3] {
+        assert!(w.lag > 0 && !w.last_error.is_empty(), "{w:?}");
+    }
+    for w in &status.witnesses[3..] {
+        assert!(w.lag == 0 && w.last_error.is_empty(), "{w:?}");
+    }
+    assert_eq!(status.witnesses[0].member, "KAZ:nfp");
+    let metrics = metrics_of(&hub.gateway).await;
+    assert!(metrics.contains("focalgate_witness_quorum 0"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("focalgate_log_witnessed_size {witnessed_before}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("focalgate_witness_requests_total{witness=\"W0\",outcome=\"failed\"}")
+    );
+
+    // They return, on the same addresses, with the state they kept: the hub catches up.
+    for i in 0..3 {
+        let port: u16 = witnesses[i]
+            .url
+            .as_deref()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (_, stop) = common::serve_witness(dir.path(), i, &log, port).await;
+        stops[i] = stop;
+    }
+    assert!(
+        hub.witnessed(size, Duration::from_secs(3)).await.is_some(),
+        "{:?}",
+        hub.status().await
+    );
+    // The third to return may answer a round after the quorum was met.
+    let start = Instant::now();
+    let mut status = hub.status().await;
+    while !status
+        .witnesses
+        .iter()
+        .all(|w| w.lag == 0 && w.last_error.is_empty())
+    {
+        assert!(start.elapsed() < Duration::from_secs(2), "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = hub.status().await;
+    }
+    let metrics = metrics_of(&hub.gateway).await;
+    assert!(metrics.contains("focalgate_witness_quorum 1"), "{metrics}");
+
+    a_forged_checkpoint_signed_with_the_log_key_is_refused_by_every_witness(
+        &mut hub, &data, &witnesses, &pki,
+    )
+    .await;
+    receipts_become_tlog_proofs_that_a_partner_checks_offline(&mut hub, &pki, dir.path()).await;
+    hub.gateway.stop().await;
+}
+
+/// Someone holding the log's key (a hub operator rewriting history) signs a checkpoint of
+/// another tree of the same size, and a rollback to a smaller one: every witness refuses
+/// both, and the hub's witnessed checkpoint stays what it was.
+async fn a_forged_checkpoint_signed_with_the_log_key_is_refused_by_every_witness(
+    hub: &mut Hub,
+    data: &Path,
+    witnesses: &[PolicyWitness],
+    pki: &Path,
+) {
+    use focalgate::{
+        checkpoint::Checkpoint,
+        merkle,
+        witness::client::{Answer, WitnessClient},
+    };
+    let before = hub.checkpoint().await.witnessed.unwrap();
+    let (key, _) = focalgate::pki::load_or_create_gateway_key(&data.join("gateway.key")).unwrap();
+    let log =
+        NoteSigner::from_key_pair(focalgate::config::DEMO_ORIGIN, KeyType::Ed25519, key).unwrap();
+    let sign = |size: u64, root: merkle::Hash| {
+        let body = Checkpoint {
+            origin: focalgate::config::DEMO_ORIGIN.into(),
+            size,
+            root,
+            extensions: Vec::new(),
+        }
+        .body();
+        focalgate::checkpoint::note::sign(&body, &[log.sign(&body, 0)]).unwrap()
+    };
+    let client = WitnessClient::new(
+        focalgate::tls::IdentityDir::new(pki.join("hub"))
+            .rustls_client()
+            .unwrap(),
+        Duration::from_secs(2),
+    );
+    let fork = sign(before.tree_size, merkle::leaf_hash(b"another history"));
+    let rollback = sign(before.tree_size - 1, merkle::leaf_hash(b"an older history"));
+    for w in witnesses {
+        let url = w.url.as_deref().unwrap();
+        let answer = client
+            .add_checkpoint(url, &w.key, before.tree_size, &[], &fork)
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer, Answer::Refused(422, _)),
+            "{}: {answer:?}",
+            w.name
+        );
+        let answer = client
+            .add_checkpoint(url, &w.key, before.tree_size - 1, &[], &rollback)
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer, Answer::Stale(n) if n == before.tree_size),
+            "{}: {answer:?}",
+            w.name
+        );
+    }
+    assert_eq!(hub.checkpoint().await.witnessed.unwrap(), before);
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(common::BIN)
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ focalgate {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A member submits with the CLI, keeps its receipts, upgrades them once witnessed, and
+/// checks the proofs offline against the policy; a changed cosignature fails.
+async fn receipts_become_tlog_proofs_that_a_partner_checks_offline(
+    hub: &mut Hub,
+    pki: &Path,
+    dir: &Path,
+) {
+    let server = hub.gateway.url();
+    let uzb = pki.join("UZB");
+    let receipts = dir.join("receipts");
+    let csv = common::samples().join("UZB-SEIZURES.csv");
+    let out = cli(&[
+        "submit",
+        csv.to_str().unwrap(),
+        "--identity",
+        uzb.to_str().unwrap(),
+        "--server",
+        &server,
+        "--receipt",
+        receipts.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let size = hub.checkpoint().await.tree_size;
+    assert!(hub.witnessed(size, Duration::from_secs(3)).await.is_some());
+
+    let policy = dir.join("hub.policy");
+    let out = cli(&[
+        "log",
+        "status",
+        "--identity",
+        uzb.to_str().unwrap(),
+        "--server",
+        &server,
+        "--write-policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("witnessed size    {size} (lag 0 entries)")),
+        "{shown}"
+    );
+
+    let mut files: Vec<String> = std::fs::read_dir(&receipts)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    files.sort();
+    let mut args = vec!["receipt", "upgrade"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--identity", uzb.to_str().unwrap(), "--server", &server]);
+    args.extend(["--policy", policy.to_str().unwrap()]);
+    assert!(cli(&args).status.success());
+    let proofs: Vec<String> = files
+        .iter()
+        .map(|f| f.replace(".json", ".tlog-proof"))
+        .collect();
+    let mut args = vec!["receipt", "verify", "--policy", policy.to_str().unwrap()];
+    args.extend(proofs.iter().map(String::as_str));
+    let out = cli(&args);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("cosigned by W0, W1, W2, W3, W4")
+            .count(),
+        proofs.len()
+    );
+
+    // A receipt alone carries no cosignatures: the policy's quorum is not met.
+    let out = cli(&[
+        "receipt",
+        "verify",
+        "--policy",
+        policy.to_str().unwrap(),
+        &files[0],
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a witnessed one"));
+
+    // One cosignature changed by a character: the proof fails.
+    let text = std::fs::read_to_string(&proofs[0]).unwrap();
+    let at = text.find("— witness-3.example ").unwrap() + "— witness-3.example ".len() + 20;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let tampered = dir.join("tampered.tlog-proof");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let out = cli(&[
+        "receipt",
+        "verify",
+        "--policy",
+        policy.to_str().unwrap(),
+        tampered.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BAD"));
+}
+
+/// The gateway's metrics exposition.
+async fn metrics_of(gateway: &Gateway) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", gateway.monitoring)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
