@@ -32,9 +32,9 @@
 //!      shared mapping; [`store::copy`] moves a store between them.
 //!    - [`tlog`]: the transparency log: appends and the tree nodes they complete inside the
 //!      writer's transaction, signed checkpoints, the published checkpoint, proofs, the
-//!      start-up check, the [`tlog::Cadence`] that hands on the latest checkpoint at most once
-//!      per period (for witnesses), and the monitor's pure step (grew, unchanged, fork,
-//!      rollback).
+//!      start-up check, the witnessed checkpoint ([`tlog::witnessed`]: the largest that a
+//!      quorum of the policy's witnesses cosigned, checked each time it is read), and the
+//!      monitor's pure step (grew, unchanged, fork, rollback).
 //!    - [`ledger`]: the single writer's sequencing: batches, revision numbers, idempotency,
 //!      receipts, group commit.
 //!    - [`identity`]: certificate → member, roles from the policy, the CA and CRLs in force,
@@ -46,7 +46,8 @@
 //!    - [`telemetry`]: the gateway's Prometheus metrics (one recorder per gateway).
 //!    - [`config`]: settings from a TOML file and `FOCALGATE_*` variables, every default once.
 //!    - [`witness`]: the witness a partner runs (C2SP tlog-witness): `add-checkpoint` checked
-//!      against the checkpoint it last cosigned, held in one durable check-and-update.
+//!      against the checkpoint it last cosigned, held in one durable check-and-update; and
+//!      [`witness::client`], the hub's side that asks witnesses in parallel.
 //! 3. The application layer, [`app`]: the [`app::Gateway`] and its use-cases — submit, get and
 //!    list submissions, query, the access trail, log reads, the admin acts, reloads — each a
 //!    function of a caller identified from its leaf certificate ([`app::Gateway::identify`])
@@ -77,6 +78,11 @@
 //!          Audit.GetConsistencyProof ─▶ merkle::verify_consistency (log monitor)
 //! admin:   Admin.RevokeCertificate ─▶ pki::ca (CRL) ─▶ identity::Registry (in force at once:
 //!          handshakes, open connections, the ledger) ─▶ log entry ─▶ reload (new CRL)
+//! witnesses: app::witnessing, every period: latest checkpoint ─▶ each witness of the policy
+//!          that has not cosigned it: witness::client add-checkpoint (old size, consistency
+//!          proof) over mTLS ─▶ cosignature verified ─▶ store, beside its checkpoint
+//!          ─▶ tlog::witnessed (quorum under the policy) ─▶ Audit.GetCheckpoint.witnessed
+//!          ─▶ receipt upgrade ─▶ .tlog-proof ─▶ receipt verify --policy (offline)
 //! analyst: Statistics.Query ─▶ statistics::Query ─▶ Index brought up to the tree size of the
 //!          latest (or asked) signed checkpoint, reading only what is new
 //!          ─▶ aggregate (the revision of each series that counts at that size, caller's

@@ -50,7 +50,7 @@ pub struct LogStatus {
     pub latest: Option<StoredCheckpoint>,
     /// The latest witnessed checkpoint.
     pub witnessed: Option<Witnessed>,
-    /// The policy's quorum rule and roster, if it names witnesses.
+    /// Each witness of the policy, in policy order (none when it names no witnesses).
     pub witnesses: Vec<WitnessStatus>,
     /// The whole C2SP tlog-policy partners check witnessed checkpoints with, if any.
     pub policy: Option<String>,

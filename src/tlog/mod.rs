@@ -8,7 +8,8 @@
 //!                                   ▼
 //!                                 Store (log_entries, log_nodes, checkpoints) ──▶ Published
 //!  Audit, statistics, CLI ◀── reads: checkpoint at a size, proofs, entries
-//!  witnesses ◀── Cadence (the latest checkpoint, once per period) ──▶ cosignatures, stored
+//!  witnesses ◀── the latest checkpoint (app::witnessing) ──▶ cosignatures, stored
+//!  GetCheckpoint, receipt upgrade ◀── witnessed (the largest with the policy's quorum)
 //!  log monitor / verify, witnesses ◀── monitor::step (pure: grew, unchanged, fork, rollback)
 //! ```
 //!
@@ -21,11 +22,10 @@
 //! keeps the last one outside the store; and at start [`Log::prepare`] refuses to serve a store
 //! whose tree disagrees with what was signed.
 //!
-//! For witnesses: a checkpoint is a stored row of its own (size, note, when); a [`Cadence`]
-//! hands on the latest one at most once per period, apart from the per-batch signing, and the
-//! cosignatures gathered for it are kept beside it ([`crate::store::Cosignatures`]).
+//! For witnesses: a checkpoint is a stored row of its own (size, note, when), and the
+//! cosignatures gathered for it are kept beside it ([`crate::store::Cosignatures`]);
+//! [`witnessed`] finds the largest a quorum cosigned.
 
-mod cadence;
 pub mod monitor;
 mod published;
 mod startup;
@@ -33,7 +33,6 @@ mod witnessed;
 
 use std::sync::Arc;
 
-pub use cadence::Cadence;
 pub use published::Published;
 pub use witnessed::{Witnessed, cosigned_note, witnessed, witnessed_at};
 
