@@ -81,6 +81,11 @@ struct WitnessProcess {
 
 impl WitnessProcess {
     fn start(dir: &Path, log: &NoteVerifier, port: u16) -> Self {
+        Self::start_with(dir, log, port, &[])
+    }
+
+    /// As `start`, with more arguments for `witness serve`.
+    fn start_with(dir: &Path, log: &NoteVerifier, port: u16, more: &[&str]) -> Self {
         let pki = common::pki();
         let mut child = Command::new(common::BIN)
             .args(["witness", "serve", "--dir"])
@@ -95,6 +100,7 @@ impl WitnessProcess {
             .arg(pki.join("ca/ca.pem"))
             .arg("--crl")
             .arg(pki.join("ca/crl.pem"))
+            .args(more)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -445,4 +451,122 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
         policy.verify(note.as_bytes()),
         Err(focalgate::checkpoint::policy::QuorumError::NoQuorum { .. })
     ));
+}
+
+/// An add-checkpoint request from size 0 for the gateway's latest checkpoint.
+async fn latest_request(gw: &common::Gateway) -> String {
+    use focalgate::{proto::GetCheckpointRequest, rpc::audit_client::AuditClient};
+    let note = AuditClient::new(gw.channel("KAZ").await)
+        .get_checkpoint(GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .note;
+    format!("old 0\n\n{note}")
+}
+
+/// A member's witness checks its own receipts: against the gateway that issued them it
+/// cosigns; against another gateway with the same log key and a different history (a split
+/// view) it refuses, naming the receipt whose entry is missing, and holds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_own_entry_check_refuses_a_checkpoint_without_the_members_entries() {
+    let dir = common::tempdir();
+    let receipts = dir.path().join("receipts");
+    let init = |name: &str| {
+        let home = dir.path().join(name);
+        let out = Command::new(common::BIN)
+            .args(["witness", "init", "--dir"])
+            .arg(&home)
+            .args(["--name", &format!("{name}.kaz.example")])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        home
+    };
+
+    // The gateway that issued the member's receipts.
+    let a = common::Gateway::start(&dir.path().join("a")).await;
+    let csv = common::samples().join("KAZ-SEIZURES.csv");
+    let out = Command::new(common::BIN)
+        .arg("submit")
+        .arg(&csv)
+        .arg("--identity")
+        .arg(common::pki().join("KAZ"))
+        .args(["--server", &a.url(), "--receipt"])
+        .arg(&receipts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = a.log_key();
+    let kaz = common::pki().join("KAZ");
+    let own = |gw: &common::Gateway| {
+        vec![
+            "--receipts".to_owned(),
+            receipts.display().to_string(),
+            "--gateway".to_owned(),
+            gw.url(),
+            "--identity".to_owned(),
+            kaz.display().to_string(),
+        ]
+    };
+    let args = own(&a);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let port = common::free_port();
+    let honest = WitnessProcess::start_with(&init("honest"), &log, port, &args);
+    let add = format!("{}/add-checkpoint", honest.url);
+    let (status, _, body) = curl(&add, Some("admin"), "POST", Some(&latest_request(&a).await));
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+
+    // The same log key, another history: the first entries are another member's.
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    std::fs::copy(dir.path().join("a/gateway.key"), b_dir.join("gateway.key")).unwrap();
+    let b = common::Gateway::start(&b_dir).await;
+    assert_eq!(b.log_key(), log);
+    let mut kgz =
+        focalgate::rpc::submissions_client::SubmissionsClient::new(b.channel("KGZ").await);
+    for year in ["2001", "2002", "2003"] {
+        let body = common::body(
+            "SEIZURES",
+            "KGZ",
+            year,
+            vec![common::seizure("HEROIN", "KG", "1", 1)],
+        );
+        kgz.submit(common::Signer::of("KGZ").seal(&body))
+            .await
+            .unwrap();
+    }
+    let args = own(&b);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let port = common::free_port();
+    let fresh = WitnessProcess::start_with(&init("fresh"), &log, port, &args);
+    let (status, _, body) = curl(
+        &format!("{}/add-checkpoint", fresh.url),
+        Some("admin"),
+        "POST",
+        Some(&latest_request(&b).await),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("own-entry check: receipt KAZ.SEIZURES.2019-Q1.r1 (log entry 0) is not in the tree of size 3"),
+        "{body}"
+    );
+    let origin = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        log.name().as_bytes(),
+    ));
+    let (status, _, _) = curl(
+        &format!("{}/{origin}/checkpoint", fresh.url),
+        Some("admin"),
+        "GET",
+        None,
+    );
+    assert_eq!(status, 404, "the refusing witness holds nothing");
+    b.stop().await;
+    drop(honest);
 }

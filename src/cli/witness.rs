@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use crate::{
     checkpoint::{KeyType, NoteSigner, NoteVerifier},
     identity::Trust,
-    witness::{State, Witness},
+    merkle::Hash,
+    witness::{InclusionSource, OwnEntries, State, Witness},
 };
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +66,75 @@ pub struct ServeArgs {
     /// The CA's CRL (PEM or DER); repeatable.
     #[arg(long)]
     crl: Vec<PathBuf>,
+    /// The member's receipts folder (`focalgate submit --receipt`): cosign a checkpoint of
+    /// their log only when every receipt's entry is in its tree, asked from --gateway.
+    #[arg(long, requires = "identity")]
+    receipts: Option<PathBuf>,
+    /// The gateway the inclusion proofs are asked from.
+    #[arg(long, default_value = "https://127.0.0.1:50051")]
+    gateway: String,
+    /// The member's identity folder, for asking the gateway.
+    #[arg(long)]
+    identity: Option<PathBuf>,
+}
+
+/// Inclusion proofs from the gateway's Audit service.
+struct GatewayProofs {
+    audit: crate::rpc::audit_client::AuditClient<tonic::transport::Channel>,
+}
+
+#[async_trait::async_trait]
+impl InclusionSource for GatewayProofs {
+    async fn inclusion(&self, index: u64, size: u64) -> Result<Option<Vec<Hash>>, String> {
+        use crate::proto::{GetInclusionProofRequest, get_inclusion_proof_request::Leaf};
+        let asked = self
+            .audit
+            .clone()
+            .get_inclusion_proof(GetInclusionProofRequest {
+                leaf: Some(Leaf::LeafIndex(index)),
+                tree_size: size,
+            })
+            .await;
+        match asked {
+            Ok(proof) => crate::merkle::decode_proof(&proof.into_inner().hashes)
+                .map(Some)
+                .map_err(|e| format!("a malformed proof: {e}")),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::NotFound | tonic::Code::InvalidArgument
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(s) => Err(super::describe_status(&s, |_| String::new())),
+        }
+    }
+}
+
+/// The own-entry check of `args`, if it asks for one.
+fn own_entries(args: &ServeArgs, log: &NoteVerifier) -> Result<Option<OwnEntries>, String> {
+    let (Some(receipts), Some(identity)) = (&args.receipts, &args.identity) else {
+        return Ok(None);
+    };
+    if !receipts.is_dir() {
+        return Err(format!("--receipts {}: not a folder", receipts.display()));
+    }
+    let tls =
+        super::client_tls(&crate::tls::IdentityDir::new(identity)).map_err(|e| e.to_string())?;
+    let channel = tonic::transport::Endpoint::from_shared(args.gateway.clone())
+        .map_err(|e| format!("--gateway {}: {e}", args.gateway))?
+        .tls_config(tls)
+        .map_err(|e| format!("TLS: {e}"))?
+        .connect_lazy();
+    let source = GatewayProofs {
+        audit: crate::rpc::audit_client::AuditClient::new(channel),
+    };
+    Ok(Some(OwnEntries::new(
+        receipts,
+        log.clone(),
+        Arc::new(source),
+    )))
 }
 
 use crate::pki::{WITNESS_KEY as KEY, WITNESS_VKEY as VKEY};
@@ -117,7 +187,19 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .iter()
         .map(|k| super::log::verifier_arg("--log-key", k))
         .collect::<Result<Vec<_>, _>>()?;
-    let witness = open(&args.dir, &args.dir, logs)?;
+    let own = match logs.as_slice() {
+        [log] => own_entries(&args, log)?,
+        _ if args.receipts.is_some() => {
+            return Err("--receipts checks one log: give one --log-key".into());
+        }
+        _ => None,
+    };
+    let mut witness = open(&args.dir, &args.dir, logs)?;
+    if let Some(own) = own {
+        tracing::info!(gateway = %args.gateway, "own-entry check of the receipts in --receipts");
+        witness = witness.with_own_entries(own)?;
+    }
+    let witness = Arc::new(witness);
     let trust = Trust::load(&args.ca, &args.crl).map_err(|e| e.to_string())?;
     let tls = tls(&trust, &args.tls_cert, &args.tls_key)?;
     let listener = bind(args.listen, &witness).await?;
@@ -130,10 +212,10 @@ fn open(
     keys: &std::path::Path,
     state: &std::path::Path,
     logs: Vec<NoteVerifier>,
-) -> Result<Arc<Witness>, String> {
+) -> Result<Witness, String> {
     std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
     let held = State::open(&state.join("state.db")).map_err(|e| e.to_string())?;
-    Ok(Arc::new(Witness::new(signer(keys)?, logs, held)?))
+    Witness::new(signer(keys)?, logs, held)
 }
 
 fn tls(
@@ -209,11 +291,11 @@ async fn demo(dir: PathBuf, log_key: Option<String>, only: Vec<String>) -> Resul
         if !only.is_empty() && !only.iter().any(|m| m == member) {
             continue;
         }
-        let witness = open(
+        let witness = Arc::new(open(
             &pki.join("witnesses").join(member),
             &dir.join(member),
             vec![log.clone()],
-        )?;
+        )?);
         let at = SocketAddr::from(([127, 0, 0, 1], WITNESS_PORT + i as u16));
         let listener = bind(at, &witness).await?;
         running.spawn(crate::service::witness::serve(

@@ -102,11 +102,7 @@ async fn add_checkpoint(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let witness = witness.clone();
-    let Ok(reply) = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, now)).await
-    else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "the witness failed");
-    };
+    let reply = witness.answer(body.to_vec(), now).await;
     tracing::info!(%peer, status = reply.status, "add-checkpoint");
     answer(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -19,12 +19,14 @@
 //! a bounded time, and keeping only cosignatures that verify.
 
 pub mod client;
+mod own_entries;
 mod state;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 
+pub use own_entries::{InclusionSource, OwnEntries, OwnEntryError};
 pub use state::{Held, State, StateError};
 
 use crate::{
@@ -125,6 +127,8 @@ pub struct Witness {
     /// Each origin by its SHA-256 (lowercase hex), as monitors name it.
     by_hash: HashMap<String, String>,
     state: State,
+    /// The member's receipts, checked before each cosignature of their log, if configured.
+    own_entries: Option<OwnEntries>,
 }
 
 impl Witness {
@@ -151,7 +155,91 @@ impl Witness {
             logs,
             by_hash,
             state,
+            own_entries: None,
         })
+    }
+
+    /// This witness, cosigning a checkpoint of `own`'s log only once every receipt of the
+    /// member's is proved in its tree.
+    pub fn with_own_entries(mut self, own: OwnEntries) -> Result<Self, String> {
+        if !self.logs.contains_key(own.origin()) {
+            return Err(format!(
+                "the receipts' log {} is not one this witness witnesses",
+                own.origin()
+            ));
+        }
+        self.own_entries = Some(own);
+        Ok(self)
+    }
+
+    /// Answers an `add-checkpoint` request as [`add_checkpoint`](Self::add_checkpoint) does,
+    /// after the own-entry check if one is configured: a receipt's entry missing from the
+    /// checkpoint's tree is refused with 422 and logged as an error; a log that cannot be
+    /// asked for proofs, with 503.
+    pub async fn answer(self: &Arc<Self>, body: Vec<u8>, now: u64) -> Reply {
+        let mut proved = Vec::new();
+        if let Some(own) = &self.own_entries {
+            match self.checked(&body) {
+                Ok(cp) if cp.origin == own.origin() => match own.check(&cp).await {
+                    Ok(p) => proved = p,
+                    Err(e @ OwnEntryError::Missing { .. }) => {
+                        tracing::error!(origin = %cp.origin, size = cp.size, "refused a checkpoint: {e}");
+                        return Reply::text(422, e.to_string());
+                    }
+                    Err(e) => {
+                        tracing::warn!(origin = %cp.origin, size = cp.size, "{e}");
+                        return Reply::text(503, e.to_string());
+                    }
+                },
+                Ok(_) => {}
+                Err(reply) => return reply,
+            }
+        }
+        let me = self.clone();
+        let reply = match tokio::task::spawn_blocking(move || me.add_checkpoint(&body, now)).await {
+            Ok(reply) => reply,
+            Err(_) => return Reply::text(500, "the witness failed"),
+        };
+        if reply.status == 200
+            && let Some(own) = &self.own_entries
+        {
+            own.mark(&proved);
+        }
+        reply
+    }
+
+    /// The checkpoint a request carries, signed by a log this witness witnesses.
+    fn checked(&self, body: &[u8]) -> Result<Checkpoint, Reply> {
+        let request = AddCheckpoint::parse(body).map_err(|why| Reply::text(400, why))?;
+        self.verified(&request).map(|(cp, _)| cp)
+    }
+
+    /// The request's checkpoint, and the note's text, once the log's signature verifies.
+    fn verified(&self, request: &AddCheckpoint) -> Result<(Checkpoint, String), Reply> {
+        let note = match checkpoint::note::parse(request.checkpoint.as_bytes()) {
+            Ok(n) if n.signatures.len() <= MAX_SIGNATURES => n,
+            Ok(_) => {
+                return Err(Reply::text(
+                    400,
+                    format!("more than {MAX_SIGNATURES} signatures"),
+                ));
+            }
+            Err(e) => {
+                return Err(Reply::text(
+                    400,
+                    format!("the checkpoint is not a signed note: {e}"),
+                ));
+            }
+        };
+        let Ok(body) = Checkpoint::parse_body(&note.text) else {
+            return Err(Reply::text(400, "the note is not a checkpoint"));
+        };
+        let Some(log) = self.logs.get(&body.origin) else {
+            return Err(Reply::text(404, "this witness does not witness that log"));
+        };
+        checkpoint::open(request.checkpoint.as_bytes(), log, &[])
+            .map(|v| (v.into_checkpoint(), note.text))
+            .map_err(|e| Reply::text(403, format!("the log's signature does not verify: {e}")))
     }
 
     /// The witness's verifier key, for the logs' policies.
@@ -165,22 +253,9 @@ impl Witness {
             Ok(r) => r,
             Err(why) => return Reply::text(400, why),
         };
-        let note = match checkpoint::note::parse(request.checkpoint.as_bytes()) {
-            Ok(n) if n.signatures.len() <= MAX_SIGNATURES => n,
-            Ok(_) => return Reply::text(400, format!("more than {MAX_SIGNATURES} signatures")),
-            Err(e) => return Reply::text(400, format!("the checkpoint is not a signed note: {e}")),
-        };
-        let Ok(body) = Checkpoint::parse_body(&note.text) else {
-            return Reply::text(400, "the note is not a checkpoint");
-        };
-        let Some(log) = self.logs.get(&body.origin) else {
-            return Reply::text(404, "this witness does not witness that log");
-        };
-        let verified = match checkpoint::open(request.checkpoint.as_bytes(), log, &[]) {
-            Ok(v) => v.into_checkpoint(),
-            Err(e) => {
-                return Reply::text(403, format!("the log's signature does not verify: {e}"));
-            }
+        let (verified, text) = match self.verified(&request) {
+            Ok(found) => found,
+            Err(reply) => return reply,
         };
         if request.old > verified.size {
             return Reply::text(
@@ -197,7 +272,7 @@ impl Witness {
                 "a proof from size 0, or to the same size, must be empty",
             );
         }
-        let signature = self.key.sign(&note.text, now);
+        let signature = self.key.sign(&text, now);
         let cosigned = cosigned_note(&request.checkpoint, &signature.to_string());
         let advanced = self
             .state
