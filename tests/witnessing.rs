@@ -412,3 +412,130 @@ async fn metrics_of(gateway: &Gateway) -> String {
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Two replicas on one PostgreSQL database, each running its own witnessing rounds against
+/// the same five witnesses while clients submit through both: the witnesses see one history
+/// (never a refusal for inconsistency), both replicas present the same witnessed checkpoint,
+/// and it catches up with the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_one_witnessed_checkpoint_and_never_post_inconsistent_ones() {
+    if !common::postgres() {
+        eprintln!("two replicas need PostgreSQL: this test runs in the PostgreSQL suite");
+        return;
+    }
+    let dir = common::tempdir();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let log = log_key(&data_a);
+    let mut witnesses = Vec::new();
+    let mut stops = Vec::new();
+    for i in 0..5 {
+        let (w, stop) = common::serve_witness(dir.path(), i, &log, 0).await;
+        witnesses.push(w);
+        stops.push(stop);
+    }
+    let pki = pki_with_roster(dir.path(), &witnesses);
+    let replica = |data: &Path| {
+        let mut s = common::settings_with_pki(data, &pki);
+        s.ca.dir = None;
+        s.witnessing.identity = Some(pki.join("hub"));
+        s.witnessing.period_ms = 20;
+        s.witnessing.retry_ms = 100;
+        s
+    };
+    let first = replica(&data_a);
+    let mut second = replica(&data_b);
+    second.store.url = first.store.url.clone();
+    second.log.key = Some(data_a.join("gateway.key"));
+    let a = std::sync::Arc::new(Gateway::start_with(first).await);
+    let b = std::sync::Arc::new(Gateway::start_with(second).await);
+
+    let (clients, each) = (4u32, 30u32);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let gw = if c % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let who = ["KAZ", "KGZ", "TJK", "UZB"][c as usize];
+                let mut client = SubmissionsClient::new(gw.channel(who).await);
+                for i in 0..each {
+                    let mut b = body(
+                        "SEIZURES",
+                        who,
+                        &(1990 + i).to_string(),
+                        vec![seizure("HEROIN", "KG", &format!("{c}.{i:03}"), 1)],
+                    );
+                    b.prepared_at.as_mut().unwrap().nanos = (c * 1000 + i) as i32;
+                    client.submit(Signer::of(who).seal(&b)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = u64::from(clients * each);
+
+    let mut hubs = Vec::new();
+    for gw in [&a, &b] {
+        hubs.push(AuditClient::new(gw.channel("auditor").await));
+    }
+    let start = Instant::now();
+    let witnessed = loop {
+        let cp = hubs[0]
+            .get_checkpoint(GetCheckpointRequest { tree_size: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(w) = cp.witnessed.filter(|w| w.tree_size == n) {
+            break w;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not witnessed at {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let other = hubs[1]
+        .get_checkpoint(GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .witnessed
+        .unwrap();
+    assert_eq!(
+        other.note, witnessed.note,
+        "both replicas present one witnessed checkpoint"
+    );
+
+    // Every witness ends on the log's own checkpoint, and none ever saw an inconsistent one.
+    let status = hubs[1]
+        .get_log_status(GetLogStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    for w in &status.witnesses {
+        assert!(!w.last_error.contains("422"), "{w:?}");
+    }
+    for i in 0..5 {
+        let state =
+            focalgate::witness::State::open(&dir.path().join(format!("witness-{i}.db"))).unwrap();
+        let held = state.held(log.name()).unwrap().unwrap();
+        let logs = hubs[0]
+            .get_checkpoint(GetCheckpointRequest {
+                tree_size: held.size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            held.checkpoint.starts_with(logs.note.trim_end()),
+            "witness {i} holds the log's own checkpoint of size {}",
+            held.size
+        );
+    }
+    let policy = focalgate::checkpoint::policy::Policy::parse(&status.policy).unwrap();
+    let (_, by) = policy.verify(witnessed.note.as_bytes()).unwrap();
+    assert!(by.len() >= 3);
+    drop(stops);
+    std::sync::Arc::into_inner(a).unwrap().stop().await;
+    std::sync::Arc::into_inner(b).unwrap().stop().await;
+}
