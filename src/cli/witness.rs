@@ -1,4 +1,4 @@
-//! `focalgate witness init|serve`: the witness a partner runs at home.
+//! `focalgate witness init|serve|demo`: the witness a partner runs at home.
 //!
 //! Its directory holds `witness.key` (Ed25519, PKCS#8, mode 0600), `witness.vkey` (its
 //! verifier key, for the logs' policies) and `state.db` (what it last cosigned per log).
@@ -8,10 +8,11 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use clap::{Args, Subcommand};
 
 use crate::{
-    checkpoint::{KeyType, NoteSigner, NoteVerifier},
+    checkpoint::NoteVerifier,
     identity::Trust,
     merkle::Hash,
-    witness::{InclusionSource, OwnEntries, State, Witness},
+    pki::WITNESS_KEY,
+    witness::{InclusionSource, OwnEntries, Witness},
 };
 
 #[derive(Debug, Subcommand)]
@@ -137,8 +138,6 @@ fn own_entries(args: &ServeArgs, log: &NoteVerifier) -> Result<Option<OwnEntries
     )))
 }
 
-use crate::pki::{WITNESS_KEY as KEY, WITNESS_VKEY as VKEY};
-
 pub async fn run(cmd: WitnessCommand) -> Result<(), String> {
     match cmd {
         WitnessCommand::Init { dir, name } => init(dir, &name),
@@ -152,32 +151,9 @@ fn init(dir: PathBuf, name: &str) -> Result<(), String> {
     println!("{vkey}");
     eprintln!(
         "witness key in {}; give the verifier key above to the log's operators for its policy",
-        dir.join(KEY).display()
+        dir.join(WITNESS_KEY).display()
     );
     Ok(())
-}
-
-fn signer(dir: &std::path::Path) -> Result<NoteSigner, String> {
-    let vkey_path = dir.join(VKEY);
-    let vkey = std::fs::read_to_string(&vkey_path).map_err(|e| {
-        format!(
-            "{}: {e} (run `focalgate witness init`)",
-            vkey_path.display()
-        )
-    })?;
-    let verifier =
-        NoteVerifier::parse(vkey.trim()).map_err(|e| format!("{}: {e}", vkey_path.display()))?;
-    let key = crate::pki::read_ed25519_key(&dir.join(KEY)).map_err(|e| e.to_string())?;
-    let signer = NoteSigner::from_key_pair(verifier.name(), KeyType::Cosignature, key)
-        .map_err(|e| e.to_string())?;
-    if signer.verifier() != &verifier {
-        return Err(format!(
-            "{} is not the verifier key of {}",
-            vkey_path.display(),
-            dir.join(KEY).display()
-        ));
-    }
-    Ok(signer)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
@@ -194,7 +170,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
         _ => None,
     };
-    let mut witness = open(&args.dir, &args.dir, logs)?;
+    let mut witness = Witness::open(&args.dir, &args.dir, logs)?;
     if let Some(own) = own {
         tracing::info!(gateway = %args.gateway, "own-entry check of the receipts in --receipts");
         witness = witness.with_own_entries(own)?;
@@ -205,17 +181,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = bind(args.listen, &witness).await?;
     crate::service::witness::serve(listener, tls, witness, stopped_by_signal()).await;
     Ok(())
-}
-
-/// The witness whose keys are in `keys` and whose state is in `state`, for `logs`.
-fn open(
-    keys: &std::path::Path,
-    state: &std::path::Path,
-    logs: Vec<NoteVerifier>,
-) -> Result<Witness, String> {
-    std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
-    let held = State::open(&state.join("state.db")).map_err(|e| e.to_string())?;
-    Witness::new(signer(keys)?, logs, held)
 }
 
 fn tls(
@@ -255,7 +220,7 @@ fn stopped_by_signal() -> tokio::sync::watch::Receiver<bool> {
 }
 
 async fn demo(dir: PathBuf, log_key: Option<String>, only: Vec<String>) -> Result<(), String> {
-    use crate::pki::demo::{WITNESS_PORT, WITNESSES};
+    use crate::pki::demo::WITNESSES;
     super::serve::init_log(&crate::config::LogSettings::default());
     let log = match log_key {
         Some(k) => super::log::verifier_arg("--log-key", &k)?,
@@ -277,38 +242,17 @@ async fn demo(dir: PathBuf, log_key: Option<String>, only: Vec<String>) -> Resul
             WITNESSES.join(", ")
         ));
     }
-    let pki = std::path::Path::new(crate::config::DEMO_PKI);
-    let trust = Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
-        .map_err(|e| e.to_string())?;
-    let tls = tls(
-        &trust,
-        &pki.join("server/server.pem"),
-        &pki.join("server/server.key"),
-    )?;
     let stop = stopped_by_signal();
-    let mut running = tokio::task::JoinSet::new();
-    for (i, member) in WITNESSES.iter().enumerate() {
-        if !only.is_empty() && !only.iter().any(|m| m == member) {
-            continue;
-        }
-        let witness = Arc::new(open(
-            &pki.join("witnesses").join(member),
-            &dir.join(member),
-            vec![log.clone()],
-        )?);
-        let at = SocketAddr::from(([127, 0, 0, 1], WITNESS_PORT + i as u16));
-        let listener = bind(at, &witness).await?;
-        running.spawn(crate::service::witness::serve(
-            listener,
-            tls.clone(),
-            witness,
-            stop.clone(),
-        ));
+    let running = crate::service::witness::demo(&dir, &log, &only, stop).await?;
+    for (member, addr, _) in &running {
+        println!("witness of {member} listening on https://{addr}");
     }
     tracing::warn!(
         "DEMO WITNESSES: their keys in {}/witnesses/ are public; never witness a real log with them",
         crate::config::DEMO_PKI
     );
-    while running.join_next().await.is_some() {}
+    for (_, _, task) in running {
+        let _ = task.await;
+    }
     Ok(())
 }

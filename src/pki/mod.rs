@@ -328,6 +328,29 @@ pub fn create_witness_key(dir: &Path, name: &str) -> Result<NoteVerifier, PkiErr
     Ok(vkey)
 }
 
+/// The cosigning key in a witness's directory (`witness.key`), named as its `witness.vkey`
+/// says, which it must match.
+pub fn read_witness_key(dir: &Path) -> Result<NoteSigner, PkiError> {
+    let vkey_path = dir.join(WITNESS_VKEY);
+    let bad = |reason: String| PkiError::BadKey {
+        path: vkey_path.display().to_string(),
+        reason,
+    };
+    let vkey = std::fs::read_to_string(&vkey_path)
+        .map_err(|e| bad(format!("{e} (run `focalgate witness init`)")))?;
+    let verifier = NoteVerifier::parse(vkey.trim()).map_err(|e| bad(e.to_string()))?;
+    let key = read_ed25519_key(&dir.join(WITNESS_KEY))?;
+    let signer = NoteSigner::from_key_pair(verifier.name(), KeyType::Cosignature, key)
+        .map_err(|e| bad(e.to_string()))?;
+    if signer.verifier() != &verifier {
+        return Err(bad(format!(
+            "not the verifier key of {}",
+            dir.join(WITNESS_KEY).display()
+        )));
+    }
+    Ok(signer)
+}
+
 /// Reads an Ed25519 private key (PKCS#8 PEM) from `path`.
 pub fn read_ed25519_key(path: &Path) -> Result<Ed25519KeyPair, PkiError> {
     let der = read_pkcs8(path)?;

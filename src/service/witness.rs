@@ -144,3 +144,48 @@ pub async fn serve(
     })
     .await;
 }
+
+/// Serves the demo's witnesses (all five, or the members in `only`) for the log `log`, each
+/// on its port of 127.0.0.1 with the demo server certificate, its state in `dir/<member>`,
+/// until `stop` turns true: each member, where it listens, and its task.
+pub async fn demo(
+    dir: &std::path::Path,
+    log: &crate::checkpoint::NoteVerifier,
+    only: &[String],
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<(String, SocketAddr, tokio::task::JoinHandle<()>)>, String> {
+    use crate::pki::demo::{WITNESS_PORT, WITNESSES};
+    let pki = std::path::Path::new(crate::config::DEMO_PKI);
+    let trust = crate::identity::Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
+        .map_err(|e| e.to_string())?;
+    let tls = crate::tls::witness_server_config(
+        &trust,
+        crate::tls::read_chain(&pki.join("server/server.pem")).map_err(|e| e.to_string())?,
+        crate::tls::read_key(&pki.join("server/server.key")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut running = Vec::new();
+    for (i, member) in WITNESSES.iter().enumerate() {
+        if !only.is_empty() && !only.iter().any(|m| m == member) {
+            continue;
+        }
+        let witness = Witness::open(
+            &pki.join("witnesses").join(member),
+            &dir.join(member),
+            vec![log.clone()],
+        )?;
+        let at = SocketAddr::from(([127, 0, 0, 1], WITNESS_PORT + i as u16));
+        let listener = TcpListener::bind(at)
+            .await
+            .map_err(|e| format!("the demo witness of {member} cannot listen on {at}: {e}"))?;
+        tracing::info!(%at, witness = %witness.verifier(), "witness listening");
+        let task = tokio::spawn(serve(
+            listener,
+            tls.clone(),
+            Arc::new(witness),
+            stop.clone(),
+        ));
+        running.push(((*member).to_owned(), at, task));
+    }
+    Ok(running)
+}

@@ -159,6 +159,19 @@ impl Witness {
         })
     }
 
+    /// The witness whose keys are in the directory `keys` (`witness init`) and whose state
+    /// is in `state` (`state.db`, created if need be), for `logs`.
+    pub fn open(
+        keys: &std::path::Path,
+        state: &std::path::Path,
+        logs: Vec<NoteVerifier>,
+    ) -> Result<Self, String> {
+        let key = crate::pki::read_witness_key(keys).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
+        let held = State::open(&state.join("state.db")).map_err(|e| e.to_string())?;
+        Self::new(key, logs, held)
+    }
+
     /// This witness, cosigning a checkpoint of `own`'s log only once every receipt of the
     /// member's is proved in its tree.
     pub fn with_own_entries(mut self, own: OwnEntries) -> Result<Self, String> {
