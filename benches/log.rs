@@ -139,6 +139,7 @@ fn main() {
 
         // 5. Full verification over mTLS through the Audit service.
         let mut settings = Settings::load_with_env(None, true, Vec::new()).unwrap();
+        settings.witnessing.identity = None; // the demo witnesses are not running
         settings.data_dir = dir.path().to_path_buf();
         settings.log.origin = Some("focalgate.bench/log".into());
         drop(store);

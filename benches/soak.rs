@@ -115,6 +115,7 @@ fn main() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::load_with_env(None, true, Vec::new()).unwrap();
+        settings.witnessing.identity = None; // the demo witnesses are not running
         settings.data_dir = dir.path().join("data");
         let gateway = start(&settings).await;
         let (addr, store) = (gateway.addr, gateway.store.clone());

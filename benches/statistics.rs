@@ -181,6 +181,7 @@ fn main() {
 
         // 2. The gateway on that store (its start reads the million observations into memory).
         let mut settings = Settings::load_with_env(None, true, Vec::new()).unwrap();
+        settings.witnessing.identity = None; // the demo witnesses are not running
         settings.data_dir = data.clone();
         settings.log.origin = Some("focalgate.bench/log".into());
         let started = Instant::now();

@@ -24,6 +24,11 @@
 //! limited by the CPU alone: no faster storage lifts it. Bare CPU per call over itself plus
 //! the checks is that ratio for a gateway whose storage, log and receipts cost nothing.
 //!
+//! The SQLite run is repeated with the demo's five witnesses served in this process (on their
+//! demo ports, 127.0.0.1:7381–7385), the gateway asking them as in production: throughput with
+//! witnessing over without, and the witness lag of every checkpoint (signed → first witnessed
+//! checkpoint covering it, from the store's timestamps), p50 and p99.
+//!
 //! `cargo bench --bench submit` (environment: BENCH_SUBMISSIONS, BENCH_CLIENTS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -281,6 +286,98 @@ async fn measured(
     }
 }
 
+/// The gateway on SQLite (from `settings`, its data in `dir`) with the demo's five witnesses
+/// served in this process on their demo ports (quorum 3), asked as in production: the run,
+/// and the witness lag of every checkpoint signed (from its signing to the first witnessed
+/// checkpoint that covers it), sorted.
+async fn witnessed_run(
+    settings: &Settings,
+    dir: &std::path::Path,
+    envs: &[(usize, SignedEnvelope)],
+    clients: usize,
+) -> (Run, Vec<Duration>) {
+    use focalgate::checkpoint::{KeyType, NoteSigner};
+    let mut s = settings.clone();
+    s.data_dir = dir.join("data");
+    std::fs::create_dir_all(&s.data_dir).unwrap();
+    // The log key first: the witnesses are told it before the gateway starts.
+    let (key, _) =
+        focalgate::pki::load_or_create_gateway_key(&s.data_dir.join("gateway.key")).unwrap();
+    let log = NoteSigner::from_key_pair(focalgate::config::DEMO_ORIGIN, KeyType::Ed25519, key)
+        .unwrap()
+        .verifier()
+        .clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The witnesses stand in for partners' machines: their state, fsynced as ever, is kept
+    // off the disk the hub's store is on (in /dev/shm where there is one).
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    let witnesses = service::witness::demo(&shm.path().join("witnesses"), &log, &[], stopped)
+        .await
+        .unwrap();
+    s.witnessing.identity = Some(std::path::Path::new(focalgate::config::DEMO_PKI).join("hub"));
+    let gw = start(&s).await;
+    let run = drive(&[gw.addr], envs, clients).await;
+    let store = gw.store.clone();
+    let size = store.log_size().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.cosigned_sizes(3, 1).await.unwrap().first() != Some(&size) {
+        assert!(
+            Instant::now() < deadline,
+            "the last checkpoint was never witnessed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lags = lags(&*store).await;
+    shut_down(vec![gw]).await;
+    let _ = stop.send(true);
+    for (_, _, task) in witnesses {
+        let _ = task.await;
+    }
+    (run, lags)
+}
+
+/// For every checkpoint in the store: the time from its signing to the moment the first
+/// checkpoint at least as large had three cosignatures (its third arrived), sorted.
+async fn lags(store: &dyn focalgate::store::Store) -> Vec<Duration> {
+    let mut quorum_at = Vec::new();
+    for size in store.cosigned_sizes(3, u32::MAX).await.unwrap() {
+        let mut times: Vec<i64> = store
+            .cosignatures(size)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.received_at_ms)
+            .collect();
+        times.sort_unstable();
+        quorum_at.push((size, times[2]));
+    }
+    // Largest size first: the earliest quorum among sizes at least as large, as a running min.
+    quorum_at.sort_unstable_by_key(|&(size, _)| std::cmp::Reverse(size));
+    let mut earliest = Vec::with_capacity(quorum_at.len());
+    let mut min = i64::MAX;
+    for (size, at) in quorum_at {
+        min = min.min(at);
+        earliest.push((size, min));
+    }
+    earliest.reverse();
+    let mut lags = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.export_checkpoints(after, 1_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.checkpoint.size;
+        for cp in page {
+            let at = earliest.partition_point(|(s, _)| *s < cp.checkpoint.size);
+            let (_, witnessed) = earliest[at];
+            lags.push(Duration::from_millis(
+                (witnessed - cp.signed_at_ms).max(0) as u64
+            ));
+        }
+    }
+    lags.sort();
+    lags
+}
+
 /// A fresh PostgreSQL database for one run, or why there is none.
 async fn fresh_database(admin: &str) -> Result<(String, String), String> {
     let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
@@ -338,6 +435,8 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::load_with_env(None, true, Vec::new()).unwrap();
         settings.data_dir = dir.path().join("data");
+        // No witnesses but in the run that has them.
+        settings.witnessing.identity = None;
         let assembled = service::assemble(&settings).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -367,6 +466,39 @@ fn main() {
         let one = start(&settings).await;
         let gw = drive(&[one.addr], &envs, clients).await;
         shut_down(vec![one]).await;
+
+        // The same, witnessed by five witnesses in this process, three times, each beside
+        // one more run without: the disk's fsync time varies from run to run more than
+        // witnessing costs, so the ratio is of medians of runs made side by side.
+        let mut without = vec![gw.per_second];
+        let mut with = Vec::new();
+        let (mut cpu_without, mut cpu_with) = (Vec::from_iter(gw.cpu.map(|c| c.0.as_secs_f64())), Vec::new());
+        let mut lag = Vec::new();
+        let mut witnessed = None;
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let (run, lags) = witnessed_run(&settings, dir.path(), &envs, clients).await;
+            with.push(run.per_second);
+            cpu_with.extend(run.cpu.map(|c| c.0.as_secs_f64()));
+            lag.extend(lags);
+            witnessed.get_or_insert(run);
+            let dir = tempfile::tempdir().unwrap();
+            settings.data_dir = dir.path().join("data");
+            let plain = start(&settings).await;
+            let run = drive(&[plain.addr], &envs, clients).await;
+            without.push(run.per_second);
+            cpu_without.extend(run.cpu.map(|c| c.0.as_secs_f64()));
+            shut_down(vec![plain]).await;
+        }
+        lag.sort();
+        let witnessed = witnessed.unwrap();
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (with, without) = (median(&mut with), median(&mut without));
+        let cpu = (!cpu_with.is_empty() && !cpu_without.is_empty())
+            .then(|| (median(&mut cpu_with), median(&mut cpu_without)));
 
         // Its parts on their own, on a fresh store.
         let parts_dir = tempfile::tempdir().unwrap();
@@ -416,6 +548,28 @@ fn main() {
                 bare_cpu.as_secs_f64() / gw_cpu.as_secs_f64()
             );
         }
+        line("focalgate Submit, SQLite, 5 witnesses", &witnessed);
+        let at = |q: f64| lag[((lag.len() as f64 * q) as usize).min(lag.len() - 1)];
+        println!(
+            "  witnessed/not, medians of 3 and 4   : {with:.0} / {without:.0} calls/s = {:.2} (goal >= 0.95)",
+            with / without
+        );
+        if let Some((with, without)) = cpu {
+            println!(
+                "  CPU per call witnessed/not, medians : {:.1?} / {:.1?} = {:.2}",
+                Duration::from_secs_f64(with),
+                Duration::from_secs_f64(without),
+                with / without
+            );
+        }
+        println!(
+            "  witness lag, {} checkpoints         : p50 {:?}  p99 {:?}  max {:?} (goal p99 < 1 s; witnessing.period_ms {})",
+            lag.len(),
+            at(0.5),
+            at(0.99),
+            lag[lag.len() - 1],
+            settings.witnessing.period_ms
+        );
         println!("  where the time goes:");
         println!(
             "    checks alone, one thread          : {:>8.1?} per submission (signature, decoding, schema)",

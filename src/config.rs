@@ -292,7 +292,7 @@ impl Default for WitnessingSettings {
     fn default() -> Self {
         Self {
             identity: None,
-            period_ms: 250,
+            period_ms: 500,
             timeout_ms: 5_000,
             retry_ms: 5_000,
         }

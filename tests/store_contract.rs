@@ -431,20 +431,30 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
         append(tx.as_mut(), 0, &[b"a", b"b"], 1_000).await;
         tx.commit().await.unwrap();
 
+        let state_of = |witness: &str| WitnessState {
+            witness: witness.into(),
+            size: 2,
+            cosigned_at_ms: Some(2_000),
+            last_error: None,
+            updated_at_ms: 2_000,
+        };
         let cosig = |size: u64, witness: &str, sig: &str| Cosignature {
             size,
             witness: witness.into(),
             signature: format!("\u{2014} {witness} {sig}"),
             received_at_ms: 2_000,
         };
-        s.record_cosignatures(vec![
-            cosig(2, "kz-witness", "AAAA"),
-            cosig(2, "uz-witness", "BBBB"),
-        ])
+        s.record_round(
+            vec![
+                cosig(2, "kz-witness", "AAAA"),
+                cosig(2, "uz-witness", "BBBB"),
+            ],
+            Vec::new(),
+        )
         .await
         .unwrap();
         // A witness's second cosignature of the same checkpoint changes nothing.
-        s.record_cosignatures(vec![cosig(2, "kz-witness", "CCCC")])
+        s.record_round(vec![cosig(2, "kz-witness", "CCCC")], Vec::new())
             .await
             .unwrap();
         assert_eq!(
@@ -460,16 +470,23 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
         // A cosignature of a checkpoint the store does not hold is refused, with the rest of
         // its batch.
         let refused = s
-            .record_cosignatures(vec![
-                cosig(2, "tj-witness", "DDDD"),
-                cosig(7, "kz-witness", "EEEE"),
-            ])
+            .record_round(
+                vec![
+                    cosig(2, "tj-witness", "DDDD"),
+                    cosig(7, "kz-witness", "EEEE"),
+                ],
+                vec![state_of("TJK")],
+            )
             .await;
         assert!(
             matches!(refused, Err(StoreError::Conflict(_))),
             "{name}: {refused:?}"
         );
         assert_eq!(s.cosignatures(2).await.unwrap().len(), 2, "{name}");
+        assert!(
+            s.witness_states().await.unwrap().is_empty(),
+            "{name}: nothing of a refused round is kept"
+        );
 
         let first = s.export_cosignatures(None, 1).await.unwrap();
         assert_eq!(first, [cosig(2, "kz-witness", "AAAA")], "{name}");
@@ -483,7 +500,7 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
         let mut tx = s.begin().await.unwrap();
         append(tx.as_mut(), 2, &[b"c"], 3_000).await;
         tx.commit().await.unwrap();
-        s.record_cosignatures(vec![cosig(3, "uz-witness", "FFFF")])
+        s.record_round(vec![cosig(3, "uz-witness", "FFFF")], Vec::new())
             .await
             .unwrap();
         assert_eq!(s.cosigned_sizes(1, 10).await.unwrap(), [3, 2], "{name}");
@@ -504,11 +521,14 @@ async fn what_the_hub_learnt_of_each_witness_is_replaced_per_round_and_bounded()
             last_error: error,
             updated_at_ms: 6_000,
         };
-        s.record_witness_states(vec![state("UZB", 3, None), state("KAZ", 3, None)])
-            .await
-            .unwrap();
+        s.record_round(
+            Vec::new(),
+            vec![state("UZB", 3, None), state("KAZ", 3, None)],
+        )
+        .await
+        .unwrap();
         let long = "x".repeat(10_000);
-        s.record_witness_states(vec![state("KAZ", 3, Some(long))])
+        s.record_round(Vec::new(), vec![state("KAZ", 3, Some(long))])
             .await
             .unwrap();
         let states = s.witness_states().await.unwrap();

@@ -228,10 +228,7 @@ impl Gateway {
                 updated_at_ms: now,
             });
         }
-        if !cosignatures.is_empty() {
-            self.store.record_cosignatures(cosignatures).await?;
-        }
-        self.store.record_witness_states(states).await?;
+        self.store.record_round(cosignatures, states).await?;
         Ok(())
     }
 

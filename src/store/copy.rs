@@ -59,7 +59,7 @@ pub async fn copy(
     let checkpoints = copy_checkpoints(from, to, progress).await?;
     let cosignatures = copy_cosignatures(from, to, progress).await?;
     // What the hub learnt of its witnesses: a few rows, learnt again on the next round anyway.
-    to.record_witness_states(from.witness_states().await?)
+    to.record_round(Vec::new(), from.witness_states().await?)
         .await?;
     let access_records = copy_trail(from, to, progress).await?;
     Ok(Copied {
@@ -209,7 +209,7 @@ async fn copy_cosignatures(
         };
         after = Some((last.size, last.witness.clone()));
         done += page.len() as u64;
-        to.record_cosignatures(page).await?;
+        to.record_round(page, Vec::new()).await?;
         progress("cosignatures", done);
     }
 }

@@ -375,10 +375,17 @@ pub trait AccessTrail: Send + Sync {
 /// so recorded outside the log's write lock.
 #[async_trait]
 pub trait Cosignatures: Send + Sync {
-    /// Records cosignatures of stored checkpoints, durably, in one transaction. A witness's
-    /// cosignature of a checkpoint already recorded stays as it was; one of a checkpoint the
-    /// store does not hold is a [`StoreError::Conflict`] and nothing is recorded.
-    async fn record_cosignatures(&self, cosignatures: Vec<Cosignature>) -> Result<(), StoreError>;
+    /// Records what a round of witnessing learnt, durably, in one transaction: cosignatures of
+    /// stored checkpoints, and what the hub learnt of each witness. A witness's cosignature of
+    /// a checkpoint already recorded stays as it was; one of a checkpoint the store does not
+    /// hold is a [`StoreError::Conflict`] and nothing is recorded. Each state replaces what was
+    /// recorded of the same witness (its error cut to [`WitnessState::MAX_ERROR`]
+    /// characters).
+    async fn record_round(
+        &self,
+        cosignatures: Vec<Cosignature>,
+        states: Vec<WitnessState>,
+    ) -> Result<(), StoreError>;
 
     /// The cosignatures recorded for the checkpoint of tree size `size`, by witness name.
     async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError>;
@@ -386,10 +393,6 @@ pub trait Cosignatures: Send + Sync {
     /// The `limit` largest tree sizes with at least `min` cosignatures recorded, largest
     /// first.
     async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError>;
-
-    /// Records what the hub learnt of witnesses in a round, durably: each replaces what was
-    /// recorded of the same witness (its error cut to [`WitnessState::MAX_ERROR`] characters).
-    async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError>;
 
     /// What the hub last learnt of each witness, by name.
     async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError>;

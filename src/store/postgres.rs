@@ -599,9 +599,18 @@ impl AccessTrail for PgStore {
 
 #[async_trait]
 impl Cosignatures for PgStore {
-    async fn record_cosignatures(&self, cosignatures: Vec<Cosignature>) -> Result<(), StoreError> {
+    async fn record_round(
+        &self,
+        cosignatures: Vec<Cosignature>,
+        states: Vec<WitnessState>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_unlocked().await?;
-        tx.insert_cosignatures(cosignatures).await?;
+        if !cosignatures.is_empty() {
+            tx.insert_cosignatures(cosignatures).await?;
+        }
+        if !states.is_empty() {
+            tx.record_witness_states(states).await?;
+        }
         tx.commit().await
     }
 
@@ -630,12 +639,6 @@ impl Cosignatures for PgStore {
             .await
             .map_err(classify)?;
         rows.iter().map(|r| rows::Columns::u64(r, 0)).collect()
-    }
-
-    async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError> {
-        let mut tx = self.begin_unlocked().await?;
-        tx.record_witness_states(states).await?;
-        tx.commit().await
     }
 
     async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError> {

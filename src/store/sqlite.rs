@@ -592,9 +592,18 @@ impl AccessTrail for SqliteStore {
 
 #[async_trait]
 impl Cosignatures for SqliteStore {
-    async fn record_cosignatures(&self, cosignatures: Vec<Cosignature>) -> Result<(), StoreError> {
+    async fn record_round(
+        &self,
+        cosignatures: Vec<Cosignature>,
+        states: Vec<WitnessState>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        tx.insert_cosignatures(cosignatures).await?;
+        if !cosignatures.is_empty() {
+            tx.insert_cosignatures(cosignatures).await?;
+        }
+        if !states.is_empty() {
+            tx.record_witness_states(states).await?;
+        }
         tx.commit().await
     }
 
@@ -619,12 +628,6 @@ impl Cosignatures for SqliteStore {
             rows.collect()
         })
         .await
-    }
-
-    async fn record_witness_states(&self, states: Vec<WitnessState>) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        tx.record_witness_states(states).await?;
-        tx.commit().await
     }
 
     async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError> {
