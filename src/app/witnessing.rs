@@ -13,6 +13,7 @@ use super::{ApiError, Gateway};
 use crate::{
     checkpoint::policy::{Policy, PolicyWitness},
     identity::{Caller, MemberId, Witnessing},
+    merkle::Hash,
     receipt::now_ms,
     store::{Cosignature, StoredCheckpoint, WitnessState},
     tlog::{self, LogError, Witnessed},
@@ -150,13 +151,22 @@ impl Gateway {
             .collect();
         if !due.is_empty() {
             let held = states.iter().map(|(n, s)| (n.clone(), s.size)).collect();
+            // Witnesses that hold the same size share one consistency proof, made once.
+            type Proofs = tokio::sync::Mutex<HashMap<u64, Vec<Hash>>>;
+            let proofs: Arc<Proofs> = Arc::default();
             let store = self.store.clone();
             let proof = move |from: u64| {
-                let store = store.clone();
+                let (store, proofs) = (store.clone(), proofs.clone());
                 async move {
-                    tlog::consistency_proof(&*store, from, size)
+                    let mut made = proofs.lock().await;
+                    if let Some(p) = made.get(&from) {
+                        return Ok(p.clone());
+                    }
+                    let p = tlog::consistency_proof(&*store, from, size)
                         .await
-                        .map_err(|e| format!("the consistency proof from {from}: {e}"))
+                        .map_err(|e| format!("the consistency proof from {from}: {e}"))?;
+                    made.insert(from, p.clone());
+                    Ok(p)
                 }
             };
             let rounds = crate::witness::client::collect(
