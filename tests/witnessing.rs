@@ -292,6 +292,49 @@ async fn a_forged_checkpoint_signed_with_the_log_key_is_refused_by_every_witness
     assert_eq!(hub.checkpoint().await.witnessed.unwrap(), before);
 }
 
+/// The README's Python check of a tlog-proof, written against the C2SP specifications alone,
+/// accepts every proof, and refuses one whose entry was changed.
+fn python_checks_the_proofs(proofs: &[String], policy: &Path, dir: &Path) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```python\n# verify-tlog-proof.py")
+        .expect("the README shows the Python tlog-proof check")
+        + "```python\n".len();
+    let script = dir.join("verify-tlog-proof.py");
+    std::fs::write(
+        &script,
+        &readme[start..start + readme[start..].find("```").unwrap()],
+    )
+    .unwrap();
+    let python = |proof: &str| match std::process::Command::new("python3")
+        .arg(&script)
+        .arg(proof)
+        .arg(policy)
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(_) if std::env::var("CI").as_deref() != Ok("true") => None,
+        Err(e) => panic!("python3 is needed by this test (CI=true): {e}"),
+    };
+    for proof in proofs {
+        let Some(out) = python(proof) else { return };
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("OK entry"),
+            "{proof}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Another entry under the same path: refused.
+    let text = std::fs::read_to_string(&proofs[0]).unwrap();
+    let changed = dir.join("changed.tlog-proof");
+    std::fs::write(&changed, text.replacen("extra ", "extra AAAA", 1)).unwrap();
+    let out = python(changed.to_str().unwrap()).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the entry is not in the tree"));
+}
+
 fn cli(args: &[&str]) -> std::process::Output {
     let out = std::process::Command::new(common::BIN)
         .args(args)
@@ -373,6 +416,8 @@ async fn receipts_become_tlog_proofs_that_a_partner_checks_offline(
             .count(),
         proofs.len()
     );
+
+    python_checks_the_proofs(&proofs, &policy, dir);
 
     // A receipt alone carries no cosignatures: the policy's quorum is not met.
     let out = cli(&[
