@@ -223,6 +223,7 @@ async fn five_witnesses_quorum_three_lag_when_three_are_down_and_catch_up_when_t
     }
     let metrics = metrics_of(&hub.gateway).await;
     assert!(metrics.contains("focalgate_witness_quorum 1"), "{metrics}");
+    common::promtool_accepts(&metrics);
 
     a_forged_checkpoint_signed_with_the_log_key_is_refused_by_every_witness(
         &mut hub, &data, &witnesses, &pki,

@@ -734,3 +734,38 @@ pub async fn serve_witness(
         stop,
     )
 }
+
+/// Checks a metrics exposition with Prometheus' own parser and linter (`promtool check
+/// metrics`, from Debian's prometheus package; required under CI=true).
+pub fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("promtool (Debian's prometheus package): {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping promtool: {e}");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
