@@ -4,24 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{BIN, ChildGateway, pki, samples};
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("FOCALGATE_CONFIG")
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ focalgate {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use common::{ChildGateway, cli as run, pki, samples};
 
 #[test]
 fn serve_without_configuration_says_what_to_do() {

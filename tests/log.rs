@@ -6,9 +6,8 @@
 mod common;
 
 use focalgate::rpc::audit_client::AuditClient;
-use std::process::{Command, Output};
 
-use common::{Gateway, Signer, body, pki, seizure};
+use common::{Gateway, Signer, body, cli, pki, seizure};
 use focalgate::{
     checkpoint,
     merkle::{self, Hash},
@@ -18,19 +17,6 @@ use focalgate::{
     },
     receipt,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
-
-fn cli(args: &[&str]) -> Output {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    eprintln!(
-        "$ focalgate {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Submits `n` distinct submissions for `who`, `per_call` at a time concurrently, and returns
 /// the receipts.

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Gateway, Signer, body, seizure};
+use common::{Gateway, Signer, body, cli, seizure};
 use focalgate::{
     checkpoint::{KeyType, NoteSigner, NoteVerifier, policy::PolicyWitness},
     proto::{GetCheckpointRequest, GetLogStatusRequest, LogStatus, SignedCheckpoint},
@@ -334,20 +334,6 @@ fn python_checks_the_proofs(proofs: &[String], policy: &Path, dir: &Path) {
     let out = python(changed.to_str().unwrap()).unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the entry is not in the tree"));
-}
-
-fn cli(args: &[&str]) -> std::process::Output {
-    let out = std::process::Command::new(common::BIN)
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "$ focalgate {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A member submits with the CLI, keeps its receipts, upgrades them once witnessed, and

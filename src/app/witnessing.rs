@@ -15,7 +15,7 @@ use crate::{
     identity::{Caller, MemberId, Witnessing},
     merkle::Hash,
     receipt::now_ms,
-    store::{Cosignature, StoredCheckpoint, WitnessState},
+    store::{Cosignature, StoreError, StoredCheckpoint, WitnessState},
     tlog::{self, LogError, Witnessed},
     witness::client::{Outcome, Round, WitnessClient},
 };
@@ -78,6 +78,17 @@ impl Gateway {
         Some((witnessing, policy))
     }
 
+    /// What the store holds of each witness, by name.
+    async fn witness_states(&self) -> Result<HashMap<String, WitnessState>, StoreError> {
+        Ok(self
+            .store
+            .witness_states()
+            .await?
+            .into_iter()
+            .map(|s| (s.witness.clone(), s))
+            .collect())
+    }
+
     /// The latest witnessed checkpoint, under the policy in force.
     pub async fn witnessed(&self) -> Result<Option<Witnessed>, LogError> {
         match self.witness_policy() {
@@ -98,13 +109,7 @@ impl Gateway {
             });
         };
         let witnessed = tlog::witnessed(&*self.store, &policy).await?;
-        let mut states: HashMap<String, WitnessState> = self
-            .store
-            .witness_states()
-            .await?
-            .into_iter()
-            .map(|s| (s.witness.clone(), s))
-            .collect();
+        let mut states = self.witness_states().await?;
         let witnesses = policy
             .witnesses()
             .iter()
@@ -135,13 +140,7 @@ impl Gateway {
             return Ok(0);
         };
         let size = checkpoint.size;
-        let states: HashMap<String, WitnessState> = self
-            .store
-            .witness_states()
-            .await?
-            .into_iter()
-            .map(|s| (s.witness.clone(), s))
-            .collect();
+        let states = self.witness_states().await?;
         let now = now_ms();
         let due: Vec<PolicyWitness> = policy
             .witnesses()

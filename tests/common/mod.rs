@@ -29,6 +29,23 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// The gateway binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
 
+/// Runs `focalgate` with `args` (without FOCALGATE_CONFIG from the environment), shows what
+/// it printed, and returns its output.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("FOCALGATE_CONFIG")
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ focalgate {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Whether the integration tests run on PostgreSQL (`STORE_UNDER_TEST=postgres`) rather
 /// than SQLite.
 pub fn postgres() -> bool {
