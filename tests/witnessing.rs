@@ -571,3 +571,75 @@ async fn two_replicas_share_one_witnessed_checkpoint_and_never_post_inconsistent
     std::sync::Arc::into_inner(a).unwrap().stop().await;
     std::sync::Arc::into_inner(b).unwrap().stop().await;
 }
+
+/// The roster and the quorum are part of the policy: changing them is a logged
+/// `policy-changed` act in force at once, and a roster that names a witness nobody runs is
+/// refused, naming the rule, with the policy in force unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roster_or_quorum_change_is_a_logged_policy_change() {
+    use focalgate::{
+        proto::{GetPolicyRequest, ReplacePolicyRequest},
+        rpc::admin_client::AdminClient,
+    };
+    let dir = common::tempdir();
+    let pki = common::copy_pki(dir.path());
+    let gw = Gateway::start_with(common::settings_with_pki(&dir.path().join("data"), &pki)).await;
+    let mut admin = AdminClient::new(gw.channel("admin").await);
+    let mut audit = AuditClient::new(gw.channel("KGZ").await);
+    let policy = admin
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        policy
+            .text
+            .contains("group central-asia 3 KAZ KGZ TJK TKM UZB")
+    );
+
+    let orphan = policy.text.replace("UZB = \"UZB:nfp\"\n", "");
+    let err = admin
+        .replace_policy(ReplacePolicyRequest {
+            text: orphan,
+            expected_digest: policy.digest.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("witnesses.members: witness UZB is run by no member"),
+        "{}",
+        err.message()
+    );
+
+    let two = policy
+        .text
+        .replace("group central-asia 3 ", "group central-asia 2 ");
+    let replaced = admin
+        .replace_policy(ReplacePolicyRequest {
+            text: two,
+            expected_digest: policy.digest.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let logged = replaced.log.expect("the change is a log entry");
+    match focalgate::entry::Entry::parse(&logged.entry).unwrap() {
+        focalgate::entry::Entry::Admin(e) => {
+            assert_eq!(e.action, focalgate::entry::AdminAction::PolicyChanged);
+        }
+        other => panic!("{other:?}"),
+    }
+    let status = audit
+        .get_log_status(GetLogStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.policy.contains("group central-asia 2 KAZ"),
+        "{}",
+        status.policy
+    );
+    gw.stop().await;
+}

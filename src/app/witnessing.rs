@@ -89,14 +89,6 @@ impl Gateway {
             .collect())
     }
 
-    /// The latest witnessed checkpoint, under the policy in force.
-    pub async fn witnessed(&self) -> Result<Option<Witnessed>, LogError> {
-        match self.witness_policy() {
-            Some((_, policy)) => tlog::witnessed(&*self.store, &policy).await,
-            None => Ok(None),
-        }
-    }
-
     /// The log, its witnessed checkpoint and what each witness holds: for any member.
     pub async fn witness_status(&self, _caller: &Caller) -> Result<LogStatus, ApiError> {
         let latest = tlog::latest(&*self.store).await?;
