@@ -189,6 +189,12 @@ async fn five_witnesses_quorum_three_lag_when_three_are_down_and_catch_up_when_t
     assert!(
         metrics.contains("focalgate_witness_requests_total{witness=\"W0\",outcome=\"failed\"}")
     );
+    audits_with_a_policy_end_on_the_witnessed_checkpoint(
+        &hub,
+        &status.policy,
+        witnessed_before,
+        dir.path(),
+    );
 
     // They return, on the same addresses, with the state they kept: the hub catches up.
     for i in 0..3 {
@@ -433,6 +439,73 @@ async fn receipts_become_tlog_proofs_that_a_partner_checks_offline(
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("BAD"));
+}
+
+/// `log verify` and `log monitor` with a policy end on the witnessed checkpoint (of
+/// `witnessed` entries, while the log is larger), and fail under a policy whose quorum it does
+/// not meet (all five, when three cosigned it).
+fn audits_with_a_policy_end_on_the_witnessed_checkpoint(
+    hub: &Hub,
+    policy: &str,
+    witnessed: u64,
+    dir: &Path,
+) {
+    let (hub_policy, strict) = (dir.join("audit.policy"), dir.join("strict.policy"));
+    std::fs::write(&hub_policy, policy).unwrap();
+    std::fs::write(
+        &strict,
+        policy.replace("group central-asia 3 ", "group central-asia all "),
+    )
+    .unwrap();
+    let (server, auditor) = (hub.gateway.url(), common::pki().join("auditor"));
+    let (server, auditor) = (server.as_str(), auditor.to_str().unwrap());
+    let state = dir.join("monitor.json");
+    let state = state.to_str().unwrap();
+    for (p, ok) in [(&hub_policy, true), (&strict, false)] {
+        let p = p.to_str().unwrap();
+        let out = cli(&[
+            "log",
+            "verify",
+            "--server",
+            server,
+            "--identity",
+            auditor,
+            "--policy",
+            p,
+        ]);
+        assert_eq!(out.status.success(), ok);
+        let shown =
+            String::from_utf8_lossy(if ok { &out.stdout } else { &out.stderr }).into_owned();
+        if ok {
+            assert!(
+                shown.contains(&format!("{witnessed} entries recompute")),
+                "{shown}"
+            );
+        } else {
+            assert!(shown.contains("not witnessed"), "{shown}");
+        }
+        let args = [
+            "log",
+            "monitor",
+            "--server",
+            server,
+            "--identity",
+            auditor,
+            "--policy",
+            p,
+            "--state",
+            state,
+        ];
+        let out = cli(&args);
+        assert_eq!(out.status.success(), ok);
+        if ok {
+            let shown = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                shown.contains(&format!("remembering checkpoint of size {witnessed}")),
+                "{shown}"
+            );
+        }
+    }
 }
 
 /// The gateway's metrics exposition.
