@@ -453,6 +453,23 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     ));
 }
 
+/// How many inclusion proofs the gateway has served, by its metrics.
+fn inclusion_proofs_served(gw: &common::Gateway) -> u64 {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", gw.monitoring)])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_method=\"GetInclusionProof\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// An add-checkpoint request from size 0 for the gateway's latest checkpoint.
 async fn latest_request(gw: &common::Gateway) -> String {
     use focalgate::{proto::GetCheckpointRequest, rpc::audit_client::AuditClient};
@@ -520,6 +537,44 @@ async fn the_own_entry_check_refuses_a_checkpoint_without_the_members_entries() 
     let add = format!("{}/add-checkpoint", honest.url);
     let (status, _, body) = curl(&add, Some("admin"), "POST", Some(&latest_request(&a).await));
     assert_eq!(status, 200, "{body}");
+    assert_eq!(inclusion_proofs_served(&a), 28, "one proof per receipt");
+
+    // The log grows by an entry of another member's: cosigned again, with none of the 28
+    // receipts proved twice (an entry in a cosigned tree is in every consistent later one).
+    let mut kgz =
+        focalgate::rpc::submissions_client::SubmissionsClient::new(a.channel("KGZ").await);
+    let body = common::body(
+        "SEIZURES",
+        "KGZ",
+        "2001",
+        vec![common::seizure("HEROIN", "KG", "1", 1)],
+    );
+    kgz.submit(common::Signer::of("KGZ").seal(&body))
+        .await
+        .unwrap();
+    let proof = focalgate::rpc::audit_client::AuditClient::new(a.channel("KAZ").await)
+        .get_consistency_proof(focalgate::proto::GetConsistencyProofRequest {
+            from_size: 28,
+            to_size: 29,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grown = latest_request(&a).await.replacen(
+        "old 0\n",
+        &format!(
+            "old 28\n{}",
+            proof
+                .hashes
+                .iter()
+                .map(|h| format!("{}\n", STANDARD.encode(h)))
+                .collect::<String>()
+        ),
+        1,
+    );
+    let (status, _, body) = curl(&add, Some("admin"), "POST", Some(&grown));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(inclusion_proofs_served(&a), 28, "no receipt proved twice");
     a.stop().await;
 
     // The same log key, another history: the first entries are another member's.
