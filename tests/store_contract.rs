@@ -12,8 +12,8 @@ use focalgate::{
     merkle::{self, NodeId},
     schema::{Dataflow, Quantity, ValidObservation},
     store::{
-        self, AccessRecord, Cosignature, ListFilter, LogAppend, LogEntryRecord, SeriesKey, Store,
-        StoreError, SubmissionRecord, WitnessState,
+        self, AccessRecord, Cosignature, ListFilter, LogAppend, LogEntryRecord, RoundRecord,
+        SeriesKey, Store, StoreError, SubmissionRecord, WitnessState, WitnessedAt,
     },
 };
 
@@ -444,19 +444,22 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
             signature: format!("\u{2014} {witness} {sig}"),
             received_at_ms: 2_000,
         };
-        s.record_round(
-            vec![
+        s.record_round(RoundRecord {
+            cosignatures: vec![
                 cosig(2, "kz-witness", "AAAA"),
                 cosig(2, "uz-witness", "BBBB"),
             ],
-            Vec::new(),
-        )
+            ..RoundRecord::default()
+        })
         .await
         .unwrap();
         // A witness's second cosignature of the same checkpoint changes nothing.
-        s.record_round(vec![cosig(2, "kz-witness", "CCCC")], Vec::new())
-            .await
-            .unwrap();
+        s.record_round(RoundRecord {
+            cosignatures: vec![cosig(2, "kz-witness", "CCCC")],
+            ..RoundRecord::default()
+        })
+        .await
+        .unwrap();
         assert_eq!(
             s.cosignatures(2).await.unwrap(),
             [
@@ -470,13 +473,17 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
         // A cosignature of a checkpoint the store does not hold is refused, with the rest of
         // its batch.
         let refused = s
-            .record_round(
-                vec![
+            .record_round(RoundRecord {
+                cosignatures: vec![
                     cosig(2, "tj-witness", "DDDD"),
                     cosig(7, "kz-witness", "EEEE"),
                 ],
-                vec![state_of("TJK")],
-            )
+                states: vec![state_of("TJK")],
+                witnessed: vec![WitnessedAt {
+                    size: 2,
+                    at_ms: 2_000,
+                }],
+            })
             .await;
         assert!(
             matches!(refused, Err(StoreError::Conflict(_))),
@@ -484,7 +491,8 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
         );
         assert_eq!(s.cosignatures(2).await.unwrap().len(), 2, "{name}");
         assert!(
-            s.witness_states().await.unwrap().is_empty(),
+            s.witness_states().await.unwrap().is_empty()
+                && s.witnessed_sizes(10).await.unwrap().is_empty(),
             "{name}: nothing of a refused round is kept"
         );
 
@@ -496,16 +504,30 @@ async fn cosignatures_are_kept_beside_their_checkpoint_once_per_witness() {
             .unwrap();
         assert_eq!(rest, [cosig(2, "uz-witness", "BBBB")], "{name}");
 
-        // The sizes cosigned, largest first: what a witnessed checkpoint is looked for in.
+        // The checkpoints recorded as witnessed, largest first, each once: where a witnessed
+        // checkpoint is looked for.
         let mut tx = s.begin().await.unwrap();
         append(tx.as_mut(), 2, &[b"c"], 3_000).await;
         tx.commit().await.unwrap();
-        s.record_round(vec![cosig(3, "uz-witness", "FFFF")], Vec::new())
+        let at = |size: u64, at_ms: i64| WitnessedAt { size, at_ms };
+        for (size, at_ms) in [(2, 2_500), (3, 3_500), (2, 9_999)] {
+            s.record_round(RoundRecord {
+                witnessed: vec![at(size, at_ms)],
+                ..RoundRecord::default()
+            })
             .await
             .unwrap();
-        assert_eq!(s.cosigned_sizes(1, 10).await.unwrap(), [3, 2], "{name}");
-        assert_eq!(s.cosigned_sizes(1, 1).await.unwrap(), [3], "{name}");
-        assert_eq!(s.cosigned_sizes(2, 10).await.unwrap(), [2], "{name}");
+        }
+        assert_eq!(
+            s.witnessed_sizes(10).await.unwrap(),
+            [at(3, 3_500), at(2, 2_500)],
+            "{name}"
+        );
+        assert_eq!(
+            s.witnessed_sizes(1).await.unwrap(),
+            [at(3, 3_500)],
+            "{name}"
+        );
     }
 }
 
@@ -521,16 +543,19 @@ async fn what_the_hub_learnt_of_each_witness_is_replaced_per_round_and_bounded()
             last_error: error,
             updated_at_ms: 6_000,
         };
-        s.record_round(
-            Vec::new(),
-            vec![state("UZB", 3, None), state("KAZ", 3, None)],
-        )
+        s.record_round(RoundRecord {
+            states: vec![state("UZB", 3, None), state("KAZ", 3, None)],
+            ..RoundRecord::default()
+        })
         .await
         .unwrap();
         let long = "x".repeat(10_000);
-        s.record_round(Vec::new(), vec![state("KAZ", 3, Some(long))])
-            .await
-            .unwrap();
+        s.record_round(RoundRecord {
+            states: vec![state("KAZ", 3, Some(long))],
+            ..RoundRecord::default()
+        })
+        .await
+        .unwrap();
         let states = s.witness_states().await.unwrap();
         assert_eq!(states.len(), 2, "{name}");
         assert_eq!(states[0].witness, "KAZ", "{name}: by name");

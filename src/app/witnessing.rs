@@ -15,7 +15,7 @@ use crate::{
     identity::{Caller, MemberId, Witnessing},
     merkle::Hash,
     receipt::now_ms,
-    store::{Cosignature, StoreError, StoredCheckpoint, WitnessState},
+    store::{Cosignature, RoundRecord, StoreError, StoredCheckpoint, WitnessState, WitnessedAt},
     tlog::{self, LogError, Witnessed},
     witness::client::{Outcome, Round, WitnessClient},
 };
@@ -169,20 +169,24 @@ impl Gateway {
                 proof,
             )
             .await;
-            self.record_round(&due, &states, &rounds, size).await?;
+            self.record_round(&policy, &checkpoint, &due, &states, &rounds)
+                .await?;
         }
         self.set_witness_gauges(&policy, size).await?;
         Ok(due.len())
     }
 
     /// Keeps what a round learnt: cosignatures beside their checkpoint, each witness's state.
+    /// The checkpoint becomes witnessed when its cosignatures, stored and new, meet the quorum.
     async fn record_round(
         &self,
+        policy: &Policy,
+        checkpoint: &StoredCheckpoint,
         asked: &[PolicyWitness],
         before: &HashMap<String, WitnessState>,
         rounds: &HashMap<String, Round>,
-        size: u64,
     ) -> Result<(), LogError> {
+        let size = checkpoint.size;
         let now = now_ms();
         let mut cosignatures = Vec::new();
         let mut states = Vec::new();
@@ -229,7 +233,20 @@ impl Gateway {
                 updated_at_ms: now,
             });
         }
-        self.store.record_round(cosignatures, states).await?;
+        let mut all = self.store.cosignatures(size).await?;
+        all.extend(cosignatures.iter().cloned());
+        let note = tlog::cosigned_note(checkpoint, &all, policy);
+        let witnessed = match policy.verify(note.as_bytes()) {
+            Ok(_) => vec![WitnessedAt { size, at_ms: now }],
+            Err(_) => Vec::new(),
+        };
+        self.store
+            .record_round(RoundRecord {
+                cosignatures,
+                states,
+                witnessed,
+            })
+            .await?;
         Ok(())
     }
 

@@ -243,26 +243,6 @@ impl Policy {
         self.logs.iter().map(|(k, _)| k)
     }
 
-    /// The fewest cosignatures that can make a quorum (0 for `quorum none`): a checkpoint
-    /// with fewer is not worth checking.
-    pub fn min_cosignatures(&self) -> usize {
-        let Some(quorum) = self.quorum else {
-            return 0;
-        };
-        let mut fewest: Vec<usize> = Vec::with_capacity(self.nodes.len());
-        for (_, node) in &self.nodes {
-            fewest.push(match node {
-                Node::Witness(_) => 1,
-                Node::Group { threshold, members } => {
-                    let mut m: Vec<usize> = members.iter().map(|&i| fewest[i]).collect();
-                    m.sort_unstable();
-                    m.iter().take(*threshold).sum()
-                }
-            });
-        }
-        fewest[quorum]
-    }
-
     /// Whether the witnesses named `cosigned` are a quorum. Each name is decided once, in
     /// definition order, so the cost is linear in the policy's size however groups nest.
     pub fn satisfied_by(&self, cosigned: &HashSet<&str>) -> bool {

@@ -6,7 +6,7 @@
 //!
 //! The source should not change meanwhile: copy from a stopped gateway's store or a backup.
 
-use super::{LogAppend, LogEntryRecord, LogRecords, Store, StoreError};
+use super::{LogAppend, LogEntryRecord, LogRecords, RoundRecord, Store, StoreError};
 use crate::{
     checkpoint,
     merkle::{self, CompactTree, Hash},
@@ -59,8 +59,13 @@ pub async fn copy(
     let checkpoints = copy_checkpoints(from, to, progress).await?;
     let cosignatures = copy_cosignatures(from, to, progress).await?;
     // What the hub learnt of its witnesses: a few rows, learnt again on the next round anyway.
-    to.record_round(Vec::new(), from.witness_states().await?)
-        .await?;
+    // The checkpoints recorded as witnessed: one row per witnessing round that met a quorum.
+    to.record_round(RoundRecord {
+        states: from.witness_states().await?,
+        witnessed: from.witnessed_sizes(u32::MAX).await?,
+        ..RoundRecord::default()
+    })
+    .await?;
     let access_records = copy_trail(from, to, progress).await?;
     Ok(Copied {
         submissions,
@@ -209,7 +214,11 @@ async fn copy_cosignatures(
         };
         after = Some((last.size, last.witness.clone()));
         done += page.len() as u64;
-        to.record_round(page, Vec::new()).await?;
+        to.record_round(RoundRecord {
+            cosignatures: page,
+            ..RoundRecord::default()
+        })
+        .await?;
         progress("cosignatures", done);
     }
 }

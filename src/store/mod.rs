@@ -376,26 +376,42 @@ pub trait AccessTrail: Send + Sync {
 #[async_trait]
 pub trait Cosignatures: Send + Sync {
     /// Records what a round of witnessing learnt, durably, in one transaction: cosignatures of
-    /// stored checkpoints, and what the hub learnt of each witness. A witness's cosignature of
-    /// a checkpoint already recorded stays as it was; one of a checkpoint the store does not
-    /// hold is a [`StoreError::Conflict`] and nothing is recorded. Each state replaces what was
-    /// recorded of the same witness (its error cut to [`WitnessState::MAX_ERROR`]
+    /// stored checkpoints, what the hub learnt of each witness, and the checkpoints that became
+    /// witnessed. A witness's cosignature of a checkpoint already recorded stays as it was, and
+    /// so does a checkpoint already recorded as witnessed; one of a checkpoint the store does
+    /// not hold is a [`StoreError::Conflict`] and nothing is recorded. Each state replaces what
+    /// was recorded of the same witness (its error cut to [`WitnessState::MAX_ERROR`]
     /// characters).
-    async fn record_round(
-        &self,
-        cosignatures: Vec<Cosignature>,
-        states: Vec<WitnessState>,
-    ) -> Result<(), StoreError>;
+    async fn record_round(&self, round: RoundRecord) -> Result<(), StoreError>;
 
     /// The cosignatures recorded for the checkpoint of tree size `size`, by witness name.
     async fn cosignatures(&self, size: u64) -> Result<Vec<Cosignature>, StoreError>;
 
-    /// The `limit` largest tree sizes with at least `min` cosignatures recorded, largest
-    /// first.
-    async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError>;
+    /// The `limit` largest checkpoints recorded as witnessed, largest first.
+    async fn witnessed_sizes(&self, limit: u32) -> Result<Vec<WitnessedAt>, StoreError>;
 
     /// What the hub last learnt of each witness, by name.
     async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError>;
+}
+
+/// What one round of witnessing learnt, to record at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundRecord {
+    /// Cosignatures received.
+    pub cosignatures: Vec<Cosignature>,
+    /// What the hub learnt of each witness asked.
+    pub states: Vec<WitnessState>,
+    /// The checkpoints that a quorum has now cosigned.
+    pub witnessed: Vec<WitnessedAt>,
+}
+
+/// A checkpoint a quorum cosigned, and when the hub learnt it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WitnessedAt {
+    /// Its tree size.
+    pub size: u64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
 }
 
 /// What the hub last learnt of one witness.
@@ -554,6 +570,9 @@ pub trait WriteTx: LogTx {
 
     /// Records what the hub learnt of witnesses; each replaces what was recorded of it.
     async fn record_witness_states(&mut self, states: Vec<WitnessState>) -> Result<(), StoreError>;
+
+    /// Records checkpoints as witnessed; one already recorded stays.
+    async fn insert_witnessed(&mut self, witnessed: Vec<WitnessedAt>) -> Result<(), StoreError>;
 
     /// Inserts access records in order (copying a store); their ids are assigned anew.
     async fn insert_access(&mut self, records: Vec<AccessRecord>) -> Result<(), StoreError>;

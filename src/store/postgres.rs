@@ -33,9 +33,9 @@ use tokio_postgres::{
 
 use super::{
     AccessRecord, AccessTrail, Cosignature, Cosignatures, Exports, IndexedSubmission, LIST_PAGE,
-    ListFilter, LogAppend, LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed,
-    Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
-    Submissions, WitnessState, WriteTx,
+    ListFilter, LogAppend, LogRecords, LogTx, PoolState, RoundRecord, SeriesKey, SignedAt,
+    StatisticsFeed, Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord,
+    SubmissionSummary, Submissions, WitnessState, WitnessedAt, WriteTx,
     rows::{
         self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, COSIGNATURE_COLUMNS, EXPORT_COLUMNS,
         INDEXED_COLUMNS, OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "cosignatures",
         include_str!("migrations/postgres/0003_cosignatures.sql"),
+    ),
+    (
+        4,
+        "witnessed checkpoints",
+        include_str!("migrations/postgres/0004_witnessed.sql"),
     ),
 ];
 
@@ -599,17 +604,16 @@ impl AccessTrail for PgStore {
 
 #[async_trait]
 impl Cosignatures for PgStore {
-    async fn record_round(
-        &self,
-        cosignatures: Vec<Cosignature>,
-        states: Vec<WitnessState>,
-    ) -> Result<(), StoreError> {
+    async fn record_round(&self, round: RoundRecord) -> Result<(), StoreError> {
         let mut tx = self.begin_unlocked().await?;
-        if !cosignatures.is_empty() {
-            tx.insert_cosignatures(cosignatures).await?;
+        if !round.cosignatures.is_empty() {
+            tx.insert_cosignatures(round.cosignatures).await?;
         }
-        if !states.is_empty() {
-            tx.record_witness_states(states).await?;
+        if !round.states.is_empty() {
+            tx.record_witness_states(round.states).await?;
+        }
+        if !round.witnessed.is_empty() {
+            tx.insert_witnessed(round.witnessed).await?;
         }
         tx.commit().await
     }
@@ -628,17 +632,16 @@ impl Cosignatures for PgStore {
         rows.iter().map(rows::cosignature).collect()
     }
 
-    async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError> {
+    async fn witnessed_sizes(&self, limit: u32) -> Result<Vec<WitnessedAt>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT size FROM cosignatures GROUP BY size HAVING COUNT(*) >= $1 \
-                 ORDER BY size DESC LIMIT $2",
-                &[&i64::from(min), &i64::from(limit)],
+                "SELECT size, at FROM witnessed ORDER BY size DESC LIMIT $1",
+                &[&i64::from(limit)],
             )
             .await
             .map_err(classify)?;
-        rows.iter().map(|r| rows::Columns::u64(r, 0)).collect()
+        rows.iter().map(rows::witnessed_at).collect()
     }
 
     async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError> {
@@ -1086,6 +1089,20 @@ impl WriteTx for PgTx {
                 .await
                 .map_err(classify)?;
         }
+        Ok(())
+    }
+
+    async fn insert_witnessed(&mut self, witnessed: Vec<WitnessedAt>) -> Result<(), StoreError> {
+        let size: Vec<i64> = witnessed.iter().map(|w| w.size as i64).collect();
+        let at: Vec<i64> = witnessed.iter().map(|w| w.at_ms).collect();
+        self.client()?
+            .execute(
+                "INSERT INTO witnessed (size, at) SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[]) \
+                 ON CONFLICT (size) DO NOTHING",
+                &[&size, &at],
+            )
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 

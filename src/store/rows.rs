@@ -8,6 +8,7 @@ use time::Date;
 use super::{
     AccessRecord, Cosignature, IndexedSubmission, SeriesKey, SignedAt, StoreError,
     StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary, WitnessState,
+    WitnessedAt,
 };
 use crate::{
     merkle::{Hash, NodeId},
@@ -150,6 +151,14 @@ pub(super) fn cosignature(r: &impl Columns) -> Result<Cosignature, StoreError> {
         witness: r.string(1)?,
         signature: r.string(2)?,
         received_at_ms: r.i64(3)?,
+    })
+}
+
+/// A witnessed checkpoint's size and when it became witnessed, from `size, at`.
+pub(super) fn witnessed_at(r: &impl Columns) -> Result<WitnessedAt, StoreError> {
+    Ok(WitnessedAt {
+        size: r.u64(0)?,
+        at_ms: r.i64(1)?,
     })
 }
 

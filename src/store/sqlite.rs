@@ -24,9 +24,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use super::{
     AccessRecord, AccessTrail, Cosignature, Cosignatures, Exports, IndexedSubmission, LIST_PAGE,
-    ListFilter, LogAppend, LogRecords, LogTx, PoolState, SeriesKey, SignedAt, StatisticsFeed,
-    Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord, SubmissionSummary,
-    Submissions, WitnessState, WriteTx,
+    ListFilter, LogAppend, LogRecords, LogTx, PoolState, RoundRecord, SeriesKey, SignedAt,
+    StatisticsFeed, Store, StoreError, StoredCheckpoint, StoredSubmission, SubmissionRecord,
+    SubmissionSummary, Submissions, WitnessState, WitnessedAt, WriteTx,
     rows::{
         self, ACCESS_COLUMNS, CHECKPOINT_COLUMNS, COSIGNATURE_COLUMNS, EXPORT_COLUMNS,
         INDEXED_COLUMNS, OBSERVATION_COLUMNS, STORED_COLUMNS, SUMMARY_COLUMNS,
@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "cosignatures",
         include_str!("migrations/sqlite/0005_cosignatures.sql"),
+    ),
+    (
+        6,
+        "witnessed checkpoints",
+        include_str!("migrations/sqlite/0006_witnessed.sql"),
     ),
 ];
 
@@ -592,17 +597,16 @@ impl AccessTrail for SqliteStore {
 
 #[async_trait]
 impl Cosignatures for SqliteStore {
-    async fn record_round(
-        &self,
-        cosignatures: Vec<Cosignature>,
-        states: Vec<WitnessState>,
-    ) -> Result<(), StoreError> {
+    async fn record_round(&self, round: RoundRecord) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        if !cosignatures.is_empty() {
-            tx.insert_cosignatures(cosignatures).await?;
+        if !round.cosignatures.is_empty() {
+            tx.insert_cosignatures(round.cosignatures).await?;
         }
-        if !states.is_empty() {
-            tx.record_witness_states(states).await?;
+        if !round.states.is_empty() {
+            tx.record_witness_states(round.states).await?;
+        }
+        if !round.witnessed.is_empty() {
+            tx.insert_witnessed(round.witnessed).await?;
         }
         tx.commit().await
     }
@@ -618,13 +622,11 @@ impl Cosignatures for SqliteStore {
         .await
     }
 
-    async fn cosigned_sizes(&self, min: u32, limit: u32) -> Result<Vec<u64>, StoreError> {
+    async fn witnessed_sizes(&self, limit: u32) -> Result<Vec<WitnessedAt>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT size FROM cosignatures GROUP BY size HAVING COUNT(*) >= ?1 \
-                 ORDER BY size DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_and_then([min, limit], |r| rows::Columns::u64(r, 0))?;
+            let mut stmt =
+                conn.prepare_cached("SELECT size, at FROM witnessed ORDER BY size DESC LIMIT ?1")?;
+            let rows = stmt.query_and_then([limit], |r| rows::witnessed_at(r))?;
             rows.collect()
         })
         .await
@@ -1139,6 +1141,19 @@ impl WriteTx for SqliteTx {
                     c.signature,
                     c.received_at_ms
                 ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_witnessed(&mut self, witnessed: Vec<WitnessedAt>) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO witnessed (size, at) VALUES (?1, ?2) ON CONFLICT (size) DO NOTHING",
+            )?;
+            for w in witnessed {
+                stmt.execute(params![w.size as i64, w.at_ms])?;
             }
             Ok(())
         })

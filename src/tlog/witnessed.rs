@@ -1,6 +1,7 @@
 //! The witnessed checkpoint: the largest checkpoint that a quorum of the policy's witnesses
-//! cosigned, with their cosignatures added to the log's note. Computed from the store, so
-//! every replica presents the same one, and checked with the policy every time it is read:
+//! cosigned, with their cosignatures added to the log's note. A round of witnessing records a
+//! checkpoint as witnessed when its cosignatures meet the quorum; it is read from the store,
+//! so every replica presents the same one, and checked with the policy every time it is read:
 //! a checkpoint without quorum is never presented as witnessed.
 
 use super::LogError;
@@ -9,7 +10,7 @@ use crate::{
     store::{Cosignature, Cosignatures, LogRecords, StoredCheckpoint},
 };
 
-/// How many of the largest cosigned sizes are looked at for one with a quorum.
+/// How many of the largest witnessed sizes are looked at for one with a quorum.
 const LOOK_BACK: u32 = 8;
 
 /// A checkpoint with the cosignatures that make it witnessed.
@@ -70,15 +71,14 @@ where
     }
 }
 
-/// The largest checkpoint a quorum of `policy` cosigned, among the few largest with enough
-/// cosignatures to make one.
+/// The largest checkpoint a quorum of `policy` cosigned, among the few largest recorded as
+/// witnessed (each checked again: the policy may have changed since).
 pub async fn witnessed<S>(store: &S, policy: &Policy) -> Result<Option<Witnessed>, LogError>
 where
     S: LogRecords + Cosignatures + ?Sized,
 {
-    let min = u32::try_from(policy.min_cosignatures()).unwrap_or(u32::MAX);
-    for size in store.cosigned_sizes(min.max(1), LOOK_BACK).await? {
-        if let Some(w) = witnessed_at(store, policy, size).await? {
+    for recorded in store.witnessed_sizes(LOOK_BACK).await? {
+        if let Some(w) = witnessed_at(store, policy, recorded.size).await? {
             return Ok(Some(w));
         }
     }

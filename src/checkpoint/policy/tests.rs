@@ -235,23 +235,3 @@ fn a_roster_has_no_log_line_and_takes_the_logs_key() {
     assert_eq!(e.line, 1);
     assert!(e.why.contains("no log line"), "{e}");
 }
-
-#[test]
-fn the_fewest_cosignatures_of_a_quorum_count_nested_groups() {
-    let min = |quorum: &str| {
-        Policy::parse(&policy_text(quorum))
-            .unwrap()
-            .min_cosignatures()
-    };
-    assert_eq!(min("quorum none\n"), 0);
-    assert_eq!(min("quorum KAZ\n"), 1);
-    assert_eq!(min("group ca 3 KAZ KGZ TJK TKM UZB\nquorum ca\n"), 3);
-    assert_eq!(
-        min("group a all KAZ KGZ\ngroup b any TJK TKM\ngroup top any a b\nquorum top\n"),
-        1
-    );
-    assert_eq!(
-        min("group a all KAZ KGZ\ngroup b 2 TJK TKM UZB\ngroup top all a b\nquorum top\n"),
-        4
-    );
-}
