@@ -252,3 +252,21 @@ fn the_readme_python_receipt_check_verifies_real_receipts() {
     }
     assert!(checked >= 7, "{checked} receipts");
 }
+
+/// Output piped into a reader that stops early (`focalgate … | head`) ends the command quietly,
+/// as a Unix tool ends: no panic, no backtrace, the exit status a shell gives for SIGPIPE.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    let mut child = Command::new(common::BIN)
+        .args(["ca", "list", "--ca-dir"])
+        .arg(pki().join("ca"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -251,8 +251,29 @@ fn aligned(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> String {
     out
 }
 
+/// Ends the process quietly, as a Unix tool does, when standard output is a pipe its reader
+/// closed (`focalgate … | head`): `print!` then panics with "Broken pipe", since Rust ignores
+/// SIGPIPE and restoring it would take unsafe code. Every other panic is reported as before.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE, what a shell reports for a tool the signal ended.
+            std::process::exit(141);
+        }
+        report(info);
+    }));
+}
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
