@@ -394,6 +394,20 @@ pub trait Cosignatures: Send + Sync {
     async fn witness_states(&self) -> Result<Vec<WitnessState>, StoreError>;
 }
 
+/// Writes what a round learnt inside `tx` (both backends' [`Cosignatures::record_round`]).
+async fn write_round(tx: &mut dyn WriteTx, round: RoundRecord) -> Result<(), StoreError> {
+    if !round.cosignatures.is_empty() {
+        tx.insert_cosignatures(round.cosignatures).await?;
+    }
+    if !round.states.is_empty() {
+        tx.record_witness_states(round.states).await?;
+    }
+    if !round.witnessed.is_empty() {
+        tx.insert_witnessed(round.witnessed).await?;
+    }
+    Ok(())
+}
+
 /// What one round of witnessing learnt, to record at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoundRecord {

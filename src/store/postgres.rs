@@ -606,15 +606,7 @@ impl AccessTrail for PgStore {
 impl Cosignatures for PgStore {
     async fn record_round(&self, round: RoundRecord) -> Result<(), StoreError> {
         let mut tx = self.begin_unlocked().await?;
-        if !round.cosignatures.is_empty() {
-            tx.insert_cosignatures(round.cosignatures).await?;
-        }
-        if !round.states.is_empty() {
-            tx.record_witness_states(round.states).await?;
-        }
-        if !round.witnessed.is_empty() {
-            tx.insert_witnessed(round.witnessed).await?;
-        }
+        super::write_round(tx.as_mut(), round).await?;
         tx.commit().await
     }
 

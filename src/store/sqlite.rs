@@ -599,15 +599,7 @@ impl AccessTrail for SqliteStore {
 impl Cosignatures for SqliteStore {
     async fn record_round(&self, round: RoundRecord) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        if !round.cosignatures.is_empty() {
-            tx.insert_cosignatures(round.cosignatures).await?;
-        }
-        if !round.states.is_empty() {
-            tx.record_witness_states(round.states).await?;
-        }
-        if !round.witnessed.is_empty() {
-            tx.insert_witnessed(round.witnessed).await?;
-        }
+        super::write_round(tx.as_mut(), round).await?;
         tx.commit().await
     }
 
