@@ -625,24 +625,47 @@ async fn the_cli_exports_sdmx_csv_json_and_charts() {
             "STRUCTURE",
             "STRUCTURE_ID",
             "ACTION",
-            "TIME_PERIOD",
+            "FREQ",
+            "REF_AREA",
             "DRUG",
-            "OBS_VALUE",
+            "TRANSPORT_MODE",
+            "REPORTED_STATUS",
+            "UNIT_MEASURE",
+            "TIME_PERIOD",
+            "QUANTITY",
             "N_SEIZURES",
             "N_REPORTERS",
-            "UNIT_MEASURE",
             "OBS_STATUS",
             "CONF_STATUS"
-        ]
+        ],
+        "the full key of SEIZURES_AGG, then its measures and attributes"
     );
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert!(records.len() > 50);
     assert!(
         records
             .iter()
-            .all(|r| &r[0] == "dataflow" && &r[1] == "FOCALGATE:SEIZURES(1.0)" && &r[2] == "I")
+            .all(|r| &r[0] == "dataflow" && &r[1] == "FOCALGATE:SEIZURES_AGG(1.0)" && &r[2] == "I")
     );
-    assert!(records.iter().any(|r| &r[3] == "_T"), "totals are coded _T");
+    let (cells, totals): (Vec<_>, Vec<_>) = records.iter().partition(|r| &r[5] != "_T");
+    assert!(!totals.is_empty(), "totals are coded _T in DRUG");
+    for r in &cells {
+        // Rolled up to years; REF_AREA, TRANSPORT_MODE and REPORTED_STATUS were summed over.
+        assert_eq!(
+            (&r[3], &r[4], &r[6], &r[7]),
+            ("A", "_T", "_T", "_T"),
+            "{r:?}"
+        );
+        assert!(r[9].len() == 4 && r[9].parse::<u16>().is_ok(), "{r:?}");
+    }
+    for r in &totals {
+        // A total sums every period: its TIME_PERIOD is the time range they span.
+        assert_eq!(&r[3], "Q", "{r:?}");
+        assert!(
+            r[9].starts_with("20") && r[9].contains("-01-01/P") && r[9].ends_with(['Y', 'M']),
+            "{r:?}"
+        );
+    }
 
     let csv_out = tokio::task::block_in_place(|| {
         run(&[

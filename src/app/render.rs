@@ -1,11 +1,15 @@
 //! Answers to aggregate queries in the formats analysts' tools read: CSV named after the
-//! concepts, SDMX-CSV 2.x, and JSON with the header. The CLI and the HTTP API render the same.
+//! concepts, SDMX-CSV 2.0 of the aggregate dataflows, and JSON with the header. The CLI and the HTTP API render the same.
 
 use serde_json::json;
 
 use crate::{
     proto::{AggregateRow, QueryHeader},
     receipt::format_timestamp,
+    schema::{
+        Dataflow,
+        structure::{self, Flow},
+    },
 };
 
 /// An answer: the dataflow asked, the header, the rows, as the gateway computed them.
@@ -24,7 +28,7 @@ pub struct Answer {
 pub enum Format {
     /// CSV named after the concepts.
     Csv,
-    /// SDMX-CSV 2.x.
+    /// SDMX-CSV 2.0 of the aggregate dataflow (`SEIZURES_AGG`, `ROUTES_AGG`).
     SdmxCsv,
     /// JSON, with the header.
     Json,
@@ -39,6 +43,9 @@ pub enum RenderError {
     /// Writing JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// An answer of a dataflow the schema does not have.
+    #[error("{0} is not a dataflow of the schema")]
+    Dataflow(String),
 }
 
 /// The answer's columns: dimensions, then UNIT_MEASURE and the measures and attributes.
@@ -107,37 +114,25 @@ pub fn render(a: &Answer, format: Format) -> Result<String, RenderError> {
             }
         }
         Format::SdmxCsv => {
-            // SDMX-CSV 2.x: STRUCTURE, STRUCTURE_ID, ACTION, the dimensions, the measures
-            // (OBS_VALUE is QUANTITY), then the attributes.
+            // SDMX-CSV 2.0 of the aggregate dataflow: the full key in structure order, the
+            // measures, then the attributes (schema::structure).
+            let dataflow = Dataflow::from_id(&a.dataflow)
+                .ok_or_else(|| RenderError::Dataflow(a.dataflow.clone()))?;
+            let flow = Flow::Aggregates(dataflow);
             let mut head: Vec<String> = ["STRUCTURE", "STRUCTURE_ID", "ACTION"]
                 .map(String::from)
                 .to_vec();
-            head.extend(a.header.dimensions.iter().cloned());
-            head.extend(
-                [
-                    "OBS_VALUE",
-                    "N_SEIZURES",
-                    "N_REPORTERS",
-                    "UNIT_MEASURE",
-                    "OBS_STATUS",
-                    "CONF_STATUS",
-                ]
-                .map(String::from),
-            );
+            head.extend(flow.components().iter().map(|c| c.id.to_owned()));
             out.push_str(&csv_line(&head)?);
+            let reference = flow.reference();
             for r in &a.rows {
                 let [n_seizures, n_reporters] = counts(r);
-                let mut v = vec![
-                    "dataflow".to_owned(),
-                    format!("FOCALGATE:{}(1.0)", a.dataflow),
-                    "I".to_owned(),
-                ];
-                v.extend(r.key.iter().cloned());
+                let mut v = vec!["dataflow".to_owned(), reference.clone(), "I".to_owned()];
+                v.extend(structure::aggregate_key(dataflow, &a.header, r));
                 v.extend([
                     r.quantity.clone(),
                     n_seizures,
                     n_reporters,
-                    r.unit_measure.clone(),
                     r.obs_status.clone(),
                     r.conf_status.clone(),
                 ]);
@@ -173,6 +168,7 @@ pub fn render(a: &Answer, format: Format) -> Result<String, RenderError> {
                 "dimensions": a.header.dimensions,
                 "tree_size": a.header.tree_size,
                 "checkpoint": a.header.checkpoint,
+                "time_range": (!a.header.time_range.is_empty()).then_some(&a.header.time_range),
                 "min_seizures": a.header.min_seizures,
                 "min_reporters": a.header.min_reporters,
                 "computed_at": a.header.computed_at.as_ref().and_then(format_timestamp),

@@ -11,7 +11,7 @@ use crate::{
         QueryHeader, QueryResponse, aggregate_query, query_response::Item,
     },
     receipt::timestamp_from_millis,
-    schema::format_millionths,
+    schema::{format_millionths, structure::time_range},
     statistics::{self, AsOf, Index, Query, Viewer},
     store::{AccessRecord, StoreError, StoredCheckpoint},
     tlog::{self, TreeSize},
@@ -200,6 +200,10 @@ impl Gateway {
                     .map(|d| d.id().to_owned())
                     .collect(),
                 freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
+                time_range: answer
+                    .span
+                    .map(|(start, end)| time_range(start, end))
+                    .unwrap_or_default(),
                 tree_size: size,
                 checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
                 min_seizures: thresholds.min_seizures as u32,

@@ -147,11 +147,18 @@ pub struct CodeLists {
     alpha2: HashMap<String, String>,
 }
 
-/// The built-in lists: (id, file text).
+/// The SDMX code for the total over every code of a list, in aggregates (never submitted).
+pub const TOTAL: &str = "_T";
+
+/// The SDMX code for "not applicable": an optional dimension left out, the unit of a count
+/// without a quantity.
+pub const NOT_APPLICABLE: &str = "_Z";
+
 /// Most areas that may report (countries, i.e. areas with an alpha-2 code): the statistics
 /// count a cell's reporters in a fixed-size set of this many.
 pub const MAX_REPORTING_AREAS: usize = 256;
 
+/// The built-in lists: (id, file text).
 const BUILTIN: [(&str, &str); 7] = [
     ("CL_AREA", include_str!("codelists/CL_AREA.toml")),
     ("CL_FREQ", include_str!("codelists/CL_FREQ.toml")),
@@ -300,6 +307,27 @@ impl CodeLists {
                 return Err(invalid(list, format!("the schema needs code {code}")));
             }
         }
+        // The aggregate dataflows code "all of them" and "none applies" (schema::structure).
+        for (list, code) in [
+            (&self.area, TOTAL),
+            (&self.drug, TOTAL),
+            (&self.transport_mode, TOTAL),
+            (&self.obs_status, TOTAL),
+            (&self.area, NOT_APPLICABLE),
+            (&self.transport_mode, NOT_APPLICABLE),
+            (&self.unit_measure, NOT_APPLICABLE),
+        ] {
+            match list.get(code) {
+                Some(c) if !c.reportable => {}
+                Some(_) => {
+                    return Err(invalid(
+                        list,
+                        format!("code {code} must be reportable = false"),
+                    ));
+                }
+                None => return Err(invalid(list, format!("the schema needs code {code}"))),
+            }
+        }
         Ok(())
     }
 
@@ -316,7 +344,11 @@ mod tests {
     #[test]
     fn builtin_lists_load_and_hold_the_agreed_codes() {
         let lists = CodeLists::builtin().unwrap();
-        assert_eq!(lists.area.codes().len(), 250, "249 ISO countries and _U");
+        assert_eq!(
+            lists.area.codes().len(),
+            252,
+            "249 ISO countries, _U, _T and _Z"
+        );
         for c in ["KAZ", "KGZ", "TJK", "TKM", "UZB", "DEU", "AFG", "_U"] {
             assert!(lists.area.get(c).is_some(), "{c}");
         }
@@ -340,7 +372,7 @@ mod tests {
             .drug
             .codes()
             .iter()
-            .filter(|c| !c.reportable)
+            .filter(|c| !c.reportable && c.id != TOTAL)
             .map(|c| c.id.as_str())
             .collect();
         assert_eq!(

@@ -17,13 +17,16 @@
 mod codelist;
 mod decimal;
 mod period;
+pub mod structure;
 pub mod wire;
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
 use time::OffsetDateTime;
 
-pub use codelist::{Code, CodeList, CodeListError, CodeLists, MAX_REPORTING_AREAS};
+pub use codelist::{
+    Code, CodeList, CodeListError, CodeLists, MAX_REPORTING_AREAS, NOT_APPLICABLE, TOTAL,
+};
 pub use decimal::{
     MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, Quantity, QuantityError, format_millionths,
 };

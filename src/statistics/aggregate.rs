@@ -30,7 +30,9 @@ use super::{
     index::{Index, NONE, Row, Sub},
     query::{Dimension, Query},
 };
-use crate::schema::{Frequency, Period, Rule, Violation};
+use time::Date;
+
+use crate::schema::{Frequency, Period, Rule, TOTAL, Violation};
 
 /// Suppression thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub struct Answer {
     pub freq: Option<Frequency>,
     /// The group-by dimensions, in key order.
     pub dimensions: Vec<Dimension>,
+    /// The first day and the last of the periods that contributed (`None` when none did).
+    pub span: Option<(Date, Date)>,
     /// The cells, sorted by key and unit, totals last.
     pub cells: Vec<Cell>,
 }
@@ -217,6 +221,7 @@ pub fn aggregate(
     Ok(Answer {
         freq,
         dimensions: q.group_by.clone(),
+        span: grouped.span,
         cells: publish(index, q, &grouped, t),
     })
 }
@@ -286,6 +291,8 @@ struct Grouped {
     visible: ReporterSet,
     /// The frequencies of the series that contributed.
     seen: HashSet<Frequency>,
+    /// The first day and the last of the periods that contributed.
+    span: Option<(Date, Date)>,
 }
 
 /// Accumulates every row of the tree of `size` that `q` selects and `viewer` may count (its
@@ -311,6 +318,7 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
         labels: Vec::new(),
         visible: ReporterSet::default(),
         seen: HashSet::new(),
+        span: None,
     };
     let mut key: Vec<u32> = Vec::with_capacity(q.group_by.len() + 1);
     for sub in index
@@ -348,6 +356,10 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
                 continue;
             }
             out.seen.insert(sub.period.frequency());
+            out.span = Some(match out.span {
+                None => (sub.start, sub.end),
+                Some((s, e)) => (s.min(sub.start), e.max(sub.end)),
+            });
             key.clear();
             key.extend(q.group_by.iter().map(|d| match d {
                 Dimension::RefArea => sub.ref_area,
@@ -477,7 +489,7 @@ fn publish(index: &Index, q: &Query, grouped: &Grouped, t: Thresholds) -> Vec<Ce
         let mut units: Vec<_> = per_unit.into_iter().collect();
         units.sort_by(|a, b| index.codes.name(a.0).cmp(index.codes.name(b.0)));
         for (unit, (acc, any_suppressed)) in units {
-            let key = vec!["_T".to_owned(); q.group_by.len()];
+            let key = vec![TOTAL.to_owned(); q.group_by.len()];
             let mut total = finish(key, unit, &acc, true);
             if any_suppressed && !total.suppressed {
                 // Secondary suppression: the total minus the visible cells would give a
