@@ -109,6 +109,7 @@ pub mod merkle;
 pub mod pki;
 pub mod receipt;
 pub mod schema;
+pub mod sdmx;
 pub mod service;
 pub mod statistics;
 pub mod store;

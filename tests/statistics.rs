@@ -632,13 +632,13 @@ async fn the_cli_exports_sdmx_csv_json_and_charts() {
             "REPORTED_STATUS",
             "UNIT_MEASURE",
             "TIME_PERIOD",
-            "QUANTITY",
+            "OBS_VALUE",
             "N_SEIZURES",
             "N_REPORTERS",
             "OBS_STATUS",
             "CONF_STATUS"
         ],
-        "the full key of SEIZURES_AGG, then its measures and attributes"
+        "the full key of SEIZURES_AGG, then its measure (the quantity) and attributes"
     );
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert!(records.len() > 50);

@@ -115,7 +115,7 @@ pub fn render(a: &Answer, format: Format) -> Result<String, RenderError> {
         }
         Format::SdmxCsv => {
             // SDMX-CSV 2.0 of the aggregate dataflow: the full key in structure order, the
-            // measures, then the attributes (schema::structure).
+            // measure, then the attributes (schema::structure).
             let dataflow = Dataflow::from_id(&a.dataflow)
                 .ok_or_else(|| RenderError::Dataflow(a.dataflow.clone()))?;
             let flow = Flow::Aggregates(dataflow);

@@ -65,12 +65,43 @@ enum Command {
     Store(store::StoreCommand),
     /// Write a consistent backup of a SQLite store, while its gateway runs.
     Backup(store::BackupArgs),
+    /// Write the SDMX structures (SDMX-ML 2.1): dataflows, data structure definitions, the
+    /// concept scheme and every code list, as the gateway validates and serves them.
+    Structures {
+        /// The deployment's code lists replacing built-in ones (its `schema.codelists_dir`).
+        #[arg(long)]
+        codelists: Option<PathBuf>,
+        /// File to write; default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write the synthetic sample data files (SDMX-CSV) used by the walkthrough and tests.
     Samples {
         /// Folder to write into.
         #[arg(long, default_value = "tests/data")]
         out: PathBuf,
     },
+}
+
+/// `focalgate structures`: every structure, in full.
+fn structures(codelists: Option<PathBuf>, out: Option<PathBuf>) -> Result<(), String> {
+    use crate::sdmx::{Artefact, Detail, Selection, structure_message};
+    let lists = crate::schema::CodeLists::load(codelists.as_deref()).map_err(|e| e.to_string())?;
+    let text = structure_message(
+        &lists,
+        &Selection::new(Artefact::all(), Vec::new()),
+        Detail::Full,
+        time::OffsetDateTime::now_utc(),
+    );
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }
 
 /// `focalgate health`.
@@ -301,6 +332,7 @@ pub fn main() -> ExitCode {
             Command::Store(cmd) => store::run(cmd).await,
             Command::Backup(args) => store::backup(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Structures { codelists, out } => structures(codelists, out),
             Command::Samples { out } => {
                 crate::synthetic::write_samples(&out).map_err(|e| e.to_string())
             }

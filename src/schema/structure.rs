@@ -16,6 +16,13 @@
 //! "routes through UZB" into a condition over every position. The path code keeps one series
 //! per route, stays a valid key part (no `.` or `+`), and each of its parts is a CL_AREA code.
 //!
+//! # One measure
+//! SDMX 2.1, which `sdmx1` and most tools read, has one measure per structure and always calls
+//! it OBS_VALUE: here it is the quantity (concept QUANTITY, in UNIT_MEASURE). N_SEIZURES and, in
+//! aggregates, N_REPORTERS are attributes of the observation, so that a reader takes the
+//! quantity as the value and keeps the counts beside it. The same structure is valid SDMX 3.0,
+//! so SDMX-CSV 2.0 uses these ids too.
+//!
 //! # Aggregates
 //! An aggregate cell has the full key of its dataflow: a dimension the query did not group by
 //! is `_T` (all), DRUG_GROUP is written as the group's code in DRUG (CL_DRUG is a hierarchy),
@@ -104,7 +111,8 @@ impl Flow {
         format!("{AGENCY}:{}({VERSION})", self.id())
     }
 
-    /// Its components in structure order: dimensions (TIME_PERIOD last), measures, attributes.
+    /// Its components in structure order: dimensions (TIME_PERIOD last), the measure,
+    /// attributes.
     pub fn components(self) -> Vec<Component> {
         use Representation::{Codes, Decimal, Integer};
         let aggregate = matches!(self, Self::Aggregates(_));
@@ -145,11 +153,19 @@ impl Flow {
                 Representation::TimePeriod,
                 true,
             ),
-            Component::new("QUANTITY", Role::Measure, Decimal, false),
-            Component::new("N_SEIZURES", Role::Measure, Integer, false),
+            Component {
+                concept: "QUANTITY",
+                ..Component::new("OBS_VALUE", Role::Measure, Decimal, false)
+            },
+            Component::new("N_SEIZURES", Role::Attribute, Integer, false),
         ]);
         if aggregate {
-            c.push(Component::new("N_REPORTERS", Role::Measure, Integer, false));
+            c.push(Component::new(
+                "N_REPORTERS",
+                Role::Attribute,
+                Integer,
+                false,
+            ));
         }
         c.extend([
             Component::new("OBS_STATUS", Role::Attribute, Codes(List::ObsStatus), true),
@@ -259,8 +275,10 @@ pub enum Representation {
 /// A component of a data structure definition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Component {
-    /// Its id, which is also its concept's id.
+    /// Its id: its concept's, but for the measure, which SDMX 2.1 calls OBS_VALUE.
     pub id: &'static str,
+    /// The concept it stands for.
+    pub concept: &'static str,
     /// Dimension, measure or attribute.
     pub role: Role,
     /// Its values.
@@ -278,6 +296,7 @@ impl Component {
     ) -> Self {
         Self {
             id,
+            concept: id,
             role,
             representation,
             mandatory,
@@ -286,7 +305,7 @@ impl Component {
 
     /// Its concept's English name.
     pub fn name(&self) -> &'static str {
-        concept_name(self.id).unwrap_or(self.id)
+        concept_name(self.concept).unwrap_or(self.concept)
     }
 }
 
@@ -438,7 +457,7 @@ mod tests {
                 "{flow}"
             );
             for comp in &c {
-                assert!(concept_name(comp.id).is_some(), "{flow}: {}", comp.id);
+                assert!(concept_name(comp.concept).is_some(), "{flow}: {}", comp.id);
                 if let Representation::Codes(l) = comp.representation {
                     assert!(!l.of(&lists).codes().is_empty());
                 }

@@ -1,0 +1,439 @@
+//! SDMX-ML 2.1 structure messages: dataflows, data structure definitions, the concept scheme
+//! and the code lists, chosen as the SDMX REST structure query chooses them.
+
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{urn, xml::Xml};
+use crate::schema::{
+    CodeLists,
+    structure::{
+        AGENCY, CONCEPT_SCHEME, CONCEPTS, Component, Flow, List, Representation, Role, VERSION,
+    },
+};
+
+const MES: &str = "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/message";
+const STR: &str = "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/structure";
+const COM: &str = "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/common";
+
+/// A structure of the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Artefact {
+    /// A dataflow.
+    Dataflow(Flow),
+    /// A dataflow's data structure definition.
+    DataStructure(Flow),
+    /// A code list.
+    Codelist(List),
+    /// The concept scheme.
+    ConceptScheme,
+}
+
+impl Artefact {
+    /// Every artefact, in the order a structure message gives them.
+    pub fn all() -> Vec<Artefact> {
+        let mut all: Vec<Artefact> = Flow::ALL.into_iter().map(Artefact::Dataflow).collect();
+        all.extend(List::ALL.map(Artefact::Codelist));
+        all.push(Artefact::ConceptScheme);
+        all.extend(Flow::ALL.map(Artefact::DataStructure));
+        all
+    }
+
+    /// What it refers to directly.
+    pub fn children(self) -> Vec<Artefact> {
+        match self {
+            Self::Dataflow(f) => vec![Self::DataStructure(f)],
+            Self::DataStructure(f) => {
+                let mut c: Vec<Artefact> = List::ALL
+                    .into_iter()
+                    .filter(|l| {
+                        f.components()
+                            .iter()
+                            .any(|c| c.representation == Representation::Codes(*l))
+                    })
+                    .map(Self::Codelist)
+                    .collect();
+                c.push(Self::ConceptScheme);
+                c
+            }
+            Self::Codelist(_) | Self::ConceptScheme => Vec::new(),
+        }
+    }
+
+    /// What refers to it directly.
+    pub fn parents(self) -> Vec<Artefact> {
+        Self::all()
+            .into_iter()
+            .filter(|a| a.children().contains(&self))
+            .collect()
+    }
+}
+
+/// Which of the selected artefacts a message gives in full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every artefact in full.
+    Full,
+    /// Every artefact as a stub: identification and name only.
+    AllStubs,
+    /// The artefacts asked for in full, those they refer to as stubs.
+    ReferenceStubs,
+}
+
+/// The artefacts of a structure message: those asked for and those they refer to.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    asked: Vec<Artefact>,
+    referenced: Vec<Artefact>,
+}
+
+impl Selection {
+    /// The artefacts `asked`, with those `references` adds (each once, and never both).
+    pub fn new(asked: Vec<Artefact>, referenced: Vec<Artefact>) -> Self {
+        let mut referenced: Vec<Artefact> = referenced
+            .into_iter()
+            .filter(|a| !asked.contains(a))
+            .collect();
+        referenced.dedup();
+        Self { asked, referenced }
+    }
+
+    /// Nothing selected.
+    pub fn is_empty(&self) -> bool {
+        self.asked.is_empty()
+    }
+
+    /// The artefacts, each with whether it is a stub under `detail`, in message order.
+    fn items(&self, detail: Detail) -> Vec<(Artefact, bool)> {
+        Artefact::all()
+            .into_iter()
+            .filter_map(|a| {
+                let stub = if self.asked.contains(&a) {
+                    detail == Detail::AllStubs
+                } else if self.referenced.contains(&a) {
+                    detail != Detail::Full
+                } else {
+                    return None;
+                };
+                Some((a, stub))
+            })
+            .collect()
+    }
+}
+
+/// An SDMX-ML 2.1 structure message of `selection`, prepared at `prepared`.
+pub fn structure_message(
+    lists: &CodeLists,
+    selection: &Selection,
+    detail: Detail,
+    prepared: OffsetDateTime,
+) -> String {
+    let mut x = Xml::new();
+    x.open("mes:Structure")
+        .attr("xmlns:mes", MES)
+        .attr("xmlns:str", STR)
+        .attr("xmlns:com", COM);
+    x.open("mes:Header")
+        .leaf("mes:ID", &format!("IDREF{}", prepared.unix_timestamp()))
+        .leaf("mes:Test", "false")
+        .leaf(
+            "mes:Prepared",
+            &prepared.format(&Rfc3339).unwrap_or_default(),
+        );
+    x.open("mes:Sender").attr("id", AGENCY).close();
+    x.close();
+    x.open("mes:Structures");
+    let items = selection.items(detail);
+    let group = |a: &Artefact| match a {
+        Artefact::Dataflow(_) => 0,
+        Artefact::Codelist(_) => 1,
+        Artefact::ConceptScheme => 2,
+        Artefact::DataStructure(_) => 3,
+    };
+    for (i, wrapper) in [
+        "str:Dataflows",
+        "str:Codelists",
+        "str:Concepts",
+        "str:DataStructures",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let here: Vec<_> = items.iter().filter(|(a, _)| group(a) == i).collect();
+        if here.is_empty() {
+            continue;
+        }
+        x.open(wrapper);
+        for &&(a, stub) in &here {
+            artefact(&mut x, lists, a, stub);
+        }
+        x.close();
+    }
+    x.finish()
+}
+
+fn maintainable(
+    x: &mut Xml,
+    element: &'static str,
+    class: &str,
+    id: &str,
+    version: &str,
+    name: &str,
+    stub: bool,
+) {
+    x.open(element)
+        .attr("id", id)
+        .attr("urn", &urn(class, id, version))
+        .attr("agencyID", AGENCY)
+        .attr("version", version)
+        .attr("isFinal", "true");
+    if stub {
+        x.attr("isExternalReference", "true");
+    }
+    x.name_en("com:Name", name);
+}
+
+fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
+    match a {
+        Artefact::Dataflow(f) => {
+            maintainable(
+                x,
+                "str:Dataflow",
+                "datastructure.Dataflow",
+                f.id(),
+                VERSION,
+                f.name(),
+                stub,
+            );
+            if !stub {
+                x.open("str:Structure");
+                reference(x, &f.dsd_id(), VERSION, "datastructure", "DataStructure");
+                x.close();
+            }
+        }
+        Artefact::Codelist(l) => {
+            let list = l.of(lists);
+            maintainable(
+                x,
+                "str:Codelist",
+                "codelist.Codelist",
+                &list.id,
+                &list.version,
+                &list.name,
+                stub,
+            );
+            if !stub {
+                for code in list.codes() {
+                    x.open("str:Code").attr("id", &code.id).attr(
+                        "urn",
+                        &format!(
+                            "{}.{}",
+                            urn("codelist.Code", &list.id, &list.version),
+                            code.id
+                        ),
+                    );
+                    x.name_en("com:Name", &code.name);
+                    if let Some(parent) = &code.parent {
+                        x.open("str:Parent");
+                        x.open("Ref").attr("id", parent).close();
+                        x.close();
+                    }
+                    x.close();
+                }
+            }
+        }
+        Artefact::ConceptScheme => {
+            maintainable(
+                x,
+                "str:ConceptScheme",
+                "conceptscheme.ConceptScheme",
+                CONCEPT_SCHEME,
+                VERSION,
+                "Concepts of drug seizure and trafficking route statistics",
+                stub,
+            );
+            if !stub {
+                for (id, name) in CONCEPTS {
+                    x.open("str:Concept").attr("id", id).attr(
+                        "urn",
+                        &format!(
+                            "{}.{id}",
+                            urn("conceptscheme.Concept", CONCEPT_SCHEME, VERSION)
+                        ),
+                    );
+                    x.name_en("com:Name", name);
+                    x.close();
+                }
+            }
+        }
+        Artefact::DataStructure(f) => {
+            maintainable(
+                x,
+                "str:DataStructure",
+                "datastructure.DataStructure",
+                &f.dsd_id(),
+                VERSION,
+                &format!("Structure of {}", f.name().to_lowercase()),
+                stub,
+            );
+            if !stub {
+                data_structure(x, lists, f);
+            }
+        }
+    }
+    x.close();
+}
+
+fn reference(x: &mut Xml, id: &str, version: &str, package: &str, class: &str) {
+    x.open("Ref")
+        .attr("id", id)
+        .attr("version", version)
+        .attr("agencyID", AGENCY)
+        .attr("package", package)
+        .attr("class", class)
+        .close();
+}
+
+/// The components in SDMX 2.1's order: dimensions, attributes, the primary measure.
+fn data_structure(x: &mut Xml, lists: &CodeLists, f: Flow) {
+    let components = f.components();
+    x.open("str:DataStructureComponents");
+    x.open("str:DimensionList")
+        .attr("id", "DimensionDescriptor")
+        .attr(
+            "urn",
+            &format!(
+                "{}.DimensionDescriptor",
+                urn("datastructure.DataStructure", &f.dsd_id(), VERSION)
+            ),
+        );
+    for (i, c) in components
+        .iter()
+        .filter(|c| c.role.is_dimension())
+        .enumerate()
+    {
+        let element = if c.role == Role::TimeDimension {
+            "str:TimeDimension"
+        } else {
+            "str:Dimension"
+        };
+        x.open(element)
+            .attr("id", c.id)
+            .attr("position", &(i + 1).to_string());
+        component_body(x, lists, c);
+        x.close();
+    }
+    x.close();
+    x.open("str:AttributeList")
+        .attr("id", "AttributeDescriptor");
+    for c in components.iter().filter(|c| c.role == Role::Attribute) {
+        x.open("str:Attribute").attr("id", c.id).attr(
+            "assignmentStatus",
+            if c.mandatory {
+                "Mandatory"
+            } else {
+                "Conditional"
+            },
+        );
+        component_body(x, lists, c);
+        x.open("str:AttributeRelationship");
+        x.open("str:PrimaryMeasure");
+        x.open("Ref").attr("id", "OBS_VALUE").close();
+        x.close();
+        x.close();
+        x.close();
+    }
+    x.close();
+    x.open("str:MeasureList").attr("id", "MeasureDescriptor");
+    for c in components.iter().filter(|c| c.role == Role::Measure) {
+        x.open("str:PrimaryMeasure").attr("id", c.id);
+        component_body(x, lists, c);
+        x.close();
+    }
+    x.close();
+    x.close();
+}
+
+fn component_body(x: &mut Xml, lists: &CodeLists, c: &Component) {
+    x.open("str:ConceptIdentity");
+    x.open("Ref")
+        .attr("id", c.concept)
+        .attr("maintainableParentID", CONCEPT_SCHEME)
+        .attr("maintainableParentVersion", VERSION)
+        .attr("agencyID", AGENCY)
+        .attr("package", "conceptscheme")
+        .attr("class", "Concept")
+        .close();
+    x.close();
+    x.open("str:LocalRepresentation");
+    match c.representation {
+        Representation::Codes(l) => {
+            let list = l.of(lists);
+            x.open("str:Enumeration");
+            reference(x, &list.id, &list.version, "codelist", "Codelist");
+            x.close();
+        }
+        other => {
+            x.open("str:TextFormat");
+            match other {
+                Representation::TimePeriod => x.attr("textType", "ObservationalTimePeriod"),
+                Representation::Integer => x.attr("textType", "Integer").attr("minValue", "0"),
+                Representation::Decimal => x.attr("textType", "Decimal").attr("minValue", "0"),
+                Representation::DateTime => x.attr("textType", "DateTime"),
+                Representation::Comment => x.attr("textType", "String"),
+                Representation::Text { pattern } => {
+                    x.attr("textType", "String").attr("pattern", pattern)
+                }
+                Representation::Codes(_) => unreachable!("handled above"),
+            };
+            x.close();
+        }
+    }
+    x.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dataflow_with_everything_it_refers_to_is_well_formed_xml() {
+        let lists = CodeLists::builtin().unwrap();
+        let asked = vec![Artefact::Dataflow(Flow::Aggregates(
+            crate::schema::Dataflow::Routes,
+        ))];
+        let mut referenced = Vec::new();
+        let mut todo = asked.clone();
+        while let Some(a) = todo.pop() {
+            for c in a.children() {
+                if !referenced.contains(&c) {
+                    referenced.push(c);
+                    todo.push(c);
+                }
+            }
+        }
+        let text = structure_message(
+            &lists,
+            &Selection::new(asked, referenced),
+            Detail::Full,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        assert!(text.contains("<str:Dataflow id=\"ROUTES_AGG\""), "{text}");
+        assert!(text.contains("<str:Codelist id=\"CL_DRUG\""));
+        assert!(text.contains("<Ref id=\"OPIOIDS\"/>"), "the drug hierarchy");
+        assert!(text.contains("<str:TimeDimension id=\"TIME_PERIOD\" position=\"11\""));
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let ids = |tag: &str| -> Vec<&str> {
+            doc.descendants()
+                .filter(|n| n.tag_name().name() == tag && n.tag_name().namespace() == Some(STR))
+                .filter_map(|n| n.attribute("id"))
+                .collect()
+        };
+        assert_eq!(ids("DataStructure"), ["DSD_ROUTES_AGG"]);
+        assert_eq!(ids("PrimaryMeasure"), ["OBS_VALUE"]);
+        assert_eq!(
+            ids("Attribute"),
+            ["N_SEIZURES", "N_REPORTERS", "OBS_STATUS", "CONF_STATUS"]
+        );
+        assert_eq!(ids("Codelist").len(), 7, "ROUTES_AGG uses every list");
+    }
+}
