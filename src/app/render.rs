@@ -6,10 +6,8 @@ use serde_json::json;
 use crate::{
     proto::{AggregateRow, QueryHeader},
     receipt::format_timestamp,
-    schema::{
-        Dataflow,
-        structure::{self, Flow},
-    },
+    schema::{CodeLists, Dataflow, structure::Flow},
+    sdmx::data,
 };
 
 /// An answer: the dataflow asked, the header, the rows, as the gateway computed them.
@@ -43,6 +41,9 @@ pub enum RenderError {
     /// Writing JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The code lists that name codes.
+    #[error(transparent)]
+    CodeLists(#[from] crate::schema::CodeListError),
     /// An answer of a dataflow the schema does not have.
     #[error("{0} is not a dataflow of the schema")]
     Dataflow(String),
@@ -114,30 +115,13 @@ pub fn render(a: &Answer, format: Format) -> Result<String, RenderError> {
             }
         }
         Format::SdmxCsv => {
-            // SDMX-CSV 2.0 of the aggregate dataflow: the full key in structure order, the
-            // measure, then the attributes (schema::structure).
+            // The API's SDMX-CSV 2.0, of the aggregate dataflow (sdmx::data).
             let dataflow = Dataflow::from_id(&a.dataflow)
                 .ok_or_else(|| RenderError::Dataflow(a.dataflow.clone()))?;
             let flow = Flow::Aggregates(dataflow);
-            let mut head: Vec<String> = ["STRUCTURE", "STRUCTURE_ID", "ACTION"]
-                .map(String::from)
-                .to_vec();
-            head.extend(flow.components().iter().map(|c| c.id.to_owned()));
-            out.push_str(&csv_line(&head)?);
-            let reference = flow.reference();
-            for r in &a.rows {
-                let [n_seizures, n_reporters] = counts(r);
-                let mut v = vec!["dataflow".to_owned(), reference.clone(), "I".to_owned()];
-                v.extend(structure::aggregate_key(dataflow, &a.header, r));
-                v.extend([
-                    r.quantity.clone(),
-                    n_seizures,
-                    n_reporters,
-                    r.obs_status.clone(),
-                    r.conf_status.clone(),
-                ]);
-                out.push_str(&csv_line(&v)?);
-            }
+            let lists = CodeLists::builtin()?;
+            let obs = data::observations(flow, &a.header, &a.rows, &[]);
+            out = data::sdmx_csv(flow, &obs, &data::Options::default(), &lists);
         }
         Format::Json => {
             let rows: Vec<_> = a

@@ -2,6 +2,8 @@
 //! messages (SDMX-ML 2.1, what `sdmx1`, `rsdmx` and the .Stat Suite read), for the API and for
 //! `focalgate sdmx structures`.
 
+pub mod data;
+pub mod rest;
 mod structure;
 mod xml;
 
