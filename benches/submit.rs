@@ -437,6 +437,7 @@ fn main() {
         let incoming = focalgate::connections::incoming(
             listener,
             assembled.tls.clone(),
+            focalgate::tls::Listener::Grpc,
             assembled.gateway.lists.clone(),
             settings.connection_limits().unwrap(),
             assembled.gateway.telemetry.clone(),

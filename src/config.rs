@@ -61,6 +61,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Asking the policy's witnesses to cosign checkpoints.
     pub witnessing: WitnessingSettings,
+    /// The SDMX REST API.
+    pub sdmx: SdmxSettings,
     /// Serve a store whose log does not extend the checkpoint last published in the data
     /// directory (a restored backup). Only from `serve --accept-restored-log`, never from a file.
     #[serde(skip)]
@@ -270,6 +272,26 @@ impl Default for MetricsSettings {
     }
 }
 
+/// `[sdmx]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdmxSettings {
+    /// Serve the SDMX REST API at all.
+    pub enabled: bool,
+    /// Where: HTTPS with the gateway's certificate and the same client certificate checks as
+    /// the gRPC listener, HTTP/1.1 and HTTP/2.
+    pub listen: SocketAddr,
+}
+
+impl Default for SdmxSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+        }
+    }
+}
+
 /// `[witnessing]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -324,6 +346,7 @@ impl Default for Settings {
             reload: ReloadSettings::default(),
             metrics: MetricsSettings::default(),
             witnessing: WitnessingSettings::default(),
+            sdmx: SdmxSettings::default(),
             accept_restored_log: false,
         }
     }

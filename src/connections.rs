@@ -74,11 +74,13 @@ pub type Incoming = ReceiverStream<Result<TlsStream<Tracked>, io::Error>>;
 
 /// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently, with
 /// the configuration in force when each arrives, under `limits`. A refused or shed connection
-/// is logged with its reason and the peer address; it never reaches tonic. `lists` tells the
-/// member a client certificate names. The loop stops when the returned stream is dropped.
+/// is logged with its reason and the peer address; it never reaches tonic. `protocols` picks
+/// the gRPC listener's configuration or the SDMX API's. `lists` tells the member a client
+/// certificate names. The loop stops when the returned stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ServerTls>,
+    protocols: crate::tls::Listener,
     lists: Arc<CodeLists>,
     limits: ConnectionLimits,
     telemetry: Arc<Telemetry>,
@@ -113,8 +115,11 @@ pub fn incoming(
                 admission: admission.clone(),
                 id,
             };
-            let (acceptor, tx, lists) =
-                (TlsAcceptor::from(tls.current()), tx.clone(), lists.clone());
+            let (acceptor, tx, lists) = (
+                TlsAcceptor::from(tls.for_listener(protocols)),
+                tx.clone(),
+                lists.clone(),
+            );
             let (admission_, telemetry) = (admission.clone(), telemetry.clone());
             let task = tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);

@@ -105,24 +105,50 @@ fn tls13_server(
     Ok(Arc::new(config))
 }
 
-/// The server configuration in force; a reload replaces it for the next handshakes.
+/// The server configuration in force; a reload replaces it for the next handshakes. It is
+/// held twice: as built (ALPN `h2`, for gRPC), and for the SDMX REST API, which also speaks
+/// HTTP/1.1 (ALPN `h2`, `http/1.1`) under the same certificates and checks.
 #[derive(Debug)]
-pub struct ServerTls(std::sync::RwLock<Arc<ServerConfig>>);
+pub struct ServerTls(std::sync::RwLock<(Arc<ServerConfig>, Arc<ServerConfig>)>);
+
+/// Which of the listeners a configuration is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The gRPC services: HTTP/2 only.
+    Grpc,
+    /// The SDMX REST API: HTTP/2 and HTTP/1.1.
+    Http,
+}
 
 impl ServerTls {
     /// Starts with `config`.
     pub fn new(config: Arc<ServerConfig>) -> Self {
-        Self(std::sync::RwLock::new(config))
+        Self(std::sync::RwLock::new(Self::pair(config)))
     }
 
-    /// The configuration for the next handshake.
+    fn pair(config: Arc<ServerConfig>) -> (Arc<ServerConfig>, Arc<ServerConfig>) {
+        let mut http = (*config).clone();
+        http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        (config, Arc::new(http))
+    }
+
+    /// The gRPC listener's configuration for the next handshake.
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.for_listener(Listener::Grpc)
+    }
+
+    /// The configuration of `listener` for the next handshake.
+    pub fn for_listener(&self, listener: Listener) -> Arc<ServerConfig> {
+        let pair = self.0.read().unwrap_or_else(|p| p.into_inner());
+        match listener {
+            Listener::Grpc => pair.0.clone(),
+            Listener::Http => pair.1.clone(),
+        }
     }
 
     /// Replaces the configuration; connections already open keep theirs.
     pub fn replace(&self, config: Arc<ServerConfig>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Self::pair(config);
     }
 }
 

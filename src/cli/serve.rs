@@ -53,6 +53,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::info!(listen = %at, "metrics, readiness and liveness at http://{at}/metrics, /readyz, /livez");
         assembled.monitoring = Some(monitoring);
     }
+    if settings.sdmx.enabled {
+        let at = settings.sdmx.listen;
+        let api = TcpListener::bind(at).await.map_err(|e| {
+            format!("cannot listen on {at} (sdmx.listen; sdmx.enabled = false turns it off): {e}")
+        })?;
+        tracing::info!(listen = %at, "SDMX REST API at https://{at}{}", service::sdmx::ROOT);
+        assembled.sdmx = Some(api);
+    }
     tracing::info!(
         listen = %settings.listen,
         data_dir = %settings.data_dir.display(),

@@ -6,6 +6,7 @@ mod audit;
 mod error;
 pub mod monitoring;
 mod observe;
+pub mod sdmx;
 mod statistics;
 mod submissions;
 pub mod witness;
@@ -153,13 +154,24 @@ pub async fn serve(
         ledger_task,
         monitoring,
         witnessing,
+        sdmx,
     } = assembled;
     let (stop_monitoring, monitoring_stopped) = tokio::sync::watch::channel(false);
+    let sdmx_stopped = monitoring_stopped.clone();
     let monitor = monitoring.map(|listener| {
         tokio::spawn(monitoring::serve(
             listener,
             gateway.clone(),
             monitoring_stopped,
+        ))
+    });
+    let sdmx = sdmx.map(|listener| {
+        tokio::spawn(sdmx::serve(
+            listener,
+            tls.clone(),
+            gateway.clone(),
+            options.connections,
+            sdmx_stopped,
         ))
     });
     let keep_up = gateway.telemetry.keep_up();
@@ -188,9 +200,13 @@ pub async fn serve(
         let _ = task.await;
     }
     // The monitoring listener holds the gateway, and with it the ledger: it stops first.
+    // So do the monitoring listener and the SDMX API (one stop signal).
     let _ = stop_monitoring.send(true);
     if let Some(monitor) = monitor {
         let _ = monitor.await;
+    }
+    if let Some(sdmx) = sdmx {
+        let _ = sdmx.await;
     }
     // The services are gone: the ledger drains what it holds and stops.
     let drained = ledger_task
@@ -252,8 +268,14 @@ async fn serve_grpc(
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
 
-    let incoming =
-        crate::connections::incoming(listener, tls, gateway_lists, options.connections, telemetry);
+    let incoming = crate::connections::incoming(
+        listener,
+        tls,
+        crate::tls::Listener::Grpc,
+        gateway_lists,
+        options.connections,
+        telemetry,
+    );
     tonic::transport::Server::builder()
         // Deadlines, oversize requests, the request log and the metrics: see `observe`.
         .layer(observe)
@@ -362,6 +384,9 @@ pub struct Assembled {
     pub monitoring: Option<TcpListener>,
     /// How the policy's witnesses are asked, if the gateway has an identity for them.
     pub witnessing: Option<crate::app::witnessing::WitnessingOptions>,
+    /// Where the SDMX REST API is served (HTTPS), if anywhere: bound by the caller
+    /// (`focalgate serve` binds `sdmx.listen`).
+    pub sdmx: Option<TcpListener>,
 }
 
 /// Loads and checks everything the settings name: code lists, CA and CRLs, policy and signing
@@ -489,5 +514,6 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         ledger_task,
         monitoring: None,
         witnessing,
+        sdmx: None,
     })
 }

@@ -1,0 +1,315 @@
+//! The SDMX REST API (translation only; see [`crate::sdmx::rest`] for what a request means):
+//! HTTPS on its own listener (`sdmx.listen`), HTTP/1.1 and HTTP/2, under the gRPC listener's
+//! trust: TLS 1.3, client certificates of the partnership CA and its CRL, the log's
+//! revocations, and the same accept loop and connection limits. Every data answer comes from
+//! the `Statistics.Query` use-case — roles, sharing rules, embargoes, small-cell suppression,
+//! and the access trail recorded before the answer leaves.
+//!
+//! Its own port rather than the gRPC one: the gRPC listener keeps its HTTP/2-only server and
+//! its tuned limits untouched, a flaw in HTTP/1.1 handling cannot reach submissions, and an
+//! operator can expose the read API to analysts' networks alone.
+//!
+//! Every data answer names the checkpoint it was computed at: headers `Focalgate-Tree-Size`
+//! and `Focalgate-Root` (base64, as in the checkpoint), and in SDMX-ML the signed checkpoint
+//! itself as the header's Source.
+
+use std::{convert::Infallible, io::Write, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+
+use crate::{
+    app::{ApiError, Gateway},
+    identity::Caller,
+    proto::{AggregateRow, QueryHeader, query_response::Item},
+    sdmx::{
+        data::{self, Options},
+        rest::{self, DataRequest, Format, RestError, Route},
+        structure_message,
+    },
+    tls::{Listener, ServerTls},
+};
+
+/// The path under which the API answers: `https://host:port/sdmx/…`.
+pub const ROOT: &str = "/sdmx/";
+
+/// Longest a request's head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Answer = Response<Full<Bytes>>;
+
+fn text(status: u16, message: &str) -> Answer {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = format!(
+        "{} {}: {message}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default()
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A domain error as an HTTP status; what the caller may not know stays in the log.
+fn refusal(e: &ApiError) -> Answer {
+    match e {
+        ApiError::Unauthenticated(e) => text(401, &e.to_string()),
+        ApiError::PermissionDenied(m) => text(403, m),
+        ApiError::FieldDenied(v) => text(403, &format!("{}: {}", v.field, v.detail)),
+        ApiError::Invalid(violations) => {
+            let lines: Vec<String> = violations
+                .iter()
+                .take(20)
+                .map(|v| format!("{} ({}): {}", v.field, v.rule.name(), v.detail))
+                .collect();
+            text(400, &lines.join("; "))
+        }
+        ApiError::TooLarge(m) => text(413, m),
+        ApiError::NotFound(m) => text(404, m),
+        ApiError::FailedPrecondition(m) | ApiError::Aborted(m) => text(409, m),
+        ApiError::Store(_) | ApiError::Ledger(_) | ApiError::Log(_) => {
+            tracing::warn!(error = %e, "SDMX request failed");
+            text(503, "the gateway cannot answer now; try again")
+        }
+        ApiError::Internal(_) => {
+            tracing::error!(error = %e, "SDMX request failed");
+            text(500, "internal error")
+        }
+    }
+}
+
+/// Serves the API on `listener` until `stop` turns true; connections under way are then
+/// closed.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+    gateway: Arc<Gateway>,
+    limits: crate::connections::ConnectionLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut incoming = crate::connections::incoming(
+        listener,
+        tls,
+        Listener::Http,
+        gateway.lists.clone(),
+        limits,
+        gateway.telemetry.clone(),
+    );
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            next = incoming.next() => next,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let Some(Ok(stream)) = next else {
+            if next.is_none() {
+                break;
+            }
+            continue;
+        };
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec());
+        let (gateway, leaf) = (gateway.clone(), Arc::new(leaf));
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (gateway, leaf) = (gateway.clone(), leaf.clone());
+                // Each request: a revocation takes effect on open connections too.
+                async move {
+                    let caller = gateway.identify(leaf.as_deref());
+                    Ok::<_, Infallible>(handle(&gateway, caller, req).await)
+                }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(rest::MAX_TARGET_BYTES * 4);
+            builder.http2().max_header_list_size(64 * 1024);
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+async fn handle(
+    gateway: &Gateway,
+    caller: Result<Caller, ApiError>,
+    req: Request<Incoming>,
+) -> Answer {
+    let started = std::time::Instant::now();
+    let member = caller
+        .as_ref()
+        .map(|c| c.member().to_string())
+        .unwrap_or_else(|_| "-".into());
+    let path = req.uri().path().to_owned();
+    let answer = answer(gateway, caller, &req).await;
+    tracing::info!(
+        member = %member,
+        path = %path.chars().take(200).collect::<String>(),
+        status = answer.status().as_u16(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "SDMX request"
+    );
+    answer
+}
+
+async fn answer(
+    gateway: &Gateway,
+    caller: Result<Caller, ApiError>,
+    req: &Request<Incoming>,
+) -> Answer {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(405, "the SDMX REST API is read-only: GET");
+        r.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return refusal(&e),
+    };
+    let Some(path) = req.uri().path().strip_prefix(ROOT) else {
+        return text(404, &format!("the SDMX REST API is under {ROOT}"));
+    };
+    let route = match rest::route(path, req.uri().query(), &gateway.lists) {
+        Ok(r) => r,
+        Err(e) => return rest_error(&e),
+    };
+    let headers = req.headers();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = match rest::negotiate(&route, accept) {
+        Ok(f) => f,
+        Err(e) => return rest_error(&e),
+    };
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let now = time::OffsetDateTime::now_utc();
+    let mut r = match route {
+        Route::Structure { selection, detail } => body(
+            structure_message(&gateway.lists, &selection, detail, now),
+            format,
+            gzip,
+        ),
+        Route::Data(request) => {
+            match data_answer(gateway, &caller, &request, format, gzip, now).await {
+                Ok(r) => r,
+                Err(r) => return r,
+            }
+        }
+    };
+    if req.method() == Method::HEAD {
+        *r.body_mut() = Full::new(Bytes::new());
+    }
+    r
+}
+
+fn rest_error(e: &RestError) -> Answer {
+    text(e.status, &e.message)
+}
+
+fn body(text: String, format: Format, gzip: bool) -> Answer {
+    let mut r = if gzip {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let bytes = match z.write_all(text.as_bytes()).and_then(|()| z.finish()) {
+            Ok(b) => b,
+            Err(_) => return self::text(500, "compression failed"),
+        };
+        let mut r = Response::new(Full::new(Bytes::from(bytes)));
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+        r
+    } else {
+        Response::new(Full::new(Bytes::from(text)))
+    };
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(format.media_type()),
+    );
+    r.headers_mut().insert(
+        header::VARY,
+        http::HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    r
+}
+
+/// The root hash of a signed checkpoint (its third line).
+fn root_of(note: &str) -> &str {
+    note.lines().nth(2).unwrap_or_default()
+}
+
+async fn data_answer(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: &DataRequest,
+    format: Format,
+    gzip: bool,
+    now: time::OffsetDateTime,
+) -> Result<Answer, Answer> {
+    let items = gateway
+        .query(caller, &request.query)
+        .await
+        .map_err(|e| refusal(&e))?;
+    let mut header = QueryHeader::default();
+    let mut rows: Vec<AggregateRow> = Vec::with_capacity(items.len());
+    for item in items {
+        match item.item {
+            Some(Item::Header(h)) => header = h,
+            Some(Item::Row(r)) => rows.push(r),
+            None => {}
+        }
+    }
+    let mut obs = data::observations(request.flow, &header, &rows, &request.select);
+    let offset = usize::try_from(request.offset)
+        .unwrap_or(usize::MAX)
+        .min(obs.len());
+    obs.drain(..offset);
+    if let Some(limit) = request.limit {
+        obs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    let mut r = if obs.is_empty() {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    } else {
+        let options = Options {
+            labels: request.labels,
+            time_format: request.time_format,
+            attributes: request.attributes,
+            measures: request.measures,
+        };
+        let text = match format {
+            Format::SdmxCsv => data::sdmx_csv(request.flow, &obs, &options, &gateway.lists),
+            _ => data::structure_specific(request.flow, &header, &obs, &options, now),
+        };
+        body(text, format, gzip)
+    };
+    for (name, value) in [
+        ("focalgate-tree-size", header.tree_size.to_string()),
+        ("focalgate-root", root_of(&header.checkpoint).to_owned()),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    Ok(r)
+}
