@@ -259,10 +259,11 @@ pub fn write_config(path: &Path, port: u16, data_dir: &Path, pki: &Path, extra: 
     std::fs::write(
         path,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\npolicy = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n[sdmx]\nlisten = \"127.0.0.1:{}\"\n[log]\norigin = \"focalgate.test/log\"\n\
              [tls]\nca = \"{}\"\ncrl = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n{}{extra}",
             data_dir.display(),
             pki.join("policy.toml").display(),
+            free_port(),
             free_port(),
             pki.join("ca/ca.pem").display(),
             pki.join("ca/crl.pem").display(),
@@ -430,6 +431,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// Where its `/metrics`, `/readyz` and `/livez` are served (plain HTTP).
     pub monitoring: SocketAddr,
+    /// Where its SDMX REST API is served (HTTPS).
+    pub sdmx: SocketAddr,
     pub data_dir: PathBuf,
     /// Its store.
     pub store_url: String,
@@ -451,6 +454,9 @@ impl Gateway {
         let monitoring = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let monitoring_addr = monitoring.local_addr().unwrap();
         assembled.monitoring = Some(monitoring);
+        let sdmx = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sdmx_addr = sdmx.local_addr().unwrap();
+        assembled.sdmx = Some(sdmx);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             service::serve(assembled, listener, async {
@@ -462,6 +468,7 @@ impl Gateway {
         Self {
             addr,
             monitoring: monitoring_addr,
+            sdmx: sdmx_addr,
             store_url: settings.store_url(),
             data_dir: settings.data_dir,
             stop: Some(stop),
@@ -477,6 +484,11 @@ impl Gateway {
 
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// The root of its SDMX REST API.
+    pub fn sdmx_url(&self) -> String {
+        format!("https://{}/sdmx", self.sdmx)
     }
 
     /// A channel authenticated as the identity folder `who` of the demo PKI.

@@ -1,0 +1,611 @@
+//! The SDMX REST API as analysts reach it: Python `sdmx1` (a custom source with the client
+//! certificate) and curl, over real mutual TLS; every export checked against the SDMX-CSV 2.0
+//! rules by a checker that reads the structures with sdmx1; bad requests answered with the
+//! spec's codes and nothing changed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::{Gateway, pki, samples};
+
+const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether Python's sdmx1 is here; under CI=true it must be.
+fn have_sdmx1() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import sdmx"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || !ci(),
+        "python3 with sdmx1 is needed (pip install sdmx1)"
+    );
+    if !ok {
+        eprintln!("skipping: python3 with sdmx1 is not installed");
+    }
+    ok
+}
+
+fn partners(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/partners")
+        .join(script)
+}
+
+fn submit_samples(gw: &Gateway) {
+    for who in ["KAZ", "KGZ", "TJK", "TKM", "UZB"] {
+        let out = Command::new(BIN)
+            .args(["submit", "--server", &gw.url(), "--identity"])
+            .arg(pki().join(who))
+            .arg(samples().join(format!("{who}-SEIZURES.csv")))
+            .arg(samples().join(format!("{who}-ROUTES.csv")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `focalgate query` as `who`, in CSV: the header and the rows.
+fn query(gw: &Gateway, who: &str, args: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
+    let out = Command::new(BIN)
+        .args(["query", "--server", &gw.url(), "--identity"])
+        .arg(pki().join(who))
+        .args(args)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A cell's figures: OBS_VALUE (the quantity), N_SEIZURES, N_REPORTERS, OBS_STATUS.
+type Figures = (String, String, String, String);
+
+/// curl as `who` (an identity folder of the demo PKI, or none): status and body.
+fn curl(who: Option<&str>, url: &str, extra: &[&str]) -> (Option<u16>, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "-g",
+        "--max-time",
+        "20",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ])
+    .arg("--cacert")
+    .arg(pki().join("ca/ca.pem"));
+    if let Some(who) = who {
+        c.arg("--cert")
+            .arg(pki().join(who).join("auth.pem"))
+            .arg("--key")
+            .arg(pki().join(who).join("auth.key"));
+    }
+    let out = c.args(extra).arg(url).output().expect("curl is needed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.parse().ok().filter(|c| *c != 0), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
+    if !have_sdmx1() {
+        return;
+    }
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    tokio::task::block_in_place(|| submit_samples(&gw));
+
+    // DEU may not see TKM's country-level figures: those cells come back suppressed.
+    let requests = serde_json::json!([
+        {"flow": "SEIZURES_AGG", "key": "Q.*.HEROIN._T._T.KG"},
+        {"flow": "ROUTES_AGG", "key": "_T._T.HEROIN.*._T._T.*._T._T.KG",
+         "extensions": {"totals": "true", "freq": "A"}},
+        {"flow": "SEIZURES_AGG", "key": "A._T.OPIOIDS._T._T.KG",
+         "params": {"startPeriod": "2020", "endPeriod": "2023"}},
+        {"flow": "ROUTES_AGG", "key": "A._T._T._T._T.*._T._T._T.KG"},
+    ]);
+    let out = tokio::task::block_in_place(|| {
+        let mut child = Command::new("python3")
+            .arg(partners("sdmx_client.py"))
+            .arg(gw.sdmx_url())
+            .arg(pki().join("DEU"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(requests.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer["dataflows"],
+        serde_json::json!(["ROUTES", "ROUTES_AGG", "SEIZURES", "SEIZURES_AGG"])
+    );
+    // sdmx1's observations: the named dimensions → figures.
+    let sdmx = |i: usize, dims: &[&str]| -> BTreeMap<Vec<String>, Figures> {
+        answer["answers"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let key = dims
+                    .iter()
+                    .map(|d| o["key"][d].as_str().unwrap().to_owned())
+                    .collect();
+                let attr = |a: &str| o["attributes"][a].as_str().unwrap_or("").to_owned();
+                let value = o["value"].as_str().unwrap_or("").to_owned();
+                let figures = (
+                    value,
+                    attr("N_SEIZURES"),
+                    attr("N_REPORTERS"),
+                    attr("OBS_STATUS"),
+                );
+                (key, figures)
+            })
+            .collect()
+    };
+    // focalgate query's rows: the named columns (mapped by `code`) → figures.
+    let cli = |who: &str, args: &[&str], cols: &[&str], code: fn(&str, &str) -> String| {
+        let (header, rows) = tokio::task::block_in_place(|| query(&gw, who, args));
+        let at = |c: &str| header.iter().position(|h| h == c).unwrap();
+        rows.iter()
+            .map(|r| {
+                let key = cols.iter().map(|c| code(c, &r[at(c)])).collect();
+                let figures = (
+                    r[at("QUANTITY")].clone(),
+                    r[at("N_SEIZURES")].clone(),
+                    r[at("N_REPORTERS")].clone(),
+                    r[at("OBS_STATUS")].clone(),
+                );
+                (key, figures)
+            })
+            .collect::<BTreeMap<Vec<String>, Figures>>()
+    };
+    let same = |_: &str, v: &str| v.to_owned();
+
+    let by_reporter = cli(
+        "DEU",
+        &[
+            "--dataflow",
+            "SEIZURES",
+            "--rollup",
+            "Q",
+            "--group-by",
+            "time_period,ref_area,drug",
+            "--drug",
+            "HEROIN",
+            "--unit",
+            "KG",
+        ],
+        &["TIME_PERIOD", "REF_AREA"],
+        same,
+    );
+    assert!(by_reporter.len() > 20);
+    assert!(
+        by_reporter
+            .iter()
+            .any(|(k, f)| k[1] == "TKM" && f.3 == "Q" && f.0.is_empty()),
+        "TKM's cells are suppressed for DEU"
+    );
+    assert_eq!(sdmx(0, &["TIME_PERIOD", "REF_AREA"]), by_reporter);
+
+    let routes = cli(
+        "DEU",
+        &[
+            "--dataflow",
+            "ROUTES",
+            "--freq",
+            "A",
+            "--group-by",
+            "drug,origin_area,destination_area",
+            "--drug",
+            "HEROIN",
+            "--unit",
+            "KG",
+            "--totals",
+        ],
+        &["ORIGIN_AREA", "DESTINATION_AREA"],
+        same,
+    );
+    assert!(
+        routes.contains_key(&vec!["_T".to_owned(), "_T".to_owned()]),
+        "the total row"
+    );
+    assert_eq!(sdmx(1, &["ORIGIN_AREA", "DESTINATION_AREA"]), routes);
+
+    let opioids = cli(
+        "DEU",
+        &[
+            "--dataflow",
+            "SEIZURES",
+            "--rollup",
+            "A",
+            "--group-by",
+            "time_period,drug_group",
+            "--drug",
+            "OPIOIDS",
+            "--unit",
+            "KG",
+            "--from",
+            "2020",
+            "--to",
+            "2023",
+        ],
+        &["TIME_PERIOD"],
+        same,
+    );
+    assert_eq!(opioids.len(), 4, "2020 to 2023");
+    assert_eq!(sdmx(2, &["TIME_PERIOD"]), opioids);
+
+    // Transit paths: `TJK;KGZ` in the query's CSV is the path code `TJK-KGZ`, a direct route `_Z`.
+    let paths = cli(
+        "DEU",
+        &[
+            "--dataflow",
+            "ROUTES",
+            "--rollup",
+            "A",
+            "--group-by",
+            "time_period,transit_area",
+            "--unit",
+            "KG",
+        ],
+        &["TIME_PERIOD", "TRANSIT_AREA"],
+        |c, v| match (c, v) {
+            ("TRANSIT_AREA", "") => "_Z".to_owned(),
+            ("TRANSIT_AREA", v) => v.replace(';', "-"),
+            (_, v) => v.to_owned(),
+        },
+    );
+    assert!(paths.keys().any(|k| k[1] == "_Z") && paths.keys().any(|k| k[1].contains('-')));
+    assert_eq!(sdmx(3, &["TIME_PERIOD", "TRANSIT_PATH"]), paths);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_export_conforms_to_sdmx_csv_2() {
+    if !have_sdmx1() {
+        return;
+    }
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    tokio::task::block_in_place(|| submit_samples(&gw));
+    let api = gw.sdmx_url();
+    let csv = "Accept: application/vnd.sdmx.data+csv;version=2.0.0";
+    let save = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+
+    // The structures, from the API and offline; the API's are checked against.
+    let (status, structures) = tokio::task::block_in_place(|| {
+        curl(Some("analyst"), &format!("{api}/structure/*/*/*/*"), &[])
+    });
+    assert_eq!(status, Some(200));
+    let structures = save("structures.xml", &structures);
+    let offline = dir.path().join("offline.xml");
+    assert!(
+        common::cli(&["structures", "--out", offline.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let body = |p: &Path| {
+        let t = std::fs::read_to_string(p).unwrap();
+        t[t.find("<mes:Structures>").unwrap()..].to_owned()
+    };
+    assert_eq!(
+        body(&structures),
+        body(&offline),
+        "the CLI writes what the API serves"
+    );
+
+    let mut files = Vec::new();
+    for (i, (who, path)) in [
+        ("analyst", "data/SEIZURES_AGG/all?freq=Q&totals=true"),
+        ("DEU", "data/SEIZURES_AGG/Q.*.*._T.*.*"),
+        ("analyst", "data/ROUTES_AGG/all?freq=A"),
+        ("analyst", "data/dataflow/FOCALGATE/ROUTES_AGG/1.0/_T._T.*.*._T.*.*._T._T.*?freq=A&totals=true&timeFormat=normalized"),
+        ("analyst", "data/ROUTES_AGG/A._T.HEROIN.AFG.*.*.*.*._T.KG?labels=both"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, text) =
+            tokio::task::block_in_place(|| curl(Some(who), &format!("{api}/{path}"), &["-H", csv]));
+        assert_eq!(status, Some(200), "{path}: {text}");
+        files.push(save(&format!("api-{i}.csv"), &text));
+    }
+    for (i, args) in [
+        &[
+            "--dataflow",
+            "SEIZURES",
+            "--freq",
+            "Q",
+            "--rollup",
+            "A",
+            "--group-by",
+            "time_period,drug_group,obs_status",
+            "--totals",
+        ][..],
+        &[
+            "--dataflow",
+            "ROUTES",
+            "--freq",
+            "A",
+            "--group-by",
+            "transit_area,origin_area,departure_area,transport_mode",
+            "--totals",
+        ][..],
+        &[
+            "--dataflow",
+            "SEIZURES",
+            "--freq",
+            "Q",
+            "--group-by",
+            "ref_area,drug",
+            "--top",
+            "3",
+        ][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = gw.url();
+        let mut all = vec!["query", "--server", &url, "--identity"];
+        let identity = pki().join("DEU");
+        all.push(identity.to_str().unwrap());
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--format", "sdmx-csv"]);
+        let out = tokio::task::block_in_place(|| common::cli(&all));
+        assert!(out.status.success());
+        files.push(save(
+            &format!("cli-{i}.csv"),
+            &String::from_utf8(out.stdout).unwrap(),
+        ));
+    }
+    let check = |files: &[PathBuf]| {
+        Command::new("python3")
+            .arg(partners("check_sdmx_csv.py"))
+            .arg(&structures)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| check(&files));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("OK ")).count(),
+        files.len()
+    );
+
+    // The checker is not a rubber stamp: the old export's form (a list of transit countries in
+    // a dimension, `_T` as a period, measures of no structure) fails it.
+    let old = save(
+        "old.csv",
+        "STRUCTURE,STRUCTURE_ID,ACTION,TIME_PERIOD,TRANSIT_AREA,OBS_VALUE,N_SEIZURES,N_REPORTERS,UNIT_MEASURE,OBS_STATUS,CONF_STATUS\n\
+         dataflow,FOCALGATE:ROUTES(1.0),I,2019,TJK;KGZ,12.5,3,2,KG,A,F\n\
+         dataflow,FOCALGATE:ROUTES(1.0),I,_T,_T,12.5,3,2,KG,A,F\n",
+    );
+    let out = tokio::task::block_in_place(|| check(&[old]));
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_specs_codes_and_change_nothing() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    tokio::task::block_in_place(|| submit_samples(&gw));
+    let api = gw.sdmx_url();
+    let before = (
+        gw.count("submissions").await,
+        gw.count("access_trail").await,
+    );
+
+    let huge = format!("{api}/data/SEIZURES_AGG/{}", "A.".repeat(5000));
+    let cases: Vec<(String, Vec<&str>, u16, &str)> = vec![
+        (format!("{api}/data/NOPE/all"), vec![], 404, "no dataflow"),
+        (
+            format!("{api}/data/dataflow/FOCALGATE/SEIZURES_AGG/9.9/*"),
+            vec![],
+            404,
+            "no dataflow",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/Q.KAZ"),
+            vec![],
+            400,
+            "has 2 parts",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/Q.NOPE.*.*.*.*"),
+            vec![],
+            400,
+            "NOPE",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/all?c[NOPE]=1"),
+            vec![],
+            400,
+            "no dimension NOPE",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/all?limit=99999999999"),
+            vec![],
+            400,
+            "limit",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/all"),
+            vec!["-H", "Accept: application/pdf"],
+            406,
+            "SDMX-CSV",
+        ),
+        (
+            format!("{api}/codelist/FOCALGATE/CL_NOPE"),
+            vec![],
+            404,
+            "no codelist",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/all?includeHistory=true"),
+            vec![],
+            501,
+            "asOf",
+        ),
+        (
+            format!("{api}/data/SEIZURES/all"),
+            vec![],
+            501,
+            "SEIZURES_AGG",
+        ),
+        (
+            format!("{api}/data/SEIZURES_AGG/all"),
+            vec!["-X", "POST"],
+            405,
+            "read-only",
+        ),
+        (huge, vec![], 414, "bytes"),
+    ];
+    for (url, extra, want, says) in &cases {
+        let (status, body) = tokio::task::block_in_place(|| curl(Some("analyst"), url, extra));
+        assert_eq!(status, Some(*want), "{url}: {body}");
+        assert!(body.contains(says), "{url}: {body}");
+    }
+    // A member that may not query statistics (the auditor reads the log only).
+    let (status, body) = tokio::task::block_in_place(|| {
+        curl(
+            Some("auditor"),
+            &format!("{api}/data/SEIZURES_AGG/all"),
+            &[],
+        )
+    });
+    assert_eq!(status, Some(403), "{body}");
+    // No client certificate, or a revoked one: no HTTP at all, the handshake is refused.
+    for who in [None, Some("revoked")] {
+        let (status, _) =
+            tokio::task::block_in_place(|| curl(who, &format!("{api}/dataflow"), &[]));
+        assert_eq!(status, None, "{who:?}");
+    }
+    // Nothing was stored, and no refused request reached the access trail.
+    assert_eq!(
+        (
+            gw.count("submissions").await,
+            gw.count("access_trail").await
+        ),
+        before
+    );
+
+    // HTTP/1.1 (what Python's requests speaks), gzip, 204 for nothing, the checkpoint named.
+    let (status, _) = tokio::task::block_in_place(|| {
+        curl(
+            Some("analyst"),
+            &format!("{api}/dataflow/FOCALGATE"),
+            &["--http1.1"],
+        )
+    });
+    assert_eq!(status, Some(200));
+    let (status, body) = tokio::task::block_in_place(|| {
+        curl(
+            Some("analyst"),
+            &format!("{api}/data/SEIZURES_AGG/all?freq=M&startPeriod=2001&endPeriod=2001"),
+            &[],
+        )
+    });
+    assert_eq!((status, body.as_str()), (Some(204), ""));
+    let (status, xml) = tokio::task::block_in_place(|| {
+        curl(
+            Some("analyst"),
+            &format!("{api}/data/SEIZURES_AGG/Q._T.HEROIN._T._T.KG"),
+            &[
+                "--compressed",
+                "-D",
+                dir.path().join("headers").to_str().unwrap(),
+            ],
+        )
+    });
+    assert_eq!(status, Some(200));
+    let headers = std::fs::read_to_string(dir.path().join("headers")).unwrap();
+    assert!(headers.contains("content-encoding: gzip"), "{headers}");
+    let header = |name: &str| {
+        headers
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let source = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "Source")
+        .and_then(|n| n.text())
+        .unwrap()
+        .to_owned();
+    let note = focalgate::checkpoint::note::open(source.as_bytes(), &[gw.log_key()]).unwrap();
+    let lines: Vec<&str> = note.text().lines().collect();
+    assert_eq!(lines[1], header("focalgate-tree-size"));
+    assert_eq!(lines[2], header("focalgate-root"));
+    assert!(
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == "Obs")
+            .count()
+            > 10
+    );
+    // The answer was recorded in the access trail before it left.
+    assert!(gw.count("access_trail").await > before.1);
+    gw.stop().await;
+}
