@@ -6,6 +6,9 @@
 //! The gateway's timings include the mTLS call, the access-trail write (durable) and streaming
 //! every row to the client.
 //!
+//! The first query is also asked of the SDMX REST API (`SEIZURES_AGG`, SDMX-CSV over HTTPS with
+//! the same client certificate, one HTTP/1.1 connection), beside the gRPC call in the same run.
+//!
 //! `cargo bench --bench statistics` (environment: BENCH_RUNS, default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -124,6 +127,45 @@ fn percentile(v: &mut [Duration], q: f64) -> Duration {
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
 }
 
+/// An analyst's HTTP/1.1 connection to the SDMX REST API, with the analyst's certificate.
+struct Sdmx {
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+}
+
+impl Sdmx {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let mut config = focalgate::tls::IdentityDir::new("certs-example/analyst")
+            .rustls_client()
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        Self { send }
+    }
+
+    async fn get(&mut self, path: &str) -> String {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::get(path)
+            .header("host", "localhost")
+            .header("accept", "application/vnd.sdmx.data+csv;version=2.0.0")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = self.send.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+}
+
 fn main() {
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
@@ -189,6 +231,10 @@ fn main() {
         let startup = started.elapsed();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut assembled = assembled;
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_addr = api.local_addr().unwrap();
+        assembled.sdmx = Some(api);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(service::serve(assembled, listener, async {
             let _ = stopped.await;
@@ -202,6 +248,7 @@ fn main() {
         let channel = Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
         let mut client = StatisticsClient::new(channel);
 
+        let mut sdmx = Sdmx::connect(api_addr).await;
         let queries: Vec<(&str, AggregateQuery, &str)> = vec![
             (
                 "year x drug x reporter roll-up",
@@ -281,6 +328,22 @@ fn main() {
             println!("    gateway over mTLS     : p50 {g50:>9.1?}  p99 {g99:>9.1?}");
             println!("    GROUP BY on the store : p50 {d50:>9.1?}  ({direct_rows} rows)");
             println!("    ratio gateway/store   : {:.2} (goal <= 1.5)", g50.as_secs_f64() / d50.as_secs_f64());
+            if name.starts_with("year x drug x reporter") {
+                // The same cells from the SDMX REST API: every dimension of SEIZURES_AGG but
+                // TRANSPORT_MODE and REPORTED_STATUS grouped, monthly series rolled up to years.
+                let path = "/sdmx/data/SEIZURES_AGG/A.*.*._T._T.*?freq=M";
+                let mut api = Vec::new();
+                let mut api_rows = 0;
+                for _ in 0..runs {
+                    let t = Instant::now();
+                    api_rows = sdmx.get(path).await.lines().count() - 1;
+                    api.push(t.elapsed());
+                }
+                let (a50, a99) = (percentile(&mut api, 0.5), percentile(&mut api, 0.99));
+                assert_eq!(api_rows, rows, "the API answers the same cells");
+                println!("    SDMX REST, SDMX-CSV   : p50 {a50:>9.1?}  p99 {a99:>9.1?}  ({api_rows} rows)");
+                println!("    ratio SDMX/gRPC       : {:.2} (goal <= 1.2)", a50.as_secs_f64() / g50.as_secs_f64());
+            }
         }
         let _ = stop.send(());
         server.await.unwrap().unwrap();

@@ -10,7 +10,9 @@
 //! 1. The pure core (no I/O, no tokio, no store):
 //!    - [`schema`]: dataflows `SEIZURES` and `ROUTES`, versioned code lists (data files
 //!      compiled in), exact decimals, periods, and validation that reports every violation;
-//!      [`schema::wire`] checks a signed payload's wire format before it is decoded.
+//!      [`schema::wire`] checks a signed payload's wire format before it is decoded;
+//!      [`schema::structure`] describes every dataflow as SDMX sees it (components, code
+//!      lists, the aggregate dataflows, the transit path code, full keys of aggregate cells).
 //!    - [`envelope`]: DSSE v1 pre-authentication encoding, signing, verification before parsing.
 //!    - [`merkle`]: RFC 9162 hashing; proofs generated from stored complete subtrees, verified
 //!      purely; the compact tree that verifies a whole log.
@@ -20,6 +22,9 @@
 //!      offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
 //!    - [`tlog_proof`]: C2SP tlog-proof files: an entry, its inclusion path and a witnessed
 //!      checkpoint, checked offline against a policy.
+//!    - [`sdmx`]: SDMX messages from [`schema::structure`]: SDMX-ML 2.1 structures, aggregate
+//!      answers as SDMX-CSV 2.0 and SDMX-ML structure-specific data, and [`sdmx::rest`], SDMX
+//!      REST requests read into structure selections or aggregate queries.
 //!    - [`proto`]: the wire contract's messages `focalgate.v1` (prost only).
 //! 2. The log and the store, with what they need:
 //!    - [`store`]: persistence behind [`store::Store`], split by consumer:
@@ -57,7 +62,8 @@
 //!    - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin`,
 //!      errors → gRPC status in one place, the one tower layer that records how every RPC
 //!      ended (request log, metrics, deadlines, oversize requests), the server, and
-//!      [`service::monitoring`]: `/metrics`, `/readyz`, `/livez`.
+//!      [`service::monitoring`]: `/metrics`, `/readyz`, `/livez`; [`service::sdmx`]: the SDMX
+//!      REST API on its own HTTPS listener (HTTP/1.1 and HTTP/2, the same trust).
 //!    - [`connections`]: the accept loop: pending handshakes bounded per address and in total
 //!      (oldest shed first), connections per member and in total, idle connections closed;
 //!      [`codec`]: the gRPC codec that counts each message's repeated fields before decoding.
@@ -87,6 +93,9 @@
 //!          latest (or asked) signed checkpoint, reading only what is new
 //!          ─▶ aggregate (the revision of each series that counts at that size, caller's
 //!             sharing rights, suppression) ─▶ access trail (durable, grouped) ─▶ header + rows
+//! SDMX:    GET /sdmx/data/SEIZURES_AGG/{key} ─▶ service::sdmx ─▶ sdmx::rest (key, c[…],
+//!          Accept) ─▶ AggregateQuery ─▶ the same Gateway::query ─▶ sdmx::data (full keys
+//!          of SEIZURES_AGG, SDMX-CSV or SDMX-ML, the signed checkpoint in the header)
 //! ```
 //!
 //! # Non-goals

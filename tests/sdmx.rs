@@ -302,6 +302,37 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
     );
     assert!(paths.keys().any(|k| k[1] == "_Z") && paths.keys().any(|k| k[1].contains('-')));
     assert_eq!(sdmx(3, &["TIME_PERIOD", "TRANSIT_PATH"]), paths);
+
+    // The README's Python example, as written, against this gateway.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let example = readme
+        .split("**Python (`sdmx1`)**")
+        .nth(1)
+        .and_then(|s| s.split("```python\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .unwrap()
+        .replace("https://127.0.0.1:8443/sdmx", &gw.sdmx_url())
+        .replace(
+            "certs-example/analyst",
+            pki().join("analyst").to_str().unwrap(),
+        );
+    let out = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .args(["-c", &example])
+            .output()
+            .unwrap()
+    });
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("HEROIN") && printed.contains("OPIUM") && printed.contains("2025"),
+        "{printed}"
+    );
     gw.stop().await;
 }
 

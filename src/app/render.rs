@@ -120,7 +120,7 @@ pub fn render(a: &Answer, format: Format) -> Result<String, RenderError> {
                 .ok_or_else(|| RenderError::Dataflow(a.dataflow.clone()))?;
             let flow = Flow::Aggregates(dataflow);
             let lists = CodeLists::builtin()?;
-            let obs = data::observations(flow, &a.header, &a.rows, &[]);
+            let obs = data::aggregate_observations(flow, &a.header, &a.rows, &[]);
             out = data::sdmx_csv(flow, &obs, &data::Options::default(), &lists);
         }
         Format::Json => {

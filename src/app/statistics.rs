@@ -226,6 +226,63 @@ impl Gateway {
         Ok(out)
     }
 
+    /// The observations themselves, as submitted, for `caller` (analyst or submitter): of each
+    /// series the revision that counts at the query's tree size, of the reporters the caller
+    /// may see, with others' confidential and embargoed values left out
+    /// ([`statistics::observations`]), and of those the ones `keep` keeps. `request`'s
+    /// grouping, roll-up, totals and top-N do not apply. The access record (method
+    /// `Observations`, with the count) is durable before this returns; the observations are
+    /// then read a page at a time from the returned [`Download`].
+    pub async fn download(
+        &self,
+        caller: &Caller,
+        request: &AggregateQuery,
+        keep: Keep,
+    ) -> Result<Download, ApiError> {
+        let g = self;
+        if !caller.has(Role::Analyst) && !caller.has(Role::Submitter) {
+            return Err(ApiError::PermissionDenied(format!(
+                "member {} may not read statistics",
+                caller.member()
+            )));
+        }
+        let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
+        let (size, checkpoint) = self.tree(query.as_of).await?;
+        g.statistics.refresh(&*g.store, size).await?;
+        let download = Download {
+            tree_size: size,
+            checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
+            state: g.statistics.clone(),
+            directory: g.directory(),
+            member: caller.member().clone(),
+            query,
+            now_ms: now_ms(),
+            keep,
+        };
+        // Counted first, so that the record says what the answer holds before any of it leaves.
+        let mut count = 0u64;
+        let mut from = Some(0);
+        while let Some(at) = from {
+            let page = download.page(at).await?;
+            count += page.observations.len() as u64;
+            from = page.next;
+        }
+        g.statistics
+            .trail
+            .record(AccessRecord {
+                id: 0,
+                at_ms: download.now_ms,
+                member: caller.member().to_string(),
+                method: "Observations".into(),
+                request: describe(request),
+                tree_size: size,
+                rows: u32::try_from(count).unwrap_or(u32::MAX),
+                suppressed: 0,
+            })
+            .await?;
+        Ok(download)
+    }
+
     /// The access trail, newest first, for auditors and admins.
     pub async fn access_trail(
         &self,
@@ -257,6 +314,62 @@ impl Gateway {
                 suppressed: r.suppressed,
             })
             .collect())
+    }
+}
+
+/// Which observations of a download an adapter keeps (a selection the query cannot express,
+/// such as an exact transit path).
+pub type Keep = Arc<dyn Fn(&statistics::observations::Observation) -> bool + Send + Sync>;
+
+/// Most observations read in one page of a download.
+pub const DOWNLOAD_PAGE: usize = 10_000;
+
+/// A download under way: the observations at one tree size, read a page at a time.
+pub struct Download {
+    /// The tree size the observations are those of.
+    pub tree_size: u64,
+    /// The signed checkpoint of that size.
+    pub checkpoint: String,
+    state: Arc<StatisticsState>,
+    directory: Arc<crate::identity::Directory>,
+    member: crate::identity::MemberId,
+    query: Query,
+    now_ms: i64,
+    keep: Keep,
+}
+
+impl Download {
+    /// The page from position `from` (0 first); its `next` is where the following one starts.
+    pub async fn page(&self, from: usize) -> Result<statistics::Page, ApiError> {
+        let (state, directory, member, query, keep) = (
+            self.state.clone(),
+            self.directory.clone(),
+            self.member.clone(),
+            self.query.clone(),
+            self.keep.clone(),
+        );
+        let (size, now_ms) = (self.tree_size, self.now_ms);
+        tokio::task::spawn_blocking(move || {
+            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
+            let viewer = Viewer {
+                country: member.country(),
+                may_see: &may_see,
+            };
+            let mut page = statistics::observations(
+                &index,
+                &query,
+                size,
+                now_ms,
+                &viewer,
+                from,
+                DOWNLOAD_PAGE,
+            );
+            page.observations.retain(|o| keep(o));
+            page
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("download task: {e}")))
     }
 }
 

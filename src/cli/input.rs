@@ -5,7 +5,10 @@
 //! header, in any order: `REF_AREA`, `FREQ`, `TIME_PERIOD`, `DRUG`, `TRANSPORT_MODE`,
 //! `ORIGIN_AREA`, `DEPARTURE_AREA`, `TRANSIT_AREA` (several, in travel order, joined by the
 //! sub-field separator), `DESTINATION_AREA`, `UNIT_MEASURE`, `N_SEIZURES`, `QUANTITY`,
-//! `OBS_STATUS`, `CONF_STATUS`, `EMBARGO_TIME` (RFC 3339) and `COMMENT`. `STRUCTURE` is
+//! `OBS_STATUS`, `CONF_STATUS`, `EMBARGO_TIME` (RFC 3339) and `COMMENT`. The published
+//! structures' names are read too: `OBS_VALUE` for `QUANTITY`, `TRANSIT_PATH` (`TJK-KGZ`, `_Z`
+//! for none) or `TRANSIT_AREA[]` for `TRANSIT_AREA`, and `_Z` for an optional value left out.
+//! `STRUCTURE` is
 //! `dataflow`; `STRUCTURE_ID` is `AGENCY:DATAFLOW(VERSION)` or just the dataflow id; `ACTION`
 //! must be `R` (replace). A UTF-8 byte order mark and CRLF line ends are accepted.
 //!
@@ -204,6 +207,19 @@ type CsvKey = (String, String, String, String);
 struct CsvHeader {
     column: HashMap<&'static str, usize>,
     separator: char,
+    /// Whether the transit countries come as a TRANSIT_PATH code (`TJK-KGZ`, `_Z`).
+    transit_path: bool,
+}
+
+/// The published structures' names for a column ([`crate::schema::structure`]): the measure
+/// OBS_VALUE is the QUANTITY; TRANSIT_PATH and the multi-valued `TRANSIT_AREA[]` are the
+/// transit countries.
+fn column_name(h: &str) -> &str {
+    match h {
+        "OBS_VALUE" => "QUANTITY",
+        "TRANSIT_PATH" | "TRANSIT_AREA[]" => "TRANSIT_AREA",
+        h => h,
+    }
 }
 
 impl CsvHeader {
@@ -233,15 +249,17 @@ impl CsvHeader {
             );
         }
         let mut column: HashMap<&'static str, usize> = HashMap::new();
+        let transit_path = headers.iter().any(|h| h == "TRANSIT_PATH");
         for (i, h) in headers.iter().enumerate().skip(PREFIX_COLUMNS.len()) {
-            match KNOWN_COLUMNS.iter().find(|c| **c == h.as_str()) {
+            match KNOWN_COLUMNS.iter().find(|c| **c == column_name(h)) {
                 Some(known) => {
                     if column.insert(known, i).is_some() {
                         problems.push(format!("column {h} appears twice"));
                     }
                 }
                 None => problems.push(format!(
-                    "unknown column {h}; known columns: {}",
+                    "unknown column {h}; known columns: {} (OBS_VALUE for QUANTITY, TRANSIT_PATH \
+                     for TRANSIT_AREA)",
                     KNOWN_COLUMNS.join(", ")
                 )),
             }
@@ -252,7 +270,11 @@ impl CsvHeader {
             }
         }
         if problems.is_empty() {
-            Ok(Self { column, separator })
+            Ok(Self {
+                column,
+                separator,
+                transit_path,
+            })
         } else {
             Err(problems)
         }
@@ -261,12 +283,19 @@ impl CsvHeader {
     /// One data row: its series key and observation, `None` for a blank row, or what is wrong
     /// with it.
     fn row(&self, record: &csv::StringRecord) -> Result<Option<(CsvKey, Observation)>, String> {
+        // `_Z` ("not applicable"), as the structures write an optional dimension left out, is
+        // the same as an empty cell.
         let get = |c: &str| {
-            self.column
+            match self
+                .column
                 .get(c)
                 .and_then(|&i| record.get(i))
                 .unwrap_or("")
-                .to_owned()
+            {
+                crate::schema::NOT_APPLICABLE => "",
+                v => v,
+            }
+            .to_owned()
         };
         if record.iter().all(str::is_empty) {
             return Ok(None);
@@ -313,7 +342,11 @@ impl CsvHeader {
             origin_area: get("ORIGIN_AREA"),
             departure_area: get("DEPARTURE_AREA"),
             transit_area: get("TRANSIT_AREA")
-                .split(self.separator)
+                .split(if self.transit_path {
+                    crate::schema::structure::PATH_SEPARATOR
+                } else {
+                    self.separator
+                })
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
@@ -544,6 +577,24 @@ mod tests {
                     dataflow,ROUTES,R,TJK,A,2024,HEROIN,AFG,UZB|KAZ,RUS,ROAD,2\n";
         let got = read_csv("r.csv", text.as_bytes()).unwrap();
         assert_eq!(got[0].body.observations[0].transit_area, ["UZB", "KAZ"]);
+    }
+
+    #[test]
+    fn csv_in_the_published_structures_names_reads_the_same() {
+        let text = "STRUCTURE,STRUCTURE_ID,ACTION,FREQ,REF_AREA,DRUG,ORIGIN_AREA,DEPARTURE_AREA,TRANSIT_PATH,DESTINATION_AREA,TRANSPORT_MODE,UNIT_MEASURE,TIME_PERIOD,OBS_VALUE,N_SEIZURES\n\
+                    dataflow,FOCALGATE:ROUTES(1.0),R,A,TJK,HEROIN,AFG,_Z,UZB-KAZ,RUS,ROAD,KG,2024,12.5,2\n\
+                    dataflow,FOCALGATE:ROUTES(1.0),R,A,TJK,HEROIN,AFG,AFG,_Z,RUS,RAIL,_Z,2024,,4\n";
+        let got = read_csv("r.csv", text.as_bytes()).unwrap();
+        let [a, b] = &got[0].body.observations[..] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (a.transit_area.as_slice(), a.quantity.as_str()),
+            (&["UZB".to_owned(), "KAZ".to_owned()][..], "12.5")
+        );
+        assert_eq!(a.departure_area, "");
+        assert!(b.transit_area.is_empty());
+        assert_eq!((b.unit_measure.as_str(), b.n_seizures), ("", Some(4)));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Aggregate answers as SDMX data: SDMX-CSV 2.0 and SDMX-ML 2.1 structure-specific data, each
 //! observation with the full key of its aggregate dataflow ([`structure::aggregate_key`]).
 
+use std::collections::BTreeSet;
+
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
@@ -39,31 +41,46 @@ impl Default for Options {
     }
 }
 
-/// One observation: the full key and the row it came from.
-pub type Observation<'a> = (Vec<String>, &'a AggregateRow);
+/// One observation: its full key, then the values of the other components (the measure,
+/// the attributes) in structure order; empty is absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Obs {
+    /// The dimensions' values, in [`Flow::dimensions`] order.
+    pub key: Vec<String>,
+    /// The measure's and the attributes' values.
+    pub values: Vec<String>,
+}
 
-/// The rows of an answer with their full keys, those whose key has, for each `(dimension,
-/// values)` of `select`, one of the values.
-pub fn observations<'a>(
+/// Whether `key` has, for each `(dimension, values)` of `select`, one of the values.
+pub fn selected(flow: Flow, key: &[String], select: &[(&str, BTreeSet<String>)]) -> bool {
+    let dims = flow.dimensions();
+    select.iter().all(|(d, values)| {
+        dims.iter()
+            .position(|x| x == d)
+            .is_none_or(|i| values.contains(&key[i]))
+    })
+}
+
+/// The rows of an aggregate answer as observations of [`Flow::Aggregates`], those `select`
+/// keeps.
+pub fn aggregate_observations(
     flow: Flow,
     header: &QueryHeader,
-    rows: &'a [AggregateRow],
-    select: &[(&str, std::collections::BTreeSet<String>)],
-) -> Vec<Observation<'a>> {
-    let dims = flow.dimensions();
-    let positions: Vec<(usize, &std::collections::BTreeSet<String>)> = select
-        .iter()
-        .filter_map(|(d, v)| Some((dims.iter().position(|x| x == d)?, v)))
-        .collect();
+    rows: &[AggregateRow],
+    select: &[(&str, BTreeSet<String>)],
+) -> Vec<Obs> {
+    let components = flow.components();
     rows.iter()
-        .map(|r| (structure::aggregate_key(flow.dataflow(), header, r), r))
-        .filter(|(key, _)| positions.iter().all(|(i, v)| v.contains(&key[*i])))
+        .map(|r| Obs {
+            key: structure::aggregate_key(flow.dataflow(), header, r),
+            values: aggregate_values(r, &components),
+        })
+        .filter(|o| selected(flow, &o.key, select))
         .collect()
 }
 
-/// The values of a row's measure and attributes, in the order of `components` (withheld counts
-/// empty).
-fn values(row: &AggregateRow, components: &[Component]) -> Vec<String> {
+/// The values of an aggregate row's measure and attributes (withheld counts empty).
+fn aggregate_values(row: &AggregateRow, components: &[Component]) -> Vec<String> {
     let withheld = row.obs_status == "Q";
     components
         .iter()
@@ -134,114 +151,182 @@ fn csv_record(fields: &[String]) -> String {
     out
 }
 
-/// SDMX-CSV 2.0: `STRUCTURE,STRUCTURE_ID,ACTION`, then the components of `flow` in structure
-/// order; `ACTION` is `I` (information).
-pub fn sdmx_csv(flow: Flow, obs: &[Observation<'_>], o: &Options, lists: &CodeLists) -> String {
-    let components: Vec<Component> = flow
-        .components()
-        .into_iter()
-        .filter(|c| written(c, o))
-        .collect();
-    let mut head: Vec<String> = ["STRUCTURE", "STRUCTURE_ID", "ACTION"]
-        .map(String::from)
-        .to_vec();
-    head.extend(components.iter().map(|c| match o.labels {
-        Labels::Id => c.id.to_owned(),
-        Labels::Both => format!("{}: {}", c.id, c.name()),
-        Labels::Name => c.name().to_owned(),
-    }));
-    let mut out = csv_record(&head);
-    let reference = flow.reference();
-    let all = flow.components();
-    for (key, row) in obs {
-        let mut fields = vec!["dataflow".to_owned(), reference.clone(), "I".to_owned()];
-        let cells = key.iter().cloned().chain(values(row, &all));
-        for (c, value) in all.iter().zip(cells) {
-            if !written(c, o) {
-                continue;
-            }
-            let value = if c.id == "TIME_PERIOD" && o.time_format == TimeFormat::Normalized {
-                normalized(&value)
-            } else {
-                value
-            };
-            fields.push(match (o.labels, label(c, &value, lists)) {
-                (Labels::Both, Some(name)) => format!("{value}: {name}"),
-                (Labels::Name, Some(name)) => name,
-                _ => value,
-            });
-        }
-        out.push_str(&csv_record(&fields));
-    }
-    out
+/// SDMX-CSV 2.0, written a part at a time: `STRUCTURE,STRUCTURE_ID,ACTION`, then the
+/// components of the flow in structure order; `ACTION` is `I` (information).
+pub struct CsvWriter<'a> {
+    options: Options,
+    lists: &'a CodeLists,
+    components: Vec<Component>,
+    reference: String,
 }
 
-/// SDMX-ML 2.1 structure-specific data, every dimension at the observation; the header's
-/// Source carries the signed checkpoint the answer was computed at.
+impl<'a> CsvWriter<'a> {
+    /// A writer of `flow`'s observations.
+    pub fn new(flow: Flow, options: Options, lists: &'a CodeLists) -> Self {
+        Self {
+            options,
+            lists,
+            components: flow.components(),
+            reference: flow.reference(),
+        }
+    }
+
+    /// The header line.
+    pub fn header(&self) -> String {
+        let o = &self.options;
+        let mut head: Vec<String> = ["STRUCTURE", "STRUCTURE_ID", "ACTION"]
+            .map(String::from)
+            .to_vec();
+        head.extend(
+            self.components
+                .iter()
+                .filter(|c| written(c, o))
+                .map(|c| match o.labels {
+                    Labels::Id => c.id.to_owned(),
+                    Labels::Both => format!("{}: {}", c.id, c.name()),
+                    Labels::Name => c.name().to_owned(),
+                }),
+        );
+        csv_record(&head)
+    }
+
+    /// The lines of `obs`.
+    pub fn rows(&self, obs: &[Obs]) -> String {
+        let o = &self.options;
+        let mut out = String::new();
+        for ob in obs {
+            let mut fields = vec![
+                "dataflow".to_owned(),
+                self.reference.clone(),
+                "I".to_owned(),
+            ];
+            let cells = ob.key.iter().chain(&ob.values);
+            for (c, value) in self.components.iter().zip(cells) {
+                if !written(c, o) {
+                    continue;
+                }
+                let value = if c.id == "TIME_PERIOD" && o.time_format == TimeFormat::Normalized {
+                    normalized(value)
+                } else {
+                    value.clone()
+                };
+                fields.push(match (o.labels, label(c, &value, self.lists)) {
+                    (Labels::Both, Some(name)) => format!("{value}: {name}"),
+                    (Labels::Name, Some(name)) => name,
+                    _ => value,
+                });
+            }
+            out.push_str(&csv_record(&fields));
+        }
+        out
+    }
+}
+
+/// SDMX-CSV 2.0 of `obs`, whole.
+pub fn sdmx_csv(flow: Flow, obs: &[Obs], o: &Options, lists: &CodeLists) -> String {
+    let w = CsvWriter::new(flow, *o, lists);
+    w.header() + &w.rows(obs)
+}
+
+/// SDMX-ML 2.1 structure-specific data, every dimension at the observation, written a part
+/// at a time; the header's Source carries the signed checkpoint the data are those of.
+pub struct StructureSpecificWriter {
+    components: Vec<Component>,
+    options: Options,
+}
+
+impl StructureSpecificWriter {
+    /// A writer of `flow`'s observations.
+    pub fn new(flow: Flow, options: Options) -> Self {
+        Self {
+            components: flow.components(),
+            options,
+        }
+    }
+
+    /// Everything before the first observation, and everything after the last.
+    pub fn frame(
+        flow: Flow,
+        tree_size: u64,
+        checkpoint: &str,
+        prepared: OffsetDateTime,
+    ) -> (String, String) {
+        let dsd = format!("{AGENCY}_{}_{}", flow.dsd_id(), VERSION.replace('.', "_"));
+        let namespace = format!(
+            "{}:ObsLevelDim:AllDimensions",
+            super::urn("datastructure.DataStructure", &flow.dsd_id(), VERSION)
+        );
+        let mut x = Xml::new();
+        x.open("mes:StructureSpecificData")
+            .attr(
+                "xmlns:mes",
+                "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/message",
+            )
+            .attr(
+                "xmlns:ss",
+                "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/data/structurespecific",
+            )
+            .attr(
+                "xmlns:com",
+                "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/common",
+            )
+            .attr("xmlns:xsi", "http://www.w3.org/2001/XMLSchema-instance")
+            .attr("xmlns:ns1", &namespace);
+        x.open("mes:Header")
+            .leaf("mes:ID", &format!("TS{tree_size}"))
+            .leaf("mes:Test", "false")
+            .leaf(
+                "mes:Prepared",
+                &prepared.format(&Rfc3339).unwrap_or_default(),
+            );
+        x.open("mes:Sender").attr("id", AGENCY).close();
+        x.open("mes:Structure")
+            .attr("structureID", &dsd)
+            .attr("namespace", &namespace)
+            .attr("dimensionAtObservation", "AllDimensions");
+        x.open("com:StructureUsage");
+        x.open("Ref")
+            .attr("agencyID", AGENCY)
+            .attr("id", flow.id())
+            .attr("version", VERSION)
+            .close();
+        x.close();
+        x.close();
+        x.name_en("mes:Source", checkpoint);
+        x.close();
+        x.open("mes:DataSet")
+            .attr("ss:structureRef", &dsd)
+            .attr("xsi:type", "ns1:DataSetType")
+            .attr("ss:dataScope", "DataStructure")
+            .attr("action", "Information");
+        x.split()
+    }
+
+    /// The `<Obs …/>` elements of `obs`.
+    pub fn rows(&self, obs: &[Obs]) -> String {
+        let mut x = Xml::fragment(2);
+        for ob in obs {
+            x.open("Obs");
+            for (c, value) in self.components.iter().zip(ob.key.iter().chain(&ob.values)) {
+                if written(c, &self.options) && !value.is_empty() {
+                    x.attr(c.id, value);
+                }
+            }
+            x.close();
+        }
+        x.finish_fragment()
+    }
+}
+
+/// SDMX-ML 2.1 structure-specific data of `obs`, whole.
 pub fn structure_specific(
     flow: Flow,
     header: &QueryHeader,
-    obs: &[Observation<'_>],
+    obs: &[Obs],
     o: &Options,
     prepared: OffsetDateTime,
 ) -> String {
-    let dsd = format!("{AGENCY}_{}_{}", flow.dsd_id(), VERSION.replace('.', "_"));
-    let namespace = format!(
-        "{}:ObsLevelDim:AllDimensions",
-        super::urn("datastructure.DataStructure", &flow.dsd_id(), VERSION)
-    );
-    let mut x = Xml::new();
-    x.open("mes:StructureSpecificData")
-        .attr(
-            "xmlns:mes",
-            "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/message",
-        )
-        .attr(
-            "xmlns:ss",
-            "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/data/structurespecific",
-        )
-        .attr(
-            "xmlns:com",
-            "http://www.sdmx.org/resources/sdmxml/schemas/v2_1/common",
-        )
-        .attr("xmlns:xsi", "http://www.w3.org/2001/XMLSchema-instance")
-        .attr("xmlns:ns1", &namespace);
-    x.open("mes:Header")
-        .leaf("mes:ID", &format!("TS{}", header.tree_size))
-        .leaf("mes:Test", "false")
-        .leaf(
-            "mes:Prepared",
-            &prepared.format(&Rfc3339).unwrap_or_default(),
-        );
-    x.open("mes:Sender").attr("id", AGENCY).close();
-    x.open("mes:Structure")
-        .attr("structureID", &dsd)
-        .attr("namespace", &namespace)
-        .attr("dimensionAtObservation", "AllDimensions");
-    x.open("com:StructureUsage");
-    x.open("Ref")
-        .attr("agencyID", AGENCY)
-        .attr("id", flow.id())
-        .attr("version", VERSION)
-        .close();
-    x.close();
-    x.close();
-    x.name_en("mes:Source", &header.checkpoint);
-    x.close();
-    x.open("mes:DataSet")
-        .attr("ss:structureRef", &dsd)
-        .attr("xsi:type", "ns1:DataSetType")
-        .attr("ss:dataScope", "DataStructure")
-        .attr("action", "Information");
-    let all = flow.components();
-    for (key, row) in obs {
-        x.open("Obs");
-        for (c, value) in all.iter().zip(key.iter().cloned().chain(values(row, &all))) {
-            if written(c, o) && !value.is_empty() {
-                x.attr(c.id, &value);
-            }
-        }
-        x.close();
-    }
-    x.finish()
+    let (open, close) =
+        StructureSpecificWriter::frame(flow, header.tree_size, &header.checkpoint, prepared);
+    open + &StructureSpecificWriter::new(flow, *o).rows(obs) + &close
 }

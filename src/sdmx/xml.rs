@@ -92,6 +92,36 @@ impl Xml {
         self.open(name).attr("xml:lang", "en").text(text).close()
     }
 
+    /// Elements that go inside a document written elsewhere, indented `depth` levels.
+    pub(super) fn fragment(depth: usize) -> Self {
+        Self {
+            out: String::new(),
+            open: vec![("", true); depth],
+            in_tag: false,
+        }
+    }
+
+    /// The fragment's text (its elements closed; the levels it was given stay open).
+    pub(super) fn finish_fragment(mut self) -> String {
+        self.end_start_tag();
+        self.out
+    }
+
+    /// The document so far, its last start tag ended, and the closing tags of everything
+    /// still open: what goes before and after content written elsewhere.
+    pub(super) fn split(mut self) -> (String, String) {
+        self.end_start_tag();
+        let before = std::mem::take(&mut self.out);
+        while !self.open.is_empty() {
+            if let Some(last) = self.open.last_mut() {
+                last.1 = true;
+            }
+            self.close();
+        }
+        self.out.push('\n');
+        (before, self.out)
+    }
+
     /// The document, every element closed.
     pub(super) fn finish(mut self) -> String {
         while !self.open.is_empty() {

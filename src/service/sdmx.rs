@@ -278,7 +278,7 @@ async fn data_answer(
             None => {}
         }
     }
-    let mut obs = data::observations(request.flow, &header, &rows, &request.select);
+    let mut obs = data::aggregate_observations(request.flow, &header, &rows, &request.select);
     let offset = usize::try_from(request.offset)
         .unwrap_or(usize::MAX)
         .min(obs.len());

@@ -227,7 +227,7 @@ pub fn aggregate(
 }
 
 /// The code-list filters of a query, as code ids, and its transit filter.
-struct Filter {
+pub(super) struct Filter {
     ref_area: Option<Vec<u32>>,
     drug: Option<Vec<u32>>,
     mode: Option<Vec<u32>>,
@@ -242,7 +242,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(index: &Index, q: &Query) -> Self {
+    pub(super) fn new(index: &Index, q: &Query) -> Self {
         Self {
             ref_area: ids(index, &q.ref_area),
             drug: ids(index, &q.drug),
@@ -258,8 +258,17 @@ impl Filter {
 
     /// Whether `row` holds a figure and passes every filter.
     fn admits(&mut self, index: &Index, row: &Row) -> bool {
-        if (row.quantity == NONE && row.n_seizures == NONE)
-            || !passes(&self.drug, row.drug)
+        (row.quantity != NONE || row.n_seizures != NONE) && self.selects(index, row)
+    }
+
+    /// Whether the reporter `ref_area` (interned) passes the reporter filter.
+    pub(super) fn reporter(&self, ref_area: u32) -> bool {
+        passes(&self.ref_area, ref_area)
+    }
+
+    /// Whether `row` passes every filter.
+    pub(super) fn selects(&mut self, index: &Index, row: &Row) -> bool {
+        if !passes(&self.drug, row.drug)
             || !passes(&self.mode, row.transport_mode)
             || !passes(&self.origin, row.origin_area)
             || !passes(&self.destination, row.destination_area)
@@ -328,7 +337,7 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
     {
         if q.from.is_some_and(|d| sub.start < d)
             || q.to.is_some_and(|d| sub.end > d)
-            || !passes(&filter.ref_area, sub.ref_area)
+            || !filter.reporter(sub.ref_area)
         {
             continue;
         }

@@ -8,12 +8,15 @@
 //! [`aggregate()`] is pure: the service resolves the tree size (the latest checkpoint or the one
 //! `as_of` names), refreshes the index, runs the query, records it in the access trail, and
 //! streams the answer. See [`aggregate`'s module](mod@aggregate) for the visibility and
-//! suppression rules.
+//! suppression rules. [`observations()`] reads the observations themselves, page by page,
+//! under the same visibility rules.
 
 pub mod aggregate;
 pub mod index;
+pub mod observations;
 pub mod query;
 
 pub use aggregate::{Answer, Cell, Thresholds, Viewer, aggregate};
 pub use index::Index;
+pub use observations::{Page, observations};
 pub use query::{AsOf, Dimension, Query};

@@ -1,0 +1,131 @@
+//! The observations as submitted, for a viewer: of each series the revision that counts at a
+//! tree size, of the reporters the viewer may see (its own always), without other reporters'
+//! confidential values (CONF_STATUS `C`) and their embargoed ones (`E`) before EMBARGO_TIME.
+//! Nothing is summed, so nothing is suppressed: a reporter the viewer may not see is left out.
+//!
+//! Read in pages, each from a position in the index to the next, so that a download of every
+//! observation is written out as it is read and holds the index only a page at a time.
+
+use super::{
+    aggregate::{Filter, Viewer},
+    index::{Index, NONE},
+    query::Query,
+};
+use crate::schema::Frequency;
+
+/// One observation, its codes by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// REF_AREA.
+    pub ref_area: String,
+    /// FREQ.
+    pub freq: Frequency,
+    /// TIME_PERIOD.
+    pub period: String,
+    /// DRUG.
+    pub drug: String,
+    /// TRANSPORT_MODE; empty when not given.
+    pub transport_mode: String,
+    /// ROUTES: origin.
+    pub origin_area: String,
+    /// ROUTES: departure; empty when not given.
+    pub departure_area: String,
+    /// ROUTES: the transit areas in travel order.
+    pub transit_area: Vec<String>,
+    /// ROUTES: destination.
+    pub destination_area: String,
+    /// UNIT_MEASURE; empty for a count without quantity.
+    pub unit_measure: String,
+    /// QUANTITY in millionths.
+    pub quantity: Option<i64>,
+    /// N_SEIZURES.
+    pub n_seizures: Option<u64>,
+    /// OBS_STATUS.
+    pub obs_status: String,
+    /// CONF_STATUS.
+    pub conf_status: String,
+    /// EMBARGO_TIME, Unix milliseconds.
+    pub embargo_ms: Option<i64>,
+}
+
+/// A page of observations and where the next one starts (`None`: this was the last).
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// The observations, in store order.
+    pub observations: Vec<Observation>,
+    /// The position to read the next page from.
+    pub next: Option<usize>,
+}
+
+/// Reads from position `from` (0 for the first page) at least `max` observations (a
+/// submission is never split) that `q` selects and `viewer` may see in the tree of `size`
+/// entries at `now_ms`. `q`'s grouping, roll-up, totals and top-N do not apply.
+pub fn observations(
+    index: &Index,
+    q: &Query,
+    size: u64,
+    now_ms: i64,
+    viewer: &Viewer<'_>,
+    from: usize,
+    max: usize,
+) -> Page {
+    let mut filter = Filter::new(index, q);
+    let own = index.codes.get(viewer.country);
+    let code = |c: &str| index.codes.get(c).unwrap_or(u32::MAX);
+    let (conf_c, conf_e) = (code("C"), code("E"));
+    // Codes left out are interned as "".
+    let name = |id: u32| index.codes.name(id).to_owned();
+    let mut page = Page::default();
+    for (at, sub) in index.subs.iter().enumerate().skip(from) {
+        if page.observations.len() >= max {
+            page.next = Some(at);
+            break;
+        }
+        if sub.dataflow != q.dataflow
+            || !sub.counts_at(size)
+            || q.freq.is_some_and(|f| sub.period.frequency() != f)
+            || q.from.is_some_and(|d| sub.start < d)
+            || q.to.is_some_and(|d| sub.end > d)
+            || !filter.reporter(sub.ref_area)
+        {
+            continue;
+        }
+        let own_data = Some(sub.ref_area) == own;
+        if !own_data && !(viewer.may_see)(index.codes.name(sub.ref_area)) {
+            continue;
+        }
+        let rows = &index.rows[sub.first as usize..(sub.first + sub.len) as usize];
+        for row in rows {
+            if !filter.selects(index, row)
+                || (!own_data
+                    && (row.conf_status == conf_c
+                        || (row.conf_status == conf_e && row.embargo_ms > now_ms)))
+            {
+                continue;
+            }
+            let transit = name(row.transit_area);
+            page.observations.push(Observation {
+                ref_area: name(sub.ref_area),
+                freq: sub.period.frequency(),
+                period: sub.period.to_string(),
+                drug: name(row.drug),
+                transport_mode: name(row.transport_mode),
+                origin_area: name(row.origin_area),
+                departure_area: name(row.departure_area),
+                transit_area: transit
+                    .split(';')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                destination_area: name(row.destination_area),
+                unit_measure: name(row.unit_measure),
+                quantity: (row.quantity != NONE).then_some(row.quantity),
+                n_seizures: (row.n_seizures != NONE).then_some(row.n_seizures as u64),
+                obs_status: name(row.obs_status),
+                conf_status: name(row.conf_status),
+                embargo_ms: (row.embargo_ms != NONE).then_some(row.embargo_ms),
+            });
+        }
+    }
+    page
+}
