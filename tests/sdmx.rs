@@ -381,6 +381,8 @@ async fn every_export_conforms_to_sdmx_csv_2() {
         ("analyst", "data/ROUTES_AGG/all?freq=A"),
         ("analyst", "data/dataflow/FOCALGATE/ROUTES_AGG/1.0/_T._T.*.*._T.*.*._T._T.*?freq=A&totals=true&timeFormat=normalized"),
         ("analyst", "data/ROUTES_AGG/A._T.HEROIN.AFG.*.*.*.*._T.KG?labels=both"),
+        ("DEU", "data/SEIZURES/all"),
+        ("analyst", "data/dataflow/FOCALGATE/ROUTES/1.0/*?labels=both"),
     ]
     .into_iter()
     .enumerate()
@@ -538,10 +540,10 @@ async fn bad_requests_get_the_specs_codes_and_change_nothing() {
             "asOf",
         ),
         (
-            format!("{api}/data/SEIZURES/all"),
+            format!("{api}/data/SEIZURES/Q._T.*.*.*"),
             vec![],
-            501,
-            "SEIZURES_AGG",
+            400,
+            "no totals",
         ),
         (
             format!("{api}/data/SEIZURES_AGG/all"),
@@ -638,5 +640,146 @@ async fn bad_requests_get_the_specs_codes_and_change_nothing() {
     );
     // The answer was recorded in the access trail before it left.
     assert!(gw.count("access_trail").await > before.1);
+    gw.stop().await;
+}
+
+/// A decimal as the gateway writes it: no trailing zeros after the point.
+fn decimal(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submitted_observations_download_as_they_were_accepted() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    tokio::task::block_in_place(|| submit_samples(&gw));
+    let api = gw.sdmx_url();
+    let now = time::OffsetDateTime::now_utc();
+
+    // Independently, from the sample files: what an analyst (of no reporting country) may see.
+    let mut want: Vec<Vec<String>> = Vec::new();
+    for who in ["KAZ", "KGZ", "TJK", "TKM", "UZB"] {
+        let path = samples().join(format!("{who}-SEIZURES.csv"));
+        let mut reader = csv::Reader::from_path(path).unwrap();
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        for record in reader.records() {
+            let r = record.unwrap();
+            let get = |c: &str| r[header.iter().position(|h| h == c).unwrap()].to_owned();
+            let z = |v: String| if v.is_empty() { "_Z".to_owned() } else { v };
+            let embargoed = get("CONF_STATUS") == "E"
+                && time::OffsetDateTime::parse(
+                    &get("EMBARGO_TIME"),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap()
+                    > now;
+            if get("CONF_STATUS") == "C" || embargoed {
+                continue;
+            }
+            want.push(vec![
+                get("FREQ"),
+                get("REF_AREA"),
+                get("DRUG"),
+                z(get("TRANSPORT_MODE")),
+                z(get("UNIT_MEASURE")),
+                get("TIME_PERIOD"),
+                decimal(&get("QUANTITY")),
+                get("N_SEIZURES"),
+                get("OBS_STATUS"),
+                get("CONF_STATUS"),
+                get("COMMENT"),
+            ]);
+        }
+    }
+    want.sort();
+    let download = |who: &str, extra: &[&str]| {
+        let mut args = vec!["-H", "Accept: application/vnd.sdmx.data+csv;version=2.0.0"];
+        args.extend_from_slice(extra);
+        let (status, text) = tokio::task::block_in_place(|| {
+            curl(Some(who), &format!("{api}/data/SEIZURES/all"), &args)
+        });
+        assert_eq!(status, Some(200), "{text}");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let at = |c: &str| header.iter().position(|h| h == c).unwrap();
+        let mut rows: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                [
+                    "FREQ",
+                    "REF_AREA",
+                    "DRUG",
+                    "TRANSPORT_MODE",
+                    "UNIT_MEASURE",
+                    "TIME_PERIOD",
+                    "OBS_VALUE",
+                    "N_SEIZURES",
+                    "OBS_STATUS",
+                    "CONF_STATUS",
+                    "COMMENT",
+                ]
+                .map(|c| r[at(c)].to_owned())
+                .to_vec()
+            })
+            .collect();
+        rows.sort();
+        (text, rows)
+    };
+    let (plain, got) = download("analyst", &[]);
+    assert!(got.len() > 1_000);
+    let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).collect();
+    let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).collect();
+    assert!(
+        got.len() == want.len() && missing.is_empty() && extra.is_empty(),
+        "every observation an analyst may see, exactly as submitted: {} rows, {} wanted; \
+         missing {missing:?}, unexpected {extra:?}",
+        got.len(),
+        want.len()
+    );
+    // Compressed on request, the same bytes once decompressed.
+    let (zipped, _) = download("analyst", &["--compressed"]);
+    assert_eq!(zipped, plain);
+    // DEU may not see TKM's country-level figures: they are left out, not suppressed.
+    let (_, deu) = download("DEU", &[]);
+    let without_tkm: Vec<_> = want.iter().filter(|r| r[1] != "TKM").cloned().collect();
+    assert!(
+        deu == without_tkm,
+        "{} rows for DEU, {} wanted",
+        deu.len(),
+        without_tkm.len()
+    );
+    // A page of it, and an empty selection.
+    let (status, page) = tokio::task::block_in_place(|| {
+        curl(
+            Some("analyst"),
+            &format!("{api}/data/SEIZURES/Q.KAZ+UZB.HEROIN.*.KG?limit=3&offset=2"),
+            &["-H", "Accept: text/csv"],
+        )
+    });
+    assert_eq!(status, Some(200));
+    assert_eq!(page.lines().count(), 4, "{page}");
+    let (status, _) = tokio::task::block_in_place(|| {
+        curl(
+            Some("analyst"),
+            &format!("{api}/data/SEIZURES/M.KAZ.*.*.*"),
+            &[],
+        )
+    });
+    assert_eq!(status, Some(204));
     gw.stop().await;
 }

@@ -252,6 +252,7 @@ impl Gateway {
         let download = Download {
             tree_size: size,
             checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
+            total: 0,
             state: g.statistics.clone(),
             directory: g.directory(),
             member: caller.member().clone(),
@@ -260,13 +261,14 @@ impl Gateway {
             keep,
         };
         // Counted first, so that the record says what the answer holds before any of it leaves.
-        let mut count = 0u64;
+        let mut download = download;
         let mut from = Some(0);
         while let Some(at) = from {
             let page = download.page(at).await?;
-            count += page.observations.len() as u64;
+            download.total += page.observations.len() as u64;
             from = page.next;
         }
+        let count = download.total;
         g.statistics
             .trail
             .record(AccessRecord {
@@ -330,6 +332,8 @@ pub struct Download {
     pub tree_size: u64,
     /// The signed checkpoint of that size.
     pub checkpoint: String,
+    /// How many observations it holds.
+    pub total: u64,
     state: Arc<StatisticsState>,
     directory: Arc<crate::identity::Directory>,
     member: crate::identity::MemberId,

@@ -1,5 +1,6 @@
-//! SDMX REST requests, read into what the gateway answers: a structure selection, or an
-//! aggregate query of `SEIZURES_AGG` / `ROUTES_AGG` and how to write its answer.
+//! SDMX REST requests, read into what the gateway answers: a structure selection, or a query
+//! of a dataflow — the observations of `SEIZURES` / `ROUTES` as submitted, or the aggregates of
+//! `SEIZURES_AGG` / `ROUTES_AGG` — and how to write its answer.
 //!
 //! Paths (under the API's root):
 //!
@@ -18,7 +19,8 @@
 //! (`eq`, `ne`, `lt`, `le`, `gt`, `ge`; OR with `,`, AND with `+`) apply to the dimensions, with
 //! ranges on TIME_PERIOD; `startPeriod`/`endPeriod` too. Extensions where SDMX has no word:
 //! `freq` (the frequency of the series combined, when several exist), `top` (the N largest
-//! cells per unit), `totals` (one `_T` row per unit).
+//! cells per unit), `totals` (one `_T` row per unit). Of `SEIZURES` and `ROUTES` nothing is
+//! grouped: a key part selects values, and `_T` is refused (there are no totals).
 
 use std::collections::BTreeSet;
 
@@ -79,16 +81,16 @@ pub enum Route {
         /// How much of each.
         detail: Detail,
     },
-    /// Data of an aggregate dataflow.
+    /// Data of a dataflow.
     Data(Box<DataRequest>),
 }
 
 /// A data request, read.
 #[derive(Clone, Debug)]
 pub struct DataRequest {
-    /// The aggregate dataflow.
+    /// The dataflow: submitted observations, or aggregates.
     pub flow: Flow,
-    /// The query it is.
+    /// The query it is (for submitted observations, only its filters and `as_of` apply).
     pub query: AggregateQuery,
     /// Values of dimensions the query cannot select by (TRANSIT_PATH, DEPARTURE_AREA, `_Z`):
     /// the answer's rows are kept when their key has one of them, in each.
@@ -409,14 +411,6 @@ fn flow(agency: &str, id: &str, version: &str) -> Result<Flow, RestError> {
                 Flow::ALL.map(|f| f.reference()).join(", ")
             ))
         })?;
-    if let Flow::Submissions(d) = found {
-        return Err(RestError::unsupported(format!(
-            "{} holds the observations as members submit them, which this API does not serve \
-             yet; its aggregates are {}",
-            found.id(),
-            Flow::Aggregates(d).id()
-        )));
-    }
     Ok(found)
 }
 
@@ -633,15 +627,30 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         ..Default::default()
     };
     let mut select: Vec<(&'static str, BTreeSet<String>)> = Vec::new();
+    let aggregate = matches!(flow, Flow::Aggregates(_));
     for (dim, ask) in keyed.iter().zip(asks) {
         let values = match &ask {
             Ask::Values(v) => Some(v.clone()),
             _ => None,
         };
-        let grouped = ask != Ask::Total;
+        if !aggregate && ask == Ask::Total {
+            return Err(RestError::bad(format!(
+                "{dim} _T: {} holds the observations as submitted, with no totals; its \
+                 aggregates are {}",
+                flow.id(),
+                Flow::Aggregates(flow.dataflow()).id()
+            )));
+        }
+        // Submitted observations are never grouped: each is its own.
+        let grouped = aggregate && ask != Ask::Total;
         let codes =
             |v: &Option<BTreeSet<String>>| -> Vec<String> { v.iter().flatten().cloned().collect() };
         match *dim {
+            "FREQ" if !aggregate => match values {
+                Some(v) if v.len() == 1 => q.freq = v.into_iter().next().unwrap_or_default(),
+                Some(v) => select.push(("FREQ", v)),
+                None => {}
+            },
             "FREQ" => match (&ask, values.as_ref().map(|v| v.len())) {
                 (Ask::Values(v), Some(1)) => {
                     let f = v.iter().next().cloned().unwrap_or_default();
@@ -715,11 +724,21 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
     }
     q.period_from = from.unwrap_or_default();
     q.period_to = to.unwrap_or_default();
-    q.freq = params.get("freq").unwrap_or_default().to_owned();
+    if let Some(f) = params.get("freq") {
+        q.freq = f.to_owned();
+    }
     if let Some(t) = params.get("transit") {
         q.transit_area = t.split(',').map(str::to_owned).collect();
     }
     q.totals = flag(params, "totals")?;
+    let aggregates_only = ["freq", "top", "totals"];
+    if !aggregate && let Some(p) = aggregates_only.iter().find(|p| params.get(p).is_some()) {
+        return Err(RestError::bad(format!(
+            "{p}: {} holds the observations as submitted; {p} applies to its aggregates, {}",
+            flow.id(),
+            Flow::Aggregates(flow.dataflow()).id()
+        )));
+    }
     if q.totals && !select.is_empty() {
         return Err(RestError::bad(format!(
             "totals=true with values of {}: the totals would not be those of the rows \
@@ -1004,7 +1023,8 @@ mod tests {
             refused("data/SEIZURES_AGG/all", "updatedAfter=2020-01-01T00:00:00Z"),
             501
         );
-        assert_eq!(refused("data/SEIZURES/all", ""), 501);
+        assert_eq!(refused("data/SEIZURES/A._T.*.*.*", ""), 400);
+        assert_eq!(refused("data/SEIZURES/all", "totals=true"), 400);
         assert_eq!(
             refused(&format!("data/SEIZURES_AGG/{}", "A".repeat(9000)), ""),
             414

@@ -16,21 +16,28 @@
 use std::{convert::Infallible, io::Write, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
 use crate::{
-    app::{ApiError, Gateway},
+    app::{ApiError, Gateway, statistics::Keep},
     identity::Caller,
     proto::{AggregateRow, QueryHeader, query_response::Item},
+    receipt::{format_timestamp, timestamp_from_millis},
+    schema::{
+        NOT_APPLICABLE, format_millionths,
+        structure::{Flow, transit_path},
+    },
     sdmx::{
-        data::{self, Options},
+        data::{self, CsvWriter, Obs, Options, StructureSpecificWriter},
         rest::{self, DataRequest, Format, RestError, Route},
         structure_message,
     },
+    statistics,
     tls::{Listener, ServerTls},
 };
 
@@ -40,7 +47,15 @@ pub const ROOT: &str = "/sdmx/";
 /// Longest a request's head may take to arrive.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Answer = Response<Full<Bytes>>;
+/// An answer: whole, or streamed (a download). A stream that fails midway ends with an error,
+/// so that the connection is reset rather than the answer looking complete.
+type Answer = Response<BoxBody<Bytes, std::io::Error>>;
+
+fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 fn text(status: u16, message: &str) -> Answer {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -49,7 +64,7 @@ fn text(status: u16, message: &str) -> Answer {
         status.as_u16(),
         status.canonical_reason().unwrap_or_default()
     );
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -208,6 +223,12 @@ async fn answer(
             format,
             gzip,
         ),
+        Route::Data(request) if matches!(request.flow, Flow::Submissions(_)) => {
+            match download(gateway, &caller, *request, format, gzip, now).await {
+                Ok(r) => r,
+                Err(r) => return r,
+            }
+        }
         Route::Data(request) => {
             match data_answer(gateway, &caller, &request, format, gzip, now).await {
                 Ok(r) => r,
@@ -216,7 +237,7 @@ async fn answer(
         }
     };
     if req.method() == Method::HEAD {
-        *r.body_mut() = Full::new(Bytes::new());
+        *r.body_mut() = full(Bytes::new());
     }
     r
 }
@@ -232,14 +253,14 @@ fn body(text: String, format: Format, gzip: bool) -> Answer {
             Ok(b) => b,
             Err(_) => return self::text(500, "compression failed"),
         };
-        let mut r = Response::new(Full::new(Bytes::from(bytes)));
+        let mut r = Response::new(full(bytes));
         r.headers_mut().insert(
             header::CONTENT_ENCODING,
             http::HeaderValue::from_static("gzip"),
         );
         r
     } else {
-        Response::new(Full::new(Bytes::from(text)))
+        Response::new(full(text))
     };
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -250,6 +271,235 @@ fn body(text: String, format: Format, gzip: bool) -> Answer {
         http::HeaderValue::from_static("Accept, Accept-Encoding"),
     );
     r
+}
+
+/// Names the checkpoint an answer was computed at, in its headers.
+fn checkpoint_headers(r: &mut Answer, tree_size: u64, checkpoint: &str) {
+    for (name, value) in [
+        ("focalgate-tree-size", tree_size.to_string()),
+        ("focalgate-root", root_of(checkpoint).to_owned()),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+}
+
+/// A submitted observation as an observation of `flow` (`SEIZURES` or `ROUTES`): `_Z` for an
+/// optional dimension left out.
+fn submitted(flow: Flow, o: &statistics::observations::Observation) -> Obs {
+    let coded = |v: &str| {
+        if v.is_empty() {
+            NOT_APPLICABLE.to_owned()
+        } else {
+            v.to_owned()
+        }
+    };
+    let components = flow.components();
+    let key = components
+        .iter()
+        .filter(|c| c.role.is_dimension())
+        .map(|c| match c.id {
+            "FREQ" => o.freq.code().to_owned(),
+            "REF_AREA" => o.ref_area.clone(),
+            "DRUG" => o.drug.clone(),
+            "ORIGIN_AREA" => coded(&o.origin_area),
+            "DEPARTURE_AREA" => coded(&o.departure_area),
+            "TRANSIT_PATH" => transit_path(&o.transit_area),
+            "DESTINATION_AREA" => coded(&o.destination_area),
+            "TRANSPORT_MODE" => coded(&o.transport_mode),
+            "UNIT_MEASURE" => coded(&o.unit_measure),
+            "TIME_PERIOD" => o.period.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    let values = components
+        .iter()
+        .filter(|c| !c.role.is_dimension())
+        .map(|c| match c.id {
+            "OBS_VALUE" => o
+                .quantity
+                .map(|q| format_millionths(i128::from(q)))
+                .unwrap_or_default(),
+            "N_SEIZURES" => o.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
+            "OBS_STATUS" => o.obs_status.clone(),
+            "CONF_STATUS" => o.conf_status.clone(),
+            "EMBARGO_TIME" => o
+                .embargo_ms
+                .and_then(|ms| format_timestamp(&timestamp_from_millis(ms)))
+                .unwrap_or_default(),
+            "COMMENT" => o.comment.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    Obs { key, values }
+}
+
+/// Bytes of an answer written before they go to the client; a slow client holds at most a few
+/// of these.
+const CHUNK: usize = 64 * 1024;
+
+/// The observations of `SEIZURES` or `ROUTES`, streamed: read from the index a page at a
+/// time, written and sent as they are read, so that a full download holds a page and a few
+/// chunks in memory whatever its size.
+async fn download(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: DataRequest,
+    format: Format,
+    gzip: bool,
+    now: time::OffsetDateTime,
+) -> Result<Answer, Answer> {
+    let flow = request.flow;
+    let select = request.select.clone();
+    let keep: Keep = Arc::new(move |o| data::selected(flow, &submitted(flow, o).key, &select));
+    let download = gateway
+        .download(caller, &request.query, keep)
+        .await
+        .map_err(|e| refusal(&e))?;
+    let (tree_size, checkpoint) = (download.tree_size, download.checkpoint.clone());
+    let named = checkpoint.clone();
+    let available = download.total.saturating_sub(request.offset);
+    let wanted = request.limit.map_or(available, |l| l.min(available));
+    if wanted == 0 {
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        checkpoint_headers(&mut r, tree_size, &checkpoint);
+        return Ok(r);
+    }
+    let options = Options {
+        labels: request.labels,
+        time_format: request.time_format,
+        attributes: request.attributes,
+        measures: request.measures,
+    };
+    let lists = gateway.lists.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let (open, close) = match format {
+            Format::SdmxCsv => (
+                CsvWriter::new(flow, options, &lists).header(),
+                String::new(),
+            ),
+            _ => StructureSpecificWriter::frame(flow, tree_size, &checkpoint, now),
+        };
+        let mut out = Chunks::new(tx, gzip);
+        if !out.write(open).await {
+            return;
+        }
+        let csv = CsvWriter::new(flow, options, &lists);
+        let xml = StructureSpecificWriter::new(flow, options);
+        let (mut skip, mut left) = (request.offset, wanted);
+        let mut from = Some(0);
+        while let (Some(at), true) = (from, left > 0) {
+            let page = match download.page(at).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "SDMX download failed midway");
+                    out.fail().await;
+                    return;
+                }
+            };
+            from = page.next;
+            let obs: Vec<Obs> = page
+                .observations
+                .iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .take(usize::try_from(left).unwrap_or(usize::MAX))
+                .map(|o| submitted(flow, o))
+                .collect();
+            skip = skip.saturating_sub(page.observations.len() as u64);
+            left -= obs.len() as u64;
+            let text = match format {
+                Format::SdmxCsv => csv.rows(&obs),
+                _ => xml.rows(&obs),
+            };
+            if !out.write(text).await {
+                return; // the client went away
+            }
+        }
+        let _ = out.write(close).await;
+        out.finish().await;
+    });
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(format.media_type()),
+    );
+    if gzip {
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+    }
+    checkpoint_headers(&mut r, tree_size, &named);
+    Ok(r)
+}
+
+/// The frames of a streamed answer: text gathered into chunks of about [`CHUNK`] bytes,
+/// gzip-compressed on request, each sent once the channel has room.
+struct Chunks {
+    tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    pending: Vec<u8>,
+}
+
+impl Chunks {
+    fn new(
+        tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+        gzip: bool,
+    ) -> Self {
+        Self {
+            tx,
+            gzip: gzip
+                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds `text`, sending what is ready; `false` once the client is gone.
+    async fn write(&mut self, text: String) -> bool {
+        match &mut self.gzip {
+            Some(z) => {
+                if z.write_all(text.as_bytes()).is_err() {
+                    return false;
+                }
+                self.pending.append(z.get_mut());
+            }
+            None => self.pending.extend_from_slice(text.as_bytes()),
+        }
+        if self.pending.len() < CHUNK {
+            return true;
+        }
+        self.send().await
+    }
+
+    async fn send(&mut self) -> bool {
+        let bytes = Bytes::from(std::mem::take(&mut self.pending));
+        self.tx.send(Ok(Frame::data(bytes))).await.is_ok()
+    }
+
+    /// Sends the rest (and gzip's trailer).
+    async fn finish(mut self) {
+        if let Some(z) = self.gzip.take() {
+            match z.finish() {
+                Ok(rest) => self.pending.extend_from_slice(&rest),
+                Err(_) => return self.fail().await,
+            }
+        }
+        let _ = self.send().await;
+    }
+
+    /// Ends the stream with an error: the client sees a broken answer, never a short one.
+    async fn fail(&mut self) {
+        let _ = self
+            .tx
+            .send(Err(std::io::Error::other(
+                "the answer could not be completed",
+            )))
+            .await;
+    }
 }
 
 /// The root hash of a signed checkpoint (its third line).
@@ -287,7 +537,7 @@ async fn data_answer(
         obs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
     let mut r = if obs.is_empty() {
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     } else {
@@ -303,13 +553,6 @@ async fn data_answer(
         };
         body(text, format, gzip)
     };
-    for (name, value) in [
-        ("focalgate-tree-size", header.tree_size.to_string()),
-        ("focalgate-root", root_of(&header.checkpoint).to_owned()),
-    ] {
-        if let Ok(v) = http::HeaderValue::from_str(&value) {
-            r.headers_mut().insert(name, v);
-        }
-    }
+    checkpoint_headers(&mut r, header.tree_size, &header.checkpoint);
     Ok(r)
 }

@@ -99,6 +99,8 @@ pub struct Row {
     pub conf_status: u32,
     /// EMBARGO_TIME, Unix milliseconds, or [`NONE`].
     pub embargo_ms: i64,
+    /// COMMENT, interned ("" for none): read back by downloads, never aggregated.
+    pub comment: u32,
 }
 
 /// One submission: the series it revises and where its observations are.
@@ -224,6 +226,7 @@ impl Index {
             embargo_ms: o
                 .embargo_time
                 .map_or(NONE, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+            comment: self.codes.intern(o.comment.as_deref().unwrap_or("")),
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Observation {
     pub conf_status: String,
     /// EMBARGO_TIME, Unix milliseconds.
     pub embargo_ms: Option<i64>,
+    /// COMMENT; empty when none.
+    pub comment: String,
 }
 
 /// A page of observations and where the next one starts (`None`: this was the last).
@@ -124,6 +126,7 @@ pub fn observations(
                 obs_status: name(row.obs_status),
                 conf_status: name(row.conf_status),
                 embargo_ms: (row.embargo_ms != NONE).then_some(row.embargo_ms),
+                comment: name(row.comment),
             });
         }
     }

@@ -347,7 +347,8 @@ pub trait Submissions: Send + Sync {
 /// What the statistics index follows: submissions in store order with their observations.
 #[async_trait]
 pub trait StatisticsFeed: Send + Sync {
-    /// Up to `limit` submissions with `seq > after_seq`, in store order, with their observations.
+    /// Up to `limit` submissions with `seq > after_seq`, in store order, with their observations
+    /// (comments included).
     async fn submissions_since(
         &self,
         after_seq: i64,

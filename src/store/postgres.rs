@@ -552,7 +552,8 @@ impl StatisticsFeed for PgStore {
             &mut out,
             |s| s.seq,
             |s, o| s.observations.push(o),
-            false,
+            // Comments too: downloads of the observations read them back.
+            true,
         )
         .await?;
         Ok(out)

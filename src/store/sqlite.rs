@@ -560,7 +560,8 @@ impl StatisticsFeed for SqliteStore {
                 &mut out,
                 |s| s.seq,
                 |s, o| s.observations.push(o),
-                false,
+                // Comments too: downloads of the observations read them back.
+                true,
             )?;
             Ok(out)
         })
