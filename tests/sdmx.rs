@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use common::{Gateway, pki, samples};
+use common::{Gateway, pki, samples, submit_samples};
 
 const BIN: &str = env!("CARGO_BIN_EXE_focalgate");
 
@@ -40,23 +40,6 @@ fn partners(script: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/partners")
         .join(script)
-}
-
-fn submit_samples(gw: &Gateway) {
-    for who in ["KAZ", "KGZ", "TJK", "TKM", "UZB"] {
-        let out = Command::new(BIN)
-            .args(["submit", "--server", &gw.url(), "--identity"])
-            .arg(pki().join(who))
-            .arg(samples().join(format!("{who}-SEIZURES.csv")))
-            .arg(samples().join(format!("{who}-ROUTES.csv")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 /// `focalgate query` as `who`, in CSV: the header and the rows.
@@ -188,8 +171,9 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
             .collect()
     };
     // focalgate query's rows: the named columns (mapped by `code`) → figures.
-    let cli = |who: &str, args: &[&str], cols: &[&str], code: fn(&str, &str) -> String| {
-        let (header, rows) = tokio::task::block_in_place(|| query(&gw, who, args));
+    let cli = |who: &str, args: &str, cols: &[&str], code: fn(&str, &str) -> String| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let (header, rows) = tokio::task::block_in_place(|| query(&gw, who, &args));
         let at = |c: &str| header.iter().position(|h| h == c).unwrap();
         rows.iter()
             .map(|r| {
@@ -208,18 +192,7 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
 
     let by_reporter = cli(
         "DEU",
-        &[
-            "--dataflow",
-            "SEIZURES",
-            "--rollup",
-            "Q",
-            "--group-by",
-            "time_period,ref_area,drug",
-            "--drug",
-            "HEROIN",
-            "--unit",
-            "KG",
-        ],
+        "--dataflow SEIZURES --rollup Q --group-by time_period,ref_area,drug --drug HEROIN --unit KG",
         &["TIME_PERIOD", "REF_AREA"],
         same,
     );
@@ -234,19 +207,7 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
 
     let routes = cli(
         "DEU",
-        &[
-            "--dataflow",
-            "ROUTES",
-            "--freq",
-            "A",
-            "--group-by",
-            "drug,origin_area,destination_area",
-            "--drug",
-            "HEROIN",
-            "--unit",
-            "KG",
-            "--totals",
-        ],
+        "--dataflow ROUTES --freq A --group-by drug,origin_area,destination_area --drug HEROIN --unit KG --totals",
         &["ORIGIN_AREA", "DESTINATION_AREA"],
         same,
     );
@@ -258,22 +219,7 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
 
     let opioids = cli(
         "DEU",
-        &[
-            "--dataflow",
-            "SEIZURES",
-            "--rollup",
-            "A",
-            "--group-by",
-            "time_period,drug_group",
-            "--drug",
-            "OPIOIDS",
-            "--unit",
-            "KG",
-            "--from",
-            "2020",
-            "--to",
-            "2023",
-        ],
+        "--dataflow SEIZURES --rollup A --group-by time_period,drug_group --drug OPIOIDS --unit KG --from 2020 --to 2023",
         &["TIME_PERIOD"],
         same,
     );
@@ -283,16 +229,7 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
     // Transit paths: `TJK;KGZ` in the query's CSV is the path code `TJK-KGZ`, a direct route `_Z`.
     let paths = cli(
         "DEU",
-        &[
-            "--dataflow",
-            "ROUTES",
-            "--rollup",
-            "A",
-            "--group-by",
-            "time_period,transit_area",
-            "--unit",
-            "KG",
-        ],
+        "--dataflow ROUTES --rollup A --group-by time_period,transit_area --unit KG",
         &["TIME_PERIOD", "TRANSIT_AREA"],
         |c, v| match (c, v) {
             ("TRANSIT_AREA", "") => "_Z".to_owned(),

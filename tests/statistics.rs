@@ -9,7 +9,7 @@ mod common;
 use focalgate::rpc::statistics_client::StatisticsClient;
 use std::collections::BTreeMap;
 
-use common::{BIN, Gateway, Signer, body, pki, samples, seizure};
+use common::{BIN, Gateway, Signer, body, pki, samples, seizure, submit_samples};
 use focalgate::proto::{
     AggregateQuery, AggregateRow, ListAccessTrailRequest, Observation, QueryHeader,
     aggregate_query::AsOf, query_response::Item,
@@ -66,23 +66,6 @@ fn cells(rows: &[AggregateRow]) -> BTreeMap<Vec<String>, (String, i128, u64, u32
             )
         })
         .collect()
-}
-
-fn submit_samples(gw: &Gateway) {
-    for who in ["KAZ", "KGZ", "TJK", "TKM", "UZB"] {
-        let out = std::process::Command::new(BIN)
-            .args(["submit", "--server", &gw.url(), "--identity"])
-            .arg(pki().join(who))
-            .arg(samples().join(format!("{who}-SEIZURES.csv")))
-            .arg(samples().join(format!("{who}-ROUTES.csv")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,12 +145,7 @@ impl Gateway {
         request: &AggregateQuery,
     ) -> Result<Vec<QueryResponse>, ApiError> {
         let g = self;
-        if !caller.has(Role::Analyst) && !caller.has(Role::Submitter) {
-            return Err(ApiError::PermissionDenied(format!(
-                "member {} may not query statistics",
-                caller.member()
-            )));
-        }
+        may_read_statistics(caller)?;
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
         g.statistics.refresh(&*g.store, size).await?;
@@ -240,12 +235,7 @@ impl Gateway {
         keep: Keep,
     ) -> Result<Download, ApiError> {
         let g = self;
-        if !caller.has(Role::Analyst) && !caller.has(Role::Submitter) {
-            return Err(ApiError::PermissionDenied(format!(
-                "member {} may not read statistics",
-                caller.member()
-            )));
-        }
+        may_read_statistics(caller)?;
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
         g.statistics.refresh(&*g.store, size).await?;
@@ -319,12 +309,24 @@ impl Gateway {
     }
 }
 
+/// Analysts, and submitters for what they may see, read statistics.
+fn may_read_statistics(caller: &Caller) -> Result<(), ApiError> {
+    if caller.has(Role::Analyst) || caller.has(Role::Submitter) {
+        return Ok(());
+    }
+    Err(ApiError::PermissionDenied(format!(
+        "member {} may not query statistics",
+        caller.member()
+    )))
+}
+
 /// Which observations of a download an adapter keeps (a selection the query cannot express,
 /// such as an exact transit path).
-pub type Keep = Arc<dyn Fn(&statistics::observations::Observation) -> bool + Send + Sync>;
+/// `None` keeps every one.
+pub type Keep = Option<Arc<dyn Fn(&statistics::observations::Observation) -> bool + Send + Sync>>;
 
 /// Most observations read in one page of a download.
-pub const DOWNLOAD_PAGE: usize = 10_000;
+pub const DOWNLOAD_PAGE: usize = 2_000;
 
 /// A download under way: the observations at one tree size, read a page at a time.
 pub struct Download {
@@ -369,7 +371,9 @@ impl Download {
                 from,
                 DOWNLOAD_PAGE,
             );
-            page.observations.retain(|o| keep(o));
+            if let Some(keep) = keep {
+                page.observations.retain(|o| keep(o));
+            }
             page
         })
         .await

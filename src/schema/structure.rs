@@ -397,43 +397,88 @@ pub fn time_range(start: Date, end: Date) -> String {
     format!("{start}/{duration}")
 }
 
-/// The full key of an aggregate cell under [`Flow::Aggregates`] of `dataflow`, in the order
-/// of [`Flow::dimensions`]; `header` is the answer's, whose dimensions name the row's key.
-pub fn aggregate_key(dataflow: Dataflow, header: &QueryHeader, row: &AggregateRow) -> Vec<String> {
-    let grouped = |id: &str| -> Option<&str> {
-        let i = header.dimensions.iter().position(|d| d == id)?;
-        row.key.get(i).map(String::as_str)
-    };
-    let coded = |v: Option<&str>| match v {
-        None => TOTAL.to_owned(),
-        Some("") => NOT_APPLICABLE.to_owned(),
-        Some(v) => v.to_owned(),
-    };
-    let period = grouped("TIME_PERIOD")
-        .filter(|p| !row.total && *p != TOTAL)
-        .and_then(|p| Period::parse(p).ok());
-    Flow::Aggregates(dataflow)
-        .dimensions()
-        .into_iter()
-        .map(|d| match d {
-            "FREQ" => period
-                .map(|p| p.frequency().code().to_owned())
-                .unwrap_or_else(|| header.freq.clone()),
-            "TIME_PERIOD" => period
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| header.time_range.clone()),
-            "DRUG" => coded(grouped("DRUG").or(grouped("DRUG_GROUP"))),
-            "TRANSIT_PATH" => match grouped("TRANSIT_AREA") {
-                None | Some(TOTAL) => TOTAL.to_owned(),
-                Some(p) => {
-                    transit_path(&p.split(';').filter(|a| !a.is_empty()).collect::<Vec<_>>())
+/// Where each dimension of an aggregate dataflow finds its value in the rows of one answer:
+/// worked out once from the answer's header, then applied to each row.
+#[derive(Clone, Debug)]
+pub struct AggregateKeys {
+    parts: Vec<KeyPart>,
+    /// The frequency of rows whose TIME_PERIOD is not a period of theirs.
+    freq: String,
+    /// The TIME_PERIOD of rows that sum over periods.
+    time_range: String,
+    /// The position of TIME_PERIOD in the rows' keys, if grouped by.
+    time: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+enum KeyPart {
+    Freq,
+    TimePeriod,
+    /// A coded value at this position of the row's key (`_Z` when empty), or `_T`.
+    Coded(Option<usize>),
+    /// The transit path at this position of the row's key (`TJK;KGZ`), or `_T`.
+    Path(Option<usize>),
+    /// The row's unit.
+    Unit,
+}
+
+impl AggregateKeys {
+    /// The keys of the rows of the answer whose header is `header`, under
+    /// [`Flow::Aggregates`] of `dataflow`.
+    pub fn new(dataflow: Dataflow, header: &QueryHeader) -> Self {
+        let at = |id: &str| header.dimensions.iter().position(|d| d == id);
+        let parts = Flow::Aggregates(dataflow)
+            .dimensions()
+            .into_iter()
+            .map(|d| match d {
+                "FREQ" => KeyPart::Freq,
+                "TIME_PERIOD" => KeyPart::TimePeriod,
+                "DRUG" => KeyPart::Coded(at("DRUG").or(at("DRUG_GROUP"))),
+                "TRANSIT_PATH" => KeyPart::Path(at("TRANSIT_AREA")),
+                "REPORTED_STATUS" => KeyPart::Coded(at("OBS_STATUS")),
+                "UNIT_MEASURE" => KeyPart::Unit,
+                other => KeyPart::Coded(at(other)),
+            })
+            .collect();
+        Self {
+            parts,
+            freq: header.freq.clone(),
+            time_range: header.time_range.clone(),
+            time: at("TIME_PERIOD"),
+        }
+    }
+
+    /// The full key of `row`, in the order of [`Flow::dimensions`].
+    pub fn key(&self, row: &AggregateRow) -> Vec<String> {
+        let value = |i: Option<usize>| i.and_then(|i| row.key.get(i)).map(String::as_str);
+        let coded = |v: Option<&str>| match v {
+            None => TOTAL.to_owned(),
+            Some("") => NOT_APPLICABLE.to_owned(),
+            Some(v) => v.to_owned(),
+        };
+        let period = value(self.time)
+            .filter(|p| !row.total && *p != TOTAL)
+            .and_then(|p| Period::parse(p).ok());
+        self.parts
+            .iter()
+            .map(|part| match part {
+                KeyPart::Freq => {
+                    period.map_or_else(|| self.freq.clone(), |p| p.frequency().code().to_owned())
                 }
-            },
-            "REPORTED_STATUS" => coded(grouped("OBS_STATUS")),
-            "UNIT_MEASURE" => coded(Some(&row.unit_measure)),
-            other => coded(grouped(other)),
-        })
-        .collect()
+                KeyPart::TimePeriod => {
+                    period.map_or_else(|| self.time_range.clone(), |p| p.to_string())
+                }
+                KeyPart::Coded(i) => coded(value(*i)),
+                KeyPart::Path(i) => match value(*i) {
+                    None | Some(TOTAL) => TOTAL.to_owned(),
+                    Some(p) => {
+                        transit_path(&p.split(';').filter(|a| !a.is_empty()).collect::<Vec<_>>())
+                    }
+                },
+                KeyPart::Unit => coded(Some(&row.unit_measure)),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -512,7 +557,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            aggregate_key(Dataflow::Routes, &header, &row),
+            AggregateKeys::new(Dataflow::Routes, &header).key(&row),
             [
                 "A", "_T", "OPIOIDS", "_T", "_T", "TJK-KGZ", "_T", "_T", "_T", "KG", "2019"
             ]
@@ -524,7 +569,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            aggregate_key(Dataflow::Routes, &header, &total),
+            AggregateKeys::new(Dataflow::Routes, &header).key(&total),
             [
                 "Q",
                 "_T",
@@ -544,7 +589,7 @@ mod tests {
             unit_measure: "KG".into(),
             ..Default::default()
         };
-        let key = aggregate_key(Dataflow::Routes, &header, &direct);
+        let key = AggregateKeys::new(Dataflow::Routes, &header).key(&direct);
         assert_eq!((key[0].as_str(), key[5].as_str()), ("Q", "_Z"));
     }
 }

@@ -1,5 +1,5 @@
 //! Aggregate answers as SDMX data: SDMX-CSV 2.0 and SDMX-ML 2.1 structure-specific data, each
-//! observation with the full key of its aggregate dataflow ([`structure::aggregate_key`]).
+//! observation with the full key of its dataflow ([`structure::AggregateKeys`] for aggregates).
 
 use std::collections::BTreeSet;
 
@@ -70,9 +70,10 @@ pub fn aggregate_observations(
     select: &[(&str, BTreeSet<String>)],
 ) -> Vec<Obs> {
     let components = flow.components();
+    let keys = structure::AggregateKeys::new(flow.dataflow(), header);
     rows.iter()
         .map(|r| Obs {
-            key: structure::aggregate_key(flow.dataflow(), header, r),
+            key: keys.key(r),
             values: aggregate_values(r, &components),
         })
         .filter(|o| selected(flow, &o.key, select))
@@ -210,10 +211,13 @@ impl<'a> CsvWriter<'a> {
                 } else {
                     value.clone()
                 };
-                fields.push(match (o.labels, label(c, &value, self.lists)) {
-                    (Labels::Both, Some(name)) => format!("{value}: {name}"),
-                    (Labels::Name, Some(name)) => name,
-                    _ => value,
+                fields.push(match o.labels {
+                    Labels::Id => value,
+                    labels => match (labels, label(c, &value, self.lists)) {
+                        (Labels::Both, Some(name)) => format!("{value}: {name}"),
+                        (Labels::Name, Some(name)) => name,
+                        _ => value,
+                    },
                 });
             }
             out.push_str(&csv_record(&fields));

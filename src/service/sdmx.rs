@@ -352,7 +352,11 @@ async fn download(
 ) -> Result<Answer, Answer> {
     let flow = request.flow;
     let select = request.select.clone();
-    let keep: Keep = Arc::new(move |o| data::selected(flow, &submitted(flow, o).key, &select));
+    let keep: Keep = (!select.is_empty()).then(|| {
+        Arc::new(move |o: &statistics::observations::Observation| {
+            data::selected(flow, &submitted(flow, o).key, &select)
+        }) as _
+    });
     let download = gateway
         .download(caller, &request.query, keep)
         .await

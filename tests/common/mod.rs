@@ -426,6 +426,24 @@ pub fn settings_with_pki(data_dir: &Path, pki: &Path) -> Settings {
     s
 }
 
+/// Submits the five Central Asian members' sample files (SEIZURES and ROUTES) with the CLI.
+pub fn submit_samples(gw: &Gateway) {
+    for who in ["KAZ", "KGZ", "TJK", "TKM", "UZB"] {
+        let out = Command::new(BIN)
+            .args(["submit", "--server", &gw.url(), "--identity"])
+            .arg(pki().join(who))
+            .arg(samples().join(format!("{who}-SEIZURES.csv")))
+            .arg(samples().join(format!("{who}-ROUTES.csv")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
