@@ -720,3 +720,101 @@ async fn the_submitted_observations_download_as_they_were_accepted() {
     assert_eq!(status, Some(204));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdmx_json_holds_the_same_observations_as_sdmx_csv() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    tokio::task::block_in_place(|| submit_samples(&gw));
+    let api = gw.sdmx_url();
+    for path in [
+        "data/ROUTES_AGG/_T._T.HEROIN.*._T._T.*._T._T.KG?totals=true&freq=A",
+        "data/SEIZURES_AGG/Q.*.OPIOIDS._T._T.*",
+    ] {
+        let url = format!("{api}/{path}");
+        let get = |accept: &str| {
+            let (status, body) = tokio::task::block_in_place(|| {
+                curl(Some("DEU"), &url, &["-H", &format!("Accept: {accept}")])
+            });
+            assert_eq!(status, Some(200), "{path}: {body}");
+            body
+        };
+        let csv_text = get("application/vnd.sdmx.data+csv;version=2.0.0");
+        let json: serde_json::Value =
+            serde_json::from_str(&get("application/vnd.sdmx.data+json;version=2.0.0")).unwrap();
+        // The CSV's rows: the components after STRUCTURE_ID and ACTION.
+        let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .skip(3)
+            .map(str::to_owned)
+            .collect();
+        let mut want: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().skip(3).map(str::to_owned).collect())
+            .collect();
+        want.sort();
+        // The JSON's observations, rebuilt from the positions of their values.
+        let structure = &json["data"]["structures"][0];
+        let value = |c: &serde_json::Value, i: usize| -> String {
+            let v = &c["values"][i];
+            v["id"].as_str().or(v["value"].as_str()).unwrap().to_owned()
+        };
+        let dims = structure["dimensions"]["observation"].as_array().unwrap();
+        let attrs = structure["attributes"]["observation"].as_array().unwrap();
+        let ids: Vec<&str> = dims
+            .iter()
+            .chain(structure["measures"]["observation"].as_array().unwrap())
+            .chain(attrs)
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, header, "the same components, in the same order");
+        let mut got: Vec<Vec<String>> = json["data"]["dataSets"][0]["observations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(key, cells)| {
+                let mut row: Vec<String> = key
+                    .split(':')
+                    .zip(dims)
+                    .map(|(i, d)| value(d, i.parse().unwrap()))
+                    .collect();
+                let cells = cells.as_array().unwrap();
+                row.push(cells[0].as_str().unwrap_or("").to_owned());
+                for (cell, a) in cells[1..].iter().zip(attrs) {
+                    row.push(
+                        cell.as_u64()
+                            .map_or(String::new(), |i| value(a, i as usize)),
+                    );
+                }
+                row
+            })
+            .collect();
+        got.sort();
+        assert!(
+            got == want,
+            "{path}: {} observations in JSON, {} rows in CSV",
+            got.len(),
+            want.len()
+        );
+        assert!(
+            got.iter().any(|r| r.contains(&"Q".to_owned())),
+            "{path}: a suppressed cell"
+        );
+        // The checkpoint it was computed at, signed.
+        let note = structure["annotations"][0]["text"].as_str().unwrap();
+        focalgate::checkpoint::note::open(note.as_bytes(), &[gw.log_key()]).unwrap();
+    }
+    // Downloads are streams: SDMX-JSON is not one.
+    let (status, _) = tokio::task::block_in_place(|| {
+        curl(
+            Some("DEU"),
+            &format!("{api}/data/SEIZURES/all"),
+            &["-H", "Accept: application/vnd.sdmx.data+json;version=2.0.0"],
+        )
+    });
+    assert_eq!(status, Some(406));
+    gw.stop().await;
+}

@@ -134,19 +134,29 @@ fn normalized(period: &str) -> String {
     }
 }
 
+/// Whether `labels` writes names beside or instead of codes.
+fn label_needed(labels: Labels) -> bool {
+    labels != Labels::Id
+}
+
+/// Appends one CSV field, quoted when it must be.
+fn csv_field(out: &mut String, f: &str) {
+    if f.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&f.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(f);
+    }
+}
+
 fn csv_record(fields: &[String]) -> String {
     let mut out = String::new();
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        if f.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&f.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(f);
-        }
+        csv_field(&mut out, f);
     }
     out.push('\n');
     out
@@ -196,31 +206,30 @@ impl<'a> CsvWriter<'a> {
         let o = &self.options;
         let mut out = String::new();
         for ob in obs {
-            let mut fields = vec![
-                "dataflow".to_owned(),
-                self.reference.clone(),
-                "I".to_owned(),
-            ];
+            out.push_str("dataflow,");
+            csv_field(&mut out, &self.reference);
+            out.push_str(",I");
             let cells = ob.key.iter().chain(&ob.values);
             for (c, value) in self.components.iter().zip(cells) {
                 if !written(c, o) {
                     continue;
                 }
-                let value = if c.id == "TIME_PERIOD" && o.time_format == TimeFormat::Normalized {
-                    normalized(value)
-                } else {
-                    value.clone()
-                };
-                fields.push(match o.labels {
-                    Labels::Id => value,
-                    labels => match (labels, label(c, &value, self.lists)) {
-                        (Labels::Both, Some(name)) => format!("{value}: {name}"),
-                        (Labels::Name, Some(name)) => name,
-                        _ => value,
-                    },
-                });
+                out.push(',');
+                let normalized = (c.id == "TIME_PERIOD" && o.time_format == TimeFormat::Normalized)
+                    .then(|| normalized(value));
+                let value = normalized.as_deref().unwrap_or(value);
+                match (
+                    o.labels,
+                    label_needed(o.labels).then(|| label(c, value, self.lists)),
+                ) {
+                    (Labels::Both, Some(Some(name))) => {
+                        csv_field(&mut out, &format!("{value}: {name}"));
+                    }
+                    (Labels::Name, Some(Some(name))) => csv_field(&mut out, &name),
+                    _ => csv_field(&mut out, value),
+                }
             }
-            out.push_str(&csv_record(&fields));
+            out.push('\n');
         }
         out
     }
@@ -333,4 +342,157 @@ pub fn structure_specific(
     let (open, close) =
         StructureSpecificWriter::frame(flow, header.tree_size, &header.checkpoint, prepared);
     open + &StructureSpecificWriter::new(flow, *o).rows(obs) + &close
+}
+
+/// SDMX-JSON 2.0 data, every dimension at the observation: the components with the values
+/// the answer uses, then the observations keyed by the positions of their values
+/// (`"0:3:1:…"`), each the measure's value and the positions of its attributes' values (`null`
+/// when absent). The signed checkpoint the data are those of is an annotation of the
+/// structure (type `FOCALGATE_CHECKPOINT`).
+pub fn sdmx_json(
+    flow: Flow,
+    header: &QueryHeader,
+    obs: &[Obs],
+    o: &Options,
+    lists: &CodeLists,
+    prepared: OffsetDateTime,
+) -> String {
+    use serde_json::{Map, Value, json};
+    let components: Vec<Component> = flow.components();
+    // Per component, its distinct values in order of first use.
+    let mut seen: Vec<Vec<String>> = vec![Vec::new(); components.len()];
+    let mut index: Vec<std::collections::HashMap<String, usize>> =
+        vec![std::collections::HashMap::new(); components.len()];
+    let mut position = |c: usize, v: &str| -> usize {
+        if let Some(&i) = index[c].get(v) {
+            return i;
+        }
+        seen[c].push(v.to_owned());
+        index[c].insert(v.to_owned(), seen[c].len() - 1);
+        seen[c].len() - 1
+    };
+    let dims = components.iter().filter(|c| c.role.is_dimension()).count();
+    let mut observations = Map::new();
+    for ob in obs {
+        let key: Vec<String> = ob
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, v)| position(i, v).to_string())
+            .collect();
+        let mut cells: Vec<Value> = Vec::new();
+        for (j, v) in ob.values.iter().enumerate() {
+            let c = &components[dims + j];
+            if !written(c, o) {
+                continue;
+            }
+            cells.push(match (c.role, v.is_empty()) {
+                (Role::Measure, true) => Value::Null,
+                (Role::Measure, false) => json!(v),
+                (_, true) => Value::Null,
+                (_, false) => json!(position(dims + j, v)),
+            });
+        }
+        observations.insert(key.join(":"), Value::Array(cells));
+    }
+    let component = |i: usize, c: &Component| -> Value {
+        let values: Vec<Value> = seen[i]
+            .iter()
+            .map(|v| {
+                let mut value = Map::new();
+                if c.id == "TIME_PERIOD" {
+                    value.insert("value".into(), json!(v));
+                    if let Some((start, end)) = period_bounds(v) {
+                        value.insert("start".into(), json!(start));
+                        value.insert("end".into(), json!(end));
+                    }
+                } else if matches!(c.representation, Representation::Codes(_)) {
+                    value.insert("id".into(), json!(v));
+                } else {
+                    value.insert("value".into(), json!(v));
+                }
+                if let Some(name) = label(c, v, lists) {
+                    value.insert("name".into(), json!(name));
+                }
+                Value::Object(value)
+            })
+            .collect();
+        let mut out = json!({"id": c.id, "name": c.name(), "values": values});
+        if c.role.is_dimension() {
+            out["keyPosition"] = json!(i);
+        } else if c.role == Role::Attribute {
+            out["relationship"] = json!({"observation": {}});
+        }
+        out
+    };
+    let of = |role: fn(Role) -> bool| -> Vec<Value> {
+        components
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| role(c.role) && written(c, o))
+            .map(|(i, c)| component(i, c))
+            .collect()
+    };
+    let structure = json!({
+        "structure": super::urn("datastructure.DataStructure", &flow.dsd_id(), VERSION),
+        "name": flow.name(),
+        "dataSets": [0],
+        "dimensions": {"dataSet": [], "series": [], "observation": of(Role::is_dimension)},
+        "measures": {"observation": of(|r| r == Role::Measure)},
+        "attributes": {"dataSet": [], "series": [], "observation": of(|r| r == Role::Attribute)},
+        "annotations": [{
+            "id": "checkpoint",
+            "type": "FOCALGATE_CHECKPOINT",
+            "title": format!("the signed checkpoint of the log of {} entries", header.tree_size),
+            "text": header.checkpoint,
+        }],
+    });
+    let doc = json!({
+        "meta": {
+            "schema": "https://raw.githubusercontent.com/sdmx-twg/sdmx-json/master/data-message/tools/schemas/2.0.0/sdmx-json-data-schema.json",
+            "id": format!("TS{}", header.tree_size),
+            "test": false,
+            "prepared": prepared.format(&Rfc3339).unwrap_or_default(),
+            "contentLanguages": ["en"],
+            "sender": {"id": AGENCY},
+        },
+        "data": {
+            "structures": [structure],
+            "dataSets": [{
+                "structure": 0,
+                "action": "Information",
+                "observations": observations,
+            }],
+        },
+    });
+    doc.to_string()
+}
+
+/// The first and last instants of a reporting period or a time range, as SDMX-JSON gives
+/// them.
+fn period_bounds(v: &str) -> Option<(String, String)> {
+    let (start, end) = match Period::parse(v) {
+        Ok(p) => (p.start(), p.end()),
+        Err(_) => {
+            let (start, length) = v.split_once('/')?;
+            let start = time::Date::parse(
+                start,
+                &time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .ok()?;
+            let months: i32 = match length.strip_prefix('P')? {
+                l if l.ends_with('Y') => l.trim_end_matches('Y').parse::<i32>().ok()? * 12,
+                l => l.strip_suffix('M')?.parse().ok()?,
+            };
+            let total = start.year() * 12 + i32::from(start.month() as u8) - 1 + months;
+            let next = time::Date::from_calendar_date(
+                total.div_euclid(12),
+                time::Month::try_from((total.rem_euclid(12) + 1) as u8).ok()?,
+                1,
+            )
+            .ok()?;
+            (start, next.previous_day()?)
+        }
+    };
+    Some((format!("{start}T00:00:00Z"), format!("{end}T23:59:59Z")))
 }

@@ -1,6 +1,7 @@
 //! SDMX messages written from [`schema::structure`](crate::schema::structure): the structure
 //! messages (SDMX-ML 2.1, what `sdmx1`, `rsdmx` and the .Stat Suite read), for the API and for
-//! `focalgate sdmx structures`.
+//! `focalgate structures`; data ([`data`]) as SDMX-CSV 2.0, SDMX-ML 2.1 structure-specific data
+//! and SDMX-JSON 2.0; and SDMX REST requests ([`rest`]).
 
 pub mod data;
 pub mod rest;

@@ -138,6 +138,8 @@ pub enum Format {
     StructureSpecific,
     /// SDMX-ML 2.1 structure message.
     StructureXml,
+    /// SDMX-JSON 2.0 data (aggregates).
+    SdmxJson,
 }
 
 impl Format {
@@ -149,6 +151,7 @@ impl Format {
                 "application/vnd.sdmx.structurespecificdata+xml; version=2.1; charset=utf-8"
             }
             Self::StructureXml => "application/vnd.sdmx.structure+xml; version=2.1; charset=utf-8",
+            Self::SdmxJson => "application/vnd.sdmx.data+json; version=2.0.0; charset=utf-8",
         }
     }
 }
@@ -158,7 +161,7 @@ impl Format {
 pub fn negotiate(route: &Route, accept: Option<&str>) -> Result<Format, RestError> {
     let data = matches!(route, Route::Data(_));
     let accept = accept.unwrap_or("*/*");
-    let mut ranges: Vec<(f32, usize, &str)> = Vec::new();
+    let mut ranges: Vec<(f32, usize, Format)> = Vec::new();
     for (i, range) in accept.split(',').enumerate().take(32) {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default();
@@ -174,17 +177,17 @@ pub fn negotiate(route: &Route, accept: Option<&str>) -> Result<Format, RestErro
         if q > 0.0
             && let Some(format) = served(media, version, data)
         {
-            ranges.push((q, i, format_name(format)));
+            ranges.push((q, i, format));
         }
     }
     ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let chosen = ranges.first().map(|r| r.2);
-    chosen.and_then(format_of).ok_or_else(|| {
+    ranges.first().map(|r| r.2).ok_or_else(|| {
         RestError::new(
             406,
             if data {
                 "this API serves data as SDMX-CSV 2.0 (application/vnd.sdmx.data+csv;\
-                 version=2.0.0) and SDMX-ML 2.1 structure-specific data \
+                 version=2.0.0), SDMX-JSON 2.0 (application/vnd.sdmx.data+json;version=2.0.0) \
+                 and SDMX-ML 2.1 structure-specific data \
                  (application/vnd.sdmx.structurespecificdata+xml;version=2.1)"
             } else {
                 "this API serves structures as SDMX-ML 2.1 \
@@ -192,24 +195,6 @@ pub fn negotiate(route: &Route, accept: Option<&str>) -> Result<Format, RestErro
             },
         )
     })
-}
-
-fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::SdmxCsv => "csv",
-        Format::StructureSpecific => "ss",
-        Format::StructureXml => "structure",
-    }
-}
-
-fn format_of(name: &str) -> Option<Format> {
-    [
-        Format::SdmxCsv,
-        Format::StructureSpecific,
-        Format::StructureXml,
-    ]
-    .into_iter()
-    .find(|f| format_name(*f) == name)
 }
 
 fn served(media: &str, version: Option<&str>, data: bool) -> Option<Format> {
@@ -226,6 +211,9 @@ fn served(media: &str, version: Option<&str>, data: bool) -> Option<Format> {
             .is_none_or(|v| v.starts_with("2.0"))
             .then_some(Format::SdmxCsv),
         "application/vnd.sdmx.structurespecificdata+xml" if data && v21 => Some(xml),
+        "application/json" | "application/vnd.sdmx.data+json" if data => version
+            .is_none_or(|v| v.starts_with("2.0"))
+            .then_some(Format::SdmxJson),
         "application/vnd.sdmx.structure+xml" if !data && v21 => Some(xml),
         _ => None,
     }

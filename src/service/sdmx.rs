@@ -351,6 +351,14 @@ async fn download(
     now: time::OffsetDateTime,
 ) -> Result<Answer, Answer> {
     let flow = request.flow;
+    if format == Format::SdmxJson {
+        // SDMX-JSON lists every value before the observations that use them: not a stream.
+        return Err(text(
+            406,
+            "the observations as submitted are streamed as SDMX-CSV 2.0 or SDMX-ML 2.1; \
+             SDMX-JSON 2.0 is served for the aggregates",
+        ));
+    }
     let select = request.select.clone();
     let keep: Keep = (!select.is_empty()).then(|| {
         Arc::new(move |o: &statistics::observations::Observation| {
@@ -553,6 +561,9 @@ async fn data_answer(
         };
         let text = match format {
             Format::SdmxCsv => data::sdmx_csv(request.flow, &obs, &options, &gateway.lists),
+            Format::SdmxJson => {
+                data::sdmx_json(request.flow, &header, &obs, &options, &gateway.lists, now)
+            }
             _ => data::structure_specific(request.flow, &header, &obs, &options, now),
         };
         body(text, format, gzip)
