@@ -54,7 +54,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 /// Every series' name and help text.
-const DESCRIPTIONS: [(&str, &str); 19] = [
+const DESCRIPTIONS: [(&str, &str); 21] = [
     (
         "grpc_server_started_total",
         "Total number of RPCs started on the server.",
@@ -103,6 +103,14 @@ const DESCRIPTIONS: [(&str, &str); 19] = [
     (
         "focalgate_store_pool_connections",
         "The store's connections, by state (max, open, idle, waiting).",
+    ),
+    (
+        "focalgate_sdmx_requests_total",
+        "SDMX REST API requests, by resource (structure, data, download, other) and HTTP status.",
+    ),
+    (
+        "focalgate_sdmx_request_seconds",
+        "Time to answer an SDMX REST request, by resource (a download: until its stream starts).",
     ),
     (
         "focalgate_witness_requests_total",
@@ -302,6 +310,12 @@ impl Telemetry {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
+                    Matcher::Full("focalgate_sdmx_request_seconds".into()),
+                    &LATENCY_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
                     Matcher::Full("focalgate_ledger_batch_size".into()),
                     &BATCH_BUCKETS,
                 )
@@ -401,6 +415,21 @@ impl Telemetry {
         self.recorder
             .register_histogram(
                 &key("focalgate_witness_request_seconds", &[("witness", witness)]),
+                &METADATA,
+            )
+            .record(seconds);
+    }
+
+    /// An SDMX REST request of `resource` was answered with `status` in `seconds`.
+    pub fn sdmx_request(&self, resource: &'static str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [("resource", resource), ("status", status.as_str())];
+        self.recorder
+            .register_counter(&key("focalgate_sdmx_requests_total", &labels), &METADATA)
+            .increment(1);
+        self.recorder
+            .register_histogram(
+                &key("focalgate_sdmx_request_seconds", &[("resource", resource)]),
                 &METADATA,
             )
             .record(seconds);

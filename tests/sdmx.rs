@@ -577,6 +577,24 @@ async fn bad_requests_get_the_specs_codes_and_change_nothing() {
     );
     // The answer was recorded in the access trail before it left.
     assert!(gw.count("access_trail").await > before.1);
+    // Operators see the API's answers by resource and status.
+    let metrics = tokio::task::block_in_place(|| {
+        let out = Command::new("curl")
+            .args(["-sS", &format!("http://{}/metrics", gw.monitoring)])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    });
+    for series in [
+        r#"focalgate_sdmx_requests_total{resource="data",status="400"}"#,
+        r#"focalgate_sdmx_requests_total{resource="data",status="200"}"#,
+        r#"focalgate_sdmx_requests_total{resource="download",status="400"}"#,
+        r#"focalgate_sdmx_requests_total{resource="structure",status="404"}"#,
+        r#"focalgate_sdmx_request_seconds_count{resource="data"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    common::promtool_accepts(&metrics);
     gw.stop().await;
 }
 

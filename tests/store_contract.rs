@@ -292,8 +292,9 @@ async fn what_a_transaction_writes_reads_back_exactly_and_a_dropped_one_writes_n
         assert_eq!(indexed[0].observations.len(), 2, "{name}");
         assert_eq!(indexed[0].observations[0].drug, "HEROIN", "{name}");
         assert_eq!(
-            indexed[0].observations[0].comment, None,
-            "{name}: the index reads no comments"
+            indexed[0].observations[0].comment.as_deref(),
+            Some("a comment"),
+            "{name}: the feed reads comments too, for downloads of the observations"
         );
         let exported = s.export(0, 10).await.unwrap();
         assert_eq!(exported.len(), 1, "{name}");

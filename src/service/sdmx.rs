@@ -173,15 +173,37 @@ async fn handle(
         .map(|c| c.member().to_string())
         .unwrap_or_else(|_| "-".into());
     let path = req.uri().path().to_owned();
+    let resource = resource(&path);
     let answer = answer(gateway, caller, &req).await;
+    let took = started.elapsed();
+    gateway
+        .telemetry
+        .sdmx_request(resource, answer.status().as_u16(), took.as_secs_f64());
     tracing::info!(
         member = %member,
         path = %path.chars().take(200).collect::<String>(),
         status = answer.status().as_u16(),
-        took_ms = started.elapsed().as_millis() as u64,
+        took_ms = took.as_millis() as u64,
         "SDMX request"
     );
     answer
+}
+
+/// What a path asks for, as the metrics name it: `structure`, `data` (aggregates),
+/// `download` (the submitted observations) or `other`.
+fn resource(path: &str) -> &'static str {
+    let Some(rest) = path.strip_prefix(ROOT) else {
+        return "other";
+    };
+    let flow = match rest.strip_prefix("data/dataflow/") {
+        Some(r) => r.split('/').nth(1),
+        None => rest.strip_prefix("data/").and_then(|r| r.split('/').next()),
+    };
+    match flow {
+        Some(f) if f.contains("_AGG") => "data",
+        Some(_) => "download",
+        None => "structure",
+    }
 }
 
 async fn answer(
