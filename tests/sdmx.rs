@@ -836,3 +836,71 @@ async fn sdmx_json_holds_the_same_observations_as_sdmx_csv() {
     assert_eq!(status, Some(406));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_of_what_changed_and_of_what_was() {
+    use common::{Signer, body, seizure};
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    let api = gw.sdmx_url();
+    let kaz = Signer::of("KAZ");
+    let first = |year: &str, quantity: &str| {
+        body(
+            "SEIZURES",
+            "KAZ",
+            year,
+            vec![
+                seizure("HEROIN", "KG", quantity, 4),
+                seizure("OPIUM", "KG", "3", 3),
+            ],
+        )
+    };
+    let (mut y2022, y2023) = (first("2022", "10.5"), first("2023", "7"));
+    for b in [&y2022, &y2023] {
+        gw.client("KAZ").await.submit(kaz.seal(b)).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let between = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    y2022.observations[0].quantity = "25".into();
+    y2022.prepared_at.as_mut().unwrap().seconds += 1;
+    gw.client("KAZ")
+        .await
+        .submit(kaz.seal(&y2022))
+        .await
+        .unwrap();
+
+    let rows = |query: &str| -> Vec<String> {
+        let url = format!("{api}/data/SEIZURES/A.KAZ.*.*.*?{query}");
+        let (status, text) = tokio::task::block_in_place(|| {
+            curl(Some("analyst"), &url, &["-H", "Accept: text/csv"])
+        });
+        match status {
+            Some(204) => Vec::new(),
+            Some(200) => text
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').skip(3).take(8).collect::<Vec<_>>().join(","))
+                .collect(),
+            other => panic!("{url}: {other:?} {text}"),
+        }
+    };
+    let all = rows("");
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(
+        all.iter().any(|r| r.contains("2022,25,")),
+        "the current revision: {all:?}"
+    );
+    // Updated after the moment between: the series revised since, as it is now.
+    let changed = rows(&format!("updatedAfter={between}"));
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(changed.iter().all(|r| r.contains(",2022,")), "{changed:?}");
+    // As of that moment: the data then, the first revision of 2022.
+    let then = rows(&format!("asOf={between}"));
+    assert_eq!(then.len(), 4);
+    assert!(then.iter().any(|r| r.contains("2022,10.5,")), "{then:?}");
+    assert!(!then.iter().any(|r| r.contains("2022,25,")), "{then:?}");
+    gw.stop().await;
+}

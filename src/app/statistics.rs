@@ -232,12 +232,19 @@ impl Gateway {
         &self,
         caller: &Caller,
         request: &AggregateQuery,
+        updated_after_ms: Option<i64>,
         keep: Keep,
     ) -> Result<Download, ApiError> {
         let g = self;
         may_read_statistics(caller)?;
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
+        // Revised after a time: logged after the checkpoint in force then (so that no revision
+        // logged after it is missed).
+        let since = match updated_after_ms {
+            Some(ms) => self.tree(AsOf::Time(ms)).await?.0,
+            None => 0,
+        };
         g.statistics.refresh(&*g.store, size).await?;
         let download = Download {
             tree_size: size,
@@ -247,6 +254,7 @@ impl Gateway {
             directory: g.directory(),
             member: caller.member().clone(),
             query,
+            since,
             now_ms: now_ms(),
             keep,
         };
@@ -266,7 +274,7 @@ impl Gateway {
                 at_ms: download.now_ms,
                 member: caller.member().to_string(),
                 method: "Observations".into(),
-                request: describe(request),
+                request: describe_download(request, updated_after_ms),
                 tree_size: size,
                 rows: u32::try_from(count).unwrap_or(u32::MAX),
                 suppressed: 0,
@@ -340,6 +348,8 @@ pub struct Download {
     directory: Arc<crate::identity::Directory>,
     member: crate::identity::MemberId,
     query: Query,
+    /// Only revisions logged at or after this entry.
+    since: u64,
     now_ms: i64,
     keep: Keep,
 }
@@ -354,7 +364,7 @@ impl Download {
             self.query.clone(),
             self.keep.clone(),
         );
-        let (size, now_ms) = (self.tree_size, self.now_ms);
+        let (size, since, now_ms) = (self.tree_size, self.since, self.now_ms);
         tokio::task::spawn_blocking(move || {
             let index = state.index.read().unwrap_or_else(|p| p.into_inner());
             let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
@@ -368,6 +378,7 @@ impl Download {
                 size,
                 now_ms,
                 &viewer,
+                since,
                 from,
                 DOWNLOAD_PAGE,
             );
@@ -385,6 +396,18 @@ impl Download {
 /// codes upper-cased, sorted and named once. Only a query that passed
 /// [`Query::from_request`] is described, so every value is a known code or period and every
 /// list is no longer than its code list: the record is bounded whatever the request's size.
+/// A download as the trail records it: its query, and the time it asks for revisions since.
+fn describe_download(q: &AggregateQuery, updated_after_ms: Option<i64>) -> String {
+    let mut text = describe(q);
+    if let Some(ms) = updated_after_ms
+        && let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&text)
+    {
+        m.insert("updated_after_ms".into(), ms.into());
+        text = serde_json::Value::Object(m).to_string();
+    }
+    text
+}
+
 fn describe(q: &AggregateQuery) -> String {
     let mut m = serde_json::Map::new();
     let mut text = |name: &str, v: &str| {

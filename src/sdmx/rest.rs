@@ -99,6 +99,8 @@ pub struct DataRequest {
     pub offset: u64,
     /// Most rows returned.
     pub limit: Option<u64>,
+    /// `updatedAfter` (submitted observations only): series revised after this time, Unix ms.
+    pub updated_after_ms: Option<i64>,
     /// How codes are written.
     pub labels: Labels,
     /// How TIME_PERIOD is written.
@@ -740,18 +742,22 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
     }
     q.top_n = number(params, "top", u64::from(u32::MAX))?.unwrap_or(0) as u32;
     if let Some(at) = params.get("asOf") {
-        let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| RestError::bad(format!("asOf {}: not an RFC 3339 time", cut(at))))?;
+        let ms = rfc3339_ms("asOf", at)?;
         q.as_of = Some(AsOf::AsOfTime(prost_types::Timestamp {
-            seconds: t.unix_timestamp(),
-            nanos: t.nanosecond() as i32,
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
         }));
     }
-    if params.get("updatedAfter").is_some() {
-        return Err(RestError::unsupported(
-            "updatedAfter: aggregates are recomputed at a checkpoint; ask asOf instead",
-        ));
-    }
+    let updated_after_ms = match params.get("updatedAfter") {
+        None => None,
+        Some(_) if aggregate => {
+            return Err(RestError::unsupported(
+                "updatedAfter: aggregates are recomputed at a checkpoint; ask asOf instead, or \
+                 the observations as submitted (SEIZURES, ROUTES) updated after a time",
+            ));
+        }
+        Some(at) => Some(rfc3339_ms("updatedAfter", at)?),
+    };
     if flag(params, "includeHistory")? {
         return Err(RestError::unsupported(
             "includeHistory=true: each answer is the data at one signed checkpoint; ask asOf",
@@ -813,12 +819,20 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         query: q,
         select,
         offset: number(params, "offset", MAX_LIMIT)?.unwrap_or(0),
+        updated_after_ms,
         limit: number(params, "limit", MAX_LIMIT)?,
         labels,
         time_format,
         attributes,
         measures,
     })))
+}
+
+/// An RFC 3339 time in Unix milliseconds.
+fn rfc3339_ms(name: &str, at: &str) -> Result<i64, RestError> {
+    let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| RestError::bad(format!("{name} {}: not an RFC 3339 time", cut(at))))?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 fn ask(part: &str) -> Ask {

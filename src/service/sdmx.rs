@@ -388,7 +388,7 @@ async fn download(
         }) as _
     });
     let download = gateway
-        .download(caller, &request.query, keep)
+        .download(caller, &request.query, request.updated_after_ms, keep)
         .await
         .map_err(|e| refusal(&e))?;
     let (tree_size, checkpoint) = (download.tree_size, download.checkpoint.clone());

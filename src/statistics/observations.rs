@@ -61,13 +61,16 @@ pub struct Page {
 
 /// Reads from position `from` (0 for the first page) at least `max` observations (a
 /// submission is never split) that `q` selects and `viewer` may see in the tree of `size`
-/// entries at `now_ms`. `q`'s grouping, roll-up, totals and top-N do not apply.
+/// entries at `now_ms`, of revisions logged at or after entry `since` (0: all). `q`'s
+/// grouping, roll-up, totals and top-N do not apply.
+#[allow(clippy::too_many_arguments)]
 pub fn observations(
     index: &Index,
     q: &Query,
     size: u64,
     now_ms: i64,
     viewer: &Viewer<'_>,
+    since: u64,
     from: usize,
     max: usize,
 ) -> Page {
@@ -85,6 +88,7 @@ pub fn observations(
         }
         if sub.dataflow != q.dataflow
             || !sub.counts_at(size)
+            || sub.log_index < since
             || q.freq.is_some_and(|f| sub.period.frequency() != f)
             || q.from.is_some_and(|d| sub.start < d)
             || q.to.is_some_and(|d| sub.end > d)
