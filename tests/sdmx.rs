@@ -42,6 +42,13 @@ fn partners(script: &str) -> PathBuf {
         .join(script)
 }
 
+/// A gateway with data in `dir`, the five Central Asian members' sample files submitted.
+async fn with_samples(dir: &common::TestDir) -> Gateway {
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    tokio::task::block_in_place(|| submit_samples(&gw));
+    gw
+}
+
 /// `focalgate query` as `who`, in CSV: the header and the rows.
 fn query(gw: &Gateway, who: &str, args: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
     let out = Command::new(BIN)
@@ -106,8 +113,7 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
         return;
     }
     let dir = common::tempdir();
-    let gw = Gateway::start(&dir.path().join("data")).await;
-    tokio::task::block_in_place(|| submit_samples(&gw));
+    let gw = with_samples(&dir).await;
 
     // DEU may not see TKM's country-level figures: those cells come back suppressed.
     let requests = serde_json::json!([
@@ -279,8 +285,7 @@ async fn every_export_conforms_to_sdmx_csv_2() {
         return;
     }
     let dir = common::tempdir();
-    let gw = Gateway::start(&dir.path().join("data")).await;
-    tokio::task::block_in_place(|| submit_samples(&gw));
+    let gw = with_samples(&dir).await;
     let api = gw.sdmx_url();
     let csv = "Accept: application/vnd.sdmx.data+csv;version=2.0.0";
     let save = |name: &str, body: &str| {
@@ -417,8 +422,7 @@ async fn every_export_conforms_to_sdmx_csv_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_specs_codes_and_change_nothing() {
     let dir = common::tempdir();
-    let gw = Gateway::start(&dir.path().join("data")).await;
-    tokio::task::block_in_place(|| submit_samples(&gw));
+    let gw = with_samples(&dir).await;
     let api = gw.sdmx_url();
     let before = (
         gw.count("submissions").await,
@@ -610,8 +614,7 @@ fn decimal(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_submitted_observations_download_as_they_were_accepted() {
     let dir = common::tempdir();
-    let gw = Gateway::start(&dir.path().join("data")).await;
-    tokio::task::block_in_place(|| submit_samples(&gw));
+    let gw = with_samples(&dir).await;
     let api = gw.sdmx_url();
     let now = time::OffsetDateTime::now_utc();
 
@@ -742,8 +745,7 @@ async fn the_submitted_observations_download_as_they_were_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdmx_json_holds_the_same_observations_as_sdmx_csv() {
     let dir = common::tempdir();
-    let gw = Gateway::start(&dir.path().join("data")).await;
-    tokio::task::block_in_place(|| submit_samples(&gw));
+    let gw = with_samples(&dir).await;
     let api = gw.sdmx_url();
     for path in [
         "data/ROUTES_AGG/_T._T.HEROIN.*._T._T.*._T._T.KG?totals=true&freq=A",
