@@ -454,7 +454,7 @@ async fn bad_requests_get_the_specs_codes_and_change_nothing() {
             format!("{api}/data/SEIZURES_AGG/all?c[NOPE]=1"),
             vec![],
             400,
-            "no dimension NOPE",
+            r#"c["NOPE"]: SEIZURES_AGG has no such dimension"#,
         ),
         (
             format!("{api}/data/SEIZURES_AGG/all?limit=99999999999"),

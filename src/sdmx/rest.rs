@@ -28,7 +28,7 @@ use super::{Artefact, Detail, Selection};
 use crate::{
     proto::{AggregateQuery, aggregate_query::AsOf},
     schema::{
-        CodeLists, Frequency, NOT_APPLICABLE, Period, TOTAL,
+        CodeLists, Echo, Frequency, NOT_APPLICABLE, Period, TOTAL,
         structure::{AGENCY, CONCEPT_SCHEME, Flow, Representation, VERSION},
     },
 };
@@ -256,7 +256,7 @@ pub fn route(path: &str, query: Option<&str>, lists: &CodeLists) -> Result<Route
             if !matches!(part(rest, 1), "all" | "*" | "") {
                 return Err(RestError::not_found(format!(
                     "data provider {}: the hub publishes the aggregates itself",
-                    part(rest, 1)
+                    Echo(part(rest, 1))
                 )));
             }
             let refs: Vec<&str> = flow_ref.split(',').collect();
@@ -264,7 +264,12 @@ pub fn route(path: &str, query: Option<&str>, lists: &CodeLists) -> Result<Route
                 [id] => ("*", *id, "*"),
                 [agency, id] => (*agency, *id, "*"),
                 [agency, id, version] => (*agency, *id, *version),
-                _ => return Err(RestError::bad(format!("flowRef {flow_ref} is malformed"))),
+                _ => {
+                    return Err(RestError::bad(format!(
+                        "flowRef {} is malformed",
+                        Echo(flow_ref)
+                    )));
+                }
             };
             data(flow(agency, id, version)?, part(rest, 0), &params, lists)
         }
@@ -272,8 +277,8 @@ pub fn route(path: &str, query: Option<&str>, lists: &CodeLists) -> Result<Route
             structure(kind, rest, &params, lists)
         }
         _ => Err(RestError::not_found(format!(
-            "/{}: not an SDMX REST resource of this API (structure/…, data/…)",
-            path.trim_matches('/')
+            "{}: not an SDMX REST resource of this API (structure/…, data/…)",
+            Echo(path.trim_matches('/'))
         ))),
     }
 }
@@ -314,7 +319,8 @@ impl Params {
             let (name, value) = (decode(name)?, decode(value)?);
             if out.iter().any(|(n, _)| *n == name) {
                 return Err(RestError::bad(format!(
-                    "query parameter {name} is given twice"
+                    "query parameter {} is given twice",
+                    Echo(&name)
                 )));
             }
             out.push((name, value));
@@ -336,7 +342,8 @@ impl Params {
             !(known.contains(&n.as_str()) || filter)
         }) {
             Some((n, _)) => Err(RestError::bad(format!(
-                "query parameter {n} is not one this resource takes ({})",
+                "query parameter {} is not one this resource takes ({})",
+                Echo(n),
                 known.join(", ")
             ))),
             None => Ok(()),
@@ -358,7 +365,7 @@ fn decode(s: &str) -> Result<String, RestError> {
             let byte = hex
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    RestError::bad(format!("malformed percent-encoding in {}", cut(s)))
+                    RestError::bad(format!("malformed percent-encoding in {}", Echo(s)))
                 })?;
             out.push(byte);
             i += 3;
@@ -367,16 +374,7 @@ fn decode(s: &str) -> Result<String, RestError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| RestError::bad(format!("{} is not UTF-8", cut(s))))
-}
-
-/// At most 64 characters of a value, to echo it.
-fn cut(s: &str) -> String {
-    let mut c: String = s.chars().take(64).collect();
-    if c.len() < s.len() {
-        c.push('…');
-    }
-    format!("{c:?}")
+    String::from_utf8(out).map_err(|_| RestError::bad(format!("{} is not UTF-8", Echo(s))))
 }
 
 fn matches_version(asked: &str, version: &str) -> bool {
@@ -397,7 +395,8 @@ fn flow(agency: &str, id: &str, version: &str) -> Result<Flow, RestError> {
         .filter(|_| matches_agency(agency) && matches_version(version, VERSION))
         .ok_or_else(|| {
             RestError::not_found(format!(
-                "no dataflow {agency}:{id}({version}); the dataflows are {}",
+                "no dataflow {}; the dataflows are {}",
+                Echo(&format!("{agency}:{id}({version})")),
                 Flow::ALL.map(|f| f.reference()).join(", ")
             ))
         })?;
@@ -415,6 +414,13 @@ fn structure(
         return Err(RestError::unsupported(
             "item queries are not served: ask for the whole artefact",
         ));
+    }
+    if !STRUCTURE_TYPES.contains(&kind) {
+        return Err(RestError::unsupported(format!(
+            "structure type {}: this API serves {}",
+            Echo(kind),
+            STRUCTURE_TYPES.join(", ")
+        )));
     }
     let (agency, id, version) = (part(rest, 0), part(rest, 1), part(rest, 2));
     let asked: Vec<Artefact> = Artefact::all()
@@ -439,15 +445,11 @@ fn structure(
                 && matches_version(version, &aversion)
         })
         .collect();
-    if !STRUCTURE_TYPES.contains(&kind) {
-        return Err(RestError::unsupported(format!(
-            "structure type {kind}: this API serves {}",
-            STRUCTURE_TYPES.join(", ")
-        )));
-    }
     if asked.is_empty() {
         return Err(RestError::not_found(format!(
-            "no {kind} {agency}:{id}({version})"
+            // `kind` is one of STRUCTURE_TYPES by now.
+            "no {kind} {}",
+            Echo(&format!("{agency}:{id}({version})"))
         )));
     }
     let detail = match params.get("detail").unwrap_or("full") {
@@ -456,7 +458,8 @@ fn structure(
         "referencestubs" => Detail::ReferenceStubs,
         other => {
             return Err(RestError::unsupported(format!(
-                "detail={other}: this API serves full, allstubs and referencestubs"
+                "detail={}: this API serves full, allstubs and referencestubs",
+                Echo(other)
             )));
         }
     };
@@ -510,8 +513,9 @@ fn structure(
         }
         other => {
             return Err(RestError::bad(format!(
-                "references={other}: none, parents, parentsandsiblings, ancestors, children, \
-                 descendants, all, or a structure type"
+                "references={}: none, parents, parentsandsiblings, ancestors, children, \
+                 descendants, all, or a structure type",
+                Echo(other)
             )));
         }
     }
@@ -568,7 +572,7 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         if parts.len() != keyed.len() {
             return Err(RestError::bad(format!(
                 "the key {} has {} parts; {} has {} dimensions before TIME_PERIOD: {}",
-                cut(key),
+                Echo(key),
                 parts.len(),
                 flow.id(),
                 keyed.len(),
@@ -592,7 +596,8 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         }
         let Some(i) = keyed.iter().position(|d| *d == component) else {
             return Err(RestError::bad(format!(
-                "c[{component}]: {} has no dimension {component}; its dimensions are {}",
+                "c[{}]: {} has no such dimension; its dimensions are {}",
+                Echo(component),
                 flow.id(),
                 dimensions.join(", ")
             )));
@@ -645,7 +650,7 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
                 (Ask::Values(v), Some(1)) => {
                     let f = v.iter().next().cloned().unwrap_or_default();
                     Frequency::from_code(&f).ok_or_else(|| {
-                        RestError::bad(format!("FREQ {}: not in CL_FREQ (A, Q, M)", cut(&f)))
+                        RestError::bad(format!("FREQ {}: not in CL_FREQ (A, Q, M)", Echo(&f)))
                     })?;
                     q.rollup = f;
                     q.group_by.push("TIME_PERIOD".into());
@@ -777,7 +782,8 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         "dataonly" => attributes = false,
         other => {
             return Err(RestError::unsupported(format!(
-                "detail={other}: this API serves full and dataonly"
+                "detail={}: this API serves full and dataonly",
+                Echo(other)
             )));
         }
     }
@@ -786,7 +792,8 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         "none" => attributes = false,
         other => {
             return Err(RestError::unsupported(format!(
-                "attributes={other}: dsd, all or none"
+                "attributes={}: dsd, all or none",
+                Echo(other)
             )));
         }
     }
@@ -795,7 +802,8 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         "none" => measures = false,
         other => {
             return Err(RestError::bad(format!(
-                "measures={other}: all, OBS_VALUE or none"
+                "measures={}: all, OBS_VALUE or none",
+                Echo(other)
             )));
         }
     }
@@ -803,14 +811,20 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         "id" => Labels::Id,
         "both" => Labels::Both,
         "name" => Labels::Name,
-        other => return Err(RestError::bad(format!("labels={other}: id, both or name"))),
+        other => {
+            return Err(RestError::bad(format!(
+                "labels={}: id, both or name",
+                Echo(other)
+            )));
+        }
     };
     let time_format = match params.get("timeFormat").unwrap_or("original") {
         "original" => TimeFormat::Original,
         "normalized" => TimeFormat::Normalized,
         other => {
             return Err(RestError::bad(format!(
-                "timeFormat={other}: original or normalized"
+                "timeFormat={}: original or normalized",
+                Echo(other)
             )));
         }
     };
@@ -831,7 +845,7 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
 /// An RFC 3339 time in Unix milliseconds.
 fn rfc3339_ms(name: &str, at: &str) -> Result<i64, RestError> {
     let t = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| RestError::bad(format!("{name} {}: not an RFC 3339 time", cut(at))))?;
+        .map_err(|_| RestError::bad(format!("{name} {}: not an RFC 3339 time", Echo(at))))?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -849,7 +863,7 @@ fn flag(params: &Params, name: &str) -> Result<bool, RestError> {
         Some("true") => Ok(true),
         Some(other) => Err(RestError::bad(format!(
             "{name}={}: true or false",
-            cut(other)
+            Echo(other)
         ))),
     }
 }
@@ -861,7 +875,7 @@ fn number(params: &Params, name: &str, max: u64) -> Result<Option<u64>, RestErro
             Ok(n) if n <= max => Ok(n),
             _ => Err(RestError::bad(format!(
                 "{name}={}: a whole number from 0 to {max}",
-                cut(v)
+                Echo(v)
             ))),
         })
         .transpose()
@@ -879,7 +893,7 @@ fn filter_values(
         if term.contains(['+', ' ']) {
             return Err(RestError::bad(format!(
                 "c[{component}]={}: AND (+) applies to ranges of TIME_PERIOD only",
-                cut(value)
+                Echo(value)
             )));
         }
         let (op, code) = term.split_once(':').unwrap_or(("eq", term));
@@ -908,7 +922,7 @@ fn filter_values(
             other => {
                 return Err(RestError::bad(format!(
                     "c[{component}]: operator {} is not eq, ne, lt, le, gt or ge",
-                    cut(other)
+                    Echo(other)
                 )));
             }
         }
@@ -931,7 +945,7 @@ fn time_filter(
         }
         let (op, p) = term.split_once(':').unwrap_or(("eq", term));
         let period = Period::parse(p)
-            .map_err(|e| RestError::bad(format!("c[TIME_PERIOD]={}: {e}", cut(value))))?;
+            .map_err(|e| RestError::bad(format!("c[TIME_PERIOD]={}: {e}", Echo(value))))?;
         match op {
             "ge" => *from = Some(period.to_string()),
             "gt" => *from = Some(step(period, 1).to_string()),
@@ -944,7 +958,7 @@ fn time_filter(
             other => {
                 return Err(RestError::bad(format!(
                     "c[TIME_PERIOD]: operator {} is not eq, lt, le, gt or ge",
-                    cut(other)
+                    Echo(other)
                 )));
             }
         }

@@ -299,7 +299,7 @@ fn body(text: String, format: Format, gzip: bool) -> Answer {
 fn checkpoint_headers(r: &mut Answer, tree_size: u64, checkpoint: &str) {
     for (name, value) in [
         ("focalgate-tree-size", tree_size.to_string()),
-        ("focalgate-root", root_of(checkpoint).to_owned()),
+        ("focalgate-root", root_of(checkpoint)),
     ] {
         if let Ok(v) = http::HeaderValue::from_str(&value) {
             r.headers_mut().insert(name, v);
@@ -536,9 +536,15 @@ impl Chunks {
     }
 }
 
-/// The root hash of a signed checkpoint (its third line).
-fn root_of(note: &str) -> &str {
-    note.lines().nth(2).unwrap_or_default()
+/// The root hash of a signed checkpoint, base64 as the checkpoint writes it; empty when there
+/// is none (an empty log).
+fn root_of(note: &str) -> String {
+    use base64::Engine;
+    crate::checkpoint::note::parse(note.as_bytes())
+        .ok()
+        .and_then(|n| crate::checkpoint::Checkpoint::parse_body(&n.text).ok())
+        .map(|c| base64::engine::general_purpose::STANDARD.encode(c.root.as_bytes()))
+        .unwrap_or_default()
 }
 
 async fn data_answer(

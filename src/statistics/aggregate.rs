@@ -261,9 +261,12 @@ impl Filter {
         (row.quantity != NONE || row.n_seizures != NONE) && self.selects(index, row)
     }
 
-    /// Whether the reporter `ref_area` (interned) passes the reporter filter.
-    pub(super) fn reporter(&self, ref_area: u32) -> bool {
-        passes(&self.ref_area, ref_area)
+    /// Whether the submission `sub` passes the query's frequency, periods and reporters.
+    pub(super) fn sub(&self, q: &Query, sub: &Sub) -> bool {
+        q.freq.is_none_or(|f| sub.period.frequency() == f)
+            && q.from.is_none_or(|d| sub.start >= d)
+            && q.to.is_none_or(|d| sub.end <= d)
+            && passes(&self.ref_area, sub.ref_area)
     }
 
     /// Whether `row` passes every filter.
@@ -290,6 +293,40 @@ impl Filter {
     }
 }
 
+/// What a viewer may not count of the rows it reads: its own rows are all visible; of other
+/// reporters', confidential values (CONF_STATUS `C`) and embargoed ones (`E`) before their
+/// EMBARGO_TIME are hidden.
+pub(super) struct Hidden {
+    own: Option<u32>,
+    confidential: u32,
+    embargoed: u32,
+    now_ms: i64,
+}
+
+impl Hidden {
+    pub(super) fn new(index: &Index, viewer: &Viewer<'_>, now_ms: i64) -> Self {
+        let code = |c: &str| index.codes.get(c).unwrap_or(u32::MAX);
+        Self {
+            own: index.codes.get(viewer.country),
+            confidential: code("C"),
+            embargoed: code("E"),
+            now_ms,
+        }
+    }
+
+    /// Whether `sub` is the viewer's own data.
+    pub(super) fn own(&self, sub: &Sub) -> bool {
+        Some(sub.ref_area) == self.own
+    }
+
+    /// Whether `row` of a submission (the viewer's own when `own_data`) is hidden.
+    pub(super) fn row(&self, own_data: bool, row: &Row) -> bool {
+        !own_data
+            && (row.conf_status == self.confidential
+                || (row.conf_status == self.embargoed && row.embargo_ms > self.now_ms))
+    }
+}
+
 /// The selected rows, accumulated per cell.
 struct Grouped {
     /// Per key (the group-by codes, then the unit), its accumulator.
@@ -308,9 +345,7 @@ struct Grouped {
 /// own data, or data neither confidential nor under embargo at `now_ms`) into its cell.
 fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) -> Grouped {
     let mut filter = Filter::new(index, q);
-    let own = index.codes.get(viewer.country);
-    let code = |c: &str| index.codes.get(c).unwrap_or(u32::MAX);
-    let (conf_c, conf_e) = (code("C"), code("E"));
+    let hidden = Hidden::new(index, viewer, now_ms);
     // Per-code ranks, computed once.
     let rank = |f: fn(&str) -> u8| -> Vec<u8> {
         (0..index.codes.len())
@@ -330,15 +365,8 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
         span: None,
     };
     let mut key: Vec<u32> = Vec::with_capacity(q.group_by.len() + 1);
-    for sub in index
-        .counting(q.dataflow, size)
-        .into_iter()
-        .filter(|s| q.freq.is_none_or(|f| s.period.frequency() == f))
-    {
-        if q.from.is_some_and(|d| sub.start < d)
-            || q.to.is_some_and(|d| sub.end > d)
-            || !filter.reporter(sub.ref_area)
-        {
+    for sub in index.counting(q.dataflow, size) {
+        if !filter.sub(q, sub) {
             continue;
         }
         let next = reporters.len() as u8;
@@ -355,20 +383,13 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
                 out.labels.len() as u32 - 1
             })
         });
-        let own_data = Some(sub.ref_area) == own;
+        let own_data = hidden.own(sub);
+        let mut counted = false;
         for row in rows(index, sub) {
-            if !filter.admits(index, row)
-                || (!own_data
-                    && (row.conf_status == conf_c
-                        || (row.conf_status == conf_e && row.embargo_ms > now_ms)))
-            {
+            if !filter.admits(index, row) || hidden.row(own_data, row) {
                 continue;
             }
-            out.seen.insert(sub.period.frequency());
-            out.span = Some(match out.span {
-                None => (sub.start, sub.end),
-                Some((s, e)) => (s.min(sub.start), e.max(sub.end)),
-            });
+            counted = true;
             key.clear();
             key.extend(q.group_by.iter().map(|d| match d {
                 Dimension::RefArea => sub.ref_area,
@@ -395,6 +416,13 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
                     out.cells.insert(key.clone().into_boxed_slice(), acc);
                 }
             }
+        }
+        if counted {
+            out.seen.insert(sub.period.frequency());
+            out.span = Some(match out.span {
+                None => (sub.start, sub.end),
+                Some((s, e)) => (s.min(sub.start), e.max(sub.end)),
+            });
         }
     }
     out
@@ -519,7 +547,7 @@ fn publish(index: &Index, q: &Query, grouped: &Grouped, t: Thresholds) -> Vec<Ce
     out
 }
 
-fn rows<'a>(index: &'a Index, sub: &Sub) -> &'a [Row] {
+pub(super) fn rows<'a>(index: &'a Index, sub: &Sub) -> &'a [Row] {
     let first = sub.first as usize;
     &index.rows[first..first + sub.len as usize]
 }

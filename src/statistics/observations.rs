@@ -7,7 +7,7 @@
 //! observation is written out as it is read and holds the index only a page at a time.
 
 use super::{
-    aggregate::{Filter, Viewer},
+    aggregate::{Filter, Hidden, Viewer, rows},
     index::{Index, NONE},
     query::Query,
 };
@@ -75,9 +75,7 @@ pub fn observations(
     max: usize,
 ) -> Page {
     let mut filter = Filter::new(index, q);
-    let own = index.codes.get(viewer.country);
-    let code = |c: &str| index.codes.get(c).unwrap_or(u32::MAX);
-    let (conf_c, conf_e) = (code("C"), code("E"));
+    let hidden = Hidden::new(index, viewer, now_ms);
     // Codes left out are interned as "".
     let name = |id: u32| index.codes.name(id).to_owned();
     let mut page = Page::default();
@@ -89,24 +87,16 @@ pub fn observations(
         if sub.dataflow != q.dataflow
             || !sub.counts_at(size)
             || sub.log_index < since
-            || q.freq.is_some_and(|f| sub.period.frequency() != f)
-            || q.from.is_some_and(|d| sub.start < d)
-            || q.to.is_some_and(|d| sub.end > d)
-            || !filter.reporter(sub.ref_area)
+            || !filter.sub(q, sub)
         {
             continue;
         }
-        let own_data = Some(sub.ref_area) == own;
+        let own_data = hidden.own(sub);
         if !own_data && !(viewer.may_see)(index.codes.name(sub.ref_area)) {
             continue;
         }
-        let rows = &index.rows[sub.first as usize..(sub.first + sub.len) as usize];
-        for row in rows {
-            if !filter.selects(index, row)
-                || (!own_data
-                    && (row.conf_status == conf_c
-                        || (row.conf_status == conf_e && row.embargo_ms > now_ms)))
-            {
+        for row in rows(index, sub) {
+            if !filter.selects(index, row) || hidden.row(own_data, row) {
                 continue;
             }
             let transit = name(row.transit_area);
