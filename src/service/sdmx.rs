@@ -44,6 +44,10 @@ use crate::{
 /// The path under which the API answers: `https://host:port/sdmx/…`.
 pub const ROOT: &str = "/sdmx/";
 
+/// Most HTTP/2 requests in progress on one connection: each may be a query or a download, and
+/// a member's connections are capped too (`limits.max_connections_per_member`).
+const MAX_STREAMS: u32 = 16;
+
 /// Longest a request's head may take to arrive.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,7 +156,10 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEAD_TIMEOUT)
                 .max_buf_size(rest::MAX_TARGET_BYTES * 4);
-            builder.http2().max_header_list_size(64 * 1024);
+            builder
+                .http2()
+                .max_header_list_size(64 * 1024)
+                .max_concurrent_streams(MAX_STREAMS);
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
