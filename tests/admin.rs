@@ -1026,18 +1026,24 @@ async fn the_command_line_runs_a_members_life_and_sighup_reloads() {
     assert!(!ok && out.contains("PermissionDenied"), "{out}");
     let (ok, _) = run(&["submissions", "list", "--identity", &path(&pki.join("KGZ"))]);
     assert!(!ok, "KGZ's certificate is revoked by the new CRL");
-    let operator_acts: Vec<String> = gw
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("administrative act logged") && l.contains("\"operator\""))
-        .collect();
-    assert!(
-        operator_acts.iter().any(|l| l.contains("policy-changed"))
+    // The new configuration is in force before its acts are durably logged: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let operator_acts: Vec<String> = gw
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("administrative act logged") && l.contains("\"operator\""))
+            .collect();
+        if operator_acts.iter().any(|l| l.contains("policy-changed"))
             && operator_acts
                 .iter()
-                .any(|l| l.contains("certificate-revoked") && l.contains(&kgz_serial)),
-        "{operator_acts:?}"
-    );
+                .any(|l| l.contains("certificate-revoked") && l.contains(&kgz_serial))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{operator_acts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (ok, out) = run(&["admin", "expiry", "--identity", &admin_id]);
     assert!(ok && out.contains("server"), "{out}");
 }
