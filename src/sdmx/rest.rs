@@ -140,6 +140,8 @@ pub enum Format {
     StructureSpecific,
     /// SDMX-ML 2.1 structure message.
     StructureXml,
+    /// SDMX-JSON 2.0 structure message.
+    StructureJson,
     /// SDMX-JSON 2.0 data (aggregates).
     SdmxJson,
 }
@@ -153,6 +155,9 @@ impl Format {
                 "application/vnd.sdmx.structurespecificdata+xml; version=2.1; charset=utf-8"
             }
             Self::StructureXml => "application/vnd.sdmx.structure+xml; version=2.1; charset=utf-8",
+            Self::StructureJson => {
+                "application/vnd.sdmx.structure+json; version=2.0.0; charset=utf-8"
+            }
             Self::SdmxJson => "application/vnd.sdmx.data+json; version=2.0.0; charset=utf-8",
         }
     }
@@ -193,7 +198,8 @@ pub fn negotiate(route: &Route, accept: Option<&str>) -> Result<Format, RestErro
                  (application/vnd.sdmx.structurespecificdata+xml;version=2.1)"
             } else {
                 "this API serves structures as SDMX-ML 2.1 \
-                 (application/vnd.sdmx.structure+xml;version=2.1)"
+                 (application/vnd.sdmx.structure+xml;version=2.1) and SDMX-JSON 2.0 \
+                 (application/vnd.sdmx.structure+json;version=2.0.0)"
             },
         )
     })
@@ -217,6 +223,9 @@ fn served(media: &str, version: Option<&str>, data: bool) -> Option<Format> {
             .is_none_or(|v| v.starts_with("2.0"))
             .then_some(Format::SdmxJson),
         "application/vnd.sdmx.structure+xml" if !data && v21 => Some(xml),
+        "application/json" | "application/vnd.sdmx.structure+json" if !data => version
+            .is_none_or(|v| v.starts_with("2.0"))
+            .then_some(Format::StructureJson),
         _ => None,
     }
 }
@@ -1059,6 +1068,16 @@ mod tests {
             panic!()
         };
         assert!(!selection.is_empty());
+        let codelists = route("codelist", None, &lists()).unwrap();
+        assert_eq!(
+            negotiate(
+                &codelists,
+                Some("application/vnd.sdmx.structure+json;version=2.0.0, application/xml;q=0.5")
+            )
+            .unwrap(),
+            Format::StructureJson
+        );
+        assert_eq!(negotiate(&codelists, None).unwrap(), Format::StructureXml);
         assert_eq!(
             negotiate(
                 &route("codelist", None, &lists()).unwrap(),

@@ -1,6 +1,8 @@
-//! SDMX-ML 2.1 structure messages: dataflows, data structure definitions, the concept scheme
-//! and the code lists, chosen as the SDMX REST structure query chooses them.
+//! Structure messages, SDMX-ML 2.1 and SDMX-JSON 2.0: dataflows, data structure definitions,
+//! the concept scheme and the code lists, chosen as the SDMX REST structure query chooses them.
+//! Both are written from the same artefacts, in the same order.
 
+use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{urn, xml::Xml};
@@ -171,6 +173,12 @@ pub fn structure_message(
     x.finish()
 }
 
+const CONCEPT_SCHEME_NAME: &str = "Concepts of drug seizure and trafficking route statistics";
+
+fn dsd_name(f: Flow) -> String {
+    format!("Structure of {}", f.name().to_lowercase())
+}
+
 fn maintainable(
     x: &mut Xml,
     element: &'static str,
@@ -248,18 +256,14 @@ fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
                 "conceptscheme.ConceptScheme",
                 CONCEPT_SCHEME,
                 VERSION,
-                "Concepts of drug seizure and trafficking route statistics",
+                CONCEPT_SCHEME_NAME,
                 stub,
             );
             if !stub {
                 for (id, name) in CONCEPTS {
-                    x.open("str:Concept").attr("id", id).attr(
-                        "urn",
-                        &format!(
-                            "{}.{id}",
-                            urn("conceptscheme.Concept", CONCEPT_SCHEME, VERSION)
-                        ),
-                    );
+                    x.open("str:Concept")
+                        .attr("id", id)
+                        .attr("urn", &concept_urn(id));
                     x.name_en("com:Name", name);
                     x.close();
                 }
@@ -272,7 +276,7 @@ fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
                 "datastructure.DataStructure",
                 &f.dsd_id(),
                 VERSION,
-                &format!("Structure of {}", f.name().to_lowercase()),
+                &dsd_name(f),
                 stub,
             );
             if !stub {
@@ -373,22 +377,234 @@ fn component_body(x: &mut Xml, lists: &CodeLists, c: &Component) {
             x.close();
         }
         other => {
-            x.open("str:TextFormat");
-            match other {
-                Representation::TimePeriod => x.attr("textType", "ObservationalTimePeriod"),
-                Representation::Integer => x.attr("textType", "Integer").attr("minValue", "0"),
-                Representation::Decimal => x.attr("textType", "Decimal").attr("minValue", "0"),
-                Representation::DateTime => x.attr("textType", "DateTime"),
-                Representation::Comment => x.attr("textType", "String"),
-                Representation::Text { pattern } => {
-                    x.attr("textType", "String").attr("pattern", pattern)
-                }
-                Representation::Codes(_) => unreachable!("handled above"),
+            let (text_type, facet) = text_format(other);
+            x.open("str:TextFormat").attr("textType", text_type);
+            match facet {
+                Some(Facet::NonNegative) => x.attr("minValue", "0"),
+                Some(Facet::Pattern(p)) => x.attr("pattern", p),
+                None => x,
             };
             x.close();
         }
     }
     x.close();
+}
+
+/// A restriction of an uncoded representation.
+enum Facet {
+    /// At least 0.
+    NonNegative,
+    /// Matching a regular expression.
+    Pattern(&'static str),
+}
+
+/// The SDMX data type of an uncoded representation (the same names in SDMX-ML's `textType`
+/// and SDMX-JSON's `dataType`), with its restriction.
+fn text_format(r: Representation) -> (&'static str, Option<Facet>) {
+    match r {
+        Representation::TimePeriod => ("ObservationalTimePeriod", None),
+        Representation::Integer => ("Integer", Some(Facet::NonNegative)),
+        Representation::Decimal => ("Decimal", Some(Facet::NonNegative)),
+        Representation::DateTime => ("DateTime", None),
+        Representation::Comment | Representation::Codes(_) => ("String", None),
+        Representation::Text { pattern } => ("String", Some(Facet::Pattern(pattern))),
+    }
+}
+
+const JSON_SCHEMA: &str = "https://raw.githubusercontent.com/sdmx-twg/sdmx-json/master/structure-message/tools/schemas/2.0.0/sdmx-json-structure-schema.json";
+
+/// An SDMX-JSON 2.0 structure message of `selection`, prepared at `prepared`: the same
+/// artefacts as [`structure_message`], in SDMX 3.0's terms (references are URNs, the measure
+/// is in a list of measures).
+pub fn structure_json(
+    lists: &CodeLists,
+    selection: &Selection,
+    detail: Detail,
+    prepared: OffsetDateTime,
+) -> String {
+    let mut data = Map::new();
+    for (a, stub) in selection.items(detail) {
+        let (key, value) = json_artefact(lists, a, stub);
+        match data.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+            Value::Array(items) => items.push(value),
+            _ => unreachable!("every entry is an array"),
+        }
+    }
+    let meta = json!({
+        "schema": JSON_SCHEMA,
+        "id": format!("IDREF{}", prepared.unix_timestamp()),
+        "test": false,
+        "prepared": prepared.format(&Rfc3339).unwrap_or_default(),
+        "contentLanguages": ["en"],
+        "sender": {"id": AGENCY},
+    });
+    super::json_message(&meta, &Value::Object(data))
+}
+
+/// A maintainable artefact's identification in SDMX-JSON; a stub is only that.
+fn json_maintainable(class: &str, id: &str, version: &str, name: &str, stub: bool) -> Value {
+    let mut m = json!({
+        "id": id,
+        "agencyID": AGENCY,
+        "version": version,
+        "name": name,
+        "names": {"en": name},
+        "links": [{"rel": "self", "urn": urn(class, id, version)}],
+    });
+    if stub {
+        m["isExternalReference"] = json!(true);
+    }
+    m
+}
+
+/// The artefact under the `data` key its type has, and its object.
+fn json_artefact(lists: &CodeLists, a: Artefact, stub: bool) -> (String, Value) {
+    let (key, value) = match a {
+        Artefact::Dataflow(f) => {
+            let mut v =
+                json_maintainable("datastructure.Dataflow", f.id(), VERSION, f.name(), stub);
+            if !stub {
+                v["structure"] = json!(urn("datastructure.DataStructure", &f.dsd_id(), VERSION));
+            }
+            ("dataflows", v)
+        }
+        Artefact::Codelist(l) => {
+            let list = l.of(lists);
+            let mut v = json_maintainable(
+                "codelist.Codelist",
+                &list.id,
+                &list.version,
+                &list.name,
+                stub,
+            );
+            if !stub {
+                let codes: Vec<Value> = list
+                    .codes()
+                    .iter()
+                    .map(|code| {
+                        let mut c = json!({
+                            "id": code.id,
+                            "name": code.name,
+                            "names": {"en": code.name},
+                        });
+                        if let Some(parent) = &code.parent {
+                            c["parent"] = json!(parent);
+                        }
+                        c
+                    })
+                    .collect();
+                v["codes"] = json!(codes);
+            }
+            ("codelists", v)
+        }
+        Artefact::ConceptScheme => {
+            let mut v = json_maintainable(
+                "conceptscheme.ConceptScheme",
+                CONCEPT_SCHEME,
+                VERSION,
+                CONCEPT_SCHEME_NAME,
+                stub,
+            );
+            if !stub {
+                let concepts: Vec<Value> = CONCEPTS
+                    .iter()
+                    .map(|(id, name)| json!({"id": id, "name": name, "names": {"en": name}}))
+                    .collect();
+                v["concepts"] = json!(concepts);
+            }
+            ("conceptSchemes", v)
+        }
+        Artefact::DataStructure(f) => {
+            let mut v = json_maintainable(
+                "datastructure.DataStructure",
+                &f.dsd_id(),
+                VERSION,
+                &dsd_name(f),
+                stub,
+            );
+            if !stub {
+                v["dataStructureComponents"] = json_components(lists, f);
+            }
+            ("dataStructures", v)
+        }
+    };
+    (key.to_owned(), value)
+}
+
+/// A data structure's components in SDMX-JSON 2.0: dimensions with the time dimension apart,
+/// attributes attached to the observation, the measure.
+fn json_components(lists: &CodeLists, f: Flow) -> Value {
+    let components = f.components();
+    let dimensions: Vec<Value> = components
+        .iter()
+        .filter(|c| c.role == Role::Dimension)
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "id": c.id,
+                "position": i + 1,
+                "conceptIdentity": concept_urn(c.concept),
+                "localRepresentation": json_representation(lists, c),
+            })
+        })
+        .collect();
+    let mut dimension_list = json!({"id": "DimensionDescriptor", "dimensions": dimensions});
+    if let Some(t) = components.iter().find(|c| c.role == Role::TimeDimension) {
+        dimension_list["timeDimension"] = json!({
+            "id": t.id,
+            "conceptIdentity": concept_urn(t.concept),
+            "localRepresentation": json_representation(lists, t),
+        });
+    }
+    let of_role = |r: Role| components.iter().filter(move |c| c.role == r);
+    let attributes: Vec<Value> = of_role(Role::Attribute)
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "usage": if c.mandatory { "mandatory" } else { "optional" },
+                "attributeRelationship": {"observation": {}},
+                "conceptIdentity": concept_urn(c.concept),
+                "localRepresentation": json_representation(lists, c),
+            })
+        })
+        .collect();
+    let measures: Vec<Value> = of_role(Role::Measure)
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "usage": if c.mandatory { "mandatory" } else { "optional" },
+                "conceptIdentity": concept_urn(c.concept),
+                "localRepresentation": json_representation(lists, c),
+            })
+        })
+        .collect();
+    json!({
+        "dimensionList": dimension_list,
+        "attributeList": {"id": "AttributeDescriptor", "attributes": attributes},
+        "measureList": {"id": "MeasureDescriptor", "measures": measures},
+    })
+}
+
+fn concept_urn(concept: &str) -> String {
+    format!(
+        "{}.{concept}",
+        urn("conceptscheme.Concept", CONCEPT_SCHEME, VERSION)
+    )
+}
+
+fn json_representation(lists: &CodeLists, c: &Component) -> Value {
+    if let Representation::Codes(l) = c.representation {
+        let list = l.of(lists);
+        return json!({"enumeration": urn("codelist.Codelist", &list.id, &list.version)});
+    }
+    let (data_type, facet) = text_format(c.representation);
+    let mut format = json!({"dataType": data_type});
+    match facet {
+        Some(Facet::NonNegative) => format["minValue"] = json!(0),
+        Some(Facet::Pattern(p)) => format["pattern"] = json!(p),
+        None => {}
+    }
+    json!({"format": format})
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use crate::{
     sdmx::{
         data::{self, CsvWriter, Obs, Options, StructureSpecificWriter},
         rest::{self, DataRequest, Format, RestError, Route},
-        structure_message,
+        structure_json, structure_message,
     },
     statistics,
     tls::{Listener, ServerTls},
@@ -248,7 +248,11 @@ async fn answer(
     let now = time::OffsetDateTime::now_utc();
     let mut r = match route {
         Route::Structure { selection, detail } => body(
-            structure_message(&gateway.lists, &selection, detail, now),
+            if format == Format::StructureJson {
+                structure_json(&gateway.lists, &selection, detail, now)
+            } else {
+                structure_message(&gateway.lists, &selection, detail, now)
+            },
             format,
             gzip,
         ),
