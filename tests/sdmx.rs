@@ -955,6 +955,9 @@ async fn sdmx_json_holds_the_same_observations_as_sdmx_csv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_of_what_changed_and_of_what_was() {
+    /// A dataset of a structure-specific message: valid from, valid to, and its observations'
+    /// TIME_PERIOD, DRUG and OBS_VALUE.
+    type Dataset = (String, Option<String>, Vec<(String, String, String)>);
     use common::{Signer, body, seizure};
     let dir = common::tempdir();
     let gw = Gateway::start(&dir.path().join("data")).await;
@@ -1018,5 +1021,98 @@ async fn downloads_of_what_changed_and_of_what_was() {
     assert_eq!(then.len(), 4);
     assert!(then.iter().any(|r| r.contains("2022,10.5,")), "{then:?}");
     assert!(!then.iter().any(|r| r.contains("2022,25,")), "{then:?}");
+
+    // The history: one dataset per revision, each with when it counted.
+    let history = |query: &str, accept: &str| {
+        let url = format!("{api}/data/SEIZURES/A.KAZ.*.*.*?includeHistory=true{query}");
+        tokio::task::block_in_place(|| curl(Some("analyst"), &url, &["-H", accept]))
+    };
+    let datasets = |xml: &str| -> Vec<Dataset> {
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == "DataSet")
+            .map(|d| {
+                let obs = d
+                    .children()
+                    .filter(|o| o.tag_name().name() == "Obs")
+                    .map(|o| {
+                        let a = |name| o.attribute(name).unwrap().to_owned();
+                        (a("TIME_PERIOD"), a("DRUG"), a("OBS_VALUE"))
+                    })
+                    .collect();
+                let valid_from = d.attribute("validFromDate").unwrap().to_owned();
+                (
+                    valid_from,
+                    d.attribute("validToDate").map(str::to_owned),
+                    obs,
+                )
+            })
+            .collect()
+    };
+    let ss = "Accept: application/vnd.sdmx.structurespecificdata+xml;version=2.1";
+    let (status, xml) = history("", ss);
+    assert_eq!(status, Some(200), "{xml}");
+    let sets = datasets(&xml);
+    assert_eq!(sets.len(), 3, "three revisions: {sets:?}");
+    if have_sdmx_clients() {
+        // sdmx1 reads the three datasets with the structure the API serves.
+        let (_, structures) = tokio::task::block_in_place(|| {
+            curl(Some("analyst"), &format!("{api}/structure/*/*/*/*"), &[])
+        });
+        let (s, d) = (dir.path().join("s.xml"), dir.path().join("history.xml"));
+        std::fs::write(&s, structures).unwrap();
+        std::fs::write(&d, &xml).unwrap();
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, sdmx\n\
+                 dsd = sdmx.read_sdmx(sys.argv[1]).structure['DSD_SEIZURES']\n\
+                 m = sdmx.read_sdmx(sys.argv[2], structure=dsd)\n\
+                 print(len(m.data), sorted(len(ds.obs) for ds in m.data))",
+            ])
+            .args([&s, &d])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "3 [2, 2, 2]",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let heroin = |set: &Dataset| {
+        set.2
+            .iter()
+            .find(|o| o.1 == "HEROIN")
+            .map(|o| (o.0.clone(), o.2.clone()))
+    };
+    let old = sets
+        .iter()
+        .find(|s| heroin(s) == Some(("2022".into(), "10.5".into())))
+        .expect("the first revision of 2022");
+    let new = sets
+        .iter()
+        .find(|s| heroin(s) == Some(("2022".into(), "25".into())))
+        .expect("its revision");
+    assert_eq!(
+        old.1.as_deref(),
+        Some(new.0.as_str()),
+        "valid until its revision was accepted"
+    );
+    assert!(
+        old.0 < between && new.0 > between,
+        "{old:?} {new:?} {between}"
+    );
+    assert!(sets.iter().filter(|s| s.1.is_none()).count() == 2);
+    // As of the moment between, nothing was superseded yet.
+    let (status, xml) = history(&format!("&asOf={between}"), ss);
+    assert_eq!(status, Some(200));
+    let sets = datasets(&xml);
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    assert!(sets.iter().all(|s| s.1.is_none()), "{sets:?}");
+    // SDMX-CSV has nowhere to say when a dataset was valid.
+    let (status, body) = history("", "Accept: text/csv");
+    assert_eq!(status, Some(406), "{body}");
+    assert!(body.contains("validFromDate"), "{body}");
     gw.stop().await;
 }

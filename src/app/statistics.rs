@@ -222,8 +222,9 @@ impl Gateway {
     }
 
     /// The observations themselves, as submitted, for `caller` (analyst or submitter): of each
-    /// series the revision that counts at the query's tree size, of the reporters the caller
-    /// may see, with others' confidential and embargoed values left out
+    /// series the revision that counts at the query's tree size (with `history`, every
+    /// revision in that tree), of those revised after `updated_after_ms`, of the reporters the
+    /// caller may see, with others' confidential and embargoed values left out
     /// ([`statistics::observations`]), and of those the ones `keep` keeps. `request`'s
     /// grouping, roll-up, totals and top-N do not apply. The access record (method
     /// `Observations`, with the count) is durable before this returns; the observations are
@@ -233,6 +234,7 @@ impl Gateway {
         caller: &Caller,
         request: &AggregateQuery,
         updated_after_ms: Option<i64>,
+        history: bool,
         keep: Keep,
     ) -> Result<Download, ApiError> {
         let g = self;
@@ -254,7 +256,7 @@ impl Gateway {
             directory: g.directory(),
             member: caller.member().clone(),
             query,
-            since,
+            revisions: statistics::Revisions { since, history },
             now_ms: now_ms(),
             keep,
         };
@@ -274,7 +276,7 @@ impl Gateway {
                 at_ms: download.now_ms,
                 member: caller.member().to_string(),
                 method: "Observations".into(),
-                request: describe_download(request, updated_after_ms),
+                request: describe_download(request, updated_after_ms, history),
                 tree_size: size,
                 rows: u32::try_from(count).unwrap_or(u32::MAX),
                 suppressed: 0,
@@ -348,8 +350,8 @@ pub struct Download {
     directory: Arc<crate::identity::Directory>,
     member: crate::identity::MemberId,
     query: Query,
-    /// Only revisions logged at or after this entry.
-    since: u64,
+    /// Which revisions.
+    revisions: statistics::Revisions,
     now_ms: i64,
     keep: Keep,
 }
@@ -364,7 +366,7 @@ impl Download {
             self.query.clone(),
             self.keep.clone(),
         );
-        let (size, since, now_ms) = (self.tree_size, self.since, self.now_ms);
+        let (size, revisions, now_ms) = (self.tree_size, self.revisions, self.now_ms);
         tokio::task::spawn_blocking(move || {
             let index = state.index.read().unwrap_or_else(|p| p.into_inner());
             let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
@@ -378,7 +380,7 @@ impl Download {
                 size,
                 now_ms,
                 &viewer,
-                since,
+                revisions,
                 from,
                 DOWNLOAD_PAGE,
             );
@@ -396,16 +398,23 @@ impl Download {
 /// codes upper-cased, sorted and named once. Only a query that passed
 /// [`Query::from_request`] is described, so every value is a known code or period and every
 /// list is no longer than its code list: the record is bounded whatever the request's size.
-/// A download as the trail records it: its query, and the time it asks for revisions since.
-fn describe_download(q: &AggregateQuery, updated_after_ms: Option<i64>) -> String {
-    let mut text = describe(q);
-    if let Some(ms) = updated_after_ms
-        && let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&text)
-    {
-        m.insert("updated_after_ms".into(), ms.into());
-        text = serde_json::Value::Object(m).to_string();
+/// A download as the trail records it: its query, the time it asks for revisions since, and
+/// whether it asks for every revision.
+fn describe_download(q: &AggregateQuery, updated_after_ms: Option<i64>, history: bool) -> String {
+    let text = describe(q);
+    if updated_after_ms.is_none() && !history {
+        return text;
     }
-    text
+    let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&text) else {
+        return text;
+    };
+    if let Some(ms) = updated_after_ms {
+        m.insert("updated_after_ms".into(), ms.into());
+    }
+    if history {
+        m.insert("include_history".into(), true.into());
+    }
+    serde_json::Value::Object(m).to_string()
 }
 
 fn describe(q: &AggregateQuery) -> String {

@@ -248,6 +248,20 @@ pub struct StructureSpecificWriter {
     options: Options,
 }
 
+/// The id a structure-specific message gives `flow`'s data structure.
+fn dsd_ref(flow: Flow) -> String {
+    format!("{AGENCY}_{}_{}", flow.dsd_id(), VERSION.replace('.', "_"))
+}
+
+/// Opens a `<mes:DataSet>` of `flow`'s data structure; attributes may follow.
+fn open_dataset(x: &mut Xml, flow: Flow) {
+    x.open("mes:DataSet")
+        .attr("ss:structureRef", &dsd_ref(flow))
+        .attr("xsi:type", "ns1:DataSetType")
+        .attr("ss:dataScope", "DataStructure")
+        .attr("action", "Information");
+}
+
 impl StructureSpecificWriter {
     /// A writer of `flow`'s observations.
     pub fn new(flow: Flow, options: Options) -> Self {
@@ -257,14 +271,17 @@ impl StructureSpecificWriter {
         }
     }
 
-    /// Everything before the first observation, and everything after the last.
+    /// Everything before the first observation, and everything after the last. With
+    /// `history` (one dataset per revision) the datasets are left to
+    /// [`dataset`](Self::dataset).
     pub fn frame(
         flow: Flow,
         tree_size: u64,
         checkpoint: &str,
         prepared: OffsetDateTime,
+        history: bool,
     ) -> (String, String) {
-        let dsd = format!("{AGENCY}_{}_{}", flow.dsd_id(), VERSION.replace('.', "_"));
+        let dsd = dsd_ref(flow);
         let namespace = format!(
             "{}:ObsLevelDim:AllDimensions",
             super::urn("datastructure.DataStructure", &flow.dsd_id(), VERSION)
@@ -307,12 +324,29 @@ impl StructureSpecificWriter {
         x.close();
         x.name_en("mes:Source", checkpoint);
         x.close();
-        x.open("mes:DataSet")
-            .attr("ss:structureRef", &dsd)
-            .attr("xsi:type", "ns1:DataSetType")
-            .attr("ss:dataScope", "DataStructure")
-            .attr("action", "Information");
+        if !history {
+            open_dataset(&mut x, flow);
+        }
         x.split()
+    }
+
+    /// The start and the end of the dataset of one revision, valid from `valid_from_ms`, and
+    /// until `valid_to_ms` once superseded (`validFromDate`, `validToDate`): the observations
+    /// go between.
+    pub fn dataset(flow: Flow, valid_from_ms: i64, valid_to_ms: Option<i64>) -> (String, String) {
+        let at = |ms: i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .ok()
+                .and_then(|t| t.format(&Rfc3339).ok())
+                .unwrap_or_default()
+        };
+        let mut x = Xml::fragment(1);
+        open_dataset(&mut x, flow);
+        x.attr("validFromDate", &at(valid_from_ms));
+        if let Some(ms) = valid_to_ms {
+            x.attr("validToDate", &at(ms));
+        }
+        (x.finish_fragment(), "\n  </mes:DataSet>".to_owned())
     }
 
     /// The `<Obs …/>` elements of `obs`.
@@ -340,7 +374,7 @@ pub fn structure_specific(
     prepared: OffsetDateTime,
 ) -> String {
     let (open, close) =
-        StructureSpecificWriter::frame(flow, header.tree_size, &header.checkpoint, prepared);
+        StructureSpecificWriter::frame(flow, header.tree_size, &header.checkpoint, prepared, false);
     open + &StructureSpecificWriter::new(flow, *o).rows(obs) + &close
 }
 

@@ -101,6 +101,9 @@ pub struct DataRequest {
     pub limit: Option<u64>,
     /// `updatedAfter` (submitted observations only): series revised after this time, Unix ms.
     pub updated_after_ms: Option<i64>,
+    /// `includeHistory` (submitted observations only): every revision, one dataset each with
+    /// its period of validity.
+    pub include_history: bool,
     /// How codes are written.
     pub labels: Labels,
     /// How TIME_PERIOD is written.
@@ -772,9 +775,12 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         }
         Some(at) => Some(rfc3339_ms("updatedAfter", at)?),
     };
-    if flag(params, "includeHistory")? {
+    let include_history = flag(params, "includeHistory")?;
+    if include_history && aggregate {
         return Err(RestError::unsupported(
-            "includeHistory=true: each answer is the data at one signed checkpoint; ask asOf",
+            "includeHistory=true: aggregates are recomputed at a checkpoint; ask asOf for an \
+             aggregate as it was, or the observations as submitted (SEIZURES, ROUTES) with their \
+             history",
         ));
     }
     if !matches!(
@@ -843,6 +849,7 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         select,
         offset: number(params, "offset", MAX_LIMIT)?.unwrap_or(0),
         updated_after_ms,
+        include_history,
         limit: number(params, "limit", MAX_LIMIT)?,
         labels,
         time_format,

@@ -392,6 +392,15 @@ async fn download(
              SDMX-JSON 2.0 is served for the aggregates",
         ));
     }
+    if request.include_history && format != Format::StructureSpecific {
+        // SDMX-CSV has no place for the validity of a dataset.
+        return Err(text(
+            406,
+            "includeHistory=true is answered in SDMX-ML 2.1 structure-specific data \
+             (application/vnd.sdmx.structurespecificdata+xml;version=2.1): one dataset per \
+             revision, with its validFromDate and validToDate",
+        ));
+    }
     let select = request.select.clone();
     let keep: Keep = (!select.is_empty()).then(|| {
         Arc::new(move |o: &statistics::observations::Observation| {
@@ -399,7 +408,13 @@ async fn download(
         }) as _
     });
     let download = gateway
-        .download(caller, &request.query, request.updated_after_ms, keep)
+        .download(
+            caller,
+            &request.query,
+            request.updated_after_ms,
+            request.include_history,
+            keep,
+        )
         .await
         .map_err(|e| refusal(&e))?;
     let (tree_size, checkpoint) = (download.tree_size, download.checkpoint.clone());
@@ -426,7 +441,13 @@ async fn download(
                 CsvWriter::new(flow, options, &lists).header(),
                 String::new(),
             ),
-            _ => StructureSpecificWriter::frame(flow, tree_size, &checkpoint, now),
+            _ => StructureSpecificWriter::frame(
+                flow,
+                tree_size,
+                &checkpoint,
+                now,
+                request.include_history,
+            ),
         };
         let mut out = Chunks::new(tx, gzip);
         if !out.write(open).await {
@@ -435,6 +456,8 @@ async fn download(
         let csv = CsvWriter::new(flow, options, &lists);
         let xml = StructureSpecificWriter::new(flow, options);
         let (mut skip, mut left) = (request.offset, wanted);
+        // With includeHistory: the revision whose dataset is open, and its closing tag.
+        let mut dataset: Option<(u64, String)> = None;
         let mut from = Some(0);
         while let (Some(at), true) = (from, left > 0) {
             let page = match download.page(at).await {
@@ -446,23 +469,46 @@ async fn download(
                 }
             };
             from = page.next;
-            let obs: Vec<Obs> = page
-                .observations
-                .iter()
-                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
-                .take(usize::try_from(left).unwrap_or(usize::MAX))
-                .map(|o| submitted(flow, o))
-                .collect();
+            let start = usize::try_from(skip)
+                .unwrap_or(usize::MAX)
+                .min(page.observations.len());
+            let taken = &page.observations[start..];
+            let taken = &taken[..taken.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
             skip = skip.saturating_sub(page.observations.len() as u64);
-            left -= obs.len() as u64;
-            let text = match format {
-                Format::SdmxCsv => csv.rows(&obs),
-                _ => xml.rows(&obs),
+            left -= taken.len() as u64;
+            let mut text = String::new();
+            // With the history, one run per revision (a page never splits one), each in its
+            // own dataset.
+            let runs: Vec<&[statistics::observations::Observation]> = if request.include_history {
+                taken.chunk_by(|a, b| a.revision == b.revision).collect()
+            } else {
+                vec![taken]
             };
+            for run in runs.into_iter().filter(|r| !r.is_empty()) {
+                let revision = run[0].revision;
+                if request.include_history
+                    && dataset.as_ref().is_none_or(|d| d.0 != revision.log_index)
+                {
+                    text.push_str(&dataset.take().map(|d| d.1).unwrap_or_default());
+                    let (start, end) = StructureSpecificWriter::dataset(
+                        flow,
+                        revision.valid_from_ms,
+                        revision.valid_to_ms,
+                    );
+                    text.push_str(&start);
+                    dataset = Some((revision.log_index, end));
+                }
+                let obs: Vec<Obs> = run.iter().map(|o| submitted(flow, o)).collect();
+                text.push_str(&match format {
+                    Format::SdmxCsv => csv.rows(&obs),
+                    _ => xml.rows(&obs),
+                });
+            }
             if !out.write(text).await {
                 return; // the client went away
             }
         }
+        let close = dataset.map(|d| d.1).unwrap_or_default() + &close;
         let _ = out.write(close).await;
         out.finish().await;
     });

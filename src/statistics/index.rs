@@ -118,8 +118,12 @@ pub struct Sub {
     pub end: Date,
     /// Its entry in the log.
     pub log_index: u64,
+    /// When it was accepted, Unix milliseconds.
+    pub received_ms: i64,
     /// The log index of the revision that superseded it.
     pub superseded_at: Option<u64>,
+    /// When the revision that superseded it was accepted, Unix milliseconds.
+    pub superseded_ms: Option<i64>,
     /// The revision it superseded (its place in [`Index::subs`]).
     pub previous: Option<u32>,
     /// Its rows: `rows[first..first + len]`.
@@ -179,6 +183,7 @@ impl Index {
             let previous = self.current.get(&(s.dataflow, ref_area, period)).copied();
             if let Some(prev) = previous {
                 self.subs[prev].superseded_at = Some(log_index);
+                self.subs[prev].superseded_ms = Some(s.received_at_ms);
             }
             self.current.insert((s.dataflow, ref_area, period), idx);
             self.subs.push(Sub {
@@ -188,7 +193,9 @@ impl Index {
                 start: period.start(),
                 end: period.end(),
                 log_index,
+                received_ms: s.received_at_ms,
                 superseded_at: None,
+                superseded_ms: None,
                 previous: previous.map(|p| p as u32),
                 first,
                 len: s.observations.len() as u32,
@@ -289,6 +296,7 @@ mod tests {
                     ref_area: ref_area.into(),
                     time_period: period.into(),
                     log_index: Some(log_index),
+                    received_at_ms: i * 1000,
                     observations: Vec::new(),
                 }
             })

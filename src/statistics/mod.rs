@@ -18,5 +18,5 @@ pub mod query;
 
 pub use aggregate::{Answer, Cell, Thresholds, Viewer, aggregate};
 pub use index::Index;
-pub use observations::{Page, observations};
+pub use observations::{Page, Revisions, observations};
 pub use query::{AsOf, Dimension, Query};

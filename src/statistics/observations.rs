@@ -5,6 +5,10 @@
 //!
 //! Read in pages, each from a position in the index to the next, so that a download of every
 //! observation is written out as it is read and holds the index only a page at a time.
+//!
+//! With [`Revisions::history`], every revision in the tree is read instead, each observation
+//! with its revision's period of validity: from its acceptance to that of the revision that
+//! superseded it.
 
 use super::{
     aggregate::{Filter, Hidden, Viewer, rows},
@@ -48,6 +52,28 @@ pub struct Observation {
     pub embargo_ms: Option<i64>,
     /// COMMENT; empty when none.
     pub comment: String,
+    /// The revision it belongs to.
+    pub revision: Revision,
+}
+
+/// A submission's revision of a series, and when it was the one that counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revision {
+    /// Its log entry.
+    pub log_index: u64,
+    /// Accepted (valid from), Unix milliseconds.
+    pub valid_from_ms: i64,
+    /// Superseded in the tree read (valid until), Unix milliseconds; `None` while it counts.
+    pub valid_to_ms: Option<i64>,
+}
+
+/// Which revisions of each series are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Revisions {
+    /// Only those logged at or after this entry (0: all).
+    pub since: u64,
+    /// Every revision in the tree, not only the one that counts.
+    pub history: bool,
 }
 
 /// A page of observations and where the next one starts (`None`: this was the last).
@@ -61,8 +87,8 @@ pub struct Page {
 
 /// Reads from position `from` (0 for the first page) at least `max` observations (a
 /// submission is never split) that `q` selects and `viewer` may see in the tree of `size`
-/// entries at `now_ms`, of revisions logged at or after entry `since` (0: all). `q`'s
-/// grouping, roll-up, totals and top-N do not apply.
+/// entries at `now_ms`, of the `revisions` asked. `q`'s grouping, roll-up, totals and top-N do
+/// not apply.
 #[allow(clippy::too_many_arguments)]
 pub fn observations(
     index: &Index,
@@ -70,7 +96,7 @@ pub fn observations(
     size: u64,
     now_ms: i64,
     viewer: &Viewer<'_>,
-    since: u64,
+    revisions: Revisions,
     from: usize,
     max: usize,
 ) -> Page {
@@ -84,13 +110,26 @@ pub fn observations(
             page.next = Some(at);
             break;
         }
+        let in_tree = if revisions.history {
+            sub.log_index < size
+        } else {
+            sub.counts_at(size)
+        };
         if sub.dataflow != q.dataflow
-            || !sub.counts_at(size)
-            || sub.log_index < since
+            || !in_tree
+            || sub.log_index < revisions.since
             || !filter.sub(q, sub)
         {
             continue;
         }
+        let revision = Revision {
+            log_index: sub.log_index,
+            valid_from_ms: sub.received_ms,
+            valid_to_ms: sub
+                .superseded_at
+                .filter(|&at| at < size)
+                .and(sub.superseded_ms),
+        };
         let own_data = hidden.own(sub);
         if !own_data && !(viewer.may_see)(index.codes.name(sub.ref_area)) {
             continue;
@@ -121,6 +160,7 @@ pub fn observations(
                 conf_status: name(row.conf_status),
                 embargo_ms: (row.embargo_ms != NONE).then_some(row.embargo_ms),
                 comment: name(row.comment),
+                revision,
             });
         }
     }

@@ -237,6 +237,8 @@ pub struct IndexedSubmission {
     pub time_period: String,
     /// Its log entry.
     pub log_index: Option<u64>,
+    /// When the gateway accepted it, Unix milliseconds.
+    pub received_at_ms: i64,
     /// Its observations, in order.
     pub observations: Vec<ValidObservation>,
 }

@@ -213,7 +213,8 @@ pub(super) fn access(r: &impl Columns) -> Result<AccessRecord, StoreError> {
 }
 
 /// The columns of [`indexed`], in order.
-pub(super) const INDEXED_COLUMNS: &str = "seq, dataflow, ref_area, time_period, log_index";
+pub(super) const INDEXED_COLUMNS: &str =
+    "seq, dataflow, ref_area, time_period, log_index, received_at";
 
 /// A submission as the statistics index reads it, from [`INDEXED_COLUMNS`], its observations
 /// still to come.
@@ -231,6 +232,7 @@ pub(super) fn indexed(r: &impl Columns) -> Result<IndexedSubmission, StoreError>
         ref_area: r.string(2)?,
         time_period: r.string(3)?,
         log_index: r.opt_u64(4)?,
+        received_at_ms: r.i64(5)?,
         observations: Vec::new(),
     })
 }
