@@ -273,22 +273,27 @@ async fn an_sdmx1_client_gets_exactly_the_numbers_focalgate_query_gives() {
     gw.stop().await;
 }
 
-/// Runs the README's Python example after `marker`, as written, against `gw` with the
-/// analyst's identity; what it printed.
-fn readme_python(marker: &str, gw: &Gateway) -> String {
+/// The README's example in `language` after `marker`, as written, for `gw` with the
+/// analyst's identity.
+fn readme_example(marker: &str, language: &str, gw: &Gateway) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let example = readme
+    readme
         .split(marker)
         .nth(1)
-        .and_then(|s| s.split("```python\n").nth(1))
+        .and_then(|s| s.split(&format!("```{language}\n")).nth(1))
         .and_then(|s| s.split("```").next())
         .unwrap()
         .replace("https://127.0.0.1:8443/sdmx", &gw.sdmx_url())
         .replace(
             "certs-example/analyst",
             pki().join("analyst").to_str().unwrap(),
-        );
+        )
+}
+
+/// Runs the README's Python example after `marker` against `gw`; what it printed.
+fn readme_python(marker: &str, gw: &Gateway) -> String {
+    let example = readme_example(marker, "python", gw);
     let out = tokio::task::block_in_place(|| {
         Command::new("python3")
             .args(["-c", &example])
@@ -301,6 +306,96 @@ fn readme_python(marker: &str, gw: &Gateway) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether R with rsdmx and httr is here; under CI=true it must be.
+fn have_r() -> bool {
+    let ok = Command::new("Rscript")
+        .args(["-e", "library(rsdmx); library(httr)"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || !ci(),
+        "Rscript with rsdmx and httr is needed (apt-get install r-cran-rsdmx r-cran-httr)"
+    );
+    if !ok {
+        eprintln!("skipping: R with rsdmx and httr is not installed");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_r_example_reads_what_focalgate_query_gives() {
+    if !have_r() {
+        return;
+    }
+    let dir = common::tempdir();
+    let gw = with_samples(&dir).await;
+    // The README's R, as written, then its data frame as CSV.
+    let csv_file = dir.path().join("df.csv");
+    let script = format!(
+        "{}\nwrite.csv(df, {:?}, row.names = FALSE)\n",
+        readme_example("**R**", "r", &gw),
+        csv_file.to_str().unwrap()
+    );
+    let out = tokio::task::block_in_place(|| {
+        Command::new("Rscript")
+            .args(["-e", &script])
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("OBS_VALUE"),
+        "the README prints: {printed}"
+    );
+    let mut frame = csv::Reader::from_path(&csv_file).unwrap();
+    let header: Vec<String> = frame.headers().unwrap().iter().map(str::to_owned).collect();
+    let at = |c: &str| {
+        header
+            .iter()
+            .position(|h| h == c)
+            .unwrap_or_else(|| panic!("{c} in {header:?}"))
+    };
+    let (period, value) = (at("TIME_PERIOD"), at("OBS_VALUE"));
+    let from_r: BTreeMap<String, String> = frame
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[period].to_owned(), decimal(&r[value]))
+        })
+        .collect();
+    let (header, rows) = tokio::task::block_in_place(|| {
+        query(
+            &gw,
+            "analyst",
+            &[
+                "--dataflow",
+                "SEIZURES",
+                "--rollup",
+                "A",
+                "--group-by",
+                "time_period,drug_group",
+                "--drug",
+                "OPIOIDS",
+                "--unit",
+                "KG",
+            ],
+        )
+    });
+    let at = |c: &str| header.iter().position(|h| h == c).unwrap();
+    let from_query: BTreeMap<String, String> = rows
+        .iter()
+        .map(|r| (r[at("TIME_PERIOD")].clone(), decimal(&r[at("QUANTITY")])))
+        .collect();
+    assert!(from_query.len() >= 5, "{from_query:?}");
+    assert_eq!(from_r, from_query);
+    gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1032,11 +1127,18 @@ async fn downloads_of_what_changed_and_of_what_was() {
         doc.descendants()
             .filter(|n| n.tag_name().name() == "DataSet")
             .map(|d| {
+                // In series: the series' key on `Series`, TIME_PERIOD and the rest on `Obs`.
                 let obs = d
-                    .children()
+                    .descendants()
                     .filter(|o| o.tag_name().name() == "Obs")
                     .map(|o| {
-                        let a = |name| o.attribute(name).unwrap().to_owned();
+                        let a = |name| {
+                            let series = o.parent().unwrap();
+                            o.attribute(name)
+                                .or(series.attribute(name))
+                                .unwrap()
+                                .to_owned()
+                        };
                         (a("TIME_PERIOD"), a("DRUG"), a("OBS_VALUE"))
                     })
                     .collect();

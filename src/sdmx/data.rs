@@ -28,6 +28,10 @@ pub struct Options {
     pub attributes: bool,
     /// The measure written.
     pub measures: bool,
+    /// SDMX-ML: observations in series, TIME_PERIOD at the observation
+    /// (`dimensionAtObservation=TIME_PERIOD`, the default); else each with every dimension
+    /// (`AllDimensions`).
+    pub series: bool,
 }
 
 impl Default for Options {
@@ -37,6 +41,7 @@ impl Default for Options {
             time_format: TimeFormat::Original,
             attributes: true,
             measures: true,
+            series: true,
         }
     }
 }
@@ -248,6 +253,11 @@ pub struct StructureSpecificWriter {
     options: Options,
 }
 
+/// An observation's series key: every dimension but TIME_PERIOD, the key's last.
+fn series_key(o: &Obs) -> &[String] {
+    &o.key[..o.key.len().saturating_sub(1)]
+}
+
 /// The id a structure-specific message gives `flow`'s data structure.
 fn dsd_ref(flow: Flow) -> String {
     format!("{AGENCY}_{}_{}", flow.dsd_id(), VERSION.replace('.', "_"))
@@ -279,11 +289,17 @@ impl StructureSpecificWriter {
         tree_size: u64,
         checkpoint: &str,
         prepared: OffsetDateTime,
+        options: &Options,
         history: bool,
     ) -> (String, String) {
         let dsd = dsd_ref(flow);
+        let at_observation = if options.series {
+            "TIME_PERIOD"
+        } else {
+            "AllDimensions"
+        };
         let namespace = format!(
-            "{}:ObsLevelDim:AllDimensions",
+            "{}:ObsLevelDim:{at_observation}",
             super::urn("datastructure.DataStructure", &flow.dsd_id(), VERSION)
         );
         let mut x = Xml::new();
@@ -313,7 +329,7 @@ impl StructureSpecificWriter {
         x.open("mes:Structure")
             .attr("structureID", &dsd)
             .attr("namespace", &namespace)
-            .attr("dimensionAtObservation", "AllDimensions");
+            .attr("dimensionAtObservation", at_observation);
         x.open("com:StructureUsage");
         x.open("Ref")
             .attr("agencyID", AGENCY)
@@ -349,17 +365,44 @@ impl StructureSpecificWriter {
         (x.finish_fragment(), "\n  </mes:DataSet>".to_owned())
     }
 
-    /// The `<Obs …/>` elements of `obs`.
-    pub fn rows(&self, obs: &[Obs]) -> String {
+    /// The `<Obs …/>` elements of `obs`; in series, one `<Series …>` for each run of
+    /// observations with the same series key (a key may so come again in a later run).
+    pub fn rows<O: std::borrow::Borrow<Obs>>(&self, obs: &[O]) -> String {
         let mut x = Xml::fragment(2);
-        for ob in obs {
-            x.open("Obs");
-            for (c, value) in self.components.iter().zip(ob.key.iter().chain(&ob.values)) {
-                if written(c, &self.options) && !value.is_empty() {
-                    x.attr(c.id, value);
+        let components = &self.components;
+        let runs: Vec<&[O]> = if self.options.series {
+            obs.chunk_by(|a, b| series_key(a.borrow()) == series_key(b.borrow()))
+                .collect()
+        } else {
+            vec![obs]
+        };
+        for run in runs.into_iter().filter(|r| !r.is_empty()) {
+            let skip = if self.options.series {
+                let key = series_key(run[0].borrow());
+                x.open("Series");
+                for (c, value) in components.iter().zip(key) {
+                    if !value.is_empty() {
+                        x.attr(c.id, value);
+                    }
                 }
+                key.len()
+            } else {
+                0
+            };
+            for ob in run {
+                let ob = ob.borrow();
+                x.open("Obs");
+                let cells = ob.key.iter().chain(&ob.values);
+                for (c, value) in components.iter().zip(cells).skip(skip) {
+                    if written(c, &self.options) && !value.is_empty() {
+                        x.attr(c.id, value);
+                    }
+                }
+                x.close();
             }
-            x.close();
+            if self.options.series {
+                x.close();
+            }
         }
         x.finish_fragment()
     }
@@ -373,9 +416,30 @@ pub fn structure_specific(
     o: &Options,
     prepared: OffsetDateTime,
 ) -> String {
-    let (open, close) =
-        StructureSpecificWriter::frame(flow, header.tree_size, &header.checkpoint, prepared, false);
-    open + &StructureSpecificWriter::new(flow, *o).rows(obs) + &close
+    let (open, close) = StructureSpecificWriter::frame(
+        flow,
+        header.tree_size,
+        &header.checkpoint,
+        prepared,
+        o,
+        false,
+    );
+    let w = StructureSpecificWriter::new(flow, *o);
+    if !o.series {
+        return open + &w.rows(obs) + &close;
+    }
+    // Each series whole: its observations gathered, series in order of first appearance.
+    let mut series: Vec<Vec<&Obs>> = Vec::new();
+    let mut at: std::collections::HashMap<&[String], usize> = std::collections::HashMap::new();
+    for ob in obs {
+        let i = *at.entry(series_key(ob)).or_insert_with(|| {
+            series.push(Vec::new());
+            series.len() - 1
+        });
+        series[i].push(ob);
+    }
+    let ordered: Vec<&Obs> = series.into_iter().flatten().collect();
+    open + &w.rows(&ordered) + &close
 }
 
 /// SDMX-JSON 2.0 data, every dimension at the observation: the components with the values
@@ -535,4 +599,74 @@ fn period_bounds(v: &str) -> Option<(String, String)> {
         }
     };
     Some((format!("{start}T00:00:00Z"), format!("{end}T23:59:59Z")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ob(key: &[&str], value: &str) -> Obs {
+        Obs {
+            key: key.iter().map(|s| s.to_string()).collect(),
+            values: vec![value.into()],
+        }
+    }
+
+    #[test]
+    fn series_gather_their_observations_whatever_the_order_of_the_rows() {
+        let flow = Flow::Aggregates(crate::schema::Dataflow::Seizures);
+        let key = |area: &str, year: &str| -> Vec<String> {
+            // FREQ, REF_AREA, DRUG, TRANSPORT_MODE, REPORTED_STATUS, UNIT_MEASURE, TIME_PERIOD
+            ["A", area, "HEROIN", "_T", "_T", "KG", year]
+                .map(String::from)
+                .to_vec()
+        };
+        let rows: Vec<Obs> = [("KAZ", "2020"), ("UZB", "2020"), ("KAZ", "2021")]
+            .iter()
+            .map(|(a, y)| {
+                let k = key(a, y);
+                ob(&k.iter().map(String::as_str).collect::<Vec<_>>(), "1.5")
+            })
+            .collect();
+        let header = QueryHeader::default();
+        let text = structure_specific(
+            flow,
+            &header,
+            &rows,
+            &Options::default(),
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let series: Vec<(String, Vec<String>)> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "Series")
+            .map(|s| {
+                let years = s
+                    .children()
+                    .filter(|o| o.is_element())
+                    .map(|o| o.attribute("TIME_PERIOD").unwrap().to_owned())
+                    .collect();
+                (s.attribute("REF_AREA").unwrap().to_owned(), years)
+            })
+            .collect();
+        assert_eq!(
+            series,
+            [
+                ("KAZ".to_owned(), vec!["2020".to_owned(), "2021".to_owned()]),
+                ("UZB".to_owned(), vec!["2020".to_owned()])
+            ]
+        );
+        assert!(text.contains("dimensionAtObservation=\"TIME_PERIOD\""));
+        let flat = structure_specific(
+            flow,
+            &header,
+            &rows,
+            &Options {
+                series: false,
+                ..Options::default()
+            },
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        assert!(!flat.contains("<Series") && flat.matches("<Obs ").count() == 3);
+    }
 }

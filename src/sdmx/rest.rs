@@ -112,6 +112,22 @@ pub struct DataRequest {
     pub attributes: bool,
     /// Whether the measure is written.
     pub measures: bool,
+    /// SDMX-ML: in series (`dimensionAtObservation=TIME_PERIOD`, the default) or flat
+    /// (`AllDimensions`).
+    pub series: bool,
+}
+
+impl DataRequest {
+    /// How its answer is written.
+    pub fn options(&self) -> super::data::Options {
+        super::data::Options {
+            labels: self.labels,
+            time_format: self.time_format,
+            attributes: self.attributes,
+            measures: self.measures,
+            series: self.series,
+        }
+    }
 }
 
 /// SDMX-CSV's `labels`.
@@ -783,14 +799,16 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
              history",
         ));
     }
-    if !matches!(
-        params.get("dimensionAtObservation"),
-        None | Some("AllDimensions")
-    ) {
-        return Err(RestError::unsupported(
-            "dimensionAtObservation: observations carry all dimensions (AllDimensions)",
-        ));
-    }
+    let series = match params.get("dimensionAtObservation") {
+        None | Some("TIME_PERIOD") => true,
+        Some("AllDimensions") => false,
+        Some(other) => {
+            return Err(RestError::unsupported(format!(
+                "dimensionAtObservation={}: TIME_PERIOD (series, the default) or AllDimensions",
+                Echo(other)
+            )));
+        }
+    };
     let (mut attributes, mut measures) = (true, true);
     match params.get("detail").unwrap_or("full") {
         "full" => {}
@@ -850,6 +868,7 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
         offset: number(params, "offset", MAX_LIMIT)?.unwrap_or(0),
         updated_after_ms,
         include_history,
+        series,
         limit: number(params, "limit", MAX_LIMIT)?,
         labels,
         time_format,
@@ -1054,6 +1073,21 @@ mod tests {
         assert_eq!(
             refused("data/SEIZURES_AGG/all", "updatedAfter=2020-01-01T00:00:00Z"),
             501
+        );
+        assert_eq!(
+            refused("data/SEIZURES_AGG/all", "dimensionAtObservation=DRUG"),
+            501
+        );
+        assert!(
+            data_of("data/SEIZURES_AGG/all", "").series,
+            "series by default"
+        );
+        assert!(
+            !data_of(
+                "data/SEIZURES_AGG/all",
+                "dimensionAtObservation=AllDimensions"
+            )
+            .series
         );
         assert_eq!(refused("data/SEIZURES/A._T.*.*.*", ""), 400);
         assert_eq!(refused("data/SEIZURES/all", "totals=true"), 400);

@@ -33,7 +33,7 @@ use crate::{
         structure::{Flow, transit_path},
     },
     sdmx::{
-        data::{self, CsvWriter, Obs, Options, StructureSpecificWriter},
+        data::{self, CsvWriter, Obs, StructureSpecificWriter},
         rest::{self, DataRequest, Format, RestError, Route},
         structure_json, structure_message,
     },
@@ -427,12 +427,7 @@ async fn download(
         checkpoint_headers(&mut r, tree_size, &checkpoint);
         return Ok(r);
     }
-    let options = Options {
-        labels: request.labels,
-        time_format: request.time_format,
-        attributes: request.attributes,
-        measures: request.measures,
-    };
+    let options = request.options();
     let lists = gateway.lists.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     tokio::spawn(async move {
@@ -446,6 +441,7 @@ async fn download(
                 tree_size,
                 &checkpoint,
                 now,
+                &options,
                 request.include_history,
             ),
         };
@@ -638,12 +634,7 @@ async fn data_answer(
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     } else {
-        let options = Options {
-            labels: request.labels,
-            time_format: request.time_format,
-            attributes: request.attributes,
-            measures: request.measures,
-        };
+        let options = request.options();
         let text = match format {
             Format::SdmxCsv => data::sdmx_csv(request.flow, &obs, &options, &gateway.lists),
             Format::SdmxJson => {
