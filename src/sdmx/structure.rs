@@ -175,70 +175,86 @@ pub fn structure_message(
 
 const CONCEPT_SCHEME_NAME: &str = "Concepts of drug seizure and trafficking route statistics";
 
-fn dsd_name(f: Flow) -> String {
-    format!("Structure of {}", f.name().to_lowercase())
+/// How an artefact is identified in both formats.
+struct Identity {
+    /// Its SDMX-ML element.
+    element: &'static str,
+    /// Its class, as URNs name it.
+    class: &'static str,
+    id: String,
+    version: String,
+    name: String,
 }
 
-fn maintainable(
-    x: &mut Xml,
-    element: &'static str,
-    class: &str,
-    id: &str,
-    version: &str,
-    name: &str,
-    stub: bool,
-) {
-    x.open(element)
-        .attr("id", id)
-        .attr("urn", &urn(class, id, version))
+fn identity(lists: &CodeLists, a: Artefact) -> Identity {
+    let (element, class, id, version, name) = match a {
+        Artefact::Dataflow(f) => (
+            "str:Dataflow",
+            "datastructure.Dataflow",
+            f.id().to_owned(),
+            VERSION.to_owned(),
+            f.name().to_owned(),
+        ),
+        Artefact::Codelist(l) => {
+            let list = l.of(lists);
+            (
+                "str:Codelist",
+                "codelist.Codelist",
+                list.id.clone(),
+                list.version.clone(),
+                list.name.clone(),
+            )
+        }
+        Artefact::ConceptScheme => (
+            "str:ConceptScheme",
+            "conceptscheme.ConceptScheme",
+            CONCEPT_SCHEME.to_owned(),
+            VERSION.to_owned(),
+            CONCEPT_SCHEME_NAME.to_owned(),
+        ),
+        Artefact::DataStructure(f) => (
+            "str:DataStructure",
+            "datastructure.DataStructure",
+            f.dsd_id(),
+            VERSION.to_owned(),
+            format!("Structure of {}", f.name().to_lowercase()),
+        ),
+    };
+    Identity {
+        element,
+        class,
+        id,
+        version,
+        name,
+    }
+}
+
+fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
+    let me = identity(lists, a);
+    x.open(me.element)
+        .attr("id", &me.id)
+        .attr("urn", &urn(me.class, &me.id, &me.version))
         .attr("agencyID", AGENCY)
-        .attr("version", version)
+        .attr("version", &me.version)
         .attr("isFinal", "true");
     if stub {
         x.attr("isExternalReference", "true");
     }
-    x.name_en("com:Name", name);
-}
-
-fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
-    match a {
-        Artefact::Dataflow(f) => {
-            maintainable(
-                x,
-                "str:Dataflow",
-                "datastructure.Dataflow",
-                f.id(),
-                VERSION,
-                f.name(),
-                stub,
-            );
-            if !stub {
+    x.name_en("com:Name", &me.name);
+    if !stub {
+        match a {
+            Artefact::Dataflow(f) => {
                 x.open("str:Structure");
                 reference(x, &f.dsd_id(), VERSION, "datastructure", "DataStructure");
                 x.close();
             }
-        }
-        Artefact::Codelist(l) => {
-            let list = l.of(lists);
-            maintainable(
-                x,
-                "str:Codelist",
-                "codelist.Codelist",
-                &list.id,
-                &list.version,
-                &list.name,
-                stub,
-            );
-            if !stub {
+            Artefact::Codelist(l) => {
+                let list = l.of(lists);
+                let code_urn = urn("codelist.Code", &list.id, &list.version);
                 for code in list.codes() {
-                    x.open("str:Code").attr("id", &code.id).attr(
-                        "urn",
-                        &format!(
-                            "{}.{}",
-                            urn("codelist.Code", &list.id, &list.version),
-                            code.id
-                        ),
-                    );
+                    x.open("str:Code")
+                        .attr("id", &code.id)
+                        .attr("urn", &format!("{code_urn}.{}", code.id));
                     x.name_en("com:Name", &code.name);
                     if let Some(parent) = &code.parent {
                         x.open("str:Parent");
@@ -248,18 +264,7 @@ fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
                     x.close();
                 }
             }
-        }
-        Artefact::ConceptScheme => {
-            maintainable(
-                x,
-                "str:ConceptScheme",
-                "conceptscheme.ConceptScheme",
-                CONCEPT_SCHEME,
-                VERSION,
-                CONCEPT_SCHEME_NAME,
-                stub,
-            );
-            if !stub {
+            Artefact::ConceptScheme => {
                 for (id, name) in CONCEPTS {
                     x.open("str:Concept")
                         .attr("id", id)
@@ -268,20 +273,7 @@ fn artefact(x: &mut Xml, lists: &CodeLists, a: Artefact, stub: bool) {
                     x.close();
                 }
             }
-        }
-        Artefact::DataStructure(f) => {
-            maintainable(
-                x,
-                "str:DataStructure",
-                "datastructure.DataStructure",
-                &f.dsd_id(),
-                VERSION,
-                &dsd_name(f),
-                stub,
-            );
-            if !stub {
-                data_structure(x, lists, f);
-            }
+            Artefact::DataStructure(f) => data_structure(x, lists, f),
         }
     }
     x.close();
@@ -425,7 +417,10 @@ pub fn structure_json(
     let mut data = Map::new();
     for (a, stub) in selection.items(detail) {
         let (key, value) = json_artefact(lists, a, stub);
-        match data.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+        match data
+            .entry(key.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
             Value::Array(items) => items.push(value),
             _ => unreachable!("every entry is an array"),
         }
@@ -441,94 +436,60 @@ pub fn structure_json(
     super::json_message(&meta, &Value::Object(data))
 }
 
-/// A maintainable artefact's identification in SDMX-JSON; a stub is only that.
-fn json_maintainable(class: &str, id: &str, version: &str, name: &str, stub: bool) -> Value {
-    let mut m = json!({
-        "id": id,
+/// The artefact under the `data` key its type has, and its object; a stub is its
+/// identification only.
+fn json_artefact(lists: &CodeLists, a: Artefact, stub: bool) -> (&'static str, Value) {
+    let me = identity(lists, a);
+    let mut v = json!({
+        "id": me.id,
         "agencyID": AGENCY,
-        "version": version,
-        "name": name,
-        "names": {"en": name},
-        "links": [{"rel": "self", "urn": urn(class, id, version)}],
+        "version": me.version,
+        "name": me.name,
+        "names": {"en": me.name},
+        "links": [{"rel": "self", "urn": urn(me.class, &me.id, &me.version)}],
     });
     if stub {
-        m["isExternalReference"] = json!(true);
+        v["isExternalReference"] = json!(true);
     }
-    m
-}
-
-/// The artefact under the `data` key its type has, and its object.
-fn json_artefact(lists: &CodeLists, a: Artefact, stub: bool) -> (String, Value) {
-    let (key, value) = match a {
+    let key = match a {
+        Artefact::Dataflow(_) => "dataflows",
+        Artefact::Codelist(_) => "codelists",
+        Artefact::ConceptScheme => "conceptSchemes",
+        Artefact::DataStructure(_) => "dataStructures",
+    };
+    if stub {
+        return (key, v);
+    }
+    match a {
         Artefact::Dataflow(f) => {
-            let mut v =
-                json_maintainable("datastructure.Dataflow", f.id(), VERSION, f.name(), stub);
-            if !stub {
-                v["structure"] = json!(urn("datastructure.DataStructure", &f.dsd_id(), VERSION));
-            }
-            ("dataflows", v)
+            v["structure"] = json!(urn("datastructure.DataStructure", &f.dsd_id(), VERSION));
         }
         Artefact::Codelist(l) => {
-            let list = l.of(lists);
-            let mut v = json_maintainable(
-                "codelist.Codelist",
-                &list.id,
-                &list.version,
-                &list.name,
-                stub,
-            );
-            if !stub {
-                let codes: Vec<Value> = list
-                    .codes()
-                    .iter()
-                    .map(|code| {
-                        let mut c = json!({
-                            "id": code.id,
-                            "name": code.name,
-                            "names": {"en": code.name},
-                        });
-                        if let Some(parent) = &code.parent {
-                            c["parent"] = json!(parent);
-                        }
-                        c
-                    })
-                    .collect();
-                v["codes"] = json!(codes);
-            }
-            ("codelists", v)
+            let codes: Vec<Value> = l
+                .of(lists)
+                .codes()
+                .iter()
+                .map(|code| {
+                    let mut c =
+                        json!({"id": code.id, "name": code.name, "names": {"en": code.name}});
+                    if let Some(parent) = &code.parent {
+                        c["parent"] = json!(parent);
+                    }
+                    c
+                })
+                .collect();
+            v["codes"] = json!(codes);
         }
         Artefact::ConceptScheme => {
-            let mut v = json_maintainable(
-                "conceptscheme.ConceptScheme",
-                CONCEPT_SCHEME,
-                VERSION,
-                CONCEPT_SCHEME_NAME,
-                stub,
-            );
-            if !stub {
-                let concepts: Vec<Value> = CONCEPTS
-                    .iter()
-                    .map(|(id, name)| json!({"id": id, "name": name, "names": {"en": name}}))
-                    .collect();
-                v["concepts"] = json!(concepts);
-            }
-            ("conceptSchemes", v)
+            let concepts: Vec<Value> = CONCEPTS
+                .iter()
+                .map(|(id, name)| json!({"id": id, "name": name, "names": {"en": name}}))
+                .collect();
+            v["concepts"] = json!(concepts);
         }
-        Artefact::DataStructure(f) => {
-            let mut v = json_maintainable(
-                "datastructure.DataStructure",
-                &f.dsd_id(),
-                VERSION,
-                &dsd_name(f),
-                stub,
-            );
-            if !stub {
-                v["dataStructureComponents"] = json_components(lists, f);
-            }
-            ("dataStructures", v)
-        }
-    };
-    (key.to_owned(), value)
+        Artefact::DataStructure(f) => v["dataStructureComponents"] = json_components(lists, f),
+    }
+    (key, v)
 }
 
 /// A data structure's components in SDMX-JSON 2.0: dimensions with the time dimension apart,
