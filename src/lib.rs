@@ -22,9 +22,10 @@
 //!      offline check of a whole receipt (signature, entry, checkpoint, inclusion proof).
 //!    - [`tlog_proof`]: C2SP tlog-proof files: an entry, its inclusion path and a witnessed
 //!      checkpoint, checked offline against a policy.
-//!    - [`sdmx`]: SDMX messages from [`schema::structure`]: SDMX-ML 2.1 structures, aggregate
-//!      answers as SDMX-CSV 2.0 and SDMX-ML structure-specific data, and [`sdmx::rest`], SDMX
-//!      REST requests read into structure selections or aggregate queries.
+//!    - [`sdmx`]: SDMX messages from [`schema::structure`]: structures as SDMX-ML 2.1 and
+//!      SDMX-JSON 2.0, data as SDMX-CSV 2.0, SDMX-ML structure-specific data (in series or
+//!      flat, one dataset per revision for a history) and SDMX-JSON 2.0, and [`sdmx::rest`],
+//!      SDMX REST requests read into structure selections, aggregate queries or downloads.
 //!    - [`proto`]: the wire contract's messages `focalgate.v1` (prost only).
 //! 2. The log and the store, with what they need:
 //!    - [`store`]: persistence behind [`store::Store`], split by consumer:
@@ -96,6 +97,9 @@
 //! SDMX:    GET /sdmx/data/SEIZURES_AGG/{key} ─▶ service::sdmx ─▶ sdmx::rest (key, c[…],
 //!          Accept) ─▶ AggregateQuery ─▶ the same Gateway::query ─▶ sdmx::data (full keys
 //!          of SEIZURES_AGG, SDMX-CSV or SDMX-ML, the signed checkpoint in the header)
+//!          GET /sdmx/data/SEIZURES/{key} ─▶ Gateway::download (access trail first)
+//!          ─▶ statistics::observations a page at a time (the revisions that count, or every
+//!          revision with its validity) ─▶ sdmx::data, streamed
 //! ```
 //!
 //! # Non-goals
