@@ -225,7 +225,7 @@ impl Gateway {
     /// series the revision that counts at the query's tree size (with `history`, every
     /// revision in that tree), of those revised after `updated_after_ms`, of the reporters the
     /// caller may see, with others' confidential and embargoed values left out
-    /// ([`statistics::observations`]), and of those the ones `keep` keeps. `request`'s
+    /// ([`statistics::observations()`]), and of those the ones `keep` keeps. `request`'s
     /// grouping, roll-up, totals and top-N do not apply. The access record (method
     /// `Observations`, with the count) is durable before this returns; the observations are
     /// then read a page at a time from the returned [`Download`].
