@@ -298,21 +298,27 @@ fn readme_example(marker: &str, language: &str, gw: &Gateway) -> String {
         )
 }
 
-/// Runs the README's Python example after `marker` against `gw`; what it printed.
-fn readme_python(marker: &str, gw: &Gateway) -> String {
-    let example = readme_example(marker, "python", gw);
+/// Runs `script` with `interpreter` (`python3 -c`, `Rscript -e`); what it printed. Panics
+/// with its errors when it fails.
+fn run_script(interpreter: [&str; 2], script: &str) -> String {
     let out = tokio::task::block_in_place(|| {
-        Command::new("python3")
-            .args(["-c", &example])
+        Command::new(interpreter[0])
+            .args([interpreter[1], script])
             .output()
             .unwrap()
     });
     assert!(
         out.status.success(),
-        "{marker}: {}",
+        "{}: {}",
+        interpreter[0],
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the README's Python example after `marker` against `gw`; what it printed.
+fn readme_python(marker: &str, gw: &Gateway) -> String {
+    run_script(["python3", "-c"], &readme_example(marker, "python", gw))
 }
 
 /// R with rsdmx, and httr for the client certificate.
@@ -339,18 +345,7 @@ async fn the_readmes_r_example_reads_what_focalgate_query_gives() {
         readme_example("**R**", "r", &gw),
         csv_file.to_str().unwrap()
     );
-    let out = tokio::task::block_in_place(|| {
-        Command::new("Rscript")
-            .args(["-e", &script])
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = run_script(["Rscript", "-e"], &script);
     assert!(
         printed.contains("OBS_VALUE"),
         "the README prints: {printed}"
@@ -1165,23 +1160,13 @@ async fn downloads_of_what_changed_and_of_what_was() {
         let (s, d) = (dir.path().join("s.xml"), dir.path().join("history.xml"));
         std::fs::write(&s, structures).unwrap();
         std::fs::write(&d, &xml).unwrap();
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, sdmx\n\
-                 dsd = sdmx.read_sdmx(sys.argv[1]).structure['DSD_SEIZURES']\n\
-                 m = sdmx.read_sdmx(sys.argv[2], structure=dsd)\n\
-                 print(len(m.data), sorted(len(ds.obs) for ds in m.data))",
-            ])
-            .args([&s, &d])
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "3 [2, 2, 2]",
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let script = format!(
+            "import sdmx\n\
+             dsd = sdmx.read_sdmx({s:?}).structure['DSD_SEIZURES']\n\
+             m = sdmx.read_sdmx({d:?}, structure=dsd)\n\
+             print(len(m.data), sorted(len(ds.obs) for ds in m.data))"
         );
+        assert_eq!(run_script(["python3", "-c"], &script).trim(), "3 [2, 2, 2]");
     }
     let heroin = |set: &Dataset| {
         set.2
