@@ -180,7 +180,8 @@ async fn a_signing_certificate_cannot_be_used_for_tls_and_the_log_says_why_in_do
                 && l.contains("documentSigning (1.3.6.1.5.5.7.3.36)")
         })
     };
-    for _ in 0..50 {
+    // Logged once the refusal is handled: up to 5 s on a loaded machine.
+    for _ in 0..250 {
         if said().is_some() {
             break;
         }
