@@ -900,6 +900,14 @@ async fn the_submitted_observations_download_as_they_were_accepted() {
     };
     let (plain, got) = download("analyst", &[]);
     assert!(got.len() > 1_000);
+    // The access trail recorded, before the answer left, how many observations it held.
+    let recorded = tokio::task::block_in_place(|| {
+        gw.rows("SELECT method, rows FROM access_trail ORDER BY id DESC LIMIT 1")
+    });
+    assert_eq!(
+        recorded[0],
+        [Some("Observations".to_owned()), Some(got.len().to_string())]
+    );
     let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(3).collect();
     let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(3).collect();
     assert!(

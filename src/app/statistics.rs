@@ -262,12 +262,7 @@ impl Gateway {
         };
         // Counted first, so that the record says what the answer holds before any of it leaves.
         let mut download = download;
-        let mut from = Some(0);
-        while let Some(at) = from {
-            let page = download.page(at).await?;
-            download.total += page.observations.len() as u64;
-            from = page.next;
-        }
+        download.total = download.count().await?;
         let count = download.total;
         g.statistics
             .trail
@@ -359,27 +354,15 @@ pub struct Download {
 impl Download {
     /// The page from position `from` (0 first); its `next` is where the following one starts.
     pub async fn page(&self, from: usize) -> Result<statistics::Page, ApiError> {
-        let (state, directory, member, query, keep) = (
-            self.state.clone(),
-            self.directory.clone(),
-            self.member.clone(),
-            self.query.clone(),
-            self.keep.clone(),
-        );
-        let (size, revisions, now_ms) = (self.tree_size, self.revisions, self.now_ms);
-        tokio::task::spawn_blocking(move || {
-            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
-            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
-            let viewer = Viewer {
-                country: member.country(),
-                may_see: &may_see,
-            };
+        let keep = self.keep.clone();
+        let (size, now_ms, revisions) = (self.tree_size, self.now_ms, self.revisions);
+        self.read(move |index, query, viewer| {
             let mut page = statistics::observations(
-                &index,
-                &query,
+                index,
+                query,
                 size,
                 now_ms,
-                &viewer,
+                viewer,
                 revisions,
                 from,
                 DOWNLOAD_PAGE,
@@ -388,6 +371,50 @@ impl Download {
                 page.observations.retain(|o| keep(o));
             }
             page
+        })
+        .await
+    }
+
+    /// How many observations the pages hold in all: counted in the index when every one is
+    /// kept, else read page by page.
+    async fn count(&self) -> Result<u64, ApiError> {
+        if self.keep.is_none() {
+            let (size, now_ms, revisions) = (self.tree_size, self.now_ms, self.revisions);
+            return self
+                .read(move |index, query, viewer| {
+                    statistics::observations::count(index, query, size, now_ms, viewer, revisions)
+                })
+                .await;
+        }
+        let mut total = 0;
+        let mut from = Some(0);
+        while let Some(at) = from {
+            let page = self.page(at).await?;
+            total += page.observations.len() as u64;
+            from = page.next;
+        }
+        Ok(total)
+    }
+
+    /// Runs `f` on the index, off the runtime, for this download's caller.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&statistics::Index, &Query, &Viewer<'_>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (state, directory, member, query) = (
+            self.state.clone(),
+            self.directory.clone(),
+            self.member.clone(),
+            self.query.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
+            let viewer = Viewer {
+                country: member.country(),
+                may_see: &may_see,
+            };
+            f(&index, &query, &viewer)
         })
         .await
         .map_err(|e| ApiError::Internal(format!("download task: {e}")))

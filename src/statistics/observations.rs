@@ -12,7 +12,7 @@
 
 use super::{
     aggregate::{Filter, Hidden, Viewer, rows},
-    index::{Index, NONE},
+    index::{Index, NONE, Row, Sub},
     query::Query,
 };
 use crate::schema::Frequency;
@@ -85,6 +85,85 @@ pub struct Page {
     pub next: Option<usize>,
 }
 
+/// What a download reads: the submissions of the `revisions` asked in the tree of `size`
+/// entries that `q` selects, of reporters `viewer` may see, and of those the rows `q` selects
+/// that `viewer` may count at `now_ms`.
+struct Reading<'a, 'v> {
+    index: &'a Index,
+    q: &'a Query,
+    size: u64,
+    viewer: &'a Viewer<'v>,
+    revisions: Revisions,
+    filter: Filter,
+    hidden: Hidden,
+}
+
+impl<'a, 'v> Reading<'a, 'v> {
+    fn new(
+        index: &'a Index,
+        q: &'a Query,
+        size: u64,
+        now_ms: i64,
+        viewer: &'a Viewer<'v>,
+        revisions: Revisions,
+    ) -> Self {
+        Self {
+            index,
+            q,
+            size,
+            viewer,
+            revisions,
+            filter: Filter::new(index, q),
+            hidden: Hidden::new(index, viewer, now_ms),
+        }
+    }
+
+    /// Whether `sub` is read, and then whether it is the viewer's own data.
+    fn sub(&self, sub: &Sub) -> Option<bool> {
+        let in_tree = if self.revisions.history {
+            sub.log_index < self.size
+        } else {
+            sub.counts_at(self.size)
+        };
+        if sub.dataflow != self.q.dataflow
+            || !in_tree
+            || sub.log_index < self.revisions.since
+            || !self.filter.sub(self.q, sub)
+        {
+            return None;
+        }
+        let own_data = self.hidden.own(sub);
+        (own_data || (self.viewer.may_see)(self.index.codes.name(sub.ref_area))).then_some(own_data)
+    }
+
+    /// The rows of `sub` (read, the viewer's own when `own_data`) that are read.
+    fn rows(&mut self, sub: &Sub, own_data: bool) -> impl Iterator<Item = &'a Row> + '_ {
+        let index = self.index;
+        rows(index, sub)
+            .iter()
+            .filter(move |row| self.filter.selects(index, row) && !self.hidden.row(own_data, row))
+    }
+}
+
+/// How many observations [`observations`] reads in all, without reading them.
+pub fn count(
+    index: &Index,
+    q: &Query,
+    size: u64,
+    now_ms: i64,
+    viewer: &Viewer<'_>,
+    revisions: Revisions,
+) -> u64 {
+    let mut reading = Reading::new(index, q, size, now_ms, viewer, revisions);
+    let mut n = 0;
+    for sub in &index.subs {
+        if let Some(own_data) = reading.sub(sub) {
+            n += reading.rows(sub, own_data).count() as u64;
+        }
+    }
+    n
+}
+
 /// Reads from position `from` (0 for the first page) at least `max` observations (a
 /// submission is never split) that `q` selects and `viewer` may see in the tree of `size`
 /// entries at `now_ms`, of the `revisions` asked. `q`'s grouping, roll-up, totals and top-N do
@@ -100,8 +179,7 @@ pub fn observations(
     from: usize,
     max: usize,
 ) -> Page {
-    let mut filter = Filter::new(index, q);
-    let hidden = Hidden::new(index, viewer, now_ms);
+    let mut reading = Reading::new(index, q, size, now_ms, viewer, revisions);
     // Codes left out are interned as "".
     let name = |id: u32| index.codes.name(id).to_owned();
     let mut page = Page::default();
@@ -110,18 +188,9 @@ pub fn observations(
             page.next = Some(at);
             break;
         }
-        let in_tree = if revisions.history {
-            sub.log_index < size
-        } else {
-            sub.counts_at(size)
-        };
-        if sub.dataflow != q.dataflow
-            || !in_tree
-            || sub.log_index < revisions.since
-            || !filter.sub(q, sub)
-        {
+        let Some(own_data) = reading.sub(sub) else {
             continue;
-        }
+        };
         let revision = Revision {
             log_index: sub.log_index,
             valid_from_ms: sub.received_ms,
@@ -130,14 +199,7 @@ pub fn observations(
                 .filter(|&at| at < size)
                 .and(sub.superseded_ms),
         };
-        let own_data = hidden.own(sub);
-        if !own_data && !(viewer.may_see)(index.codes.name(sub.ref_area)) {
-            continue;
-        }
-        for row in rows(index, sub) {
-            if !filter.selects(index, row) || hidden.row(own_data, row) {
-                continue;
-            }
+        for row in reading.rows(sub, own_data) {
             let transit = name(row.transit_area);
             page.observations.push(Observation {
                 ref_area: name(sub.ref_area),
