@@ -346,10 +346,13 @@ impl StructureSpecificWriter {
         x.split()
     }
 
-    /// The start and the end of the dataset of one revision, valid from `valid_from_ms`, and
-    /// until `valid_to_ms` once superseded (`validFromDate`, `validToDate`): the observations
-    /// go between.
-    pub fn dataset(flow: Flow, valid_from_ms: i64, valid_to_ms: Option<i64>) -> (String, String) {
+    /// The end of a dataset [`dataset`](Self::dataset) started.
+    pub const DATASET_END: &str = "\n  </mes:DataSet>";
+
+    /// The start of the dataset of one revision, valid from `valid_from_ms`, and until
+    /// `valid_to_ms` once superseded (`validFromDate`, `validToDate`): its observations
+    /// follow, then [`DATASET_END`](Self::DATASET_END).
+    pub fn dataset(flow: Flow, valid_from_ms: i64, valid_to_ms: Option<i64>) -> String {
         let at = |ms: i64| {
             OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
                 .ok()
@@ -362,7 +365,7 @@ impl StructureSpecificWriter {
         if let Some(ms) = valid_to_ms {
             x.attr("validToDate", &at(ms));
         }
-        (x.finish_fragment(), "\n  </mes:DataSet>".to_owned())
+        x.finish_fragment()
     }
 
     /// The `<Obs …/>` elements of `obs`; in series, one `<Series …>` for each run of

@@ -452,8 +452,8 @@ async fn download(
         let csv = CsvWriter::new(flow, options, &lists);
         let xml = StructureSpecificWriter::new(flow, options);
         let (mut skip, mut left) = (request.offset, wanted);
-        // With includeHistory: the revision whose dataset is open, and its closing tag.
-        let mut dataset: Option<(u64, String)> = None;
+        // With includeHistory: whether a revision's dataset is open.
+        let mut dataset_open = false;
         let mut from = Some(0);
         while let (Some(at), true) = (from, left > 0) {
             let page = match download.page(at).await {
@@ -473,26 +473,25 @@ async fn download(
             skip = skip.saturating_sub(page.observations.len() as u64);
             left -= taken.len() as u64;
             let mut text = String::new();
-            // With the history, one run per revision (a page never splits one), each in its
-            // own dataset.
+            // With the history, one run per revision, each in its own dataset: a page never
+            // splits a revision, so every run is a new one.
             let runs: Vec<&[statistics::observations::Observation]> = if request.include_history {
                 taken.chunk_by(|a, b| a.revision == b.revision).collect()
             } else {
                 vec![taken]
             };
             for run in runs.into_iter().filter(|r| !r.is_empty()) {
-                let revision = run[0].revision;
-                if request.include_history
-                    && dataset.as_ref().is_none_or(|d| d.0 != revision.log_index)
-                {
-                    text.push_str(&dataset.take().map(|d| d.1).unwrap_or_default());
-                    let (start, end) = StructureSpecificWriter::dataset(
+                if request.include_history {
+                    if dataset_open {
+                        text.push_str(StructureSpecificWriter::DATASET_END);
+                    }
+                    let revision = run[0].revision;
+                    text.push_str(&StructureSpecificWriter::dataset(
                         flow,
                         revision.valid_from_ms,
                         revision.valid_to_ms,
-                    );
-                    text.push_str(&start);
-                    dataset = Some((revision.log_index, end));
+                    ));
+                    dataset_open = true;
                 }
                 let obs: Vec<Obs> = run.iter().map(|o| submitted(flow, o)).collect();
                 text.push_str(&match format {
@@ -504,7 +503,11 @@ async fn download(
                 return; // the client went away
             }
         }
-        let close = dataset.map(|d| d.1).unwrap_or_default() + &close;
+        let close = if dataset_open {
+            StructureSpecificWriter::DATASET_END.to_owned() + &close
+        } else {
+            close
+        };
         let _ = out.write(close).await;
         out.finish().await;
     });
