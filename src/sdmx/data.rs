@@ -56,14 +56,31 @@ pub struct Obs {
     pub values: Vec<String>,
 }
 
-/// Whether `key` has, for each `(dimension, values)` of `select`, one of the values.
-pub fn selected(flow: Flow, key: &[String], select: &[(&str, BTreeSet<String>)]) -> bool {
-    let dims = flow.dimensions();
-    select.iter().all(|(d, values)| {
-        dims.iter()
-            .position(|x| x == d)
-            .is_none_or(|i| values.contains(&key[i]))
-    })
+/// Values of dimensions by which an answer's rows are kept, by their place in the key: a row
+/// is kept when its key has, for each dimension, one of its values.
+pub struct KeySelect(Vec<(usize, BTreeSet<String>)>);
+
+impl KeySelect {
+    /// `select`'s `(dimension, values)` for `flow`'s keys.
+    pub fn new(flow: Flow, select: &[(&str, BTreeSet<String>)]) -> Self {
+        let dims = flow.dimensions();
+        Self(
+            select
+                .iter()
+                .filter_map(|(d, v)| Some((dims.iter().position(|x| x == d)?, v.clone())))
+                .collect(),
+        )
+    }
+
+    /// Whether it keeps every row.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `key` is kept.
+    pub fn keeps(&self, key: &[String]) -> bool {
+        self.0.iter().all(|(i, values)| values.contains(&key[*i]))
+    }
 }
 
 /// The rows of an aggregate answer as observations of [`Flow::Aggregates`], those `select`
@@ -76,12 +93,13 @@ pub fn aggregate_observations(
 ) -> Vec<Obs> {
     let components = flow.components();
     let keys = structure::AggregateKeys::new(flow.dataflow(), header);
+    let select = KeySelect::new(flow, select);
     rows.iter()
         .map(|r| Obs {
             key: keys.key(r),
             values: aggregate_values(r, &components),
         })
-        .filter(|o| selected(flow, &o.key, select))
+        .filter(|o| select.keeps(&o.key))
         .collect()
 }
 

@@ -30,10 +30,10 @@ use crate::{
     receipt::{format_timestamp, timestamp_from_millis},
     schema::{
         NOT_APPLICABLE, format_millionths,
-        structure::{Flow, transit_path},
+        structure::{Component, Flow, transit_path},
     },
     sdmx::{
-        data::{self, CsvWriter, Obs, StructureSpecificWriter},
+        data::{self, CsvWriter, KeySelect, Obs, StructureSpecificWriter},
         rest::{self, DataRequest, Format, RestError, Route},
         structure_json, structure_message,
     },
@@ -318,54 +318,72 @@ fn checkpoint_headers(r: &mut Answer, tree_size: u64, checkpoint: &str) {
     }
 }
 
-/// A submitted observation as an observation of `flow` (`SEIZURES` or `ROUTES`): `_Z` for an
-/// optional dimension left out.
-fn submitted(flow: Flow, o: &statistics::observations::Observation) -> Obs {
-    let coded = |v: &str| {
-        if v.is_empty() {
-            NOT_APPLICABLE.to_owned()
-        } else {
-            v.to_owned()
+/// Submitted observations as observations of `SEIZURES` or `ROUTES`: `_Z` for an optional
+/// dimension left out.
+struct Submitted {
+    components: Vec<Component>,
+}
+
+impl Submitted {
+    fn new(flow: Flow) -> Self {
+        Self {
+            components: flow.components(),
         }
-    };
-    let components = flow.components();
-    let key = components
-        .iter()
-        .filter(|c| c.role.is_dimension())
-        .map(|c| match c.id {
-            "FREQ" => o.freq.code().to_owned(),
-            "REF_AREA" => o.ref_area.clone(),
-            "DRUG" => o.drug.clone(),
-            "ORIGIN_AREA" => coded(&o.origin_area),
-            "DEPARTURE_AREA" => coded(&o.departure_area),
-            "TRANSIT_PATH" => transit_path(&o.transit_area),
-            "DESTINATION_AREA" => coded(&o.destination_area),
-            "TRANSPORT_MODE" => coded(&o.transport_mode),
-            "UNIT_MEASURE" => coded(&o.unit_measure),
-            "TIME_PERIOD" => o.period.clone(),
-            _ => String::new(),
-        })
-        .collect();
-    let values = components
-        .iter()
-        .filter(|c| !c.role.is_dimension())
-        .map(|c| match c.id {
-            "OBS_VALUE" => o
-                .quantity
-                .map(|q| format_millionths(i128::from(q)))
-                .unwrap_or_default(),
-            "N_SEIZURES" => o.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
-            "OBS_STATUS" => o.obs_status.clone(),
-            "CONF_STATUS" => o.conf_status.clone(),
-            "EMBARGO_TIME" => o
-                .embargo_ms
-                .and_then(|ms| format_timestamp(&timestamp_from_millis(ms)))
-                .unwrap_or_default(),
-            "COMMENT" => o.comment.clone(),
-            _ => String::new(),
-        })
-        .collect();
-    Obs { key, values }
+    }
+
+    fn key(&self, o: &statistics::observations::Observation) -> Vec<String> {
+        let coded = |v: &str| {
+            if v.is_empty() {
+                NOT_APPLICABLE.to_owned()
+            } else {
+                v.to_owned()
+            }
+        };
+        self.components
+            .iter()
+            .filter(|c| c.role.is_dimension())
+            .map(|c| match c.id {
+                "FREQ" => o.freq.code().to_owned(),
+                "REF_AREA" => o.ref_area.clone(),
+                "DRUG" => o.drug.clone(),
+                "ORIGIN_AREA" => coded(&o.origin_area),
+                "DEPARTURE_AREA" => coded(&o.departure_area),
+                "TRANSIT_PATH" => transit_path(&o.transit_area),
+                "DESTINATION_AREA" => coded(&o.destination_area),
+                "TRANSPORT_MODE" => coded(&o.transport_mode),
+                "UNIT_MEASURE" => coded(&o.unit_measure),
+                "TIME_PERIOD" => o.period.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    fn obs(&self, o: &statistics::observations::Observation) -> Obs {
+        let values = self
+            .components
+            .iter()
+            .filter(|c| !c.role.is_dimension())
+            .map(|c| match c.id {
+                "OBS_VALUE" => o
+                    .quantity
+                    .map(|q| format_millionths(i128::from(q)))
+                    .unwrap_or_default(),
+                "N_SEIZURES" => o.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
+                "OBS_STATUS" => o.obs_status.clone(),
+                "CONF_STATUS" => o.conf_status.clone(),
+                "EMBARGO_TIME" => o
+                    .embargo_ms
+                    .and_then(|ms| format_timestamp(&timestamp_from_millis(ms)))
+                    .unwrap_or_default(),
+                "COMMENT" => o.comment.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        Obs {
+            key: self.key(o),
+            values,
+        }
+    }
 }
 
 /// Bytes of an answer written before they go to the client; a slow client holds at most a few
@@ -401,11 +419,11 @@ async fn download(
              revision, with its validFromDate and validToDate",
         ));
     }
-    let select = request.select.clone();
+    let select = KeySelect::new(flow, &request.select);
     let keep: Keep = (!select.is_empty()).then(|| {
-        Arc::new(move |o: &statistics::observations::Observation| {
-            data::selected(flow, &submitted(flow, o).key, &select)
-        }) as _
+        let submitted = Submitted::new(flow);
+        Arc::new(move |o: &statistics::observations::Observation| select.keeps(&submitted.key(o)))
+            as _
     });
     let download = gateway
         .download(
@@ -451,6 +469,7 @@ async fn download(
         }
         let csv = CsvWriter::new(flow, options, &lists);
         let xml = StructureSpecificWriter::new(flow, options);
+        let submitted = Submitted::new(flow);
         let (mut skip, mut left) = (request.offset, wanted);
         // With includeHistory: whether a revision's dataset is open.
         let mut dataset_open = false;
@@ -493,7 +512,7 @@ async fn download(
                     ));
                     dataset_open = true;
                 }
-                let obs: Vec<Obs> = run.iter().map(|o| submitted(flow, o)).collect();
+                let obs: Vec<Obs> = run.iter().map(|o| submitted.obs(o)).collect();
                 text.push_str(&match format {
                     Format::SdmxCsv => csv.rows(&obs),
                     _ => xml.rows(&obs),
