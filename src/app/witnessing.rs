@@ -58,12 +58,16 @@ pub struct LogStatus {
 }
 
 /// Whether `w` should be asked to cosign the checkpoint of `size` now, given what is known.
+/// A witness whose last exchange failed is asked again once `retry` has passed, whatever size
+/// that exchange reported: a size learnt from a conflict and then a failure says nothing of
+/// what the witness holds when it comes back (a restart, another host in its place).
 fn due(state: Option<&WitnessState>, size: u64, now_ms: i64, retry: Duration) -> bool {
     match state {
         None => true,
-        Some(s) if s.size >= size => false,
-        Some(s) if s.last_error.is_none() => true,
-        Some(s) => now_ms.saturating_sub(s.updated_at_ms) >= retry.as_millis() as i64,
+        Some(s) if s.last_error.is_some() => {
+            now_ms.saturating_sub(s.updated_at_ms) >= retry.as_millis() as i64
+        }
+        Some(s) => s.size < size,
     }
 }
 
@@ -320,5 +324,9 @@ mod tests {
         assert!(!due(Some(&state(4, None, 0)), 3, 0, retry));
         assert!(!due(Some(&state(2, Some("down"), 1_000)), 3, 5_999, retry));
         assert!(due(Some(&state(2, Some("down"), 1_000)), 3, 6_000, retry));
+        // A failure that reported the log's size (a 409, then no answer) is retried on an
+        // idle log too.
+        assert!(!due(Some(&state(3, Some("down"), 1_000)), 3, 5_999, retry));
+        assert!(due(Some(&state(3, Some("down"), 1_000)), 3, 6_000, retry));
     }
 }

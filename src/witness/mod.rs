@@ -9,7 +9,8 @@
 //!        ─▶ stored before the answer ◀── 200 cosignature line | 409 size held | 422 | 403 | 404 | 400
 //! ```
 //!
-//! The answer codes are the specification's. What the witness holds changes only by one
+//! The answer codes are those of the tlog-witness text as revised in July 2026 (a proof that
+//! cannot hold, such as a non-empty one from size 0, is 422, not 400). What the witness holds changes only by one
 //! atomic check-and-update ([`State::advance`]), durable before it answers, so it never
 //! cosigns a checkpoint inconsistent with one it cosigned — after a crash, or when two hub
 //! replicas post at the same moment.
@@ -279,10 +280,18 @@ impl Witness {
                 ),
             );
         }
+        // Well-formed but unprovable: 422, as the tlog-witness text says for a proof that
+        // cannot verify.
         if (request.old == 0 || request.old == verified.size) && !request.proof.is_empty() {
             return Reply::text(
-                400,
-                "a proof from size 0, or to the same size, must be empty",
+                422,
+                "a consistency proof from size 0, or to the same size, must be empty",
+            );
+        }
+        if verified.size == 0 && verified.root != merkle::empty_root() {
+            return Reply::text(
+                422,
+                "a checkpoint of size 0 must carry the empty tree's root (SHA-256 of nothing)",
             );
         }
         let signature = self.key.sign(&text, now);

@@ -227,13 +227,35 @@ fn every_refusal_has_its_code() {
         ("not UTF-8", b"old 0\n\n\xff\xfe".to_vec()),
         ("too large", vec![b'a'; MAX_BODY + 1]),
         ("old beyond the checkpoint", body(9, &[], &good)),
+    ] {
+        let reply = w.add_checkpoint(&bytes, 1);
+        assert_eq!(reply.status, 400, "{what}: {}", reply.body);
+    }
+    // Well-formed, but no proof could make them hold: 422 (tlog-witness, July 2026).
+    let empty_log_wrong_root = Checkpoint {
+        origin: ORIGIN.into(),
+        size: 0,
+        root: merkle::leaf_hash(b"not the empty tree"),
+        extensions: Vec::new(),
+    }
+    .sign(&log.key)
+    .unwrap();
+    for (what, bytes) in [
         (
             "a proof from size 0",
             body(0, &[merkle::leaf_hash(b"x")], &good),
         ),
+        (
+            "a proof to the same size",
+            body(3, &[merkle::leaf_hash(b"x")], &good),
+        ),
+        (
+            "size 0 with another root than the empty tree's",
+            body(0, &[], &empty_log_wrong_root),
+        ),
     ] {
         let reply = w.add_checkpoint(&bytes, 1);
-        assert_eq!(reply.status, 400, "{what}: {}", reply.body);
+        assert_eq!(reply.status, 422, "{what}: {}", reply.body);
     }
     assert_eq!(w.state.held(ORIGIN).unwrap(), None, "nothing was held");
 }
