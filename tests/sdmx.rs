@@ -939,6 +939,18 @@ async fn the_submitted_observations_download_as_they_were_accepted() {
     });
     assert_eq!(status, Some(200));
     assert_eq!(page.lines().count(), 4, "{page}");
+    // The trail records the page that was sent, not the whole download.
+    let recorded = tokio::task::block_in_place(|| {
+        gw.rows("SELECT rows, request FROM access_trail ORDER BY id DESC LIMIT 1")
+    });
+    assert_eq!(recorded[0][0].as_deref(), Some("3"), "{recorded:?}");
+    let request: serde_json::Value =
+        serde_json::from_str(recorded[0][1].as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (&request["offset"], &request["limit"]),
+        (&serde_json::json!(2), &serde_json::json!(3)),
+        "{request}"
+    );
     let (status, _) = tokio::task::block_in_place(|| {
         curl(
             Some("analyst"),
@@ -1210,5 +1222,36 @@ async fn downloads_of_what_changed_and_of_what_was() {
     let (status, body) = history("", "Accept: text/csv");
     assert_eq!(status, Some(406), "{body}");
     assert!(body.contains("validFromDate"), "{body}");
+
+    // A time to come is refused, before and after a submission alike: the same URL never
+    // gives two answers.
+    let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let ask_future = || {
+        let mut answers = Vec::new();
+        for path in ["SEIZURES/A.KAZ.*.*.*", "SEIZURES_AGG/A.KAZ.*._T._T.*"] {
+            let url = format!("{api}/data/{path}?asOf={future}");
+            answers.push(tokio::task::block_in_place(|| {
+                curl(Some("analyst"), &url, &["-H", "Accept: text/csv"])
+            }));
+        }
+        answers
+    };
+    let before = ask_future();
+    gw.client("KAZ")
+        .await
+        .submit(kaz.seal(&first("2024", "1")))
+        .await
+        .unwrap();
+    let after = ask_future();
+    assert_eq!(before, after);
+    for (status, body) in &before {
+        assert_eq!(*status, Some(400), "{body}");
+        assert!(
+            body.contains("asOf") && body.contains("future"),
+            "names the parameter: {body}"
+        );
+    }
     gw.stop().await;
 }

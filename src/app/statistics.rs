@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::{ApiError, Gateway};
-use crate::receipt::now_ms;
+use crate::receipt::{format_timestamp, now_ms};
 use crate::{
     identity::{Caller, Role},
     proto::{
@@ -11,7 +11,7 @@ use crate::{
         QueryHeader, QueryResponse, aggregate_query, query_response::Item,
     },
     receipt::timestamp_from_millis,
-    schema::{format_millionths, structure::time_range},
+    schema::{Rule, Violation, format_millionths, structure::time_range},
     statistics::{self, AsOf, Index, Query, Viewer},
     store::{AccessRecord, StoreError, StoredCheckpoint},
     tlog::{self, TreeSize},
@@ -124,11 +124,24 @@ impl StatisticsState {
 }
 
 impl Gateway {
-    /// The tree size an answer reflects, and its checkpoint.
+    /// The tree size an answer reflects, and its checkpoint. A time to come is refused: the
+    /// checkpoint in force then is not known yet, and the same question asked again later
+    /// would get another answer.
     async fn tree(&self, as_of: AsOf) -> Result<(u64, Option<StoredCheckpoint>), ApiError> {
         let asked = match as_of {
             AsOf::Latest => TreeSize::Latest,
             AsOf::TreeSize(n) => TreeSize::Signed(n),
+            AsOf::Time(ms) if ms > now_ms() => {
+                return Err(ApiError::Invalid(vec![Violation::new(
+                    "as_of_time",
+                    Rule::OutOfRange,
+                    format!(
+                        "{} is in the future: the checkpoint in force then is not known yet; \
+                         ask for a time that has passed, or for the latest",
+                        format_timestamp(&timestamp_from_millis(ms)).unwrap_or_default()
+                    ),
+                )]));
+            }
             AsOf::Time(ms) => TreeSize::AsOfTime(ms),
         };
         tlog::resolve(&*self.store, asked)
@@ -225,10 +238,11 @@ impl Gateway {
     /// series the revision that counts at the query's tree size (with `history`, every
     /// revision in that tree), of those revised after `updated_after_ms`, of the reporters the
     /// caller may see, with others' confidential and embargoed values left out
-    /// ([`statistics::observations()`]), and of those the ones `keep` keeps. `request`'s
-    /// grouping, roll-up, totals and top-N do not apply. The access record (method
-    /// `Observations`, with the count) is durable before this returns; the observations are
-    /// then read a page at a time from the returned [`Download`].
+    /// ([`statistics::observations()`]), and of those the ones `keep` keeps, in `window`.
+    /// `request`'s grouping, roll-up, totals and top-N do not apply. The access record (method
+    /// `Observations`, with the count the window holds and the window itself) is durable
+    /// before this returns; the observations are then read a page at a time from the returned
+    /// [`Download`].
     pub async fn download(
         &self,
         caller: &Caller,
@@ -236,19 +250,26 @@ impl Gateway {
         updated_after_ms: Option<i64>,
         history: bool,
         keep: Keep,
+        window: Window,
     ) -> Result<Download, ApiError> {
         let g = self;
         may_read_statistics(caller)?;
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
         // Revised after a time: logged after the checkpoint in force then (so that no revision
-        // logged after it is missed).
+        // logged after it is missed). A time to come has the latest in force: nothing is new
+        // yet, and a client whose clock runs ahead is not refused.
         let since = match updated_after_ms {
-            Some(ms) => self.tree(AsOf::Time(ms)).await?.0,
+            Some(ms) => {
+                tlog::resolve(&*self.store, TreeSize::AsOfTime(ms))
+                    .await
+                    .map_err(|e| ApiError::size("updated_after", e))?
+                    .0
+            }
             None => 0,
         };
         g.statistics.refresh(&*g.store, size).await?;
-        let download = Download {
+        let mut download = Download {
             tree_size: size,
             checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
             total: 0,
@@ -259,11 +280,14 @@ impl Gateway {
             revisions: statistics::Revisions { since, history },
             now_ms: now_ms(),
             keep,
+            skip: window.offset,
+            left: 0,
+            next: Some(0),
         };
         // Counted first, so that the record says what the answer holds before any of it leaves.
-        let mut download = download;
-        download.total = download.count().await?;
-        let count = download.total;
+        let available = download.count().await?;
+        download.total = window.rows(available);
+        download.left = download.total;
         g.statistics
             .trail
             .record(AccessRecord {
@@ -271,9 +295,9 @@ impl Gateway {
                 at_ms: download.now_ms,
                 member: caller.member().to_string(),
                 method: "Observations".into(),
-                request: describe_download(request, updated_after_ms, history),
+                request: describe_download(request, updated_after_ms, history, window),
                 tree_size: size,
-                rows: u32::try_from(count).unwrap_or(u32::MAX),
+                rows: u32::try_from(download.total).unwrap_or(u32::MAX),
                 suppressed: 0,
             })
             .await?;
@@ -333,13 +357,36 @@ pub type Keep = Option<Arc<dyn Fn(&statistics::observations::Observation) -> boo
 /// Most observations read in one page of a download.
 pub const DOWNLOAD_PAGE: usize = 2_000;
 
-/// A download under way: the observations at one tree size, read a page at a time.
+/// Which observations of a download are sent: `limit` of them (all when `None`) after the
+/// first `offset` (SDMX REST `offset` and `limit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Observations skipped first.
+    pub offset: u64,
+    /// Most observations sent.
+    pub limit: Option<u64>,
+}
+
+impl Window {
+    /// How many of `available` observations the window holds.
+    pub fn rows(self, available: u64) -> u64 {
+        let after = available.saturating_sub(self.offset);
+        self.limit.map_or(after, |l| l.min(after))
+    }
+
+    fn is_whole(self) -> bool {
+        self == Self::default()
+    }
+}
+
+/// A download under way: the observations of its window at one tree size, read a page at a
+/// time ([`next_page`](Self::next_page)).
 pub struct Download {
     /// The tree size the observations are those of.
     pub tree_size: u64,
     /// The signed checkpoint of that size.
     pub checkpoint: String,
-    /// How many observations it holds.
+    /// How many observations it sends (its window's).
     pub total: u64,
     state: Arc<StatisticsState>,
     directory: Arc<crate::identity::Directory>,
@@ -349,11 +396,42 @@ pub struct Download {
     revisions: statistics::Revisions,
     now_ms: i64,
     keep: Keep,
+    /// Observations of the window's offset still to skip.
+    skip: u64,
+    /// Observations still to send.
+    left: u64,
+    /// Where the next page is read from (`None`: the index is read to its end).
+    next: Option<usize>,
 }
 
 impl Download {
+    /// The next observations of the window, a page of the index at a time (a page never
+    /// splits a submission, unless the window does); `None` once the window is sent.
+    pub async fn next_page(
+        &mut self,
+    ) -> Result<Option<Vec<statistics::observations::Observation>>, ApiError> {
+        while self.left > 0
+            && let Some(at) = self.next
+        {
+            let page = self.page(at).await?;
+            self.next = page.next;
+            let mut observations = page.observations;
+            let skipped = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(observations.len());
+            observations.drain(..skipped);
+            self.skip -= skipped as u64;
+            observations.truncate(usize::try_from(self.left).unwrap_or(usize::MAX));
+            self.left -= observations.len() as u64;
+            if !observations.is_empty() {
+                return Ok(Some(observations));
+            }
+        }
+        Ok(None)
+    }
+
     /// The page from position `from` (0 first); its `next` is where the following one starts.
-    pub async fn page(&self, from: usize) -> Result<statistics::Page, ApiError> {
+    async fn page(&self, from: usize) -> Result<statistics::Page, ApiError> {
         let keep = self.keep.clone();
         let (size, now_ms, revisions) = (self.tree_size, self.now_ms, self.revisions);
         self.read(move |index, query, viewer| {
@@ -421,15 +499,16 @@ impl Download {
     }
 }
 
-/// The query as the trail records it: every field that was set, as JSON, in a canonical form —
-/// codes upper-cased, sorted and named once. Only a query that passed
-/// [`Query::from_request`] is described, so every value is a known code or period and every
-/// list is no longer than its code list: the record is bounded whatever the request's size.
-/// A download as the trail records it: its query, the time it asks for revisions since, and
-/// whether it asks for every revision.
-fn describe_download(q: &AggregateQuery, updated_after_ms: Option<i64>, history: bool) -> String {
+/// A download as the trail records it: its query, the time it asks for revisions since,
+/// whether it asks for every revision, and its window.
+fn describe_download(
+    q: &AggregateQuery,
+    updated_after_ms: Option<i64>,
+    history: bool,
+    window: Window,
+) -> String {
     let text = describe(q);
-    if updated_after_ms.is_none() && !history {
+    if updated_after_ms.is_none() && !history && window.is_whole() {
         return text;
     }
     let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str(&text) else {
@@ -441,9 +520,19 @@ fn describe_download(q: &AggregateQuery, updated_after_ms: Option<i64>, history:
     if history {
         m.insert("include_history".into(), true.into());
     }
+    if window.offset > 0 {
+        m.insert("offset".into(), window.offset.into());
+    }
+    if let Some(limit) = window.limit {
+        m.insert("limit".into(), limit.into());
+    }
     serde_json::Value::Object(m).to_string()
 }
 
+/// The query as the trail records it: every field that was set, as JSON, in a canonical form —
+/// codes upper-cased, sorted and named once. Only a query that passed
+/// [`Query::from_request`] is described, so every value is a known code or period and every
+/// list is no longer than its code list: the record is bounded whatever the request's size.
 fn describe(q: &AggregateQuery) -> String {
     let mut m = serde_json::Map::new();
     let mut text = |name: &str, v: &str| {

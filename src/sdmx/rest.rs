@@ -249,6 +249,34 @@ fn served(media: &str, version: Option<&str>, data: bool) -> Option<Format> {
     }
 }
 
+/// The part of an SDMX REST request that a field of the aggregate query it was read into
+/// comes from: what an error names, so that the caller recognises its own request
+/// (`period_from` was `startPeriod`, `ref_area[2]` a value of REF_AREA in the key or in
+/// `c[REF_AREA]`).
+pub fn parameter(field: &str) -> String {
+    let base = field.split_once('[').map_or(field, |(b, _)| b);
+    match base {
+        "period_from" => "startPeriod (or c[TIME_PERIOD])".into(),
+        "period_to" => "endPeriod (or c[TIME_PERIOD])".into(),
+        "as_of_time" | "as_of_tree_size" => "asOf".into(),
+        "updated_after" => "updatedAfter".into(),
+        "top_n" => "top".into(),
+        "transit_area" => "transit".into(),
+        "freq" => "freq".into(),
+        "totals" => "totals".into(),
+        "rollup" => "FREQ (the key's first part)".into(),
+        "dataflow" => "flowRef".into(),
+        "group_by" => "key".into(),
+        "obs_status" => "REPORTED_STATUS (the key, or c[REPORTED_STATUS])".into(),
+        "ref_area" | "drug" | "transport_mode" | "origin_area" | "destination_area"
+        | "unit_measure" => {
+            let dim = base.to_ascii_uppercase();
+            format!("{dim} (the key, or c[{dim}])")
+        }
+        other => other.to_owned(),
+    }
+}
+
 /// Reads a request target: `path` below the API's root, `query` without the `?`.
 pub fn route(path: &str, query: Option<&str>, lists: &CodeLists) -> Result<Route, RestError> {
     if path.len() + query.map_or(0, str::len) > MAX_TARGET_BYTES {
@@ -802,10 +830,21 @@ fn data(flow: Flow, key: &str, params: &Params, lists: &CodeLists) -> Result<Rou
     let series = match params.get("dimensionAtObservation") {
         None | Some("TIME_PERIOD") => true,
         Some("AllDimensions") => false,
-        Some(other) => {
+        // Another dimension at the observation level is valid SDMX this API does not serve;
+        // a name that is no dimension at all is the client's mistake.
+        Some(other) if dimensions.contains(&other) => {
             return Err(RestError::unsupported(format!(
-                "dimensionAtObservation={}: TIME_PERIOD (series, the default) or AllDimensions",
-                Echo(other)
+                "dimensionAtObservation={other}: this API serves TIME_PERIOD (series, the \
+                 default) or AllDimensions"
+            )));
+        }
+        Some(other) => {
+            return Err(RestError::bad(format!(
+                "dimensionAtObservation={}: not a dimension of {} ({}); TIME_PERIOD (series, the \
+                 default) or AllDimensions",
+                Echo(other),
+                flow.id(),
+                dimensions.join(", ")
             )));
         }
     };
@@ -1060,6 +1099,17 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_request_s_own_parameters() {
+        assert_eq!(parameter("period_from"), "startPeriod (or c[TIME_PERIOD])");
+        assert_eq!(
+            parameter("ref_area[0]"),
+            "REF_AREA (the key, or c[REF_AREA])"
+        );
+        assert_eq!(parameter("as_of_time"), "asOf");
+        assert_eq!(parameter("top_n"), "top");
+    }
+
+    #[test]
     fn bad_requests_get_their_status() {
         assert_eq!(refused("data/NOPE/all", ""), 404);
         assert_eq!(
@@ -1077,6 +1127,11 @@ mod tests {
         assert_eq!(
             refused("data/SEIZURES_AGG/all", "dimensionAtObservation=DRUG"),
             501
+        );
+        assert_eq!(
+            refused("data/SEIZURES_AGG/all", "dimensionAtObservation=NOPE"),
+            400,
+            "a name that is no dimension is the client's mistake"
         );
         assert!(
             data_of("data/SEIZURES_AGG/all", "").series,

@@ -24,7 +24,10 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
 use crate::{
-    app::{ApiError, Gateway, statistics::Keep},
+    app::{
+        ApiError, Gateway,
+        statistics::{Keep, Window},
+    },
     identity::Caller,
     proto::{AggregateRow, QueryHeader, query_response::Item},
     receipt::{format_timestamp, timestamp_from_millis},
@@ -82,12 +85,21 @@ fn refusal(e: &ApiError) -> Answer {
     match e {
         ApiError::Unauthenticated(e) => text(401, &e.to_string()),
         ApiError::PermissionDenied(m) => text(403, m),
-        ApiError::FieldDenied(v) => text(403, &format!("{}: {}", v.field, v.detail)),
+        ApiError::FieldDenied(v) => {
+            text(403, &format!("{}: {}", rest::parameter(&v.field), v.detail))
+        }
         ApiError::Invalid(violations) => {
             let lines: Vec<String> = violations
                 .iter()
                 .take(20)
-                .map(|v| format!("{} ({}): {}", v.field, v.rule.name(), v.detail))
+                .map(|v| {
+                    format!(
+                        "{}: {} ({})",
+                        rest::parameter(&v.field),
+                        v.detail,
+                        v.rule.name()
+                    )
+                })
                 .collect();
             text(400, &lines.join("; "))
         }
@@ -425,21 +437,24 @@ async fn download(
         Arc::new(move |o: &statistics::observations::Observation| select.keeps(&submitted.key(o)))
             as _
     });
-    let download = gateway
+    let window = Window {
+        offset: request.offset,
+        limit: request.limit,
+    };
+    let mut download = gateway
         .download(
             caller,
             &request.query,
             request.updated_after_ms,
             request.include_history,
             keep,
+            window,
         )
         .await
         .map_err(|e| refusal(&e))?;
     let (tree_size, checkpoint) = (download.tree_size, download.checkpoint.clone());
     let named = checkpoint.clone();
-    let available = download.total.saturating_sub(request.offset);
-    let wanted = request.limit.map_or(available, |l| l.min(available));
-    if wanted == 0 {
+    if download.total == 0 {
         let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         checkpoint_headers(&mut r, tree_size, &checkpoint);
@@ -470,34 +485,25 @@ async fn download(
         let csv = CsvWriter::new(flow, options, &lists);
         let xml = StructureSpecificWriter::new(flow, options);
         let submitted = Submitted::new(flow);
-        let (mut skip, mut left) = (request.offset, wanted);
         // With includeHistory: whether a revision's dataset is open.
         let mut dataset_open = false;
-        let mut from = Some(0);
-        while let (Some(at), true) = (from, left > 0) {
-            let page = match download.page(at).await {
-                Ok(page) => page,
+        loop {
+            let taken = match download.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "SDMX download failed midway");
                     out.fail().await;
                     return;
                 }
             };
-            from = page.next;
-            let start = usize::try_from(skip)
-                .unwrap_or(usize::MAX)
-                .min(page.observations.len());
-            let taken = &page.observations[start..];
-            let taken = &taken[..taken.len().min(usize::try_from(left).unwrap_or(usize::MAX))];
-            skip = skip.saturating_sub(page.observations.len() as u64);
-            left -= taken.len() as u64;
             let mut text = String::new();
             // With the history, one run per revision, each in its own dataset: a page never
-            // splits a revision, so every run is a new one.
+            // splits a revision (but where the window cuts), so every run is a new one.
             let runs: Vec<&[statistics::observations::Observation]> = if request.include_history {
                 taken.chunk_by(|a, b| a.revision == b.revision).collect()
             } else {
-                vec![taken]
+                vec![&taken]
             };
             for run in runs.into_iter().filter(|r| !r.is_empty()) {
                 if request.include_history {
