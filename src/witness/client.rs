@@ -33,11 +33,19 @@ pub enum Answer {
     Refused(u16, String),
 }
 
-/// A client for witnesses, with the hub's client identity.
+/// An open HTTP/1.1 connection to a witness: where its requests are sent.
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A client for witnesses, with the hub's client identity. It keeps one connection per
+/// witness, opened when first needed and again when the witness closed it: a round costs a
+/// witness a request, not a TLS handshake.
 #[derive(Clone)]
 pub struct WitnessClient {
     tls: Arc<ClientConfig>,
     timeout: Duration,
+    /// The idle connection to each witness, by URL (at most one: rounds ask a witness one
+    /// request at a time).
+    idle: Arc<std::sync::Mutex<HashMap<String, Connection>>>,
 }
 
 impl WitnessClient {
@@ -48,7 +56,12 @@ impl WitnessClient {
         Self {
             tls: Arc::new(tls),
             timeout,
+            idle: Arc::default(),
         }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Posts one `add-checkpoint` request to the witness at `url` (`https://host:port`, with
@@ -91,28 +104,41 @@ impl WitnessClient {
         }
     }
 
+    /// Posts `body` on the witness's open connection, or on a new one when there is none or
+    /// the witness closed it before reading the request (add-checkpoint may be asked again:
+    /// a witness that took the first answers the second from the size it then holds).
     async fn post(&self, url: &str, body: String) -> Result<(StatusCode, String, String), String> {
-        let rest = url
-            .strip_prefix("https://")
-            .ok_or_else(|| format!("{url}: a witness URL starts with https://"))?;
-        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
-            None => (authority, 443),
-        };
-        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let tcp = TcpStream::connect((host, port))
+        let reused = self.idle().remove(url);
+        if let Some(mut connection) = reused
+            && connection.ready().await.is_ok()
+        {
+            match self.exchange(url, &mut connection, body.clone()).await {
+                Ok(answer) => {
+                    self.idle().insert(url.to_owned(), connection);
+                    return Ok(answer);
+                }
+                Err(e) if !e.1 => return Err(e.0),
+                Err(_) => {} // closed under it: once more, on a new connection
+            }
+        }
+        let mut connection = self.connect(url).await?;
+        let answer = self
+            .exchange(url, &mut connection, body)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("{url}: TLS: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let driver = tokio::spawn(connection);
+            .map_err(|e| e.0)?;
+        self.idle().insert(url.to_owned(), connection);
+        Ok(answer)
+    }
+
+    /// Sends one request on `connection`: the answer, or why not and whether the request may
+    /// not have reached the witness (the connection was closed before it was written).
+    async fn exchange(
+        &self,
+        url: &str,
+        connection: &mut Connection,
+        body: String,
+    ) -> Result<(StatusCode, String, String), (String, bool)> {
+        let (authority, prefix) = split(url).map_err(|e| (e, false))?;
         let path = match prefix.trim_end_matches('/') {
             "" => "/add-checkpoint".to_owned(),
             p => format!("/{p}/add-checkpoint"),
@@ -121,11 +147,11 @@ impl WitnessClient {
             .header(header::HOST, authority)
             .header(header::CONTENT_TYPE, "text/plain")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = sender
+            .map_err(|e| (e.to_string(), false))?;
+        let response = connection
             .send_request(request)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| (format!("{url}: {e}"), e.is_canceled() || e.is_closed()))?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -136,15 +162,46 @@ impl WitnessClient {
         let bytes = Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| format!("{url}: answer: {e}"))?
+            .map_err(|e| (format!("{url}: answer: {e}"), false))?
             .to_bytes();
-        driver.abort();
         Ok((
             status,
             content_type,
             String::from_utf8_lossy(&bytes).into_owned(),
         ))
     }
+
+    /// A new connection to the witness at `url`; its driver runs until either side closes it.
+    async fn connect(&self, url: &str) -> Result<Connection, String> {
+        let (authority, _) = split(url)?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
+            None => (authority, 443),
+        };
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("{url}: TLS: {e}"))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}
+
+/// The authority (`host:port`) and path prefix of a witness URL.
+fn split(url: &str) -> Result<(&str, &str), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{url}: a witness URL starts with https://"))?;
+    Ok(rest.split_once('/').unwrap_or((rest, "")))
 }
 
 /// How one witness's round went.
