@@ -341,3 +341,24 @@ async fn the_servers_timeout_is_counted_as_deadline_exceeded() {
     drop(client);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sockets_never_lock_a_probe_out() {
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    // More silent connections than the listener holds, each opened before the probe.
+    let mut idle = Vec::new();
+    for _ in 0..focalgate::service::monitoring::MAX_CONNECTIONS + 16 {
+        idle.push(tokio::net::TcpStream::connect(gw.monitoring).await.unwrap());
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            tokio::task::block_in_place(|| curl(gw.monitoring, "/readyz")),
+            (200, "ready\n".to_owned()),
+            "the oldest idle connection makes room for the probe"
+        );
+        idle.push(tokio::net::TcpStream::connect(gw.monitoring).await.unwrap());
+    }
+    drop(idle);
+    gw.stop().await;
+}

@@ -411,6 +411,26 @@ async fn the_hub_collects_a_quorum_from_five_witnesses_and_none_without_it() {
     let held: std::collections::HashMap<String, u64> =
         outcomes.iter().map(|(n, r)| (n.clone(), r.size)).collect();
 
+    // Silent connections, more than a witness holds, each opened before the hub asks: the
+    // oldest make room, and the hub is answered.
+    let w0 = witnesses[0]
+        .url
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("https://")
+        .to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..focalgate::service::witness::MAX_CONNECTIONS + 16 {
+        silent.push(tokio::net::TcpStream::connect(&w0).await.unwrap());
+    }
+    let (again, _) = round(&log, held.clone()).await;
+    assert!(
+        matches!(again["W0"].outcome, Outcome::Cosigned(_)),
+        "{:?}",
+        again["W0"]
+    );
+    drop(silent);
+
     // Two down: still witnessed. The hub believes W4 holds nothing yet: it is told 6 and retries.
     stops[0].send(true).unwrap();
     stops[1].send(true).unwrap();

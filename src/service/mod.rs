@@ -11,9 +11,11 @@ mod statistics;
 mod submissions;
 pub mod witness;
 
-/// Accepts connections on `listener` until `stop` turns true, at most `max` at once (more are
-/// closed at once), each handled by `handle` in a task of its own; the tasks still running
-/// are then stopped.
+/// Accepts connections on `listener` until `stop` turns true, each handled by `handle` in a
+/// task of its own, at most `max` at once: beyond that the *oldest* connection is closed to
+/// make room, so that silent or idle connections displace each other while a client whose
+/// request takes milliseconds is served long before its turn (refusing the newest instead let
+/// 32 idle sockets lock every probe out). The tasks still running are then stopped.
 pub(crate) async fn accept_bounded<F, Fut>(
     listener: tokio::net::TcpListener,
     max: usize,
@@ -23,8 +25,10 @@ pub(crate) async fn accept_bounded<F, Fut>(
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
     let mut connections = tokio::task::JoinSet::new();
+    // The connections' tasks, oldest first.
+    let mut open = std::collections::VecDeque::<tokio::task::AbortHandle>::new();
+    let mut shed = 0u64;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -34,15 +38,18 @@ pub(crate) async fn accept_bounded<F, Fut>(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // dropping `tcp` closes it
-        };
-        let work = handle(tcp, peer);
-        connections.spawn(async move {
-            let _slot = slot;
-            work.await;
-        });
         while connections.try_join_next().is_some() {}
+        open.retain(|task| !task.is_finished());
+        while open.len() >= max.max(1)
+            && let Some(oldest) = open.pop_front()
+        {
+            oldest.abort(); // drops the task, and with it its connection
+            shed += 1;
+            if shed.is_power_of_two() {
+                tracing::warn!(%peer, shed, max, "the oldest connection closed to make room (too many open)");
+            }
+        }
+        open.push_back(connections.spawn(handle(tcp, peer)));
     }
     connections.shutdown().await;
 }

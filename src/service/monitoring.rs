@@ -7,8 +7,8 @@
 //! | `/readyz`  | 200 when the store answers a read within 2 s; 503 with the reason if not |
 //! | `/livez`   | 200 while the process serves                                            |
 //!
-//! Bounded like everything else: at most [`MAX_CONNECTIONS`] at once, a request's head must
-//! arrive within 5 s, and only `GET` (or `HEAD`) of these paths is answered.
+//! Bounded like everything else: at most [`MAX_CONNECTIONS`] at once (the oldest is closed to
+//! make room for a new one), a request's head must arrive within 5 s, and only `GET` (or `HEAD`) of these paths is answered.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::app::Gateway;
 
-/// Most monitoring connections served at once; more are closed at once.
+/// Most monitoring connections open at once; a new one beyond closes the oldest.
 pub const MAX_CONNECTIONS: usize = 32;
 /// Longest a readiness probe waits for the store.
 const READY_WITHIN: Duration = Duration::from_secs(2);

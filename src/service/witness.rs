@@ -2,7 +2,8 @@
 //! `GET /<hex SHA-256 of the origin>/checkpoint`, over TLS 1.3 with client certificates of
 //! the partnership CA. It only translates: every rule is in [`crate::witness`].
 //!
-//! Bounded like the gateway: at most [`MAX_CONNECTIONS`] at once, a handshake within
+//! Bounded like the gateway: at most [`MAX_CONNECTIONS`] at once (the oldest closed to make
+//! room), a handshake within
 //! [`HANDSHAKE_TIMEOUT`], headers within 5 s, a body of at most [`witness::MAX_BODY`] bytes
 //! read within [`BODY_TIMEOUT`]. The state file is written on the blocking pool, so a slow
 //! disk holds up no other connection's handshake.
@@ -19,7 +20,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::witness::{self, Witness};
 
-/// Most connections served at once; more are closed at once.
+/// Most connections open at once; a new one beyond closes the oldest, so that silent
+/// connections cannot keep the hub from being served.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
