@@ -262,8 +262,6 @@ pub fn parameter(field: &str) -> String {
         "updated_after" => "updatedAfter".into(),
         "top_n" => "top".into(),
         "transit_area" => "transit".into(),
-        "freq" => "freq".into(),
-        "totals" => "totals".into(),
         "rollup" => "FREQ (the key's first part)".into(),
         "dataflow" => "flowRef".into(),
         "group_by" => "key".into(),

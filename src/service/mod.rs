@@ -46,7 +46,12 @@ pub(crate) async fn accept_bounded<F, Fut>(
             oldest.abort(); // drops the task, and with it its connection
             shed += 1;
             if shed.is_power_of_two() {
-                tracing::warn!(%peer, shed, max, "the oldest connection closed to make room (too many open)");
+                tracing::warn!(
+                    %peer,
+                    shed,
+                    max,
+                    "the oldest connection closed to make room (too many open)"
+                );
             }
         }
         open.push_back(connections.spawn(handle(tcp, peer)));

@@ -8,7 +8,8 @@
 //! | `/livez`   | 200 while the process serves                                            |
 //!
 //! Bounded like everything else: at most [`MAX_CONNECTIONS`] at once (the oldest is closed to
-//! make room for a new one), a request's head must arrive within 5 s, and only `GET` (or `HEAD`) of these paths is answered.
+//! make room for a new one), a request's head must arrive within 5 s, and only `GET` (or
+//! `HEAD`) of these paths is answered.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 

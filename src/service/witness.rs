@@ -3,10 +3,9 @@
 //! the partnership CA. It only translates: every rule is in [`crate::witness`].
 //!
 //! Bounded like the gateway: at most [`MAX_CONNECTIONS`] at once (the oldest closed to make
-//! room), a handshake within
-//! [`HANDSHAKE_TIMEOUT`], headers within 5 s, a body of at most [`witness::MAX_BODY`] bytes
-//! read within [`BODY_TIMEOUT`]. The state file is written on the blocking pool, so a slow
-//! disk holds up no other connection's handshake.
+//! room), a handshake within [`HANDSHAKE_TIMEOUT`], headers within 5 s, a body of at most
+//! [`witness::MAX_BODY`] bytes read within [`BODY_TIMEOUT`]. The state file is written on the
+//! blocking pool, so a slow disk holds up no other connection's handshake.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 

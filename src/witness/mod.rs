@@ -10,10 +10,10 @@
 //! ```
 //!
 //! The answer codes are those of the tlog-witness text as revised in July 2026 (a proof that
-//! cannot hold, such as a non-empty one from size 0, is 422, not 400). What the witness holds changes only by one
-//! atomic check-and-update ([`State::advance`]), durable before it answers, so it never
-//! cosigns a checkpoint inconsistent with one it cosigned — after a crash, or when two hub
-//! replicas post at the same moment.
+//! cannot hold, such as a non-empty one from size 0, is 422, not 400). What the witness holds
+//! changes only by one atomic check-and-update ([`State::advance`]), durable before it
+//! answers, so it never cosigns a checkpoint inconsistent with one it cosigned — after a
+//! crash, or when two hub replicas post at the same moment.
 //!
 //! The witness's HTTPS server lives with the adapters ([`crate::service::witness`]).
 //! [`client`] is the hub's side: asking every witness of the policy, in parallel, each within
