@@ -28,6 +28,15 @@ pub enum ApiError {
     /// The request is larger than the gateway accepts; the text says which limit.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// Expensive work the gateway has no room for now: the caller's share or the gateway's
+    /// whole capacity for it is taken; asking again after `retry_after` may succeed.
+    #[error("busy: {why}")]
+    Busy {
+        /// Which capacity is full, and what to do.
+        why: String,
+        /// When to ask again.
+        retry_after: std::time::Duration,
+    },
     /// Not found, or not visible to the caller.
     #[error("not found: {0}")]
     NotFound(String),

@@ -80,41 +80,30 @@ fn text(status: u16, message: &str) -> Answer {
     r
 }
 
-/// A domain error as an HTTP status; what the caller may not know stays in the log.
-fn refusal(e: &ApiError) -> Answer {
-    match e {
-        ApiError::Unauthenticated(e) => text(401, &e.to_string()),
-        ApiError::PermissionDenied(m) => text(403, m),
-        ApiError::FieldDenied(v) => {
-            text(403, &format!("{}: {}", rest::parameter(&v.field), v.detail))
-        }
-        ApiError::Invalid(violations) => {
-            let lines: Vec<String> = violations
-                .iter()
-                .take(20)
-                .map(|v| {
-                    format!(
-                        "{}: {} ({})",
-                        rest::parameter(&v.field),
-                        v.detail,
-                        v.rule.name()
-                    )
-                })
-                .collect();
-            text(400, &lines.join("; "))
-        }
-        ApiError::TooLarge(m) => text(413, m),
-        ApiError::NotFound(m) => text(404, m),
-        ApiError::FailedPrecondition(m) | ApiError::Aborted(m) => text(409, m),
-        ApiError::Store(_) | ApiError::Ledger(_) | ApiError::Log(_) => {
-            tracing::warn!(error = %e, "SDMX request failed");
-            text(503, "the gateway cannot answer now; try again")
-        }
-        ApiError::Internal(_) => {
-            tracing::error!(error = %e, "SDMX request failed");
-            text(500, "internal error")
+/// A domain error as its HTTP status ([`super::error::outcome`]), the fields named by their
+/// SDMX REST parameters; what the caller may not know stays in the log.
+fn refusal(e: &ApiError, caller: Option<&Caller>) -> Answer {
+    let o = super::error::outcome(e, &|f| rest::parameter(f));
+    let member = caller.map(|c| c.member().to_string());
+    super::error::log_detail("SDMX", "GET", member.as_deref(), &o);
+    let message = if o.violations.is_empty() {
+        o.message.clone()
+    } else {
+        o.violations
+            .iter()
+            .take(20)
+            .map(|v| format!("{}: {} ({})", v.field, v.detail, v.rule.name()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut r = text(o.http, &message);
+    if let Some(after) = o.retry_after {
+        let seconds = after.as_secs().max(1).to_string();
+        if let Ok(v) = http::HeaderValue::from_str(&seconds) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
         }
     }
+    r
 }
 
 /// Serves the API on `listener` until `stop` turns true; connections under way are then
@@ -238,7 +227,7 @@ async fn answer(
     }
     let caller = match caller {
         Ok(c) => c,
-        Err(e) => return refusal(&e),
+        Err(e) => return refusal(&e, None),
     };
     let Some(path) = req.uri().path().strip_prefix(ROOT) else {
         return text(404, &format!("the SDMX REST API is under {ROOT}"));
@@ -451,7 +440,7 @@ async fn download(
             window,
         )
         .await
-        .map_err(|e| refusal(&e))?;
+        .map_err(|e| refusal(&e, Some(caller)))?;
     let (tree_size, checkpoint) = (download.tree_size, download.checkpoint.clone());
     let named = checkpoint.clone();
     if download.total == 0 {
@@ -639,7 +628,7 @@ async fn data_answer(
     let items = gateway
         .query(caller, &request.query)
         .await
-        .map_err(|e| refusal(&e))?;
+        .map_err(|e| refusal(&e, Some(caller)))?;
     let mut header = QueryHeader::default();
     let mut rows: Vec<AggregateRow> = Vec::with_capacity(items.len());
     for item in items {
@@ -674,4 +663,37 @@ async fn data_answer(
     };
     checkpoint_headers(&mut r, header.tree_size, &header.checkpoint);
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every cause reaches an SDMX client with the status of the one outcome table, the
+    /// same code a gRPC client gets, and nothing the table keeps for the log.
+    #[tokio::test]
+    async fn every_cause_has_the_tables_status() {
+        for (e, _, http, public) in super::super::error::tests::every_cause() {
+            let r = refusal(&e, None);
+            assert_eq!(r.status().as_u16(), http, "{e:?}");
+            let busy = matches!(e, ApiError::Busy { .. });
+            assert_eq!(
+                r.headers().get(header::RETRY_AFTER).is_some(),
+                busy,
+                "{e:?}"
+            );
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            if !public {
+                assert!(!body.contains("secret-detail"), "{e:?}: {body}");
+            }
+            if let ApiError::Invalid(_) | ApiError::FieldDenied(_) = e {
+                assert!(
+                    body.contains("c[REF_AREA]") || body.contains("REF_AREA"),
+                    "{body}"
+                );
+                assert!(!body.contains("ref_area[0]"), "{body}");
+            }
+        }
+    }
 }
