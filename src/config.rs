@@ -206,6 +206,13 @@ pub struct StatisticsSettings {
     pub min_seizures: u64,
     /// m: likewise for cells computed from fewer reporters.
     pub min_reporters: u32,
+    /// Most aggregate queries and downloads under way at once, over every surface (0: twice
+    /// the cores, at least 4).
+    pub max_queries: usize,
+    /// Most of them one member has under way at once (0: half of `max_queries`, at least 1).
+    pub max_queries_per_member: usize,
+    /// Longest a query waits for room before it is refused as busy.
+    pub queue_ms: u64,
 }
 
 impl Default for StatisticsSettings {
@@ -214,11 +221,28 @@ impl Default for StatisticsSettings {
         Self {
             min_seizures: t.min_seizures,
             min_reporters: t.min_reporters,
+            max_queries: 0,
+            max_queries_per_member: 0,
+            queue_ms: 2_000,
         }
     }
 }
 
 impl StatisticsSettings {
+    /// `max_queries` and `max_queries_per_member`, their defaults resolved.
+    pub fn query_slots(&self) -> (usize, usize) {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let total = match self.max_queries {
+            0 => (2 * cores).max(4),
+            n => n,
+        };
+        let per_member = match self.max_queries_per_member {
+            0 => (total / 2).max(1),
+            n => n.min(total),
+        };
+        (total, per_member)
+    }
+
     /// The small-cell suppression thresholds.
     pub fn thresholds(&self) -> crate::statistics::Thresholds {
         crate::statistics::Thresholds {

@@ -120,7 +120,14 @@ pub fn render(a: &Answer, format: Format) -> Result<String, RenderError> {
                 .ok_or_else(|| RenderError::Dataflow(a.dataflow.clone()))?;
             let flow = Flow::Aggregates(dataflow);
             let lists = CodeLists::builtin()?;
-            let obs = data::aggregate_observations(flow, &a.header, &a.rows, &[]);
+            let h = &a.header;
+            let keys = crate::schema::structure::AggregateKeys::new(
+                dataflow,
+                &h.dimensions,
+                &h.freq,
+                &h.time_range,
+            );
+            let obs = data::aggregate_observations(flow, &keys, &a.rows);
             out = data::sdmx_csv(flow, &obs, &data::Options::default(), &lists);
         }
         Format::Json => {

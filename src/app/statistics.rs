@@ -1,19 +1,24 @@
 //! Statistics for analysts: aggregate queries and the access trail.
 
-use std::sync::{Arc, RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ApiError, Gateway};
 use crate::receipt::{format_timestamp, now_ms};
 use crate::{
-    identity::{Caller, Role},
+    identity::{Caller, MemberId, Role},
     proto::{
-        AccessRecord as ProtoAccessRecord, AggregateQuery, AggregateRow, ListAccessTrailRequest,
-        QueryHeader, QueryResponse, aggregate_query, query_response::Item,
+        AccessRecord as ProtoAccessRecord, AggregateQuery, ListAccessTrailRequest, aggregate_query,
     },
     receipt::timestamp_from_millis,
-    schema::{Rule, Violation, format_millionths, structure::time_range},
-    statistics::{self, AsOf, Index, Query, Viewer},
-    store::{AccessRecord, StoreError, StoredCheckpoint},
+    schema::{Rule, Violation, structure::time_range},
+    statistics::{self, AsOf, Cell, Index, Query, Thresholds, Viewer},
+    store::{AccessRecord, IndexedSubmission, StoreError, StoredCheckpoint},
     tlog::{self, TreeSize},
 };
 
@@ -65,23 +70,36 @@ impl Trail {
     }
 }
 
-/// The statistics index shared by all queries, and the lock that makes refreshes single-flight.
+/// The statistics index shared by all queries, the lock that makes refreshes single-flight,
+/// and the room expensive work is admitted into.
 pub struct StatisticsState {
-    index: RwLock<Index>,
+    /// The index as of the last refresh. A query takes this snapshot and works on it without
+    /// a lock: a refresh never waits for a long query, and a query never waits for a refresh
+    /// other than its own.
+    index: Arc<RwLock<Arc<Index>>>,
     /// Where queries are recorded.
     pub trail: Trail,
-    /// Held by the one refresh under way; the log size the index is known to hold every
-    /// submission of.
-    covered: tokio::sync::Mutex<u64>,
+    /// Held by the one refresh under way: the log size the index is known to hold every
+    /// submission of, and the store order of the last submission it holds.
+    covered: tokio::sync::Mutex<(u64, i64)>,
+    /// How many aggregate queries and downloads run at once.
+    pub admission: Admission,
 }
 
 impl StatisticsState {
-    /// An empty index; [`refresh`](Self::refresh) fills it. Queries are recorded in `store`.
-    pub fn new(index: Index, store: Arc<dyn crate::store::AccessTrail>) -> Self {
+    /// An empty index; [`refresh`](Self::refresh) fills it. Queries are recorded in `store`
+    /// and admitted into `admission`.
+    pub fn new(
+        index: Index,
+        store: Arc<dyn crate::store::AccessTrail>,
+        admission: Admission,
+    ) -> Self {
+        let last_seq = index.last_seq;
         Self {
-            index: RwLock::new(index),
+            index: Arc::new(RwLock::new(Arc::new(index))),
             trail: Trail::start(store),
-            covered: tokio::sync::Mutex::new(0),
+            covered: tokio::sync::Mutex::new((0, last_seq)),
+            admission,
         }
     }
 
@@ -95,7 +113,7 @@ impl StatisticsState {
         size: u64,
     ) -> Result<(), StoreError> {
         let mut covered = self.covered.lock().await;
-        if *covered >= size {
+        if covered.0 >= size {
             return Ok(());
         }
         // A submission and its log entry are committed together: everything logged up to this
@@ -104,22 +122,116 @@ impl StatisticsState {
         // reading until nothing at all is new would chase the writers one small page at a time.
         let logged = store.log_size().await?;
         loop {
-            let last = self
-                .index
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_seq;
-            let batch = store.submissions_since(last, REFRESH_PAGE).await?;
+            let batch = store.submissions_since(covered.1, REFRESH_PAGE).await?;
             let caught_up = batch.len() < REFRESH_PAGE as usize;
-            self.index
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(batch);
+            let slot = self.index.clone();
+            covered.1 = tokio::task::spawn_blocking(move || extend(&slot, batch))
+                .await
+                .map_err(|e| StoreError::Failed(format!("index task: {e}")))?;
             if caught_up {
-                *covered = logged.max(*covered);
+                covered.0 = logged.max(covered.0);
                 return Ok(());
             }
         }
+    }
+
+    /// The index as of the last refresh (blocking: call it off the runtime).
+    fn snapshot(&self) -> Arc<Index> {
+        snapshot(&self.index)
+    }
+}
+
+fn snapshot(slot: &RwLock<Arc<Index>>) -> Arc<Index> {
+    slot.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Adds `batch` to the index in `slot`; returns the store order of the last submission held.
+/// In place when no query holds the index, else into a copy that replaces it, so that the
+/// queries under way keep the snapshot they started on.
+fn extend(slot: &RwLock<Arc<Index>>, batch: Vec<IndexedSubmission>) -> i64 {
+    {
+        let mut held = slot.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = Arc::get_mut(&mut held) {
+            index.extend(batch);
+            return index.last_seq;
+        }
+    }
+    let mut next = Index::clone(&snapshot(slot));
+    next.extend(batch);
+    let last = next.last_seq;
+    *slot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    last
+}
+
+/// Room for expensive statistics work (aggregate queries and downloads, over every surface):
+/// at most so many at once in all, and fewer for any one member. One waits up to a short
+/// time for room, and is then refused as busy, so that one member's burst neither fills the
+/// gateway's memory nor keeps everyone else's queries waiting.
+pub struct Admission {
+    total: Arc<Semaphore>,
+    max_total: usize,
+    per_member: usize,
+    members: Mutex<HashMap<MemberId, Arc<Semaphore>>>,
+    wait: Duration,
+}
+
+/// Room held by one query or download until it is dropped (its answer sent, or abandoned).
+pub struct Slot {
+    _member: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
+}
+
+impl Admission {
+    /// At most `total` at once, `per_member` of them one member's; each waits up to `wait`.
+    pub fn new(total: usize, per_member: usize, wait: Duration) -> Self {
+        let total = total.max(1);
+        Self {
+            total: Arc::new(Semaphore::new(total)),
+            max_total: total,
+            per_member: per_member.clamp(1, total),
+            members: Mutex::new(HashMap::new()),
+            wait,
+        }
+    }
+
+    /// Room for one more query of `member`, or [`ApiError::Busy`] after waiting for it.
+    pub async fn admit(&self, member: &MemberId) -> Result<Slot, ApiError> {
+        let mine = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(member.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_member)))
+            .clone();
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let retry_after = self.wait.max(Duration::from_secs(1));
+        let Ok(Ok(member_slot)) = tokio::time::timeout_at(deadline, mine.acquire_owned()).await
+        else {
+            return Err(ApiError::Busy {
+                why: format!(
+                    "member {member} has {} statistics queries or downloads under way, the most \
+                     one member may have at once; ask again when one has ended",
+                    self.per_member
+                ),
+                retry_after,
+            });
+        };
+        let total = self.total.clone();
+        let Ok(Ok(total_slot)) = tokio::time::timeout_at(deadline, total.acquire_owned()).await
+        else {
+            return Err(ApiError::Busy {
+                why: format!(
+                    "the gateway is answering {} statistics queries and downloads, the most it \
+                     runs at once; ask again shortly",
+                    self.max_total
+                ),
+                retry_after,
+            });
+        };
+        Ok(Slot {
+            _member: member_slot,
+            _total: total_slot,
+        })
     }
 }
 
@@ -149,17 +261,22 @@ impl Gateway {
             .map_err(|e| ApiError::size("as_of_tree_size", e))
     }
 
-    /// An aggregate query by `caller` (analyst or submitter): the header, then the rows. The
-    /// index is first brought up to the tree size the query reflects; the access record is
-    /// durable before the answer is returned.
+    /// An aggregate query by `caller` (analyst or submitter): the answer's header, then its
+    /// cells a page at a time ([`Aggregates::next_page`]), those `keep` keeps, in `window`.
+    /// The query waits for room ([`Admission`]); the index is brought up to the tree size it
+    /// reflects; it is aggregated off the runtime; the access record (the rows the window
+    /// holds) is durable before this returns. The room is held until the answer is dropped.
     pub async fn query(
         &self,
         caller: &Caller,
         request: &AggregateQuery,
-    ) -> Result<Vec<QueryResponse>, ApiError> {
+        keep: KeepCells,
+        window: Window,
+    ) -> Result<Aggregates, ApiError> {
         let g = self;
         may_read_statistics(caller)?;
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
+        let slot = g.statistics.admission.admit(caller.member()).await?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
         g.statistics.refresh(&*g.store, size).await?;
 
@@ -170,15 +287,52 @@ impl Gateway {
             caller.member().clone(),
             g.thresholds,
         );
-        let q = query.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+        let checkpoint = checkpoint.map(|c| c.note).unwrap_or_default();
+        let (header, cells) = tokio::task::spawn_blocking(move || {
+            let index = state.snapshot();
             let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
             let viewer = Viewer {
                 country: member.country(),
                 may_see: &may_see,
             };
-            statistics::aggregate(&index, &q, size, now_ms, &viewer, thresholds)
+            let answer = statistics::aggregate(&index, &query, size, now_ms, &viewer, thresholds)?;
+            drop(index);
+            let header = AnswerHeader {
+                dimensions: answer
+                    .dimensions
+                    .iter()
+                    .map(|d| d.id().to_owned())
+                    .collect(),
+                freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
+                time_range: answer
+                    .span
+                    .map(|(start, end)| time_range(start, end))
+                    .unwrap_or_default(),
+                tree_size: size,
+                checkpoint,
+                thresholds,
+                computed_at_ms: now_ms,
+                rows: 0,
+                suppressed: 0,
+            };
+            let mut cells = answer.cells;
+            if let Some(keep) = keep {
+                let keep = keep(&header);
+                cells.retain(|c| keep(c));
+            }
+            let skip = usize::try_from(window.offset)
+                .unwrap_or(usize::MAX)
+                .min(cells.len());
+            cells.drain(..skip);
+            if let Some(limit) = window.limit {
+                cells.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
+            let header = AnswerHeader {
+                rows: cells.len() as u64,
+                suppressed: cells.iter().filter(|c| c.suppressed).count() as u64,
+                ..header
+            };
+            Ok::<_, Violation>((header, cells))
         })
         .await
         .map_err(|e| ApiError::Internal(format!("query task: {e}")))?
@@ -192,46 +346,17 @@ impl Gateway {
                 at_ms: now_ms,
                 member: caller.member().to_string(),
                 method: "Query".into(),
-                request: describe(request),
+                request: describe_window(request, None, false, window),
                 tree_size: size,
-                rows: answer.cells.len() as u32,
-                suppressed: answer.suppressed() as u32,
+                rows: u32::try_from(header.rows).unwrap_or(u32::MAX),
+                suppressed: u32::try_from(header.suppressed).unwrap_or(u32::MAX),
             })
             .await?;
-
-        let mut out = Vec::with_capacity(answer.cells.len() + 1);
-        out.push(QueryResponse {
-            item: Some(Item::Header(QueryHeader {
-                dimensions: answer
-                    .dimensions
-                    .iter()
-                    .map(|d| d.id().to_owned())
-                    .collect(),
-                freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
-                time_range: answer
-                    .span
-                    .map(|(start, end)| time_range(start, end))
-                    .unwrap_or_default(),
-                tree_size: size,
-                checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
-                min_seizures: thresholds.min_seizures as u32,
-                min_reporters: thresholds.min_reporters,
-                computed_at: Some(timestamp_from_millis(now_ms)),
-            })),
-        });
-        out.extend(answer.cells.into_iter().map(|c| QueryResponse {
-            item: Some(Item::Row(AggregateRow {
-                key: c.key,
-                unit_measure: c.unit_measure,
-                quantity: c.quantity.map(format_millionths).unwrap_or_default(),
-                n_seizures: c.n_seizures,
-                n_reporters: c.n_reporters,
-                obs_status: c.obs_status,
-                conf_status: c.conf_status,
-                total: c.total,
-            })),
-        }));
-        Ok(out)
+        Ok(Aggregates {
+            header,
+            cells: cells.into_iter(),
+            _slot: slot,
+        })
     }
 
     /// The observations themselves, as submitted, for `caller` (analyst or submitter): of each
@@ -255,6 +380,7 @@ impl Gateway {
         let g = self;
         may_read_statistics(caller)?;
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
+        let slot = g.statistics.admission.admit(caller.member()).await?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
         // Revised after a time: logged after the checkpoint in force then (so that no revision
         // logged after it is missed). A time to come has the latest in force: nothing is new
@@ -283,6 +409,7 @@ impl Gateway {
             skip: window.offset,
             left: 0,
             next: Some(0),
+            _slot: slot,
         };
         // Counted first, so that the record says what the answer holds before any of it leaves.
         let available = download.count().await?;
@@ -295,7 +422,7 @@ impl Gateway {
                 at_ms: download.now_ms,
                 member: caller.member().to_string(),
                 method: "Observations".into(),
-                request: describe_download(request, updated_after_ms, history, window),
+                request: describe_window(request, updated_after_ms, history, window),
                 tree_size: size,
                 rows: u32::try_from(download.total).unwrap_or(u32::MAX),
                 suppressed: 0,
@@ -348,6 +475,64 @@ fn may_read_statistics(caller: &Caller) -> Result<(), ApiError> {
         caller.member()
     )))
 }
+
+/// Most cells of an aggregate answer handed out at once.
+pub const ANSWER_PAGE: usize = 2_000;
+
+/// What an aggregate answer is of: the query's grouping, the tree size and checkpoint it was
+/// computed at, and how many cells it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerHeader {
+    /// The group-by dimensions (SDMX ids), in key order.
+    pub dimensions: Vec<String>,
+    /// The frequency of the series combined (its code; empty when nothing was selected).
+    pub freq: String,
+    /// The periods that contributed, as an SDMX time range (empty when none did).
+    pub time_range: String,
+    /// The tree size the answer reflects.
+    pub tree_size: u64,
+    /// The signed checkpoint of that size (empty for an empty log).
+    pub checkpoint: String,
+    /// The suppression thresholds applied.
+    pub thresholds: Thresholds,
+    /// When it was computed, Unix milliseconds.
+    pub computed_at_ms: i64,
+    /// Cells in the answer (its window's).
+    pub rows: u64,
+    /// Of those, the suppressed ones.
+    pub suppressed: u64,
+}
+
+/// An aggregate answer: its header, then its cells, sorted by key and unit, totals last,
+/// handed out a page at a time so that an adapter writes each page before it builds the
+/// next. Holds its room among the queries under way until dropped.
+pub struct Aggregates {
+    /// What it is of.
+    pub header: AnswerHeader,
+    cells: std::vec::IntoIter<Cell>,
+    _slot: Slot,
+}
+
+impl Aggregates {
+    /// Puts the cells not yet handed out in the order `f` gives them (an adapter's order of
+    /// writing, such as SDMX-ML's series together).
+    pub fn arrange(&mut self, f: impl FnOnce(Vec<Cell>) -> Vec<Cell>) {
+        let rest: Vec<Cell> = std::mem::take(&mut self.cells).collect();
+        self.cells = f(rest).into_iter();
+    }
+
+    /// The next cells (at most [`ANSWER_PAGE`]); `None` once every one was handed out.
+    pub fn next_page(&mut self) -> Option<Vec<Cell>> {
+        let page: Vec<Cell> = self.cells.by_ref().take(ANSWER_PAGE).collect();
+        (!page.is_empty()).then_some(page)
+    }
+}
+
+/// Which cells of an aggregate answer an adapter keeps (a selection the query cannot
+/// express, such as an exact transit path), made from the answer's header; `None` keeps
+/// every one. Run off the runtime, before the window is cut.
+pub type KeepCells =
+    Option<Box<dyn FnOnce(&AnswerHeader) -> Box<dyn Fn(&Cell) -> bool + Send> + Send>>;
 
 /// Which observations of a download an adapter keeps (a selection the query cannot express,
 /// such as an exact transit path).
@@ -402,6 +587,8 @@ pub struct Download {
     left: u64,
     /// Where the next page is read from (`None`: the index is read to its end).
     next: Option<usize>,
+    /// Its room among the queries under way, until it is dropped.
+    _slot: Slot,
 }
 
 impl Download {
@@ -486,7 +673,7 @@ impl Download {
             self.query.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+            let index = state.snapshot();
             let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
             let viewer = Viewer {
                 country: member.country(),
@@ -499,9 +686,9 @@ impl Download {
     }
 }
 
-/// A download as the trail records it: its query, the time it asks for revisions since,
-/// whether it asks for every revision, and its window.
-fn describe_download(
+/// A query or download as the trail records it: its query, the time it asks for revisions
+/// since, whether it asks for every revision, and its window.
+fn describe_window(
     q: &AggregateQuery,
     updated_after_ms: Option<i64>,
     history: bool,

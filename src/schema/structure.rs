@@ -35,7 +35,6 @@ use std::fmt;
 use time::Date;
 
 use super::{CodeList, CodeLists, Dataflow, NOT_APPLICABLE, Period, TOTAL};
-use crate::proto::{AggregateRow, QueryHeader};
 
 /// The maintenance agency of every structure.
 pub const AGENCY: &str = "FOCALGATE";
@@ -423,10 +422,11 @@ enum KeyPart {
 }
 
 impl AggregateKeys {
-    /// The keys of the rows of the answer whose header is `header`, under
-    /// [`Flow::Aggregates`] of `dataflow`.
-    pub fn new(dataflow: Dataflow, header: &QueryHeader) -> Self {
-        let at = |id: &str| header.dimensions.iter().position(|d| d == id);
+    /// The keys of the rows of an answer grouped by `dimensions` (their ids, in the rows' key
+    /// order), of frequency `freq` over `time_range`, under [`Flow::Aggregates`] of
+    /// `dataflow`.
+    pub fn new(dataflow: Dataflow, dimensions: &[String], freq: &str, time_range: &str) -> Self {
+        let at = |id: &str| dimensions.iter().position(|d| d == id);
         let parts = Flow::Aggregates(dataflow)
             .dimensions()
             .into_iter()
@@ -442,22 +442,23 @@ impl AggregateKeys {
             .collect();
         Self {
             parts,
-            freq: header.freq.clone(),
-            time_range: header.time_range.clone(),
+            freq: freq.to_owned(),
+            time_range: time_range.to_owned(),
             time: at("TIME_PERIOD"),
         }
     }
 
-    /// The full key of `row`, in the order of [`Flow::dimensions`].
-    pub fn key(&self, row: &AggregateRow) -> Vec<String> {
-        let value = |i: Option<usize>| i.and_then(|i| row.key.get(i)).map(String::as_str);
+    /// The full key, in the order of [`Flow::dimensions`], of the row with the key `key`
+    /// (in the answer's order), the unit `unit`, a total when `total`.
+    pub fn key(&self, key: &[String], unit: &str, total: bool) -> Vec<String> {
+        let value = |i: Option<usize>| i.and_then(|i| key.get(i)).map(String::as_str);
         let coded = |v: Option<&str>| match v {
             None => TOTAL.to_owned(),
             Some("") => NOT_APPLICABLE.to_owned(),
             Some(v) => v.to_owned(),
         };
         let period = value(self.time)
-            .filter(|p| !row.total && *p != TOTAL)
+            .filter(|p| !total && *p != TOTAL)
             .and_then(|p| Period::parse(p).ok());
         self.parts
             .iter()
@@ -475,7 +476,7 @@ impl AggregateKeys {
                         transit_path(&p.split(';').filter(|a| !a.is_empty()).collect::<Vec<_>>())
                     }
                 },
-                KeyPart::Unit => coded(Some(&row.unit_measure)),
+                KeyPart::Unit => coded(Some(unit)),
             })
             .collect()
     }
@@ -541,35 +542,19 @@ mod tests {
 
     #[test]
     fn an_aggregate_cell_has_the_full_key_with_totals_and_ranges() {
-        let header = QueryHeader {
-            dimensions: vec![
-                "DRUG_GROUP".into(),
-                "TIME_PERIOD".into(),
-                "TRANSIT_AREA".into(),
-            ],
-            freq: "Q".into(),
-            time_range: "2019-01-01/P2Y".into(),
-            ..Default::default()
-        };
-        let row = AggregateRow {
-            key: vec!["OPIOIDS".into(), "2019".into(), "TJK;KGZ".into()],
-            unit_measure: "KG".into(),
-            ..Default::default()
-        };
+        let dimensions: Vec<String> = ["DRUG_GROUP", "TIME_PERIOD", "TRANSIT_AREA"]
+            .map(String::from)
+            .to_vec();
+        let keys = AggregateKeys::new(Dataflow::Routes, &dimensions, "Q", "2019-01-01/P2Y");
+        let row: Vec<String> = ["OPIOIDS", "2019", "TJK;KGZ"].map(String::from).to_vec();
         assert_eq!(
-            AggregateKeys::new(Dataflow::Routes, &header).key(&row),
+            keys.key(&row, "KG", false),
             [
                 "A", "_T", "OPIOIDS", "_T", "_T", "TJK-KGZ", "_T", "_T", "_T", "KG", "2019"
             ]
         );
-        let total = AggregateRow {
-            key: vec!["_T".into(); 3],
-            unit_measure: String::new(),
-            total: true,
-            ..Default::default()
-        };
         assert_eq!(
-            AggregateKeys::new(Dataflow::Routes, &header).key(&total),
+            keys.key(&vec!["_T".into(); 3], "", true),
             [
                 "Q",
                 "_T",
@@ -584,12 +569,8 @@ mod tests {
                 "2019-01-01/P2Y"
             ]
         );
-        let direct = AggregateRow {
-            key: vec!["OPIOIDS".into(), "2019-Q2".into(), String::new()],
-            unit_measure: "KG".into(),
-            ..Default::default()
-        };
-        let key = AggregateKeys::new(Dataflow::Routes, &header).key(&direct);
+        let direct: Vec<String> = ["OPIOIDS", "2019-Q2", ""].map(String::from).to_vec();
+        let key = keys.key(&direct, "KG", false);
         assert_eq!((key[0].as_str(), key[5].as_str()), ("Q", "_Z"));
     }
 }

@@ -10,11 +10,12 @@ use super::{
     xml::Xml,
 };
 use crate::{
-    proto::{AggregateRow, QueryHeader},
+    proto::AggregateRow,
     schema::{
-        CodeLists, Period,
+        CodeLists, Period, format_millionths,
         structure::{self, AGENCY, Component, Flow, Representation, Role, VERSION},
     },
+    statistics::Cell,
 };
 
 /// How an answer is written.
@@ -83,41 +84,131 @@ impl KeySelect {
     }
 }
 
-/// The rows of an aggregate answer as observations of [`Flow::Aggregates`], those `select`
-/// keeps.
-pub fn aggregate_observations(
+/// A cell of an aggregate answer, as the gateway computed it or as a client received it.
+pub trait AggregateCell {
+    /// Its key, in the answer's dimension order.
+    fn key(&self) -> &[String];
+    /// Its unit (empty for counts alone).
+    fn unit(&self) -> &str;
+    /// Whether it is a total.
+    fn total(&self) -> bool;
+    /// Its quantity, as written (empty when withheld or absent).
+    fn quantity(&self) -> String;
+    /// Its count of seizures.
+    fn n_seizures(&self) -> Option<u64>;
+    /// Its count of reporters.
+    fn n_reporters(&self) -> u32;
+    /// Its OBS_STATUS.
+    fn obs_status(&self) -> &str;
+    /// Its CONF_STATUS.
+    fn conf_status(&self) -> &str;
+}
+
+impl AggregateCell for AggregateRow {
+    fn key(&self) -> &[String] {
+        &self.key
+    }
+    fn unit(&self) -> &str {
+        &self.unit_measure
+    }
+    fn total(&self) -> bool {
+        self.total
+    }
+    fn quantity(&self) -> String {
+        self.quantity.clone()
+    }
+    fn n_seizures(&self) -> Option<u64> {
+        self.n_seizures
+    }
+    fn n_reporters(&self) -> u32 {
+        self.n_reporters
+    }
+    fn obs_status(&self) -> &str {
+        &self.obs_status
+    }
+    fn conf_status(&self) -> &str {
+        &self.conf_status
+    }
+}
+
+impl AggregateCell for Cell {
+    fn key(&self) -> &[String] {
+        &self.key
+    }
+    fn unit(&self) -> &str {
+        &self.unit_measure
+    }
+    fn total(&self) -> bool {
+        self.total
+    }
+    fn quantity(&self) -> String {
+        self.quantity.map(format_millionths).unwrap_or_default()
+    }
+    fn n_seizures(&self) -> Option<u64> {
+        self.n_seizures
+    }
+    fn n_reporters(&self) -> u32 {
+        self.n_reporters
+    }
+    fn obs_status(&self) -> &str {
+        &self.obs_status
+    }
+    fn conf_status(&self) -> &str {
+        &self.conf_status
+    }
+}
+
+/// The full key of an aggregate cell, under the keys of its answer.
+pub fn aggregate_key(keys: &structure::AggregateKeys, c: &impl AggregateCell) -> Vec<String> {
+    keys.key(c.key(), c.unit(), c.total())
+}
+
+/// Cells of an aggregate answer as observations of [`Flow::Aggregates`].
+pub fn aggregate_observations<C: AggregateCell>(
     flow: Flow,
-    header: &QueryHeader,
-    rows: &[AggregateRow],
-    select: &[(&str, BTreeSet<String>)],
+    keys: &structure::AggregateKeys,
+    cells: &[C],
 ) -> Vec<Obs> {
     let components = flow.components();
-    let keys = structure::AggregateKeys::new(flow.dataflow(), header);
-    let select = KeySelect::new(flow, select);
-    rows.iter()
-        .map(|r| Obs {
-            key: keys.key(r),
-            values: aggregate_values(r, &components),
+    cells
+        .iter()
+        .map(|c| Obs {
+            key: aggregate_key(keys, c),
+            values: aggregate_values(c, &components),
         })
-        .filter(|o| select.keeps(&o.key))
         .collect()
 }
 
-/// The values of an aggregate row's measure and attributes (withheld counts empty).
-fn aggregate_values(row: &AggregateRow, components: &[Component]) -> Vec<String> {
-    let withheld = row.obs_status == "Q";
+/// The values of an aggregate cell's measure and attributes (withheld counts empty).
+fn aggregate_values(cell: &impl AggregateCell, components: &[Component]) -> Vec<String> {
+    let withheld = cell.obs_status() == "Q";
     components
         .iter()
         .filter(|c| !c.role.is_dimension())
         .map(|c| match c.id {
-            "OBS_VALUE" => row.quantity.clone(),
-            "N_SEIZURES" => row.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
-            "N_REPORTERS" if !withheld => row.n_reporters.to_string(),
-            "OBS_STATUS" => row.obs_status.clone(),
-            "CONF_STATUS" => row.conf_status.clone(),
+            "OBS_VALUE" => cell.quantity(),
+            "N_SEIZURES" => cell.n_seizures().map(|n| n.to_string()).unwrap_or_default(),
+            "N_REPORTERS" if !withheld => cell.n_reporters().to_string(),
+            "OBS_STATUS" => cell.obs_status().to_owned(),
+            "CONF_STATUS" => cell.conf_status().to_owned(),
             _ => String::new(),
         })
         .collect()
+}
+
+/// `items` with each series' items gathered where the series first appears, each series in
+/// the order its items came (SDMX-ML writes a series once).
+pub fn by_series<T, K: std::hash::Hash + Eq>(items: Vec<T>, series: impl Fn(&T) -> K) -> Vec<T> {
+    let mut at: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    let mut order: Vec<usize> = Vec::with_capacity(items.len());
+    for item in &items {
+        let next = at.len();
+        order.push(*at.entry(series(item)).or_insert(next));
+    }
+    drop(at);
+    let mut tagged: Vec<(usize, T)> = order.into_iter().zip(items).collect();
+    tagged.sort_by_key(|(series, _)| *series);
+    tagged.into_iter().map(|(_, item)| item).collect()
 }
 
 fn written(c: &Component, o: &Options) -> bool {
@@ -273,7 +364,7 @@ pub struct StructureSpecificWriter {
 
 /// An observation's series key: every dimension but TIME_PERIOD, the key's last.
 fn series_key(o: &Obs) -> &[String] {
-    &o.key[..o.key.len().saturating_sub(1)]
+    series_of(&o.key)
 }
 
 /// The id a structure-specific message gives `flow`'s data structure.
@@ -429,38 +520,29 @@ impl StructureSpecificWriter {
     }
 }
 
-/// SDMX-ML 2.1 structure-specific data of `obs`, whole.
+/// SDMX-ML 2.1 structure-specific data of `obs`, whole, of the log of `tree_size` entries
+/// and its signed `checkpoint`.
 pub fn structure_specific(
     flow: Flow,
-    header: &QueryHeader,
-    obs: &[Obs],
+    tree_size: u64,
+    checkpoint: &str,
+    obs: Vec<Obs>,
     o: &Options,
     prepared: OffsetDateTime,
 ) -> String {
-    let (open, close) = StructureSpecificWriter::frame(
-        flow,
-        header.tree_size,
-        &header.checkpoint,
-        prepared,
-        o,
-        false,
-    );
+    let (open, close) =
+        StructureSpecificWriter::frame(flow, tree_size, checkpoint, prepared, o, false);
     let w = StructureSpecificWriter::new(flow, *o);
     if !o.series {
-        return open + &w.rows(obs) + &close;
+        return open + &w.rows(&obs) + &close;
     }
-    // Each series whole: its observations gathered, series in order of first appearance.
-    let mut series: Vec<Vec<&Obs>> = Vec::new();
-    let mut at: std::collections::HashMap<&[String], usize> = std::collections::HashMap::new();
-    for ob in obs {
-        let i = *at.entry(series_key(ob)).or_insert_with(|| {
-            series.push(Vec::new());
-            series.len() - 1
-        });
-        series[i].push(ob);
-    }
-    let ordered: Vec<&Obs> = series.into_iter().flatten().collect();
+    let ordered = by_series(obs, |ob| series_key(ob).to_vec());
     open + &w.rows(&ordered) + &close
+}
+
+/// An observation's series key: every dimension but TIME_PERIOD.
+pub fn series_of(key: &[String]) -> &[String] {
+    &key[..key.len().saturating_sub(1)]
 }
 
 /// SDMX-JSON 2.0 data, every dimension at the observation: the components with the values
@@ -470,7 +552,8 @@ pub fn structure_specific(
 /// structure (type `FOCALGATE_CHECKPOINT`).
 pub fn sdmx_json(
     flow: Flow,
-    header: &QueryHeader,
+    tree_size: u64,
+    checkpoint: &str,
     obs: &[Obs],
     o: &Options,
     lists: &CodeLists,
@@ -566,13 +649,13 @@ pub fn sdmx_json(
         "annotations": [{
             "id": "checkpoint",
             "type": "FOCALGATE_CHECKPOINT",
-            "title": format!("the signed checkpoint of the log of {} entries", header.tree_size),
-            "text": header.checkpoint,
+            "title": format!("the signed checkpoint of the log of {tree_size} entries"),
+            "text": checkpoint,
         }],
     });
     let meta = json!({
         "schema": "https://raw.githubusercontent.com/sdmx-twg/sdmx-json/master/data-message/tools/schemas/2.0.0/sdmx-json-data-schema.json",
-        "id": format!("TS{}", header.tree_size),
+        "id": format!("TS{tree_size}"),
         "test": false,
         "prepared": prepared.format(&Rfc3339).unwrap_or_default(),
         "contentLanguages": ["en"],
@@ -649,11 +732,11 @@ mod tests {
                 ob(&k.iter().map(String::as_str).collect::<Vec<_>>(), "1.5")
             })
             .collect();
-        let header = QueryHeader::default();
         let text = structure_specific(
             flow,
-            &header,
-            &rows,
+            0,
+            "",
+            rows.clone(),
             &Options::default(),
             OffsetDateTime::UNIX_EPOCH,
         );
@@ -680,8 +763,9 @@ mod tests {
         assert!(text.contains("dimensionAtObservation=\"TIME_PERIOD\""));
         let flat = structure_specific(
             flow,
-            &header,
-            &rows,
+            0,
+            "",
+            rows,
             &Options {
                 series: false,
                 ..Options::default()

@@ -481,9 +481,15 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
         .iter()
         .filter_map(|c| Some((c.id.clone(), c.parent.clone()?)))
         .collect();
+    let (max_queries, max_queries_per_member) = settings.statistics.query_slots();
     let statistics = Arc::new(crate::app::statistics::StatisticsState::new(
         crate::statistics::Index::new(drug_groups),
         store.clone(),
+        crate::app::statistics::Admission::new(
+            max_queries,
+            max_queries_per_member,
+            Duration::from_millis(settings.statistics.queue_ms),
+        ),
     ));
     statistics.refresh(&*store, u64::MAX).await?;
     let limits = settings.limits.schema();

@@ -26,14 +26,13 @@ use tokio_stream::StreamExt;
 use crate::{
     app::{
         ApiError, Gateway,
-        statistics::{Keep, Window},
+        statistics::{Aggregates, AnswerHeader, Keep, KeepCells, Window},
     },
     identity::Caller,
-    proto::{AggregateRow, QueryHeader, query_response::Item},
     receipt::{format_timestamp, timestamp_from_millis},
     schema::{
         NOT_APPLICABLE, format_millionths,
-        structure::{Component, Flow, transit_path},
+        structure::{AggregateKeys, Component, Flow, transit_path},
     },
     sdmx::{
         data::{self, CsvWriter, KeySelect, Obs, StructureSpecificWriter},
@@ -391,6 +390,10 @@ impl Submitted {
 /// of these.
 const CHUNK: usize = 64 * 1024;
 
+/// Longest a client may leave a part of its answer unread before the answer is abandoned,
+/// and its room among the queries under way given back.
+const SEND_DEADLINE: Duration = crate::service::statistics::SEND_DEADLINE;
+
 /// The observations of `SEIZURES` or `ROUTES`, streamed: read from the index a page at a
 /// time, written and sent as they are read, so that a full download holds a page and a few
 /// chunks in memory whatever its size.
@@ -541,68 +544,93 @@ async fn download(
     Ok(r)
 }
 
-/// The frames of a streamed answer: text gathered into chunks of about [`CHUNK`] bytes,
-/// gzip-compressed on request, each sent once the channel has room.
+/// Text as the bytes sent, gzip-compressed on request, a part at a time.
+struct Encoder(Option<flate2::write::GzEncoder<Vec<u8>>>);
+
+impl Encoder {
+    fn new(gzip: bool) -> Self {
+        Self(gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())))
+    }
+
+    /// The bytes ready to send once `text` is added.
+    fn push(&mut self, text: &str) -> std::io::Result<Vec<u8>> {
+        match &mut self.0 {
+            Some(z) => {
+                z.write_all(text.as_bytes())?;
+                Ok(std::mem::take(z.get_mut()))
+            }
+            None => Ok(text.as_bytes().to_vec()),
+        }
+    }
+
+    /// The last bytes (gzip's trailer).
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        self.0.map_or(Ok(Vec::new()), |z| z.finish())
+    }
+}
+
+/// Where a streamed answer's frames go: each is sent once the channel has room, and an
+/// answer the client leaves unread for [`SEND_DEADLINE`] is abandoned.
+type Frames = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
+
+/// Sends `bytes`; `false` once the client is gone or stopped reading.
+async fn send(tx: &Frames, bytes: Vec<u8>) -> bool {
+    bytes.is_empty()
+        || tx
+            .send_timeout(Ok(Frame::data(Bytes::from(bytes))), SEND_DEADLINE)
+            .await
+            .is_ok()
+}
+
+/// Ends the stream with an error: the client sees a broken answer, never a short one.
+async fn fail(tx: &Frames) {
+    let _ = tx
+        .send_timeout(
+            Err(std::io::Error::other("the answer could not be completed")),
+            SEND_DEADLINE,
+        )
+        .await;
+}
+
+/// The frames of a streamed download: text gathered into chunks of about [`CHUNK`] bytes.
 struct Chunks {
-    tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
-    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    tx: Frames,
+    encoder: Encoder,
     pending: Vec<u8>,
 }
 
 impl Chunks {
-    fn new(
-        tx: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
-        gzip: bool,
-    ) -> Self {
+    fn new(tx: Frames, gzip: bool) -> Self {
         Self {
             tx,
-            gzip: gzip
-                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            encoder: Encoder::new(gzip),
             pending: Vec::new(),
         }
     }
 
     /// Adds `text`, sending what is ready; `false` once the client is gone.
     async fn write(&mut self, text: String) -> bool {
-        match &mut self.gzip {
-            Some(z) => {
-                if z.write_all(text.as_bytes()).is_err() {
-                    return false;
-                }
-                self.pending.append(z.get_mut());
-            }
-            None => self.pending.extend_from_slice(text.as_bytes()),
+        match self.encoder.push(&text) {
+            Ok(bytes) => self.pending.extend_from_slice(&bytes),
+            Err(_) => return false,
         }
         if self.pending.len() < CHUNK {
             return true;
         }
-        self.send().await
-    }
-
-    async fn send(&mut self) -> bool {
-        let bytes = Bytes::from(std::mem::take(&mut self.pending));
-        self.tx.send(Ok(Frame::data(bytes))).await.is_ok()
+        send(&self.tx, std::mem::take(&mut self.pending)).await
     }
 
     /// Sends the rest (and gzip's trailer).
     async fn finish(mut self) {
-        if let Some(z) = self.gzip.take() {
-            match z.finish() {
-                Ok(rest) => self.pending.extend_from_slice(&rest),
-                Err(_) => return self.fail().await,
-            }
+        match self.encoder.finish() {
+            Ok(rest) => self.pending.extend_from_slice(&rest),
+            Err(_) => return fail(&self.tx).await,
         }
-        let _ = self.send().await;
+        let _ = send(&self.tx, self.pending).await;
     }
 
-    /// Ends the stream with an error: the client sees a broken answer, never a short one.
     async fn fail(&mut self) {
-        let _ = self
-            .tx
-            .send(Err(std::io::Error::other(
-                "the answer could not be completed",
-            )))
-            .await;
+        fail(&self.tx).await;
     }
 }
 
@@ -617,6 +645,10 @@ fn root_of(note: &str) -> String {
         .unwrap_or_default()
 }
 
+/// An aggregate answer: computed by the `Statistics.Query` use-case, which keeps the cells
+/// the request's key selects and cuts its window before any is written; then written and
+/// sent a page of cells at a time, off the runtime, as the client reads (SDMX-JSON, which
+/// lists every value before the observations, is written whole, off the runtime too).
 async fn data_answer(
     gateway: &Gateway,
     caller: &Caller,
@@ -625,44 +657,199 @@ async fn data_answer(
     gzip: bool,
     now: time::OffsetDateTime,
 ) -> Result<Answer, Answer> {
-    let items = gateway
-        .query(caller, &request.query)
+    let flow = request.flow;
+    let keep: KeepCells = (!request.select.is_empty()).then(|| {
+        let select = request.select.clone();
+        Box::new(move |h: &AnswerHeader| {
+            let keys = AggregateKeys::new(flow.dataflow(), &h.dimensions, &h.freq, &h.time_range);
+            let select = KeySelect::new(flow, &select);
+            Box::new(move |c: &statistics::Cell| select.keeps(&data::aggregate_key(&keys, c)))
+                as Box<dyn Fn(&statistics::Cell) -> bool + Send>
+        }) as _
+    });
+    let window = Window {
+        offset: request.offset,
+        limit: request.limit,
+    };
+    let answer = gateway
+        .query(caller, &request.query, keep, window)
         .await
         .map_err(|e| refusal(&e, Some(caller)))?;
-    let mut header = QueryHeader::default();
-    let mut rows: Vec<AggregateRow> = Vec::with_capacity(items.len());
-    for item in items {
-        match item.item {
-            Some(Item::Header(h)) => header = h,
-            Some(Item::Row(r)) => rows.push(r),
-            None => {}
-        }
-    }
-    let mut obs = data::aggregate_observations(request.flow, &header, &rows, &request.select);
-    let offset = usize::try_from(request.offset)
-        .unwrap_or(usize::MAX)
-        .min(obs.len());
-    obs.drain(..offset);
-    if let Some(limit) = request.limit {
-        obs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    }
-    let mut r = if obs.is_empty() {
+    let (tree_size, checkpoint) = (answer.header.tree_size, answer.header.checkpoint.clone());
+    if answer.header.rows == 0 {
         let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
-        r
-    } else {
-        let options = request.options();
-        let text = match format {
-            Format::SdmxCsv => data::sdmx_csv(request.flow, &obs, &options, &gateway.lists),
-            Format::SdmxJson => {
-                data::sdmx_json(request.flow, &header, &obs, &options, &gateway.lists, now)
-            }
-            _ => data::structure_specific(request.flow, &header, &obs, &options, now),
-        };
-        body(text, format, gzip)
-    };
-    checkpoint_headers(&mut r, header.tree_size, &header.checkpoint);
+        checkpoint_headers(&mut r, tree_size, &checkpoint);
+        return Ok(r);
+    }
+    let text = AggregateText::new(
+        answer,
+        flow,
+        format,
+        request.options(),
+        gateway.lists.clone(),
+        now,
+    );
+    let mut r = Response::new(stream(text, gzip));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(format.media_type()),
+    );
+    r.headers_mut().insert(
+        header::VARY,
+        http::HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    if gzip {
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+    }
+    checkpoint_headers(&mut r, tree_size, &checkpoint);
     Ok(r)
+}
+
+/// An aggregate answer being written: the opening, the cells a page at a time, the closing.
+struct AggregateText {
+    answer: Aggregates,
+    keys: AggregateKeys,
+    flow: Flow,
+    format: Format,
+    options: data::Options,
+    lists: Arc<crate::schema::CodeLists>,
+    prepared: time::OffsetDateTime,
+    /// Whether the series are gathered yet (SDMX-ML in series writes each series once).
+    arranged: bool,
+    /// The opening, until written.
+    open: Option<String>,
+    /// The closing, until written.
+    close: Option<String>,
+}
+
+impl AggregateText {
+    fn new(
+        answer: Aggregates,
+        flow: Flow,
+        format: Format,
+        options: data::Options,
+        lists: Arc<crate::schema::CodeLists>,
+        prepared: time::OffsetDateTime,
+    ) -> Self {
+        let h = &answer.header;
+        let keys = AggregateKeys::new(flow.dataflow(), &h.dimensions, &h.freq, &h.time_range);
+        let (open, close) = match format {
+            Format::SdmxCsv => (
+                CsvWriter::new(flow, options, &lists).header(),
+                String::new(),
+            ),
+            Format::SdmxJson => (String::new(), String::new()),
+            _ => StructureSpecificWriter::frame(
+                flow,
+                h.tree_size,
+                &h.checkpoint,
+                prepared,
+                &options,
+                false,
+            ),
+        };
+        Self {
+            answer,
+            keys,
+            flow,
+            format,
+            options,
+            lists,
+            prepared,
+            arranged: false,
+            open: Some(open),
+            close: Some(close),
+        }
+    }
+
+    /// The next part of the text; `None` once it is all written. CPU work: call it off the
+    /// runtime.
+    fn next(&mut self) -> Option<String> {
+        if self.format == Format::SdmxJson {
+            self.open.take()?;
+            let mut obs = Vec::new();
+            while let Some(page) = self.answer.next_page() {
+                obs.extend(data::aggregate_observations(self.flow, &self.keys, &page));
+            }
+            let h = &self.answer.header;
+            return Some(data::sdmx_json(
+                self.flow,
+                h.tree_size,
+                &h.checkpoint,
+                &obs,
+                &self.options,
+                &self.lists,
+                self.prepared,
+            ));
+        }
+        if let Some(open) = self.open.take() {
+            return Some(open);
+        }
+        if self.format == Format::StructureSpecific && self.options.series && !self.arranged {
+            self.arranged = true;
+            let keys = &self.keys;
+            self.answer.arrange(|cells| {
+                data::by_series(cells, |c| {
+                    data::series_of(&data::aggregate_key(keys, c)).to_vec()
+                })
+            });
+        }
+        if let Some(page) = self.answer.next_page() {
+            let obs = data::aggregate_observations(self.flow, &self.keys, &page);
+            return Some(match self.format {
+                Format::SdmxCsv => CsvWriter::new(self.flow, self.options, &self.lists).rows(&obs),
+                _ => StructureSpecificWriter::new(self.flow, self.options).rows(&obs),
+            });
+        }
+        self.close.take()
+    }
+}
+
+/// The body of `text`, written a part at a time off the runtime and sent as the client reads.
+fn stream(text: AggregateText, gzip: bool) -> BoxBody<Bytes, std::io::Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut state = (text, Encoder::new(gzip));
+        loop {
+            let step = tokio::task::spawn_blocking(move || {
+                let (mut text, mut encoder) = state;
+                let bytes = text.next().map(|t| encoder.push(&t)).transpose();
+                (text, encoder, bytes)
+            })
+            .await;
+            let (text, encoder, bytes) = match step {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::error!(error = %e, "SDMX answer failed midway");
+                    return fail(&tx).await;
+                }
+            };
+            match bytes {
+                Ok(Some(bytes)) => {
+                    if !send(&tx, bytes).await {
+                        return; // the client went away, or stopped reading
+                    }
+                    state = (text, encoder);
+                }
+                Ok(None) => {
+                    drop(text); // its room among the queries under way, given back
+                    match encoder.finish() {
+                        Ok(rest) => {
+                            send(&tx, rest).await;
+                        }
+                        Err(_) => fail(&tx).await,
+                    }
+                    return;
+                }
+                Err(_) => return fail(&tx).await,
+            }
+        }
+    });
+    StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed()
 }
 
 #[cfg(test)]

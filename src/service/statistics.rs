@@ -1,15 +1,59 @@
 //! `focalgate.v1.Statistics`: aggregate queries and the access trail (translation only; see
 //! [`crate::app::statistics`]).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    app::Gateway,
-    proto::{AccessRecord, AggregateQuery, ListAccessTrailRequest, QueryResponse},
+    app::{
+        Gateway,
+        statistics::{AnswerHeader, Window},
+    },
+    proto::{
+        AccessRecord, AggregateQuery, AggregateRow, ListAccessTrailRequest, QueryHeader,
+        QueryResponse, query_response::Item,
+    },
+    receipt::timestamp_from_millis,
     rpc::statistics_server::Statistics,
+    schema::format_millionths,
+    statistics::Cell,
 };
+
+/// Longest a client may leave a page of its answer unread before the answer is abandoned
+/// (and its room among the queries under way given back).
+pub(super) const SEND_DEADLINE: Duration = Duration::from_secs(60);
+
+fn header(h: AnswerHeader) -> QueryResponse {
+    QueryResponse {
+        item: Some(Item::Header(QueryHeader {
+            dimensions: h.dimensions,
+            freq: h.freq,
+            time_range: h.time_range,
+            tree_size: h.tree_size,
+            checkpoint: h.checkpoint,
+            min_seizures: h.thresholds.min_seizures as u32,
+            min_reporters: h.thresholds.min_reporters,
+            computed_at: Some(timestamp_from_millis(h.computed_at_ms)),
+        })),
+    }
+}
+
+fn row(c: Cell) -> QueryResponse {
+    QueryResponse {
+        item: Some(Item::Row(AggregateRow {
+            key: c.key,
+            unit_measure: c.unit_measure,
+            quantity: c.quantity.map(format_millionths).unwrap_or_default(),
+            n_seizures: c.n_seizures,
+            n_reporters: c.n_reporters,
+            obs_status: c.obs_status,
+            conf_status: c.conf_status,
+            total: c.total,
+        })),
+    }
+}
 
 /// The Statistics service.
 pub struct StatisticsService {
@@ -24,22 +68,36 @@ impl StatisticsService {
 
 #[tonic::async_trait]
 impl Statistics for StatisticsService {
-    type QueryStream = tokio_stream::Iter<std::vec::IntoIter<Result<QueryResponse, Status>>>;
+    type QueryStream = ReceiverStream<Result<QueryResponse, Status>>;
 
+    /// The header, then the rows, converted and sent a page at a time as the client reads.
     async fn query(
         &self,
         request: Request<AggregateQuery>,
     ) -> Result<Response<Self::QueryStream>, Status> {
         let query = request.get_ref();
-        let items = self
+        let mut answer = self
             .gateway
             .handle("Query", &request, |caller| async move {
-                self.gateway.query(&caller, query).await
+                let whole = Window::default();
+                self.gateway.query(&caller, query, None, whole).await
             })
             .await?;
-        Ok(Response::new(tokio_stream::iter(
-            items.into_iter().map(Ok).collect::<Vec<_>>(),
-        )))
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::app::statistics::ANSWER_PAGE);
+        let first = header(answer.header.clone());
+        tokio::spawn(async move {
+            if tx.send_timeout(Ok(first), SEND_DEADLINE).await.is_err() {
+                return;
+            }
+            while let Some(page) = answer.next_page() {
+                for cell in page {
+                    if tx.send_timeout(Ok(row(cell)), SEND_DEADLINE).await.is_err() {
+                        return; // the client went away, or stopped reading
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     type ListAccessTrailStream =
