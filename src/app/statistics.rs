@@ -771,3 +771,54 @@ fn describe(q: &AggregateQuery) -> String {
     }
     serde_json::Value::Object(m).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(m: &str) -> MemberId {
+        MemberId::parse(m).expect("a member id")
+    }
+
+    fn busy_with(r: Result<Slot, ApiError>) -> String {
+        match r {
+            Err(ApiError::Busy { why, retry_after }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+                why
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("admitted beyond the capacity"),
+        }
+    }
+
+    /// A member's share is refused once full whatever room is left, others still get in;
+    /// the total is refused once full; room given back is room for the next.
+    #[tokio::test]
+    async fn a_members_share_and_the_total_are_each_bounded() {
+        let a = Admission::new(2, 1, Duration::from_millis(50));
+        let (kaz, uzb, tjk) = (member("KAZ:nfp"), member("UZB:nfp"), member("TJK:nfp"));
+        let first = a.admit(&kaz).await.unwrap();
+        assert!(busy_with(a.admit(&kaz).await).contains("member KAZ:nfp"));
+        let second = a.admit(&uzb).await.unwrap();
+        assert!(busy_with(a.admit(&tjk).await).contains("the gateway is answering 2"));
+        drop(first);
+        let _third = a.admit(&tjk).await.unwrap();
+        drop(second);
+        let _fourth = a.admit(&kaz).await.unwrap();
+    }
+
+    /// One waiting for room gets it as soon as it is given back, within its wait.
+    #[tokio::test]
+    async fn a_query_waits_for_room_given_back() {
+        let a = Arc::new(Admission::new(1, 1, Duration::from_secs(30)));
+        let held = a.admit(&member("KAZ:nfp")).await.unwrap();
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit(&member("UZB:nfp")).await.map(|_| ()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        waiting.await.unwrap().unwrap();
+    }
+}
