@@ -167,12 +167,13 @@ impl Sdmx {
         Self { send }
     }
 
-    /// `GET path`: the status and the size of the body, read and dropped.
-    async fn get(&mut self, path: &str) -> (u16, usize) {
+    /// `GET path` of a representation `accept`s: the status and the size of the body, read
+    /// and dropped.
+    async fn get(&mut self, path: &str, accept: &str) -> (u16, usize) {
         use http_body_util::BodyExt;
         let request = hyper::Request::get(path)
             .header("host", "localhost")
-            .header("accept", "application/vnd.sdmx.data+csv;version=2.0.0")
+            .header("accept", accept)
             .body(http_body_util::Empty::new())
             .unwrap();
         self.send.ready().await.unwrap();
@@ -276,7 +277,9 @@ async fn phase(
             while running.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let t = Instant::now();
-                let (status, _) = sdmx.get("/sdmx/structure/codelist/FOCALGATE/CL_DRUG").await;
+                let (status, _) = sdmx
+                    .get("/sdmx/structure/codelist/FOCALGATE/CL_DRUG", "*/*")
+                    .await;
                 assert_eq!(status, 200);
                 took.push(t.elapsed());
             }
@@ -310,7 +313,10 @@ async fn phase(
                 while running.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let (status, bytes) = sdmx
-                        .get("/sdmx/data/ROUTES_AGG/M.*.*.*.*.*.*.*.*.*?limit=10000000")
+                        .get(
+                            "/sdmx/data/ROUTES_AGG/M.*.*.*.*.*.*.*.*.*?limit=10000000",
+                            "application/vnd.sdmx.data+csv;version=2.0.0",
+                        )
                         .await;
                     match status {
                         200 => {

@@ -209,7 +209,8 @@ pub struct StatisticsSettings {
     /// Most aggregate queries and downloads under way at once, over every surface (0: twice
     /// the cores, at least 4).
     pub max_queries: usize,
-    /// Most of them one member has under way at once (0: half of `max_queries`, at least 1).
+    /// Most of them one member has under way at once (0: a quarter of `max_queries`, at least
+    /// 1).
     pub max_queries_per_member: usize,
     /// Longest a query waits for room before it is refused as busy.
     pub queue_ms: u64,
@@ -237,7 +238,7 @@ impl StatisticsSettings {
             n => n,
         };
         let per_member = match self.max_queries_per_member {
-            0 => (total / 2).max(1),
+            0 => (total / 4).max(1),
             n => n.min(total),
         };
         (total, per_member)

@@ -17,7 +17,7 @@ use crate::{
     },
     receipt::timestamp_from_millis,
     schema::{Rule, Violation, structure::time_range},
-    statistics::{self, AsOf, Cell, Index, Query, Thresholds, Viewer},
+    statistics::{self, AsOf, Cell, Cells, Index, Query, Thresholds, Viewer},
     store::{AccessRecord, IndexedSubmission, StoreError, StoredCheckpoint},
     tlog::{self, TreeSize},
 };
@@ -107,10 +107,12 @@ impl StatisticsState {
     /// store gained since the index last looked, unless a refresh already covered that size.
     /// Queries waiting on one refresh then mostly find their size covered, and cost the store
     /// nothing: the work is proportional to what was submitted, not to how often it is asked.
+    /// The index is extended on `slot`'s thread (off the runtime in any case).
     pub async fn refresh(
         &self,
         store: &dyn crate::store::Store,
         size: u64,
+        slot: Option<&Slot>,
     ) -> Result<(), StoreError> {
         let mut covered = self.covered.lock().await;
         if covered.0 >= size {
@@ -124,10 +126,17 @@ impl StatisticsState {
         loop {
             let batch = store.submissions_since(covered.1, REFRESH_PAGE).await?;
             let caught_up = batch.len() < REFRESH_PAGE as usize;
-            let slot = self.index.clone();
-            covered.1 = tokio::task::spawn_blocking(move || extend(&slot, batch))
-                .await
-                .map_err(|e| StoreError::Failed(format!("index task: {e}")))?;
+            let index = self.index.clone();
+            let work = move || extend(&index, batch);
+            covered.1 = match slot {
+                Some(slot) => slot
+                    .run(work)
+                    .await
+                    .map_err(|e| StoreError::Failed(e.to_string()))?,
+                None => tokio::task::spawn_blocking(work)
+                    .await
+                    .map_err(|e| StoreError::Failed(format!("index task: {e}")))?,
+            };
             if caught_up {
                 covered.0 = logged.max(covered.0);
                 return Ok(());
@@ -167,31 +176,101 @@ fn extend(slot: &RwLock<Arc<Index>>, batch: Vec<IndexedSubmission>) -> i64 {
 /// at most so many at once in all, and fewer for any one member. One waits up to a short
 /// time for room, and is then refused as busy, so that one member's burst neither fills the
 /// gateway's memory nor keeps everyone else's queries waiting.
+///
+/// Each slot has its own thread, on which the work admitted into it runs, off the async
+/// runtime: the memory a heavy answer needs is taken and given back on the same few threads,
+/// so that the allocator's per-thread pools hold at most one answer's worth each, and the
+/// busiest member's work reuses the first slot's.
 pub struct Admission {
     total: Arc<Semaphore>,
-    max_total: usize,
     per_member: usize,
     members: Mutex<HashMap<MemberId, Arc<Semaphore>>>,
     wait: Duration,
+    workers: Vec<Worker>,
+    /// Which slots' workers are free.
+    free: Arc<Mutex<Vec<bool>>>,
 }
 
-/// Room held by one query or download until it is dropped (its answer sent, or abandoned).
+/// Room held by one query or download until it is dropped (its answer sent, or abandoned),
+/// and the thread its work runs on.
 pub struct Slot {
+    worker: Worker,
+    index: usize,
+    free: Arc<Mutex<Vec<bool>>>,
     _member: OwnedSemaphorePermit,
     _total: OwnedSemaphorePermit,
 }
 
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Before the permits (dropped after this): a slot admitted next finds its worker free.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())[self.index] = true;
+    }
+}
+
+impl Slot {
+    /// Runs `f` on this slot's thread.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.worker.run(f).await
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that runs statistics work, one job at a time.
+#[derive(Clone)]
+pub struct Worker {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Worker {
+    fn start(name: String) -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new().name(name).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on this thread, and gives back what it returns.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        });
+        let gone = || ApiError::Internal("the statistics worker has stopped".into());
+        self.jobs.send(job).map_err(|_| gone())?;
+        match rx.await.map_err(|_| gone())? {
+            Ok(v) => Ok(v),
+            Err(_) => Err(ApiError::Internal("a statistics task panicked".into())),
+        }
+    }
+}
+
 impl Admission {
     /// At most `total` at once, `per_member` of them one member's; each waits up to `wait`.
-    pub fn new(total: usize, per_member: usize, wait: Duration) -> Self {
+    /// Starts a thread per slot.
+    pub fn new(total: usize, per_member: usize, wait: Duration) -> std::io::Result<Self> {
         let total = total.max(1);
-        Self {
+        let workers = (0..total)
+            .map(|i| Worker::start(format!("statistics-{i}")))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Self {
             total: Arc::new(Semaphore::new(total)),
-            max_total: total,
             per_member: per_member.clamp(1, total),
             members: Mutex::new(HashMap::new()),
             wait,
-        }
+            workers,
+            free: Arc::new(Mutex::new(vec![true; total])),
+        })
     }
 
     /// Room for one more query of `member`, or [`ApiError::Busy`] after waiting for it.
@@ -223,12 +302,24 @@ impl Admission {
                 why: format!(
                     "the gateway is answering {} statistics queries and downloads, the most it \
                      runs at once; ask again shortly",
-                    self.max_total
+                    self.workers.len()
                 ),
                 retry_after,
             });
         };
+        // A permit held is a worker free: the first, so that work stays on few threads.
+        let index = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let index = free.iter().position(|f| *f).ok_or_else(|| {
+                ApiError::Internal("a statistics slot without a free worker".into())
+            })?;
+            free[index] = false;
+            index
+        };
         Ok(Slot {
+            worker: self.workers[index].clone(),
+            index,
+            free: self.free.clone(),
             _member: member_slot,
             _total: total_slot,
         })
@@ -278,7 +369,7 @@ impl Gateway {
         let query = Query::from_request(request, &g.lists).map_err(ApiError::Invalid)?;
         let slot = g.statistics.admission.admit(caller.member()).await?;
         let (size, checkpoint) = self.tree(query.as_of).await?;
-        g.statistics.refresh(&*g.store, size).await?;
+        g.statistics.refresh(&*g.store, size, Some(&slot)).await?;
 
         let now_ms = now_ms();
         let (state, directory, member, thresholds) = (
@@ -288,55 +379,70 @@ impl Gateway {
             g.thresholds,
         );
         let checkpoint = checkpoint.map(|c| c.note).unwrap_or_default();
-        let (header, cells) = tokio::task::spawn_blocking(move || {
-            let index = state.snapshot();
-            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
-            let viewer = Viewer {
-                country: member.country(),
-                may_see: &may_see,
-            };
-            let answer = statistics::aggregate(&index, &query, size, now_ms, &viewer, thresholds)?;
-            drop(index);
-            let header = AnswerHeader {
-                dimensions: answer
-                    .dimensions
-                    .iter()
-                    .map(|d| d.id().to_owned())
-                    .collect(),
-                freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
-                time_range: answer
-                    .span
-                    .map(|(start, end)| time_range(start, end))
-                    .unwrap_or_default(),
-                tree_size: size,
-                checkpoint,
-                thresholds,
-                computed_at_ms: now_ms,
-                rows: 0,
-                suppressed: 0,
-            };
-            let mut cells = answer.cells;
-            if let Some(keep) = keep {
-                let keep = keep(&header);
-                cells.retain(|c| keep(c));
-            }
-            let skip = usize::try_from(window.offset)
-                .unwrap_or(usize::MAX)
-                .min(cells.len());
-            cells.drain(..skip);
-            if let Some(limit) = window.limit {
-                cells.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            }
-            let header = AnswerHeader {
-                rows: cells.len() as u64,
-                suppressed: cells.iter().filter(|c| c.suppressed).count() as u64,
-                ..header
-            };
-            Ok::<_, Violation>((header, cells))
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("query task: {e}")))?
-        .map_err(|v| ApiError::Invalid(vec![v]))?;
+        let (header, cells) = slot
+            .run(move || {
+                let index = state.snapshot();
+                let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
+                let viewer = Viewer {
+                    country: member.country(),
+                    may_see: &may_see,
+                };
+                let answer =
+                    statistics::aggregate(&index, &query, size, now_ms, &viewer, thresholds)?;
+                drop(index);
+                let header = AnswerHeader {
+                    dimensions: answer
+                        .dimensions
+                        .iter()
+                        .map(|d| d.id().to_owned())
+                        .collect(),
+                    freq: answer.freq.map(|f| f.code().to_owned()).unwrap_or_default(),
+                    time_range: answer
+                        .span
+                        .map(|(start, end)| time_range(start, end))
+                        .unwrap_or_default(),
+                    tree_size: size,
+                    checkpoint,
+                    thresholds,
+                    computed_at_ms: now_ms,
+                    rows: 0,
+                    suppressed: 0,
+                };
+                let cells = answer.cells;
+                let mut selected: Vec<u32> = match keep {
+                    Some(keep) => {
+                        let keep = keep(&header);
+                        (0..cells.len())
+                            .filter(|&i| keep(&cells.get(i)))
+                            .map(|i| i as u32)
+                            .collect()
+                    }
+                    None => (0..cells.len() as u32).collect(),
+                };
+                let skip = usize::try_from(window.offset)
+                    .unwrap_or(usize::MAX)
+                    .min(selected.len());
+                selected.drain(..skip);
+                if let Some(limit) = window.limit {
+                    selected.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                }
+                let header = AnswerHeader {
+                    rows: selected.len() as u64,
+                    suppressed: selected
+                        .iter()
+                        .filter(|&&i| cells.suppressed(i as usize))
+                        .count() as u64,
+                    ..header
+                };
+                let cells = Selected {
+                    cells,
+                    order: selected,
+                    next: 0,
+                };
+                Ok::<_, Violation>((header, cells))
+            })
+            .await?
+            .map_err(|v| ApiError::Invalid(vec![v]))?;
 
         // The trail first: no answer leaves without its record.
         g.statistics
@@ -354,8 +460,8 @@ impl Gateway {
             .await?;
         Ok(Aggregates {
             header,
-            cells: cells.into_iter(),
-            _slot: slot,
+            cells,
+            slot,
         })
     }
 
@@ -394,7 +500,7 @@ impl Gateway {
             }
             None => 0,
         };
-        g.statistics.refresh(&*g.store, size).await?;
+        g.statistics.refresh(&*g.store, size, Some(&slot)).await?;
         let mut download = Download {
             tree_size: size,
             checkpoint: checkpoint.map(|c| c.note).unwrap_or_default(),
@@ -509,21 +615,41 @@ pub struct AnswerHeader {
 pub struct Aggregates {
     /// What it is of.
     pub header: AnswerHeader,
-    cells: std::vec::IntoIter<Cell>,
-    _slot: Slot,
+    cells: Selected,
+    slot: Slot,
+}
+
+/// The cells of an answer the window holds, in the order they are handed out.
+struct Selected {
+    cells: Cells,
+    order: Vec<u32>,
+    /// How many were handed out.
+    next: usize,
 }
 
 impl Aggregates {
-    /// Puts the cells not yet handed out in the order `f` gives them (an adapter's order of
-    /// writing, such as SDMX-ML's series together).
-    pub fn arrange(&mut self, f: impl FnOnce(Vec<Cell>) -> Vec<Cell>) {
-        let rest: Vec<Cell> = std::mem::take(&mut self.cells).collect();
-        self.cells = f(rest).into_iter();
+    /// The thread the answer's work runs on: its pages are best written there too.
+    pub fn worker(&self) -> Worker {
+        self.slot.worker.clone()
     }
 
-    /// The next cells (at most [`ANSWER_PAGE`]); `None` once every one was handed out.
+    /// Puts the cells not yet handed out in the order `f` sorts them into (an adapter's
+    /// order of writing, such as SDMX-ML's series together), given their places in `cells`.
+    pub fn arrange(&mut self, f: impl FnOnce(&Cells, &mut [u32])) {
+        let s = &mut self.cells;
+        f(&s.cells, &mut s.order[s.next..]);
+    }
+
+    /// The next cells (at most [`ANSWER_PAGE`]), written out; `None` once every one was
+    /// handed out.
     pub fn next_page(&mut self) -> Option<Vec<Cell>> {
-        let page: Vec<Cell> = self.cells.by_ref().take(ANSWER_PAGE).collect();
+        let s = &mut self.cells;
+        let end = (s.next + ANSWER_PAGE).min(s.order.len());
+        let page: Vec<Cell> = s.order[s.next..end]
+            .iter()
+            .map(|&i| s.cells.get(i as usize))
+            .collect();
+        s.next = end;
         (!page.is_empty()).then_some(page)
     }
 }
@@ -672,17 +798,17 @@ impl Download {
             self.member.clone(),
             self.query.clone(),
         );
-        tokio::task::spawn_blocking(move || {
-            let index = state.snapshot();
-            let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
-            let viewer = Viewer {
-                country: member.country(),
-                may_see: &may_see,
-            };
-            f(&index, &query, &viewer)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("download task: {e}")))
+        self._slot
+            .run(move || {
+                let index = state.snapshot();
+                let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
+                let viewer = Viewer {
+                    country: member.country(),
+                    may_see: &may_see,
+                };
+                f(&index, &query, &viewer)
+            })
+            .await
     }
 }
 
@@ -795,7 +921,7 @@ mod tests {
     /// the total is refused once full; room given back is room for the next.
     #[tokio::test]
     async fn a_members_share_and_the_total_are_each_bounded() {
-        let a = Admission::new(2, 1, Duration::from_millis(50));
+        let a = Admission::new(2, 1, Duration::from_millis(50)).unwrap();
         let (kaz, uzb, tjk) = (member("KAZ:nfp"), member("UZB:nfp"), member("TJK:nfp"));
         let first = a.admit(&kaz).await.unwrap();
         assert!(busy_with(a.admit(&kaz).await).contains("member KAZ:nfp"));
@@ -810,7 +936,7 @@ mod tests {
     /// One waiting for room gets it as soon as it is given back, within its wait.
     #[tokio::test]
     async fn a_query_waits_for_room_given_back() {
-        let a = Arc::new(Admission::new(1, 1, Duration::from_secs(30)));
+        let a = Arc::new(Admission::new(1, 1, Duration::from_secs(30)).unwrap());
         let held = a.admit(&member("KAZ:nfp")).await.unwrap();
         let waiting = tokio::spawn({
             let a = a.clone();

@@ -378,6 +378,9 @@ pub enum StartError {
     /// The configured CA directory is not usable.
     #[error("ca.dir: {0}")]
     Ca(PkiError),
+    /// The statistics workers could not be started.
+    #[error("statistics workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A gateway ready to serve: everything loaded and checked, nothing listening yet.
@@ -489,9 +492,10 @@ pub async fn assemble(settings: &Settings) -> Result<Assembled, StartError> {
             max_queries,
             max_queries_per_member,
             Duration::from_millis(settings.statistics.queue_ms),
-        ),
+        )
+        .map_err(StartError::Workers)?,
     ));
-    statistics.refresh(&*store, u64::MAX).await?;
+    statistics.refresh(&*store, u64::MAX, None).await?;
     let limits = settings.limits.schema();
     let tls = Arc::new(ServerTls::new(tls));
     let gateway = Arc::new(Gateway {

@@ -791,11 +791,16 @@ impl AggregateText {
         }
         if self.format == Format::StructureSpecific && self.options.series && !self.arranged {
             self.arranged = true;
-            let keys = &self.keys;
-            self.answer.arrange(|cells| {
-                data::by_series(cells, |c| {
-                    data::series_of(&data::aggregate_key(keys, c)).to_vec()
-                })
+            // Each series together, in key order without TIME_PERIOD; a stable sort keeps
+            // its periods in order.
+            let time = self
+                .answer
+                .header
+                .dimensions
+                .iter()
+                .position(|d| d == "TIME_PERIOD");
+            self.answer.arrange(|cells, order| {
+                order.sort_by(|&a, &b| cells.cmp_without(time, a as usize, b as usize));
             });
         }
         if let Some(page) = self.answer.next_page() {
@@ -809,18 +814,21 @@ impl AggregateText {
     }
 }
 
-/// The body of `text`, written a part at a time off the runtime and sent as the client reads.
+/// The body of `text`, written a part at a time on its answer's worker and sent as the
+/// client reads.
 fn stream(text: AggregateText, gzip: bool) -> BoxBody<Bytes, std::io::Error> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     tokio::spawn(async move {
+        let worker = text.answer.worker();
         let mut state = (text, Encoder::new(gzip));
         loop {
-            let step = tokio::task::spawn_blocking(move || {
-                let (mut text, mut encoder) = state;
-                let bytes = text.next().map(|t| encoder.push(&t)).transpose();
-                (text, encoder, bytes)
-            })
-            .await;
+            let step = worker
+                .run(move || {
+                    let (mut text, mut encoder) = state;
+                    let bytes = text.next().map(|t| encoder.push(&t)).transpose();
+                    (text, encoder, bytes)
+                })
+                .await;
             let (text, encoder, bytes) = match step {
                 Ok(step) => step,
                 Err(e) => {

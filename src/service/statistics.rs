@@ -89,9 +89,29 @@ impl Statistics for StatisticsService {
             if tx.send_timeout(Ok(first), SEND_DEADLINE).await.is_err() {
                 return;
             }
-            while let Some(page) = answer.next_page() {
-                for cell in page {
-                    if tx.send_timeout(Ok(row(cell)), SEND_DEADLINE).await.is_err() {
+            let worker = answer.worker();
+            loop {
+                // A page written out on the answer's worker, then sent.
+                let step = worker
+                    .run(move || {
+                        let rows = answer.next_page().map(|p| p.into_iter().map(row).collect());
+                        (answer, rows)
+                    })
+                    .await;
+                let rows: Vec<QueryResponse> = match step {
+                    Ok((rest, Some(rows))) => {
+                        answer = rest;
+                        rows
+                    }
+                    Ok((_, None)) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Query answer failed midway");
+                        let _ = tx.send(Err(Status::internal("internal error"))).await;
+                        return;
+                    }
+                };
+                for r in rows {
+                    if tx.send_timeout(Ok(r), SEND_DEADLINE).await.is_err() {
                         return; // the client went away, or stopped reading
                     }
                 }

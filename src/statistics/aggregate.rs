@@ -93,13 +93,165 @@ pub struct Answer {
     /// The first day and the last of the periods that contributed (`None` when none did).
     pub span: Option<(Date, Date)>,
     /// The cells, sorted by key and unit, totals last.
-    pub cells: Vec<Cell>,
+    pub cells: Cells,
 }
 
 impl Answer {
     /// The number of suppressed cells (totals included).
     pub fn suppressed(&self) -> usize {
-        self.cells.iter().filter(|c| c.suppressed).count()
+        (0..self.cells.len())
+            .filter(|&i| self.cells.suppressed(i))
+            .count()
+    }
+}
+
+/// The cells of an answer, held compactly: each cell's key (its group-by values, then its
+/// unit) is a row of ids into the answer's own names, its measures fixed-size beside it. A
+/// cell is made a [`Cell`] only when it is written, so an answer of a million cells costs
+/// tens of megabytes, not the hundreds its strings would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cells {
+    /// Ids per cell: the group-by values, then the unit.
+    width: usize,
+    keys: Vec<u32>,
+    measures: Vec<Measures>,
+    /// The names the ids stand for, each once.
+    names: Vec<Box<str>>,
+    /// Per id, its place in the names sorted: comparing ranks compares names.
+    ranks: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Measures {
+    quantity: Option<i128>,
+    n_seizures: Option<u64>,
+    n_reporters: u32,
+    obs_status: u32,
+    conf_status: u32,
+    suppressed: bool,
+    total: bool,
+}
+
+impl Cells {
+    /// How many cells.
+    pub fn len(&self) -> usize {
+        self.measures.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.measures.is_empty()
+    }
+
+    /// Whether cell `i` is suppressed.
+    pub fn suppressed(&self, i: usize) -> bool {
+        self.measures[i].suppressed
+    }
+
+    fn key(&self, i: usize) -> &[u32] {
+        &self.keys[i * self.width..(i + 1) * self.width]
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// Cell `i`, written out.
+    pub fn get(&self, i: usize) -> Cell {
+        let (parts, unit) = self.key(i).split_at(self.width - 1);
+        let m = &self.measures[i];
+        Cell {
+            key: parts.iter().map(|&id| self.name(id).to_owned()).collect(),
+            unit_measure: self.name(unit[0]).to_owned(),
+            quantity: m.quantity,
+            n_seizures: m.n_seizures,
+            n_reporters: m.n_reporters,
+            obs_status: self.name(m.obs_status).to_owned(),
+            conf_status: self.name(m.conf_status).to_owned(),
+            suppressed: m.suppressed,
+            total: m.total,
+        }
+    }
+
+    /// The order of cells `a` and `b` by their keys (then units), leaving out the key's
+    /// value at `skip` (such as TIME_PERIOD, to gather each series).
+    pub fn cmp_without(&self, skip: Option<usize>, a: usize, b: usize) -> std::cmp::Ordering {
+        let (ka, kb) = (self.key(a), self.key(b));
+        ka.iter()
+            .zip(kb)
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip)
+            .map(|(_, (x, y))| self.ranks[*x as usize].cmp(&self.ranks[*y as usize]))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+
+    /// Keeps only the cells of `order`, in that order: a permutation of all of them is
+    /// applied in place, following its cycles; a selection is copied.
+    fn arrange(&mut self, mut order: Vec<usize>) {
+        let w = self.width;
+        if order.len() < self.len() {
+            let mut keys = Vec::with_capacity(order.len() * w);
+            let mut measures = Vec::with_capacity(order.len());
+            for &i in &order {
+                keys.extend_from_slice(self.key(i));
+                measures.push(self.measures[i]);
+            }
+            (self.keys, self.measures) = (keys, measures);
+            return;
+        }
+        // Cell `order[i]` goes to `i`; a place done is marked by pointing at itself.
+        let mut held = vec![0; w];
+        for start in 0..order.len() {
+            if order[start] == start {
+                continue;
+            }
+            held.copy_from_slice(self.key(start));
+            let measures = self.measures[start];
+            let mut at = start;
+            loop {
+                let from = order[at];
+                order[at] = at;
+                if from == start {
+                    self.keys[at * w..(at + 1) * w].copy_from_slice(&held);
+                    self.measures[at] = measures;
+                    break;
+                }
+                self.keys.copy_within(from * w..(from + 1) * w, at * w);
+                self.measures[at] = self.measures[from];
+                at = from;
+            }
+        }
+    }
+}
+
+/// The names an answer's cells use, each given an id once.
+#[derive(Default)]
+struct Names {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    /// The names, and each one's rank in sorted order.
+    fn finish(self) -> (Vec<Box<str>>, Vec<u32>) {
+        let mut sorted: Vec<u32> = (0..self.names.len() as u32).collect();
+        sorted.sort_unstable_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+        let mut ranks = vec![0; self.names.len()];
+        for (rank, id) in sorted.into_iter().enumerate() {
+            ranks[id as usize] = rank as u32;
+        }
+        (self.names, ranks)
     }
 }
 
@@ -222,7 +374,7 @@ pub fn aggregate(
         freq,
         dimensions: q.group_by.clone(),
         span: grouped.span,
-        cells: publish(index, q, &grouped, t),
+        cells: publish(index, q, grouped, t),
     })
 }
 
@@ -327,10 +479,18 @@ impl Hidden {
     }
 }
 
+/// Most ids in a cell's key: every dimension once (a query groups by each at most once),
+/// then the unit.
+const KEY: usize = Dimension::ALL.len() + 1;
+
+/// A cell's key while it is accumulated: the group-by codes, then the unit, then zeros. Of
+/// fixed size, so that a million cells are one table and no allocation each.
+type Key = [u32; KEY];
+
 /// The selected rows, accumulated per cell.
 struct Grouped {
-    /// Per key (the group-by codes, then the unit), its accumulator.
-    cells: HashMap<Box<[u32]>, Acc>,
+    /// Per key, its accumulator.
+    cells: HashMap<Key, Acc>,
     /// The rolled-up period labels, by the ids keys hold for TIME_PERIOD.
     labels: Vec<String>,
     /// The reporters the viewer may see.
@@ -364,7 +524,6 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
         seen: HashSet::new(),
         span: None,
     };
-    let mut key: Vec<u32> = Vec::with_capacity(q.group_by.len() + 1);
     for sub in index.counting(q.dataflow, size) {
         if !filter.sub(q, sub) {
             continue;
@@ -390,8 +549,8 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
                 continue;
             }
             counted = true;
-            key.clear();
-            key.extend(q.group_by.iter().map(|d| match d {
+            let mut key: Key = [0; KEY];
+            let parts = q.group_by.iter().map(|d| match d {
                 Dimension::RefArea => sub.ref_area,
                 Dimension::TimePeriod => period,
                 Dimension::Drug => row.drug,
@@ -402,20 +561,15 @@ fn group(index: &Index, q: &Query, size: u64, now_ms: i64, viewer: &Viewer<'_>) 
                 Dimension::DepartureArea => row.departure_area,
                 Dimension::TransitArea => row.transit_area,
                 Dimension::DestinationArea => row.destination_area,
-            }));
-            key.push(row.unit_measure);
+            });
+            for (slot, id) in key.iter_mut().zip(parts.chain([row.unit_measure])) {
+                *slot = id;
+            }
             let (o, c) = (
                 obs_ranks[row.obs_status as usize],
                 conf_ranks[row.conf_status as usize],
             );
-            match out.cells.get_mut(key.as_slice()) {
-                Some(acc) => acc.add(row, reporter, o, c),
-                None => {
-                    let mut acc = Acc::default();
-                    acc.add(row, reporter, o, c);
-                    out.cells.insert(key.clone().into_boxed_slice(), acc);
-                }
-            }
+            out.cells.entry(key).or_default().add(row, reporter, o, c);
         }
         if counted {
             out.seen.insert(sub.period.frequency());
@@ -466,83 +620,118 @@ fn one_frequency(
 /// The cells as published: small cells of reporters the viewer may not see suppressed, the
 /// top N kept of each unit if asked, in key order, then the totals per unit if asked (each
 /// suppressed too when it would give a suppressed cell away).
-fn publish(index: &Index, q: &Query, grouped: &Grouped, t: Thresholds) -> Vec<Cell> {
-    let finish = |key: Vec<String>, unit: u32, acc: &Acc, total: bool| -> Cell {
-        let exposed = acc.reporters.subset_of(&grouped.visible);
+fn publish(index: &Index, q: &Query, grouped: Grouped, t: Thresholds) -> Cells {
+    let width = q.group_by.len() + 1;
+    let mut names = Names::default();
+    // Index code id, or period label, to the answer's id.
+    let mut codes: HashMap<u32, u32> = HashMap::new();
+    let mut labels: Vec<Option<u32>> = vec![None; grouped.labels.len()];
+    let (withheld_obs, withheld_conf) = (names.id("Q"), names.id("A"));
+    let mut code = |names: &mut Names, id: u32| {
+        *codes
+            .entry(id)
+            .or_insert_with(|| names.id(index.codes.name(id)))
+    };
+    let visible = grouped.visible;
+    let measures = |names: &mut Names,
+                    code: &mut dyn FnMut(&mut Names, u32) -> u32,
+                    acc: &Acc,
+                    total: bool|
+     -> Measures {
+        let exposed = acc.reporters.subset_of(&visible);
         let small = acc.n_seizures < t.min_seizures || acc.reporters.len() < t.min_reporters;
         let suppressed = !exposed && small;
-        Cell {
-            key,
-            unit_measure: index.codes.name(unit).to_owned(),
+        Measures {
             quantity: (!suppressed && acc.has_quantity).then_some(acc.quantity),
             n_seizures: (!suppressed && acc.has_n).then_some(acc.n_seizures),
             n_reporters: if suppressed { 0 } else { acc.reporters.len() },
             obs_status: if suppressed {
-                "Q".into()
+                withheld_obs
             } else {
-                index.codes.name(acc.obs.1).to_owned()
+                code(names, acc.obs.1)
             },
             conf_status: if suppressed {
-                "A".into()
+                withheld_conf
             } else {
-                index.codes.name(acc.conf.1).to_owned()
+                code(names, acc.conf.1)
             },
             suppressed,
             total,
         }
     };
-    let name = |d: Option<&Dimension>, id: u32| match d {
-        Some(Dimension::TimePeriod) => grouped.labels[id as usize].clone(),
-        _ => index.codes.name(id).to_owned(),
-    };
 
-    let mut out: Vec<Cell> = Vec::with_capacity(grouped.cells.len());
+    let mut keys: Vec<u32> = Vec::with_capacity(grouped.cells.len() * width);
+    let mut cells: Vec<Measures> = Vec::with_capacity(grouped.cells.len());
     let mut per_unit: HashMap<u32, (Acc, bool)> = HashMap::new();
-    for (k, acc) in &grouped.cells {
-        let (unit, parts) = k.split_last().unwrap_or((&0, &[]));
-        let key = parts
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| name(q.group_by.get(i), id))
-            .collect();
-        let cell = finish(key, *unit, acc, false);
+    for (k, acc) in grouped.cells {
+        let (unit, parts) = k[..width].split_last().unwrap_or((&0, &[]));
+        for (i, &id) in parts.iter().enumerate() {
+            keys.push(match q.group_by.get(i) {
+                Some(Dimension::TimePeriod) => *labels[id as usize]
+                    .get_or_insert_with(|| names.id(&grouped.labels[id as usize])),
+                _ => code(&mut names, id),
+            });
+        }
+        keys.push(code(&mut names, *unit));
+        let m = measures(&mut names, &mut code, &acc, false);
         let slot = per_unit.entry(*unit).or_default();
-        slot.0.merge(acc);
-        slot.1 |= cell.suppressed;
-        out.push(cell);
+        slot.0.merge(&acc);
+        slot.1 |= m.suppressed;
+        cells.push(m);
     }
+    let total_id = names.id(TOTAL);
+    let mut totals: Vec<(u32, Measures)> = Vec::new();
+    if q.totals {
+        for (unit, (acc, any_suppressed)) in per_unit {
+            let mut m = measures(&mut names, &mut code, &acc, true);
+            if any_suppressed && !m.suppressed {
+                // Secondary suppression: the total minus the visible cells would give a
+                // suppressed one away.
+                m = Measures {
+                    quantity: None,
+                    n_seizures: None,
+                    n_reporters: 0,
+                    obs_status: withheld_obs,
+                    conf_status: withheld_conf,
+                    suppressed: true,
+                    total: true,
+                };
+            }
+            totals.push((code(&mut names, unit), m));
+        }
+    }
+    let (names, ranks) = names.finish();
+    let all = Cells {
+        width,
+        keys,
+        measures: cells,
+        names,
+        ranks,
+    };
+    let mut order: Vec<usize> = (0..all.len()).collect();
     if let Some(n) = q.top_n {
-        out.retain(|c| !c.suppressed);
-        out.sort_by(|a, b| b.quantity.cmp(&a.quantity).then_with(|| a.key.cmp(&b.key)));
-        let mut kept: HashMap<String, u32> = HashMap::new();
-        out.retain(|c| {
-            let count = kept.entry(c.unit_measure.clone()).or_default();
+        order.retain(|&i| !all.measures[i].suppressed);
+        order.sort_unstable_by(|&a, &b| {
+            all.measures[b]
+                .quantity
+                .cmp(&all.measures[a].quantity)
+                .then_with(|| all.cmp_without(None, a, b))
+        });
+        let mut kept: HashMap<u32, u32> = HashMap::new();
+        order.retain(|&i| {
+            let count = kept.entry(all.key(i)[width - 1]).or_default();
             *count += 1;
             *count <= n
         });
     }
-    out.sort_by(|a, b| (&a.key, &a.unit_measure).cmp(&(&b.key, &b.unit_measure)));
-    if q.totals {
-        let mut units: Vec<_> = per_unit.into_iter().collect();
-        units.sort_by(|a, b| index.codes.name(a.0).cmp(index.codes.name(b.0)));
-        for (unit, (acc, any_suppressed)) in units {
-            let key = vec![TOTAL.to_owned(); q.group_by.len()];
-            let mut total = finish(key, unit, &acc, true);
-            if any_suppressed && !total.suppressed {
-                // Secondary suppression: the total minus the visible cells would give a
-                // suppressed one away.
-                total = Cell {
-                    quantity: None,
-                    n_seizures: None,
-                    n_reporters: 0,
-                    obs_status: "Q".into(),
-                    conf_status: "A".into(),
-                    suppressed: true,
-                    ..total
-                };
-            }
-            out.push(total);
-        }
+    order.sort_unstable_by(|&a, &b| all.cmp_without(None, a, b));
+    let mut out = all;
+    out.arrange(order);
+    totals.sort_by_key(|(unit, _)| out.ranks[*unit as usize]);
+    for (unit, m) in totals {
+        out.keys.extend(std::iter::repeat_n(total_id, width - 1));
+        out.keys.push(unit);
+        out.measures.push(m);
     }
     out
 }
@@ -550,4 +739,74 @@ fn publish(index: &Index, q: &Query, grouped: &Grouped, t: Thresholds) -> Vec<Ce
 pub(super) fn rows<'a>(index: &'a Index, sub: &Sub) -> &'a [Row] {
     let first = sub.first as usize;
     &index.rows[first..first + sub.len as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(n: u32) -> Cells {
+        let mut names = Names::default();
+        let ids: Vec<u32> = (0..n).map(|i| names.id(&format!("C{i}"))).collect();
+        let (names, ranks) = names.finish();
+        Cells {
+            width: 2,
+            keys: ids.iter().flat_map(|&i| [i, i]).collect(),
+            measures: (0..n)
+                .map(|i| Measures {
+                    quantity: Some(i128::from(i)),
+                    n_seizures: None,
+                    n_reporters: i,
+                    obs_status: 0,
+                    conf_status: 0,
+                    suppressed: false,
+                    total: false,
+                })
+                .collect(),
+            names,
+            ranks,
+        }
+    }
+
+    /// A permutation applied in place, cycle by cycle, moves each cell's key and measures
+    /// together; a selection keeps only the cells named, in their order.
+    #[test]
+    fn cells_are_arranged_whole() {
+        let orders: [&[usize]; 4] = [
+            &[0, 1, 2, 3, 4, 5],
+            &[5, 4, 3, 2, 1, 0],
+            &[1, 2, 0, 4, 5, 3],
+            &[2, 0, 1, 3, 5, 4],
+        ];
+        for order in orders {
+            let mut c = cells(6);
+            c.arrange(order.to_vec());
+            for (at, &from) in order.iter().enumerate() {
+                let cell = c.get(at);
+                assert_eq!(cell.key, [format!("C{from}")], "{order:?}");
+                assert_eq!(cell.unit_measure, format!("C{from}"));
+                assert_eq!(cell.n_reporters, from as u32);
+            }
+        }
+        let mut c = cells(6);
+        c.arrange(vec![4, 1]);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c.get(0).n_reporters, c.get(1).n_reporters), (4, 1));
+    }
+
+    /// Ranks order ids as their names sort, so that comparing keys by rank is comparing them
+    /// by name.
+    #[test]
+    fn ranks_sort_as_names() {
+        let mut names = Names::default();
+        for n in ["KGZ", "AFG", "_T", "2019-Q2", "2019", "KAZ"] {
+            names.id(n);
+        }
+        assert_eq!(names.id("AFG"), 1, "a name is given one id");
+        let (names, ranks) = names.finish();
+        let mut by_rank: Vec<usize> = (0..names.len()).collect();
+        by_rank.sort_by_key(|&i| ranks[i]);
+        let sorted: Vec<&str> = by_rank.iter().map(|&i| &*names[i]).collect();
+        assert_eq!(sorted, ["2019", "2019-Q2", "AFG", "KAZ", "KGZ", "_T"]);
+    }
 }

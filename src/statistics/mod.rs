@@ -16,7 +16,7 @@ pub mod index;
 pub mod observations;
 pub mod query;
 
-pub use aggregate::{Answer, Cell, Thresholds, Viewer, aggregate};
+pub use aggregate::{Answer, Cell, Cells, Thresholds, Viewer, aggregate};
 pub use index::Index;
 pub use observations::{Page, Revisions, observations};
 pub use query::{AsOf, Dimension, Query};

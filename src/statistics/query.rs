@@ -35,7 +35,7 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    const ALL: [Dimension; 10] = [
+    pub(super) const ALL: [Dimension; 10] = [
         Self::RefArea,
         Self::TimePeriod,
         Self::Drug,
