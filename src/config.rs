@@ -182,8 +182,12 @@ pub struct LimitSettings {
     pub max_pending_handshakes: usize,
     /// Most TLS handshakes in progress from one source address.
     pub max_pending_handshakes_per_address: usize,
-    /// A connection on which nothing moved this long is closed, in milliseconds.
+    /// A connection on which nothing moved this long is closed, in milliseconds; and one
+    /// with no request in flight, this long after its last request ended.
     pub idle_timeout_ms: u64,
+    /// Longest from the end of a connection's TLS handshake to its first complete request
+    /// head, in milliseconds, however the bytes arrive (HTTP/1.1 and HTTP/2 alike).
+    pub head_timeout_ms: u64,
 }
 
 impl LimitSettings {
@@ -415,6 +419,7 @@ impl Default for LimitSettings {
             max_pending_handshakes: 256,
             max_pending_handshakes_per_address: 32,
             idle_timeout_ms: 300_000,
+            head_timeout_ms: 10_000,
         }
     }
 }
@@ -618,6 +623,7 @@ impl Settings {
             max_pending_per_address: l.max_pending_handshakes_per_address,
             handshake_timeout: self.handshake_timeout(),
             idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            head_timeout: Duration::from_millis(l.head_timeout_ms.max(1)),
         })
     }
 }

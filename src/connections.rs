@@ -17,6 +17,11 @@
 //! - **Idle**: a connection on which no byte moved either way for
 //!   [`ConnectionLimits::idle_timeout`] is closed (longer than any RPC may take, so an RPC in
 //!   progress is never cut).
+//! - **Requests**: a connection must bring a complete request head within
+//!   [`ConnectionLimits::head_timeout`] of its handshake, and, with no request in flight, is
+//!   closed [`ConnectionLimits::idle_timeout`] after its last request ended — however its bytes
+//!   arrive: a head trickled a byte at a time, over HTTP/1.1 or HTTP/2, holds nothing for
+//!   long. The servers above say when a request starts and ends ([`Activity::start`]).
 //!
 //! ```text
 //! listener ─accept─▶ Admission::admit (shed oldest) ─spawn─▶ handshake (timeout)
@@ -65,8 +70,11 @@ pub struct ConnectionLimits {
     pub max_pending_per_address: usize,
     /// Longest TLS handshake.
     pub handshake_timeout: Duration,
-    /// A connection on which nothing moved this long is closed.
+    /// A connection on which nothing moved this long is closed; and one with no request in
+    /// flight, this long after its last request ended.
     pub idle_timeout: Duration,
+    /// Longest from the handshake to the first complete request head.
+    pub head_timeout: Duration,
 }
 
 /// The stream of established connections that tonic serves.
@@ -76,7 +84,9 @@ pub type Incoming = ReceiverStream<Result<TlsStream<Tracked>, io::Error>>;
 /// the configuration in force when each arrives, under `limits`. A refused or shed connection
 /// is logged with its reason and the peer address; it never reaches tonic. `protocols` picks
 /// the gRPC listener's configuration or the SDMX API's. `lists` tells the member a client
-/// certificate names. The loop stops when the returned stream is dropped.
+/// certificate names. The loop stops when the returned stream is dropped. The server over
+/// the stream says when each request starts and ends ([`Tracked::activity`]): a connection
+/// with none in flight is closed at its deadline.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ServerTls>,
@@ -123,7 +133,7 @@ pub fn incoming(
             let (admission_, telemetry) = (admission.clone(), telemetry.clone());
             let task = tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
-                let tcp = Tracked::new(tcp, slot, limits.idle_timeout);
+                let tcp = Tracked::new(tcp, slot, &limits);
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let member = stream
@@ -137,7 +147,10 @@ pub fn incoming(
                             Ok(()) => {
                                 let _ = tx.send(Ok(stream)).await;
                             }
-                            Err(why) => go_away(stream, &why).await,
+                            Err(why) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                go_away(stream, &why).await
+                            }
+                            Err(why) => service_unavailable(stream, &why).await,
                         }
                     }
                     Ok(Err(e)) => {
@@ -177,6 +190,28 @@ async fn go_away(mut stream: TlsStream<Tracked>, why: &str) {
         let mut discard = [0u8; 1024];
         while stream.read(&mut discard).await? > 0 {}
         stream.shutdown().await
+    })
+    .await;
+}
+
+/// Closes an established HTTP/1.1 connection that may not be served, telling its client why
+/// in its own protocol: `503 Service Unavailable` with `Retry-After` and the reason, then
+/// `Connection: close`. Kept for at most a second, as [`go_away`] does.
+async fn service_unavailable(mut stream: TlsStream<Tracked>, why: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!("503 Service Unavailable: {}\n", &why[..why.len().min(256)]);
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; \
+         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.flush().await?;
+        stream.shutdown().await?;
+        let mut discard = [0u8; 1024];
+        while stream.read(&mut discard).await? > 0 {}
+        Ok::<_, io::Error>(())
     })
     .await;
 }
@@ -399,28 +434,127 @@ impl Drop for Slot {
     }
 }
 
-/// A TCP connection that closes itself when nothing moved on it for its idle timeout: a read
-/// that would wait past the deadline ends the stream instead, and the server drops it.
+/// Whether a connection has requests in flight, as the server over it says: kept beside the
+/// connection ([`Tracked`]) and found by the server in each request's connection info.
+#[derive(Debug)]
+pub struct Activity {
+    /// Requests in flight.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// When the connection last had none (its handshake's end, or its last request's), and
+    /// whether it has had any.
+    waiting: Mutex<(tokio::time::Instant, bool)>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: Default::default(),
+            waiting: Mutex::new((tokio::time::Instant::now(), false)),
+        })
+    }
+
+    /// A request's head has arrived: it is in flight until the returned guard is dropped
+    /// (once its response has been sent, or abandoned).
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// When the connection is to be closed, given its limits and when a byte last moved:
+    /// once nothing moved for the idle timeout, and, with no request in flight, once the
+    /// head timeout (no request yet) or the idle timeout (since the last one ended) is past.
+    fn deadline(
+        &self,
+        limits: (Duration, Duration),
+        last_io: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        let (head, idle) = limits;
+        if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return last_io + idle;
+        }
+        let (since, served) = *self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        (last_io + idle).min(since + if served { idle } else { head })
+    }
+}
+
+/// A request in flight on a connection ([`Activity::start`]).
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let mut waiting = a.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if a.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            *waiting = (tokio::time::Instant::now(), true);
+        }
+    }
+}
+
+/// A TCP connection that closes itself when it holds the server up: a read that would wait
+/// past its deadline ends the stream instead, and the server drops it. The deadline is the
+/// idle timeout after the last byte moved; and, with no request in flight, the head timeout
+/// after accept (no request yet) or the idle timeout after the last request ended, which
+/// bytes arriving do not put off.
 pub struct Tracked {
     tcp: TcpStream,
-    idle: Duration,
+    limits: (Duration, Duration),
+    last_io: tokio::time::Instant,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    activity: Arc<Activity>,
     _slot: Slot,
 }
 
 impl Tracked {
-    fn new(tcp: TcpStream, slot: Slot, idle: Duration) -> Self {
+    /// A connection accepted now: its first request head is due within the handshake timeout
+    /// and the head timeout.
+    fn new(tcp: TcpStream, slot: Slot, limits: &ConnectionLimits) -> Self {
+        let limits = (
+            limits.handshake_timeout + limits.head_timeout,
+            limits.idle_timeout,
+        );
+        let now = tokio::time::Instant::now();
         Self {
             tcp,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            limits,
+            last_io: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + limits.1)),
+            activity: Activity::new(),
             _slot: slot,
         }
     }
 
+    /// What the server over this connection tells of its requests.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
     fn touch(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
+        self.last_io = tokio::time::Instant::now();
+    }
+
+    /// Whether the deadline has passed; if not, the timer is set to it.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let deadline = self.activity.deadline(self.limits, self.last_io);
+            if self.deadline.deadline() != deadline {
+                self.deadline.as_mut().reset(deadline);
+            }
+            match self.deadline.as_mut().poll(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(()) => {
+                    if self.activity.deadline(self.limits, self.last_io)
+                        <= tokio::time::Instant::now()
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -438,13 +572,11 @@ impl AsyncRead for Tracked {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle, or its request head too slow",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -471,15 +603,38 @@ impl AsyncWrite for Tracked {
     }
 }
 
-impl tonic::transport::server::Connected for Tracked {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+/// What tonic puts in each request's extensions of a [`Tracked`] connection (inside its
+/// `TlsConnectInfo`, beside the peer certificates): the TCP addresses, and the connection's
+/// [`Activity`].
+#[derive(Clone, Debug)]
+pub struct ConnectInfo {
+    /// The TCP addresses.
+    pub tcp: tonic::transport::server::TcpConnectInfo,
+    /// The connection's requests.
+    pub activity: Arc<Activity>,
+}
 
-    /// The TCP addresses, as for a plain `TcpStream`: tonic finds the peer certificates of a
-    /// TLS connection under this type.
+/// The connection info of a TLS connection over a [`Tracked`] one, as tonic gives it.
+pub type TlsInfo = tonic::transport::server::TlsConnectInfo<ConnectInfo>;
+
+/// The leaf certificate of the peer of the request whose extensions are `extensions`.
+pub fn peer_leaf(extensions: &http::Extensions) -> Option<Vec<u8>> {
+    extensions
+        .get::<TlsInfo>()
+        .and_then(|i| i.peer_certs())
+        .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()))
+}
+
+impl tonic::transport::server::Connected for Tracked {
+    type ConnectInfo = ConnectInfo;
+
     fn connect_info(&self) -> Self::ConnectInfo {
-        tonic::transport::server::TcpConnectInfo {
-            local_addr: self.tcp.local_addr().ok(),
-            remote_addr: self.tcp.peer_addr().ok(),
+        ConnectInfo {
+            tcp: tonic::transport::server::TcpConnectInfo {
+                local_addr: self.tcp.local_addr().ok(),
+                remote_addr: self.tcp.peer_addr().ok(),
+            },
+            activity: self.activity.clone(),
         }
     }
 }
@@ -522,6 +677,7 @@ mod tests {
                 max_pending_per_address: per_address,
                 handshake_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(1),
+                head_timeout: Duration::from_secs(1),
             },
             state: Mutex::new(State::default()),
         }

@@ -310,3 +310,153 @@ fn a_low_open_file_limit_is_reported_at_start() {
         "{warned}"
     );
 }
+
+/// A TLS connection to `to` as the identity `who`, offering `alpn`.
+async fn tls_with_alpn(to: SocketAddr, who: &str, alpn: &[u8]) -> Tls {
+    let mut config = IdentityDir::new(common::pki().join(who))
+        .rustls_client()
+        .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(to).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Writes `head` a byte every 100 ms on `tls` until the gateway closes it; whether it did
+/// within `within`, and how much of the head was sent by then.
+async fn trickle_until_closed(tls: Tls, head: Vec<u8>, within: Duration) -> (bool, usize) {
+    let (mut read, mut write) = tokio::io::split(tls);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            for b in head {
+                if write.write_all(&[b]).await.is_err() || write.flush().await.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, read.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => {}
+        }
+    };
+    writer.abort();
+    (closed, sent.load(Ordering::Relaxed))
+}
+
+/// An HTTP/2 connection preface and empty SETTINGS, then a HEADERS frame of `len` bytes on
+/// stream 1 whose payload never completes a head in time.
+fn h2_head(len: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    start.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x1, 0x4]);
+    start.extend_from_slice(&[0, 0, 0, 1]);
+    (start, vec![0x82; len]) // indexed ":method: GET", over and over
+}
+
+/// On the gRPC listener and the SDMX API alike, over HTTP/2 and HTTP/1.1: a connection that
+/// completes TLS and then says nothing, and one that trickles its request head a byte at a
+/// time, are closed once the head timeout is past — bytes arriving do not keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_trickled_request_heads_are_closed_on_every_listener() {
+    let dir = common::tempdir();
+    let mut settings = common::settings(dir.path());
+    settings.tls.handshake_timeout_ms = 1_000;
+    settings.limits.head_timeout_ms = 1_000;
+    let gw = Gateway::start_with(settings).await;
+    let listeners = [
+        ("gRPC, h2", gw.addr, &b"h2"[..]),
+        ("SDMX, h2", gw.sdmx, &b"h2"[..]),
+        ("SDMX, HTTP/1.1", gw.sdmx, &b"http/1.1"[..]),
+    ];
+    for (name, addr, alpn) in listeners {
+        let started = Instant::now();
+        let mut silent = tls_with_alpn(addr, "KAZ", alpn).await;
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(10)).await,
+            "{name}: a silent connection is closed"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{name}: not before the head timeout ({:?})",
+            started.elapsed()
+        );
+
+        let mut tls = tls_with_alpn(addr, "KAZ", alpn).await;
+        let trickled = if alpn == b"h2" {
+            let (start, rest) = h2_head(200);
+            tls.write_all(&start).await.unwrap();
+            rest
+        } else {
+            b"GET /sdmx/structure/codelist/FOCALGATE/CL_DRUG HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(b'a', 200))
+                .collect()
+        };
+        let (closed, sent) = trickle_until_closed(tls, trickled, Duration::from_secs(10)).await;
+        assert!(
+            closed,
+            "{name}: a trickled head is closed ({sent} bytes sent)"
+        );
+        assert!(
+            sent < 100,
+            "{name}: closed while it still trickled ({sent} bytes)"
+        );
+    }
+    // A connection that asks is served as before.
+    list_on_a_new_connection(&gw, "KAZ").await.unwrap();
+    gw.stop().await;
+}
+
+/// A member over its cap on an HTTP/1.1 connection is answered in HTTP/1.1: 503 with
+/// `Retry-After` and the reason, never HTTP/2 frames it cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_its_cap_on_http1_a_member_is_told_in_http1() {
+    let dir = common::tempdir();
+    let mut settings = common::settings(dir.path());
+    settings.limits.max_connections_per_member = 1;
+    let gw = Gateway::start_with(settings).await;
+    let mut first = tls_with_alpn(gw.sdmx, "analyst", b"http/1.1").await;
+    first
+        .write_all(
+            b"GET /sdmx/structure/codelist/FOCALGATE/CL_DRUG HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    first.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "the first is served");
+
+    let mut second = tls_with_alpn(gw.sdmx, "analyst", b"http/1.1").await;
+    let _ = second
+        .write_all(
+            b"GET /sdmx/structure/codelist/FOCALGATE/CL_DRUG HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        )
+        .await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nRetry-After: "), "{answer}");
+    assert!(
+        answer.contains("limits.max_connections_per_member"),
+        "{answer}"
+    );
+    drop(first);
+    gw.stop().await;
+}

@@ -128,8 +128,8 @@ impl Gateway {
         if let Some(observe::Identified(caller)) = request.extensions().get() {
             return Ok(caller.clone());
         }
-        let certs = request.peer_certs();
-        self.identify(certs.as_deref().and_then(|c| c.first()).map(|c| c.as_ref()))
+        let leaf = crate::connections::peer_leaf(request.extensions());
+        self.identify(leaf.as_deref())
     }
 }
 

@@ -26,11 +26,7 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use http_body::{Body as _, Frame};
-use tonic::{
-    Status,
-    body::Body,
-    transport::server::{TcpConnectInfo, TlsConnectInfo},
-};
+use tonic::{Status, body::Body};
 
 use crate::{
     app::Gateway,
@@ -138,12 +134,13 @@ where
         let started = Instant::now();
         let series = shared.telemetry.rpc(req.uri().path());
         series.started();
-        let leaf = req
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|i| i.peer_certs())
-            .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()));
+        let leaf = crate::connections::peer_leaf(req.extensions());
         let caller = shared.gateway.identify(leaf.as_deref()).ok();
+        // In flight on its connection until the record is finished.
+        let in_flight = req
+            .extensions()
+            .get::<crate::connections::TlsInfo>()
+            .map(|i| i.get_ref().activity.start());
         let timeout =
             client_timeout(req.headers()).map_or(shared.timeout, |t| t.min(shared.timeout));
         let record = Record {
@@ -152,6 +149,7 @@ where
             started,
             deadline: started + timeout,
             received: Arc::new(AtomicU64::new(0)),
+            _in_flight: in_flight,
         };
         let (mut parts, body) = req.into_parts();
         if let Some(caller) = caller {
@@ -215,6 +213,8 @@ struct Record {
     deadline: Instant,
     /// Request messages read so far.
     received: Arc<AtomicU64>,
+    /// The RPC counts as in flight on its connection while this is held.
+    _in_flight: Option<crate::connections::InFlight>,
 }
 
 impl Record {

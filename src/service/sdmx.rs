@@ -50,8 +50,32 @@ pub const ROOT: &str = "/sdmx/";
 /// a member's connections are capped too (`limits.max_connections_per_member`).
 const MAX_STREAMS: u32 = 16;
 
-/// Longest a request's head may take to arrive.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A response body that keeps its request in flight on its connection until it is sent
+/// (or abandoned): a download streaming to a slow client is a request under way.
+struct Sending {
+    body: BoxBody<Bytes, std::io::Error>,
+    _in_flight: crate::connections::InFlight,
+}
+
+impl http_body::Body for Sending {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// An answer: whole, or streamed (a download). A stream that fails midway ends with an error,
 /// so that the connection is reset rather than the answer looking complete.
@@ -140,21 +164,31 @@ pub async fn serve(
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.as_ref().to_vec());
+        let activity = stream.get_ref().0.activity().clone();
         let (gateway, leaf) = (gateway.clone(), Arc::new(leaf));
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let (gateway, leaf) = (gateway.clone(), leaf.clone());
+                // In flight from its head until its answer is sent or abandoned.
+                let in_flight = activity.start();
                 // Each request: a revocation takes effect on open connections too.
                 async move {
                     let caller = gateway.identify(leaf.as_deref());
-                    Ok::<_, Infallible>(handle(&gateway, caller, req).await)
+                    let answer = handle(&gateway, caller, req).await;
+                    Ok::<_, Infallible>(answer.map(|body| {
+                        Sending {
+                            body,
+                            _in_flight: in_flight,
+                        }
+                        .boxed()
+                    }))
                 }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
+                .header_read_timeout(limits.head_timeout)
                 .max_buf_size(rest::MAX_TARGET_BYTES * 4);
             builder
                 .http2()
