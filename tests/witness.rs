@@ -86,7 +86,12 @@ impl WitnessProcess {
 
     /// As `start`, with more arguments for `witness serve`.
     fn start_with(dir: &Path, log: &NoteVerifier, port: u16, more: &[&str]) -> Self {
-        let pki = common::pki();
+        Self::start_in(dir, log, port, &common::pki(), more)
+    }
+
+    /// As `start_with`, with the CA, CRL and server certificate of `pki`; `port` 0 takes a
+    /// free one, which the witness reports.
+    fn start_in(dir: &Path, log: &NoteVerifier, port: u16, pki: &Path, more: &[&str]) -> Self {
         let mut child = Command::new(common::BIN)
             .args(["witness", "serve", "--dir"])
             .arg(dir)
@@ -107,17 +112,14 @@ impl WitnessProcess {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let url = loop {
             let line = lines.next().expect("the witness exited early").unwrap();
-            if line.contains("listening on") {
-                break;
+            if let Some((_, url)) = line.split_once("listening on ") {
+                break url.trim().to_owned();
             }
             assert!(Instant::now() < deadline, "the witness did not start");
-        }
-        Self {
-            child,
-            url: format!("https://127.0.0.1:{port}"),
-        }
+        };
+        Self { child, url }
     }
 
     fn kill(mut self) {
@@ -644,4 +646,122 @@ async fn the_own_entry_check_refuses_a_checkpoint_without_the_members_entries() 
     assert_eq!(status, 404, "the refusing witness holds nothing");
     b.stop().await;
     drop(honest);
+}
+
+/// An HTTP/1.1 keep-alive connection to a witness as the demo identity `who` of `pki`.
+struct Connection {
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+impl Connection {
+    async fn open(url: &str, pki: &Path, who: &str) -> Option<Self> {
+        let mut config = focalgate::tls::IdentityDir::new(pki.join(who))
+            .rustls_client()
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let addr = url.trim_start_matches("https://");
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        let (send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .ok()?;
+        tokio::spawn(connection);
+        Some(Self { send })
+    }
+
+    /// The status of `GET /<hash of ORIGIN>/checkpoint`; `None` when the witness closed the
+    /// connection (a TLS 1.3 server refuses a client certificate after the handshake
+    /// completed on the client's side).
+    async fn latest(&mut self) -> Option<u16> {
+        let hash = hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            ORIGIN.as_bytes(),
+        ));
+        let request = hyper::Request::get(format!("/{hash}/checkpoint"))
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        self.send.ready().await.ok()?;
+        let response = self.send.send_request(request).await.ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
+/// Whether a new connection of `who` is refused by the witness at `url`.
+async fn refused(url: &str, pki: &Path, who: &str) -> bool {
+    match Connection::open(url, pki, who).await {
+        None => true,
+        Some(mut c) => c.latest().await.is_none(),
+    }
+}
+
+/// A running witness rereads its trust: a revocation by the CA (a new CRL file) closes new
+/// connections of the revoked member and refuses requests on the connection it already had,
+/// while others are still served; SIGHUP rereads the files too, and does not stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_witness_sees_a_revocation_and_rereads_its_trust_on_sighup() {
+    let dir = common::tempdir();
+    let pki = common::copy_pki(dir.path());
+    let log = TestLog::new();
+    let home = dir.path().join("witness");
+    let init = Command::new(common::BIN)
+        .args(["witness", "init", "--dir"])
+        .arg(&home)
+        .args(["--name", "witness.kaz.example"])
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let mut witness = WitnessProcess::start_in(&home, log.key.verifier(), 0, &pki, &[]);
+
+    let mut held = Connection::open(&witness.url, &pki, "KAZ").await.unwrap();
+    assert_eq!(
+        held.latest().await,
+        Some(404),
+        "served: nothing cosigned yet"
+    );
+
+    common::revoke_cert(&pki, "KAZ", "auth.pem");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if refused(&witness.url, &pki, "KAZ").await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the revocation was never seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        held.latest().await,
+        Some(403),
+        "the connection held from before is refused too"
+    );
+    let mut other = Connection::open(&witness.url, &pki, "UZB").await.unwrap();
+    assert_eq!(
+        other.latest().await,
+        Some(404),
+        "other members are still served"
+    );
+
+    let pid = witness.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut after = Connection::open(&witness.url, &pki, "UZB").await.unwrap();
+    assert_eq!(after.latest().await, Some(404), "served after SIGHUP");
+    assert!(
+        refused(&witness.url, &pki, "KAZ").await,
+        "still revoked after SIGHUP"
+    );
+    assert!(
+        witness.child.try_wait().unwrap().is_none(),
+        "SIGHUP does not stop the witness"
+    );
 }

@@ -104,7 +104,7 @@ fn watched(paths: &Resolved) -> Vec<PathBuf> {
     files
 }
 
-fn fingerprints(files: &[PathBuf]) -> Fingerprints {
+pub(crate) fn fingerprints(files: &[PathBuf]) -> Fingerprints {
     files
         .iter()
         .map(|f| {

@@ -9,9 +9,9 @@ use clap::{Args, Subcommand};
 
 use crate::{
     checkpoint::NoteVerifier,
-    identity::Trust,
     merkle::Hash,
     pki::WITNESS_KEY,
+    service::witness::{TlsFiles, WATCH_EVERY, WitnessTls},
     witness::{InclusionSource, OwnEntries, Witness},
 };
 
@@ -176,24 +176,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         witness = witness.with_own_entries(own)?;
     }
     let witness = Arc::new(witness);
-    let trust = Trust::load(&args.ca, &args.crl).map_err(|e| e.to_string())?;
-    let tls = tls(&trust, &args.tls_cert, &args.tls_key)?;
+    let tls = WitnessTls::load(TlsFiles {
+        ca: args.ca.clone(),
+        crl: args.crl.clone(),
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+    })?;
+    let stop = stopped_by_signal();
+    tokio::spawn(tls.clone().watch(WATCH_EVERY, stop.clone()));
     let listener = bind(args.listen, &witness).await?;
-    crate::service::witness::serve(listener, tls, witness, stopped_by_signal()).await;
+    crate::service::witness::serve(listener, tls, witness, stop).await;
     Ok(())
-}
-
-fn tls(
-    trust: &Trust,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    crate::tls::witness_server_config(
-        trust,
-        crate::tls::read_chain(cert).map_err(|e| e.to_string())?,
-        crate::tls::read_key(key).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())
 }
 
 async fn bind(at: SocketAddr, witness: &Witness) -> Result<tokio::net::TcpListener, String> {

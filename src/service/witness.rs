@@ -6,8 +6,18 @@
 //! room), a handshake within [`HANDSHAKE_TIMEOUT`], headers within 5 s, a body of at most
 //! [`witness::MAX_BODY`] bytes read within [`BODY_TIMEOUT`]. The state file is written on the
 //! blocking pool, so a slow disk holds up no other connection's handshake.
+//!
+//! Its trust is reread like the gateway's ([`WitnessTls`]): on SIGHUP and when the CA, a CRL,
+//! the certificate or its key changes, a reload that fails changing nothing; every request
+//! is checked against the trust in force, so a revocation reaches connections already open.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,7 +27,122 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::witness::{self, Witness};
+use crate::{
+    identity::Trust,
+    witness::{self, Witness},
+};
+
+/// The files the witness's TLS is made of.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The partnership CA (PEM): callers need a certificate it issued.
+    pub ca: PathBuf,
+    /// Its CRLs.
+    pub crl: Vec<PathBuf>,
+    /// The witness's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    fn all(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.ca.clone()];
+        files.extend(self.crl.iter().cloned());
+        files.extend([self.cert.clone(), self.key.clone()]);
+        files
+    }
+}
+
+/// The witness's TLS and the trust it checks callers against, as last loaded.
+pub struct WitnessTls {
+    files: TlsFiles,
+    current: RwLock<(Arc<ServerConfig>, Arc<Trust>)>,
+    /// The files as last read.
+    prints: Mutex<crate::app::control::Fingerprints>,
+}
+
+impl WitnessTls {
+    /// Loads `files`, all checked.
+    pub fn load(files: TlsFiles) -> Result<Arc<Self>, String> {
+        let prints = crate::app::control::fingerprints(&files.all());
+        let current = Self::build(&files)?;
+        Ok(Arc::new(Self {
+            files,
+            current: RwLock::new(current),
+            prints: Mutex::new(prints),
+        }))
+    }
+
+    fn build(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<Trust>), String> {
+        let trust = Trust::load(&files.ca, &files.crl).map_err(|e| e.to_string())?;
+        let config = crate::tls::witness_server_config(
+            &trust,
+            crate::tls::read_chain(&files.cert).map_err(|e| e.to_string())?,
+            crate::tls::read_key(&files.key).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((config, Arc::new(trust)))
+    }
+
+    fn current(&self) -> (Arc<ServerConfig>, Arc<Trust>) {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rereads the files, because of `why`; one that fails is logged and changes nothing.
+    pub fn reload(&self, why: &str) -> Result<(), String> {
+        let prints = crate::app::control::fingerprints(&self.files.all());
+        match Self::build(&self.files) {
+            Ok(loaded) => {
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+                *self.prints.lock().unwrap_or_else(|p| p.into_inner()) = prints;
+                tracing::info!(why, "witness trust reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                // Not retried until a file changes again.
+                *self.prints.lock().unwrap_or_else(|p| p.into_inner()) = prints;
+                tracing::error!(why, error = %e, "witness trust not reloaded: the one in force stays");
+                Err(e)
+            }
+        }
+    }
+
+    /// Until `stop` turns true: reloads on SIGHUP, and when one of the files changed (looked
+    /// at every `every`).
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let hangup = async |hup: &mut Option<tokio::signal::unix::Signal>| match hup {
+            Some(h) => h.recv().await,
+            None => std::future::pending().await,
+        };
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let changed = crate::app::control::fingerprints(&self.files.all())
+                        != *self.prints.lock().unwrap_or_else(|p| p.into_inner());
+                    if changed {
+                        let _ = self.reload("a trust file changed");
+                    }
+                }
+                _ = hangup(&mut hup) => {
+                    let _ = self.reload("SIGHUP");
+                }
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+}
 
 /// Most connections open at once; a new one beyond closes the oldest, so that silent
 /// connections cannot keep the hub from being served.
@@ -26,6 +151,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request body may take to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the trust files are looked at for a change.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 type Answer = Response<Full<Bytes>>;
 
@@ -113,33 +240,57 @@ async fn add_checkpoint(
 }
 
 /// Serves `witness` on `listener` with `tls` until `stop` turns true; connections under way
-/// are then closed.
+/// are then closed. Each connection's handshake uses the TLS in force when it arrives, and
+/// each request is checked against the trust in force.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: Arc<WitnessTls>,
     witness: Arc<Witness>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     super::accept_bounded(listener, MAX_CONNECTIONS, stop, |tcp, peer| {
-        let (acceptor, witness) = (acceptor.clone(), witness.clone());
+        let (tls, witness) = (tls.clone(), witness.clone());
         async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+            let acceptor = TlsAcceptor::from(tls.current().0);
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "witness handshake refused");
                     return;
                 }
                 Err(_) => return,
             };
+            let leaf: Arc<[u8]> = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().into())
+                .unwrap_or_default();
             let service = hyper::service::service_fn(move |req| {
-                let witness = witness.clone();
-                async move { Ok::<_, Infallible>(route(&witness, peer, req).await) }
+                let (tls, witness, leaf) = (tls.clone(), witness.clone(), leaf.clone());
+                async move {
+                    let trust = tls.current().1;
+                    let now = rustls_pki_types::UnixTime::now();
+                    if let Err(e) = trust.check_client_cert(&leaf, now) {
+                        tracing::info!(%peer, error = %e, "witness request refused");
+                        let mut r = text(
+                            StatusCode::FORBIDDEN,
+                            &format!("the client certificate is no longer accepted: {e}"),
+                        );
+                        r.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                        return Ok::<_, Infallible>(r);
+                    }
+                    Ok::<_, Infallible>(route(&witness, peer, req).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection(TokioIo::new(stream), service)
                 .await;
         }
     })
@@ -157,14 +308,13 @@ pub async fn demo(
 ) -> Result<Vec<(String, SocketAddr, tokio::task::JoinHandle<()>)>, String> {
     use crate::pki::demo::{WITNESS_PORT, WITNESSES};
     let pki = std::path::Path::new(crate::config::DEMO_PKI);
-    let trust = crate::identity::Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
-        .map_err(|e| e.to_string())?;
-    let tls = crate::tls::witness_server_config(
-        &trust,
-        crate::tls::read_chain(&pki.join("server/server.pem")).map_err(|e| e.to_string())?,
-        crate::tls::read_key(&pki.join("server/server.key")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let tls = WitnessTls::load(TlsFiles {
+        ca: pki.join("ca/ca.pem"),
+        crl: vec![pki.join("ca/crl.pem")],
+        cert: pki.join("server/server.pem"),
+        key: pki.join("server/server.key"),
+    })?;
+    tokio::spawn(tls.clone().watch(WATCH_EVERY, stop.clone()));
     let mut running = Vec::new();
     for (i, member) in WITNESSES.iter().enumerate() {
         if !only.is_empty() && !only.iter().any(|m| m == member) {

@@ -581,8 +581,14 @@ impl Gateway {
 /// Revokes `member`'s demo signing certificate in the CA of the PKI copy `pki`, as `focalgate
 /// ca revoke` does (a fresh CRL); returns its serial number.
 pub fn revoke_signing_cert(pki: &Path, member: &str) -> String {
+    revoke_cert(pki, member, "signing.pem")
+}
+
+/// Revokes the certificate `file` of `member`'s demo identity folder in the CA of the PKI copy
+/// `pki`, as `focalgate ca revoke` does; returns its serial number.
+pub fn revoke_cert(pki: &Path, member: &str, file: &str) -> String {
     let ca = CaDir::open(&pki.join("ca")).unwrap();
-    let der = std::fs::read(pki.join(member).join("signing.pem")).unwrap();
+    let der = std::fs::read(pki.join(member).join(file)).unwrap();
     let der = rustls_pki_types::CertificateDer::from_pem_slice(&der).unwrap();
     let cert = ca
         .list()
@@ -755,14 +761,14 @@ pub async fn serve_witness(
     let witness = std::sync::Arc::new(
         focalgate::witness::Witness::new(key, vec![log.clone()], state).unwrap(),
     );
-    let trust = focalgate::identity::Trust::load(&pki.join("ca/ca.pem"), &[pki.join("ca/crl.pem")])
+    let tls =
+        focalgate::service::witness::WitnessTls::load(focalgate::service::witness::TlsFiles {
+            ca: pki.join("ca/ca.pem"),
+            crl: vec![pki.join("ca/crl.pem")],
+            cert: pki.join("server/server.pem"),
+            key: pki.join("server/server.key"),
+        })
         .unwrap();
-    let tls = focalgate::tls::witness_server_config(
-        &trust,
-        focalgate::tls::read_chain(&pki.join("server/server.pem")).unwrap(),
-        focalgate::tls::read_key(&pki.join("server/server.key")).unwrap(),
-    )
-    .unwrap();
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let url = format!(
         "https://127.0.0.1:{}",
