@@ -436,11 +436,10 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         let incoming = focalgate::connections::incoming(
             listener,
-            assembled.tls.clone(),
-            focalgate::tls::Listener::Grpc,
+            focalgate::connections::gateway_tls(assembled.tls.clone(), focalgate::tls::Listener::Grpc),
             assembled.gateway.lists.clone(),
             settings.connection_limits().unwrap(),
-            assembled.gateway.telemetry.clone(),
+            Some(assembled.gateway.telemetry.clone()),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let baseline = tokio::spawn(

@@ -80,26 +80,32 @@ pub struct ConnectionLimits {
 /// The stream of established connections that tonic serves.
 pub type Incoming = ReceiverStream<Result<TlsStream<Tracked>, io::Error>>;
 
+/// Where each connection's TLS configuration comes from: the one in force when it arrives.
+pub type TlsSource = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
+
+/// The gateway's TLS for `listener` (gRPC, or the HTTP surfaces), as reloads replace it.
+pub fn gateway_tls(tls: Arc<ServerTls>, listener: crate::tls::Listener) -> TlsSource {
+    Arc::new(move || tls.for_listener(listener))
+}
+
 /// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently, with
-/// the configuration in force when each arrives, under `limits`. A refused or shed connection
-/// is logged with its reason and the peer address; it never reaches tonic. `protocols` picks
-/// the gRPC listener's configuration or the SDMX API's. `lists` tells the member a client
-/// certificate names. The loop stops when the returned stream is dropped. The server over
+/// the configuration `tls` gives when each arrives, under `limits`. A refused or shed
+/// connection is logged with its reason and the peer address; it never reaches the server.
+/// `lists` tells the member a client certificate names; refusals are counted in `telemetry`. The loop stops when the returned stream is dropped. The server over
 /// the stream says when each request starts and ends ([`Tracked::activity`]): a connection
 /// with none in flight is closed at its deadline.
 pub fn incoming(
     listener: TcpListener,
-    tls: Arc<ServerTls>,
-    protocols: crate::tls::Listener,
+    tls: TlsSource,
     lists: Arc<CodeLists>,
     limits: ConnectionLimits,
-    telemetry: Arc<Telemetry>,
+    telemetry: Option<Arc<Telemetry>>,
 ) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
     let admission = Arc::new(Admission {
         limits,
         state: Mutex::new(State {
-            telemetry: Some(telemetry.clone()),
+            telemetry: telemetry.clone(),
             ..State::default()
         }),
     });
@@ -125,11 +131,7 @@ pub fn incoming(
                 admission: admission.clone(),
                 id,
             };
-            let (acceptor, tx, lists) = (
-                TlsAcceptor::from(tls.for_listener(protocols)),
-                tx.clone(),
-                lists.clone(),
-            );
+            let (acceptor, tx, lists) = (TlsAcceptor::from(tls()), tx.clone(), lists.clone());
             let (admission_, telemetry) = (admission.clone(), telemetry.clone());
             let task = tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
@@ -154,11 +156,15 @@ pub fn incoming(
                         }
                     }
                     Ok(Err(e)) => {
-                        telemetry.refused(Refusal::Handshake);
+                        if let Some(t) = &telemetry {
+                            t.refused(Refusal::Handshake);
+                        }
                         refused(peer, &crate::tls::handshake_error(&e));
                     }
                     Err(_) => {
-                        telemetry.refused(Refusal::HandshakeTimeout);
+                        if let Some(t) = &telemetry {
+                            t.refused(Refusal::HandshakeTimeout);
+                        }
                         refused(peer, "handshake timed out");
                     }
                 }
@@ -531,6 +537,11 @@ impl Tracked {
     /// What the server over this connection tells of its requests.
     pub fn activity(&self) -> &Arc<Activity> {
         &self.activity
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.tcp.peer_addr().ok()
     }
 
     fn touch(&mut self) {

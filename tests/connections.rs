@@ -460,3 +460,45 @@ async fn over_its_cap_on_http1_a_member_is_told_in_http1() {
     drop(first);
     gw.stop().await;
 }
+
+/// A partner's witness is served on the same layer: a silent connection and a trickled
+/// HTTP/1.1 head are closed (the witness gives a head 5 s after a 10 s handshake), while the
+/// witness still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_closes_silent_and_trickled_heads_too() {
+    use focalgate::checkpoint::{KeyType, NoteSigner};
+    let dir = common::tempdir();
+    let log = NoteSigner::from_seed("focalgate.example/log", KeyType::Ed25519, &[7; 32]).unwrap();
+    let (w, stop) = common::serve_witness(dir.path(), 1, log.verifier(), 0).await;
+    let addr: SocketAddr = w
+        .url
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let mut silent = tls_with_alpn(addr, "KAZ", b"http/1.1").await;
+    let trickled = tls_with_alpn(addr, "UZB", b"http/1.1").await;
+    let head: Vec<u8> = b"POST /add-checkpoint HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'a', 400))
+        .collect();
+    let (silent_closed, (trickle_closed, sent)) = tokio::join!(
+        closed_within(&mut silent, Duration::from_secs(25)),
+        trickle_until_closed(trickled, head, Duration::from_secs(25)),
+    );
+    assert!(silent_closed, "a silent connection is closed");
+    assert!(
+        trickle_closed && sent < 300,
+        "a trickled head is closed ({sent} bytes)"
+    );
+    let mut asked = tls_with_alpn(addr, "KAZ", b"http/1.1").await;
+    asked
+        .write_all(b"GET /0000000000000000000000000000000000000000000000000000000000000000/checkpoint HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut status = [0u8; 12];
+    asked.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 404");
+    let _ = stop.send(true);
+}

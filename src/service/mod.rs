@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod error;
+pub mod https;
 pub mod monitoring;
 mod observe;
 pub mod sdmx;
@@ -282,11 +283,10 @@ async fn serve_grpc(
 
     let incoming = crate::connections::incoming(
         listener,
-        tls,
-        crate::tls::Listener::Grpc,
+        crate::connections::gateway_tls(tls, crate::tls::Listener::Grpc),
         gateway_lists,
         options.connections,
-        telemetry,
+        Some(telemetry),
     );
     tonic::transport::Server::builder()
         // Deadlines, oversize requests, the request log and the metrics: see `observe`.

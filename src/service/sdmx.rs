@@ -13,15 +13,13 @@
 //! and `Focalgate-Root` (base64, as in the checkpoint), and in SDMX-ML the signed checkpoint
 //! itself as the header's Source.
 
-use std::{convert::Infallible, io::Write, sync::Arc, time::Duration};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 
 use crate::{
     app::{
@@ -50,36 +48,7 @@ pub const ROOT: &str = "/sdmx/";
 /// a member's connections are capped too (`limits.max_connections_per_member`).
 const MAX_STREAMS: u32 = 16;
 
-/// A response body that keeps its request in flight on its connection until it is sent
-/// (or abandoned): a download streaming to a slow client is a request under way.
-struct Sending {
-    body: BoxBody<Bytes, std::io::Error>,
-    _in_flight: crate::connections::InFlight,
-}
-
-impl http_body::Body for Sending {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// An answer: whole, or streamed (a download). A stream that fails midway ends with an error,
-/// so that the connection is reset rather than the answer looking complete.
-type Answer = Response<BoxBody<Bytes, std::io::Error>>;
+use super::https::{self, Answer};
 
 fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
     Full::new(bytes.into())
@@ -129,103 +98,57 @@ fn refusal(e: &ApiError, caller: Option<&Caller>) -> Answer {
     r
 }
 
-/// Serves the API on `listener` until `stop` turns true; connections under way are then
-/// closed.
+/// Serves the API on `listener` until `stop` turns true, on the HTTPS layer
+/// ([`super::https`]); connections under way are then closed.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerTls>,
     gateway: Arc<Gateway>,
     limits: crate::connections::ConnectionLimits,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut incoming = crate::connections::incoming(
+    let incoming = crate::connections::incoming(
         listener,
-        tls,
-        Listener::Http,
+        crate::connections::gateway_tls(tls, Listener::Http),
         gateway.lists.clone(),
         limits,
-        gateway.telemetry.clone(),
+        Some(gateway.telemetry.clone()),
     );
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let next = tokio::select! {
-            next = incoming.next() => next,
-            _ = stop.wait_for(|stopped| *stopped) => break,
-        };
-        let Some(Ok(stream)) = next else {
-            if next.is_none() {
-                break;
+    let surface = https::Surface {
+        name: "SDMX",
+        http2: true,
+        head_timeout: limits.head_timeout,
+        max_head_bytes: rest::MAX_TARGET_BYTES * 4,
+        max_streams: MAX_STREAMS,
+    };
+    let handler: https::Handler = Arc::new(move |req, peer| {
+        let gateway = gateway.clone();
+        Box::pin(async move {
+            // Each request: a revocation takes effect on open connections too.
+            let caller = gateway.identify((!peer.leaf.is_empty()).then_some(&*peer.leaf));
+            let member = caller.as_ref().ok().map(|c| c.member().to_string());
+            https::Handled {
+                answer: handle(&gateway, caller, req).await,
+                member,
             }
-            continue;
-        };
-        let leaf = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.as_ref().to_vec());
-        let activity = stream.get_ref().0.activity().clone();
-        let (gateway, leaf) = (gateway.clone(), Arc::new(leaf));
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (gateway, leaf) = (gateway.clone(), leaf.clone());
-                // In flight from its head until its answer is sent or abandoned.
-                let in_flight = activity.start();
-                // Each request: a revocation takes effect on open connections too.
-                async move {
-                    let caller = gateway.identify(leaf.as_deref());
-                    let answer = handle(&gateway, caller, req).await;
-                    Ok::<_, Infallible>(answer.map(|body| {
-                        Sending {
-                            body,
-                            _in_flight: in_flight,
-                        }
-                        .boxed()
-                    }))
-                }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.head_timeout)
-                .max_buf_size(rest::MAX_TARGET_BYTES * 4);
-            builder
-                .http2()
-                .max_header_list_size(64 * 1024)
-                .max_concurrent_streams(MAX_STREAMS);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    connections.shutdown().await;
+        })
+    });
+    https::serve(incoming, surface, handler, stop).await;
 }
 
+/// Answers one request, and counts it in the API's metrics.
 async fn handle(
     gateway: &Gateway,
     caller: Result<Caller, ApiError>,
     req: Request<Incoming>,
 ) -> Answer {
     let started = std::time::Instant::now();
-    let member = caller
-        .as_ref()
-        .map(|c| c.member().to_string())
-        .unwrap_or_else(|_| "-".into());
-    let path = req.uri().path().to_owned();
-    let resource = resource(&path);
+    let resource = resource(req.uri().path());
     let answer = answer(gateway, caller, &req).await;
-    let took = started.elapsed();
-    gateway
-        .telemetry
-        .sdmx_request(resource, answer.status().as_u16(), took.as_secs_f64());
-    tracing::info!(
-        member = %member,
-        path = %path.chars().take(200).collect::<String>(),
-        status = answer.status().as_u16(),
-        took_ms = took.as_millis() as u64,
-        "SDMX request"
+    gateway.telemetry.sdmx_request(
+        resource,
+        answer.status().as_u16(),
+        started.elapsed().as_secs_f64(),
     );
     answer
 }

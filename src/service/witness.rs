@@ -2,8 +2,9 @@
 //! `GET /<hex SHA-256 of the origin>/checkpoint`, over TLS 1.3 with client certificates of
 //! the partnership CA. It only translates: every rule is in [`crate::witness`].
 //!
-//! Bounded like the gateway: at most [`MAX_CONNECTIONS`] at once (the oldest closed to make
-//! room), a handshake within [`HANDSHAKE_TIMEOUT`], headers within 5 s, a body of at most
+//! Served on the gateway's HTTPS layer ([`super::https`]), bounded as the gateway is
+//! ([`limits`]): at most [`MAX_CONNECTIONS`] at once (pending handshakes shed oldest first),
+//! a handshake within [`HANDSHAKE_TIMEOUT`], a request head within 5 s, a body of at most
 //! [`witness::MAX_BODY`] bytes read within [`BODY_TIMEOUT`]. The state file is written on the
 //! blocking pool, so a slow disk holds up no other connection's handshake.
 //!
@@ -12,7 +13,6 @@
 //! is checked against the trust in force, so a revocation reaches connections already open.
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
@@ -22,10 +22,8 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header::CONTENT_TYPE};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::{
     identity::Trust,
@@ -144,8 +142,8 @@ impl WitnessTls {
     }
 }
 
-/// Most connections open at once; a new one beyond closes the oldest, so that silent
-/// connections cannot keep the hub from being served.
+/// Most connections open at once; a new one beyond sheds the oldest pending handshake, so
+/// that silent connections cannot keep the hub from being served.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,7 +167,7 @@ fn text(status: StatusCode, body: &str) -> Answer {
     answer(status, "text/plain; charset=utf-8", format!("{body}\n"))
 }
 
-async fn route(witness: &Arc<Witness>, peer: SocketAddr, req: Request<Incoming>) -> Answer {
+async fn route(witness: &Arc<Witness>, peer: Option<SocketAddr>, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/add-checkpoint") => add_checkpoint(witness, peer, req).await,
@@ -208,7 +206,7 @@ fn checkpoint_path(path: &str) -> Option<&str> {
 
 async fn add_checkpoint(
     witness: &Arc<Witness>,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     req: Request<Incoming>,
 ) -> Answer {
     let limited = Limited::new(req.into_body(), witness::MAX_BODY);
@@ -231,7 +229,7 @@ async fn add_checkpoint(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let reply = witness.answer(body.to_vec(), now).await;
-    tracing::info!(%peer, status = reply.status, "add-checkpoint");
+    tracing::info!(peer = ?peer, status = reply.status, "add-checkpoint");
     answer(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         reply.content_type,
@@ -239,62 +237,79 @@ async fn add_checkpoint(
     )
 }
 
-/// Serves `witness` on `listener` with `tls` until `stop` turns true; connections under way
-/// are then closed. Each connection's handshake uses the TLS in force when it arrives, and
-/// each request is checked against the trust in force.
+/// What a witness's callers may hold: the gateway's rules ([`crate::connections`]) with a
+/// witness's sizes — pending handshakes shed oldest first (in all, and per source address),
+/// at most 16 connections per member, a request head within 5 s of the handshake, and a
+/// connection idle for 60 s closed.
+fn limits() -> crate::connections::ConnectionLimits {
+    crate::connections::ConnectionLimits {
+        max_connections: MAX_CONNECTIONS,
+        max_connections_per_member: 16,
+        max_pending_handshakes: MAX_CONNECTIONS,
+        max_pending_per_address: 16,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        idle_timeout: Duration::from_secs(60),
+        head_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Serves `witness` on `listener` with `tls` until `stop` turns true, on the HTTPS layer
+/// ([`super::https`]); connections under way are then closed. Each connection's handshake
+/// uses the TLS in force when it arrives, and each request is checked against the trust in
+/// force.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<WitnessTls>,
     witness: Arc<Witness>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    super::accept_bounded(listener, MAX_CONNECTIONS, stop, |tcp, peer| {
-        let (tls, witness) = (tls.clone(), witness.clone());
-        async move {
-            let acceptor = TlsAcceptor::from(tls.current().0);
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "witness handshake refused");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let leaf: Arc<[u8]> = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.as_ref().into())
-                .unwrap_or_default();
-            let service = hyper::service::service_fn(move |req| {
-                let (tls, witness, leaf) = (tls.clone(), witness.clone(), leaf.clone());
-                async move {
-                    let trust = tls.current().1;
-                    let now = rustls_pki_types::UnixTime::now();
-                    if let Err(e) = trust.check_client_cert(&leaf, now) {
-                        tracing::info!(%peer, error = %e, "witness request refused");
-                        let mut r = text(
-                            StatusCode::FORBIDDEN,
-                            &format!("the client certificate is no longer accepted: {e}"),
-                        );
-                        r.headers_mut().insert(
-                            hyper::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                        return Ok::<_, Infallible>(r);
-                    }
-                    Ok::<_, Infallible>(route(&witness, peer, req).await)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+    let lists = match crate::schema::CodeLists::builtin() {
+        Ok(lists) => Arc::new(lists),
+        Err(e) => {
+            tracing::error!(error = %e, "the built-in code lists do not load");
+            return;
         }
-    })
-    .await;
+    };
+    let source: crate::connections::TlsSource = {
+        let tls = tls.clone();
+        Arc::new(move || tls.current().0)
+    };
+    let incoming = crate::connections::incoming(listener, source, lists, limits(), None);
+    let surface = super::https::Surface {
+        name: "witness",
+        http2: false,
+        head_timeout: Duration::from_secs(5),
+        max_head_bytes: 16 * 1024,
+        max_streams: 1,
+    };
+    let handler: super::https::Handler = Arc::new(move |req, peer| {
+        let (tls, witness) = (tls.clone(), witness.clone());
+        Box::pin(async move {
+            let answer = match tls
+                .current()
+                .1
+                .check_client_cert(&peer.leaf, rustls_pki_types::UnixTime::now())
+            {
+                Ok(()) => route(&witness, peer.addr, req).await,
+                Err(e) => {
+                    let mut r = text(
+                        StatusCode::FORBIDDEN,
+                        &format!("the client certificate is no longer accepted: {e}"),
+                    );
+                    r.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    r
+                }
+            };
+            super::https::Handled {
+                answer: answer.map(|body| body.map_err(|never| match never {}).boxed()),
+                member: None,
+            }
+        })
+    });
+    super::https::serve(incoming, surface, handler, stop).await;
 }
 
 /// Serves the demo's witnesses (all five, or the members in `only`) for the log `log`, each
