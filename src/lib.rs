@@ -60,13 +60,17 @@
 //!    and a request, returning a domain error ([`app::ApiError`]); [`app::render`] writes
 //!    answers as CSV, SDMX-CSV and JSON.
 //! 4. The adapters, which only translate:
-//!    - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin`,
-//!      errors → gRPC status in one place, the one tower layer that records how every RPC
-//!      ended (request log, metrics, deadlines, oversize requests), the server, and
-//!      [`service::monitoring`]: `/metrics`, `/readyz`, `/livez`; [`service::sdmx`]: the SDMX
-//!      REST API on its own HTTPS listener (HTTP/1.1 and HTTP/2, the same trust).
-//!    - [`connections`]: the accept loop: pending handshakes bounded per address and in total
-//!      (oldest shed first), connections per member and in total, idle connections closed;
+//!    - [`service`]: the tonic services `Submissions`, `Audit`, `Statistics` and `Admin`, the
+//!      one outcome table (every cause → gRPC code, HTTP status, public message, logged
+//!      detail), the one tower layer that records how every RPC ended (request log, metrics,
+//!      deadlines, oversize requests), the server, and [`service::monitoring`]: `/metrics`,
+//!      `/readyz`, `/livez`; [`service::https`]: the one HTTPS layer of the HTTP surfaces —
+//!      [`service::sdmx`], the SDMX REST API (HTTP/1.1 and HTTP/2, the same trust), and
+//!      [`service::witness`], the witness a partner runs.
+//!    - [`connections`]: the accept loop of every TLS listener: pending handshakes bounded per
+//!      address and in total (oldest shed first), connections per member and in total, a
+//!      deadline to a complete request head and one for idle connections, both following the
+//!      requests the server above says are in flight;
 //!      [`codec`]: the gRPC codec that counts each message's repeated fields before decoding.
 //!    - [`rpc`]: the generated gRPC clients and servers.
 //!    - [`cli`]: the `focalgate` command; [`synthetic`]: invented sample statistics.
@@ -90,10 +94,12 @@
 //!          proof) over mTLS ─▶ cosignature verified ─▶ store, beside its checkpoint
 //!          ─▶ tlog::witnessed (quorum under the policy) ─▶ Audit.GetCheckpoint.witnessed
 //!          ─▶ receipt upgrade ─▶ .tlog-proof ─▶ receipt verify --policy (offline)
-//! analyst: Statistics.Query ─▶ statistics::Query ─▶ Index brought up to the tree size of the
+//! analyst: Statistics.Query ─▶ statistics::Query ─▶ a slot (app::statistics::Admission: per
+//!          member and in all, or Busy) ─▶ Index snapshot brought up to the tree size of the
 //!          latest (or asked) signed checkpoint, reading only what is new
-//!          ─▶ aggregate (the revision of each series that counts at that size, caller's
-//!             sharing rights, suppression) ─▶ access trail (durable, grouped) ─▶ header + rows
+//!          ─▶ aggregate on the slot's thread (the revision of each series that counts at
+//!             that size, caller's sharing rights, suppression) ─▶ compact cells, window
+//!          ─▶ access trail (durable, grouped) ─▶ header, then rows a page at a time
 //! SDMX:    GET /sdmx/data/SEIZURES_AGG/{key} ─▶ service::sdmx ─▶ sdmx::rest (key, c[…],
 //!          Accept) ─▶ AggregateQuery ─▶ the same Gateway::query ─▶ sdmx::data (full keys
 //!          of SEIZURES_AGG, SDMX-CSV or SDMX-ML, the signed checkpoint in the header)

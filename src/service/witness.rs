@@ -3,7 +3,7 @@
 //! the partnership CA. It only translates: every rule is in [`crate::witness`].
 //!
 //! Served on the gateway's HTTPS layer ([`super::https`]), bounded as the gateway is
-//! ([`limits`]): at most [`MAX_CONNECTIONS`] at once (pending handshakes shed oldest first),
+//! (`limits`): at most [`MAX_CONNECTIONS`] at once (pending handshakes shed oldest first),
 //! a handshake within [`HANDSHAKE_TIMEOUT`], a request head within 5 s, a body of at most
 //! [`witness::MAX_BODY`] bytes read within [`BODY_TIMEOUT`]. The state file is written on the
 //! blocking pool, so a slow disk holds up no other connection's handshake.
