@@ -515,7 +515,7 @@ impl Gateway {
             skip: window.offset,
             left: 0,
             next: Some(0),
-            _slot: slot,
+            slot,
         };
         // Counted first, so that the record says what the answer holds before any of it leaves.
         let available = download.count().await?;
@@ -714,7 +714,7 @@ pub struct Download {
     /// Where the next page is read from (`None`: the index is read to its end).
     next: Option<usize>,
     /// Its room among the queries under way, until it is dropped.
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl Download {
@@ -798,7 +798,7 @@ impl Download {
             self.member.clone(),
             self.query.clone(),
         );
-        self._slot
+        self.slot
             .run(move || {
                 let index = state.snapshot();
                 let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
