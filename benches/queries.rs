@@ -28,19 +28,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{MEMBERS, channel, env_or, signer};
+use common::{MEMBERS, SDMX_CSV, Sdmx, channel, env_or, percentile, rss, signer};
 use focalgate::{
-    app::Accepted,
-    checkpoint::{KeyType, NoteSigner},
     config::Settings,
     envelope,
-    identity::{MemberId, Registry},
-    ledger::Ledger,
     proto::{AggregateQuery, Observation, SubmissionBody},
     rpc::{statistics_client::StatisticsClient, submissions_client::SubmissionsClient},
-    schema::{self, CodeLists, Limits, SUBMISSION_PAYLOAD_TYPE},
-    store::{Store, sqlite::SqliteStore},
-    tlog::{Log, Published},
+    schema::SUBMISSION_PAYLOAD_TYPE,
 };
 use prost::Message;
 
@@ -57,11 +51,6 @@ const MODES: [&str; 6] = ["ROAD", "RAIL", "AIR", "SEA", "POSTAL", "_U"];
 
 /// Observations per loaded submission: every (drug, origin, transit) once.
 const PER_SUBMISSION: usize = 150;
-
-fn lists() -> &'static CodeLists {
-    static LISTS: std::sync::OnceLock<CodeLists> = std::sync::OnceLock::new();
-    LISTS.get_or_init(|| CodeLists::builtin().unwrap())
-}
 
 /// A ROUTES submission of `reporter` for a month: each (drug, origin, transit) once, the
 /// destination and the mode varying with the month, so that nearly every observation is its
@@ -121,70 +110,6 @@ fn small(member: &str, i: usize) -> SubmissionBody {
             })
             .collect(),
         ..Default::default()
-    }
-}
-
-fn percentile(v: &mut [Duration], q: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort();
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-}
-
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-/// An HTTP/1.1 connection to the SDMX REST API as the demo identity `who`.
-struct Sdmx {
-    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-}
-
-impl Sdmx {
-    async fn connect(addr: std::net::SocketAddr, who: &str) -> Self {
-        let mut config = focalgate::tls::IdentityDir::new(format!("certs-example/{who}"))
-            .rustls_client()
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let (send, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        Self { send }
-    }
-
-    /// `GET path` of a representation `accept`s: the status and the size of the body, read
-    /// and dropped.
-    async fn get(&mut self, path: &str, accept: &str) -> (u16, usize) {
-        use http_body_util::BodyExt;
-        let request = hyper::Request::get(path)
-            .header("host", "localhost")
-            .header("accept", accept)
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        self.send.ready().await.unwrap();
-        let response = self.send.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut bytes = 0;
-        while let Some(frame) = body.frame().await {
-            bytes += frame.unwrap().data_ref().map_or(0, |d| d.len());
-        }
-        (status, bytes)
     }
 }
 
@@ -278,7 +203,7 @@ async fn phase(
                 tick.tick().await;
                 let t = Instant::now();
                 let (status, _) = sdmx
-                    .get("/sdmx/structure/codelist/FOCALGATE/CL_DRUG", "*/*")
+                    .count("/sdmx/structure/codelist/FOCALGATE/CL_DRUG", "*/*")
                     .await;
                 assert_eq!(status, 200);
                 took.push(t.elapsed());
@@ -313,9 +238,9 @@ async fn phase(
                 while running.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let (status, bytes) = sdmx
-                        .get(
+                        .count(
                             "/sdmx/data/ROUTES_AGG/M.*.*.*.*.*.*.*.*.*?limit=10000000",
-                            "application/vnd.sdmx.data+csv;version=2.0.0",
+                            SDMX_CSV,
                         )
                         .await;
                     match status {
@@ -396,41 +321,17 @@ fn main() {
 
         // 1. The ROUTES observations, through the ledger.
         let started = Instant::now();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&data.join("focalgate.db")).await.unwrap());
-        let (pair, _) =
-            focalgate::pki::load_or_create_gateway_key(&data.join("gateway.key")).unwrap();
-        let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
-        let log = Arc::new(Log::new(Arc::new(key), Published::new(data.join("checkpoint"))));
-        let registry = Arc::new(Registry::new(Arc::new(lists().clone())));
-        log.prepare(&*store, false, &registry).await.unwrap();
-        let telemetry = focalgate::telemetry::Telemetry::new(Default::default());
-        let (ledger, task) = Ledger::start(store.clone(), log, registry, 256, telemetry);
-        let now = time::OffsetDateTime::now_utc();
-        let mut pending = tokio::task::JoinSet::new();
         let submissions = observations.div_ceil(PER_SUBMISSION);
-        for n in 0..submissions {
-            let reporter = REPORTERS[n % REPORTERS.len()];
+        let bodies = (0..submissions).map(|n| {
             let month = n / REPORTERS.len();
-            let body = routes(reporter, 2015 + (month / 12) as i32, 1 + (month % 12) as u8, n);
-            let submission = schema::validate(&body, lists(), &Limits::default(), now).unwrap();
-            let accepted = Accepted::unchecked_for_benchmarks(
-                MemberId::parse(&format!("{reporter}:nfp")).unwrap(),
-                submission,
-                body.encode_to_vec(),
-            );
-            let ledger = ledger.clone();
-            pending.spawn(async move { ledger.submit(accepted).await.unwrap() });
-            while pending.len() > 64 {
-                pending.join_next().await.unwrap().unwrap();
-            }
-        }
-        while let Some(r) = pending.join_next().await {
-            r.unwrap();
-        }
-        drop(ledger);
-        task.await.unwrap();
-        drop(store);
+            routes(
+                REPORTERS[n % REPORTERS.len()],
+                2015 + (month / 12) as i32,
+                1 + (month % 12) as u8,
+                n,
+            )
+        });
+        let loaded = common::load(&data, "focalgate.bench/log", bodies).await;
         let load = started.elapsed();
 
         // 2. The gateway on that store, with its SDMX REST API.
@@ -438,21 +339,12 @@ fn main() {
         settings.witnessing.identity = None;
         settings.data_dir = data.clone();
         settings.log.origin = Some("focalgate.bench/log".into());
-        let mut assembled = focalgate::service::assemble(&settings).await.unwrap();
+        let running = common::start(&settings).await;
         let (slots, per_member) = settings.statistics.query_slots();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = listener.local_addr().unwrap();
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api_addr = api.local_addr().unwrap();
-        assembled.sdmx = Some(api);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(focalgate::service::serve(assembled, listener, async {
-            let _ = stopped.await;
-        }));
+        let (grpc, api_addr) = (running.addr, running.sdmx);
         println!(
-            "queries: {} ROUTES observations from {} reporters, loaded in {load:.1?}; \
+            "queries: {loaded} ROUTES observations from {} reporters, loaded in {load:.1?}; \
              {slots} query slots, {per_member} per member; phases of {seconds} s",
-            submissions * PER_SUBMISSION,
             REPORTERS.len()
         );
 
@@ -483,7 +375,6 @@ fn main() {
             base.grew as f64 / 1e6,
             load.grew as f64 / 1e6
         );
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
+        common::shut_down(vec![running]).await;
     });
 }

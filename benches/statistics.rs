@@ -12,6 +12,9 @@
 //! `cargo bench --bench statistics` (environment: BENCH_RUNS, default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{SDMX_CSV, Sdmx, lists, percentile, rss};
 use focalgate::rpc::statistics_client::StatisticsClient;
 use std::{
     sync::Arc,
@@ -19,17 +22,9 @@ use std::{
 };
 
 use focalgate::{
-    app::Accepted,
-    checkpoint::{KeyType, NoteSigner},
     config::Settings,
-    identity::{MemberId, Registry},
-    ledger::Ledger,
     proto::{AggregateQuery, Observation, SubmissionBody, query_response::Item},
-    schema::{self, CodeLists, Limits},
-    service,
-    store::{Store, sqlite::SqliteStore},
     synthetic::Rng,
-    tlog::{Log, Published},
 };
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -117,72 +112,6 @@ fn body(reporter: &str, year: i32, month: u8, rng: &mut Rng) -> SubmissionBody {
     }
 }
 
-fn lists() -> &'static CodeLists {
-    static LISTS: std::sync::OnceLock<CodeLists> = std::sync::OnceLock::new();
-    LISTS.get_or_init(|| CodeLists::builtin().unwrap())
-}
-
-fn percentile(v: &mut [Duration], q: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-}
-
-/// An analyst's HTTP/1.1 connection to the SDMX REST API, with the analyst's certificate.
-struct Sdmx {
-    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-}
-
-impl Sdmx {
-    async fn connect(addr: std::net::SocketAddr) -> Self {
-        let mut config = focalgate::tls::IdentityDir::new("certs-example/analyst")
-            .rustls_client()
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let (send, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        Self { send }
-    }
-
-    /// The answer to `GET path` in SDMX-CSV, its body still to be read.
-    async fn ask(&mut self, path: &str) -> hyper::body::Incoming {
-        let request = hyper::Request::get(path)
-            .header("host", "localhost")
-            .header("accept", "application/vnd.sdmx.data+csv;version=2.0.0")
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        self.send.ready().await.unwrap();
-        let response = self.send.send_request(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.into_body()
-    }
-
-    /// Streams the answer to `path` without keeping it: its size in bytes.
-    async fn count(&mut self, path: &str) -> usize {
-        use http_body_util::BodyExt;
-        let mut body = self.ask(path).await;
-        let mut bytes = 0;
-        while let Some(frame) = body.frame().await {
-            bytes += frame.unwrap().data_ref().map_or(0, |d| d.len());
-        }
-        bytes
-    }
-
-    async fn get(&mut self, path: &str) -> String {
-        use http_body_util::BodyExt;
-        let body = self.ask(path).await.collect().await.unwrap().to_bytes();
-        String::from_utf8(body.to_vec()).unwrap()
-    }
-}
-
 fn main() {
     let runs: usize = std::env::var("BENCH_RUNS")
         .ok()
@@ -199,43 +128,12 @@ fn main() {
 
         // 1. A million observations through the ledger.
         let started = Instant::now();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join("focalgate.db")).await.unwrap());
-        let (pair, _) = focalgate::pki::load_or_create_gateway_key(&data.join("gateway.key")).unwrap();
-        let key = NoteSigner::from_key_pair("focalgate.bench/log", KeyType::Ed25519, pair).unwrap();
-        let log = Arc::new(Log::new(Arc::new(key), Published::new(data.join("checkpoint"))));
-        let registry = Arc::new(Registry::new(Arc::new(lists().clone())));
-        log.prepare(&*store, false, &registry).await.unwrap();
-        let telemetry = focalgate::telemetry::Telemetry::new(Default::default());
-        let (ledger, task) = Ledger::start(store.clone(), log, registry, 256, telemetry);
         let mut rng = Rng::new(11);
-        let mut pending = tokio::task::JoinSet::new();
-        let mut observations = 0usize;
-        let now = time::OffsetDateTime::now_utc();
-        for reporter in REPORTERS {
-            for year in 2015..2025 {
-                for month in 1..=12u8 {
-                    let b = body(reporter, year, month, &mut rng);
-                    observations += b.observations.len();
-                    let submission = schema::validate(&b, lists(), &Limits::default(), now).unwrap();
-                    let accepted = Accepted::unchecked_for_benchmarks(
-                        MemberId::parse(&format!("{reporter}:nfp")).unwrap(),
-                        submission,
-                        prost::Message::encode_to_vec(&b),
-                    );
-                    let ledger = ledger.clone();
-                    pending.spawn(async move { ledger.submit(accepted).await.unwrap() });
-                    while pending.len() > 64 {
-                        pending.join_next().await.unwrap().unwrap();
-                    }
-                }
-            }
-        }
-        while let Some(r) = pending.join_next().await {
-            r.unwrap();
-        }
-        drop(ledger);
-        task.await.unwrap();
-        drop(store);
+        let bodies = REPORTERS
+            .iter()
+            .flat_map(|r| (2015..2025).flat_map(move |y| (1..=12u8).map(move |m| (*r, y, m))))
+            .map(|(reporter, year, month)| body(reporter, year, month, &mut rng));
+        let observations = common::load(&data, "focalgate.bench/log", bodies).await;
         let load = started.elapsed();
 
         // 2. The gateway on that store (its start reads the million observations into memory).
@@ -244,18 +142,9 @@ fn main() {
         settings.data_dir = data.clone();
         settings.log.origin = Some("focalgate.bench/log".into());
         let started = Instant::now();
-        let assembled = service::assemble(&settings).await.unwrap();
+        let running = common::start(&settings).await;
         let startup = started.elapsed();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut assembled = assembled;
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api_addr = api.local_addr().unwrap();
-        assembled.sdmx = Some(api);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(service::serve(assembled, listener, async {
-            let _ = stopped.await;
-        }));
+        let (addr, api_addr) = (running.addr, running.sdmx);
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(std::fs::read("certs-example/ca/ca.pem").unwrap()))
             .identity(Identity::from_pem(
@@ -350,7 +239,7 @@ fn main() {
                 // Each SDMX request follows a gRPC one, so that both meet the same conditions.
                 let path = "/sdmx/data/SEIZURES_AGG/A.*.*._T._T.*?freq=M";
                 // Connected now: the API closes a connection that sends no request for 10 s.
-                let mut sdmx = Sdmx::connect(api_addr).await;
+                let mut sdmx = Sdmx::connect(api_addr, "analyst").await;
                 let (mut grpc, mut api) = (Vec::new(), Vec::new());
                 let mut api_rows = 0;
                 for _ in 0..runs {
@@ -359,7 +248,7 @@ fn main() {
                     while stream.message().await.unwrap().is_some() {}
                     grpc.push(t.elapsed());
                     let t = Instant::now();
-                    api_rows = sdmx.get(path).await.lines().count() - 1;
+                    api_rows = sdmx.text(path, SDMX_CSV).await.lines().count() - 1;
                     api.push(t.elapsed());
                 }
                 let (a50, a99) = (percentile(&mut api, 0.5), percentile(&mut api, 0.99));
@@ -374,20 +263,11 @@ fn main() {
         // Downloads of SEIZURES, the observations as submitted, streamed: a tenth of them (one
         // year of ten) and all, with the growth of the process's resident memory (sampled
         // every 5 ms), which does not grow with the answer.
-        let rss = || -> u64 {
-            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
         for (what, path) in [
             ("2015 only", "/sdmx/data/SEIZURES/all?endPeriod=2015"),
             ("all", "/sdmx/data/SEIZURES/all"),
         ] {
-            let mut sdmx = Sdmx::connect(api_addr).await;
+            let mut sdmx = Sdmx::connect(api_addr, "analyst").await;
             let before = rss();
             let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
             let sampling = {
@@ -400,7 +280,8 @@ fn main() {
                 })
             };
             let t = Instant::now();
-            let bytes = sdmx.count(path).await;
+            let (status, bytes) = sdmx.count(path, SDMX_CSV).await;
+            assert_eq!(status, 200);
             let took = t.elapsed();
             sampling.abort();
             let grew = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before);
@@ -412,7 +293,6 @@ fn main() {
                 grew as f64 / 1e6,
             );
         }
-        let _ = stop.send(());
-        server.await.unwrap().unwrap();
+        common::shut_down(vec![running]).await;
     });
 }

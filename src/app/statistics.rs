@@ -382,13 +382,9 @@ impl Gateway {
         let (header, cells) = slot
             .run(move || {
                 let index = state.snapshot();
-                let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
-                let viewer = Viewer {
-                    country: member.country(),
-                    may_see: &may_see,
-                };
-                let answer =
-                    statistics::aggregate(&index, &query, size, now_ms, &viewer, thresholds)?;
+                let answer = as_viewer(&directory, &member, |viewer| {
+                    statistics::aggregate(&index, &query, size, now_ms, viewer, thresholds)
+                })?;
                 drop(index);
                 let header = AnswerHeader {
                     dimensions: answer
@@ -569,6 +565,20 @@ impl Gateway {
             })
             .collect())
     }
+}
+
+/// Runs `f` for `member` as the statistics see it: its country, and the reporters whose
+/// country-level figures the policy of `directory` shares with it.
+fn as_viewer<T>(
+    directory: &crate::identity::Directory,
+    member: &MemberId,
+    f: impl FnOnce(&Viewer<'_>) -> T,
+) -> T {
+    let may_see = |reporter: &str| directory.policy.may_see(member, reporter);
+    f(&Viewer {
+        country: member.country(),
+        may_see: &may_see,
+    })
 }
 
 /// Analysts, and submitters for what they may see, read statistics.
@@ -801,12 +811,7 @@ impl Download {
         self.slot
             .run(move || {
                 let index = state.snapshot();
-                let may_see = |reporter: &str| directory.policy.may_see(&member, reporter);
-                let viewer = Viewer {
-                    country: member.country(),
-                    may_see: &may_see,
-                };
-                f(&index, &query, &viewer)
+                as_viewer(&directory, &member, |viewer| f(&index, &query, viewer))
             })
             .await
     }

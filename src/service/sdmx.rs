@@ -486,10 +486,26 @@ async fn download(
         out.finish().await;
     });
     let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
+    Ok(streamed(body, format, gzip, tree_size, &named))
+}
+
+/// A streamed answer in `format`, gzip-compressed when `gzip`, naming the checkpoint it is
+/// of.
+fn streamed(
+    body: https::Body,
+    format: Format,
+    gzip: bool,
+    tree_size: u64,
+    checkpoint: &str,
+) -> Answer {
     let mut r = Response::new(body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(format.media_type()),
+    );
+    r.headers_mut().insert(
+        header::VARY,
+        http::HeaderValue::from_static("Accept, Accept-Encoding"),
     );
     if gzip {
         r.headers_mut().insert(
@@ -497,8 +513,8 @@ async fn download(
             http::HeaderValue::from_static("gzip"),
         );
     }
-    checkpoint_headers(&mut r, tree_size, &named);
-    Ok(r)
+    checkpoint_headers(&mut r, tree_size, checkpoint);
+    r
 }
 
 /// Text as the bytes sent, gzip-compressed on request, a part at a time.
@@ -647,23 +663,13 @@ async fn data_answer(
         gateway.lists.clone(),
         now,
     );
-    let mut r = Response::new(stream(text, gzip));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static(format.media_type()),
-    );
-    r.headers_mut().insert(
-        header::VARY,
-        http::HeaderValue::from_static("Accept, Accept-Encoding"),
-    );
-    if gzip {
-        r.headers_mut().insert(
-            header::CONTENT_ENCODING,
-            http::HeaderValue::from_static("gzip"),
-        );
-    }
-    checkpoint_headers(&mut r, tree_size, &checkpoint);
-    Ok(r)
+    Ok(streamed(
+        stream(text, gzip),
+        format,
+        gzip,
+        tree_size,
+        &checkpoint,
+    ))
 }
 
 /// An aggregate answer being written: the opening, the cells a page at a time, the closing.
