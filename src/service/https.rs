@@ -27,7 +27,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, combinators::BoxBody};
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 use hyper::{Request, Response, body::Frame, body::Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_stream::StreamExt;
@@ -36,7 +36,7 @@ use crate::connections::{InFlight, Incoming as Connections};
 
 /// An answer's body: whole, or streamed; a stream that fails midway ends with an error, so
 /// that the connection is reset rather than the answer looking complete.
-pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// An answer.
 pub type Answer = Response<Body>;
@@ -71,6 +71,17 @@ pub struct Handled {
     pub answer: Answer,
     /// The caller, when identified.
     pub member: Option<String>,
+}
+
+/// The answer of an axum `router` to `req`, as the layer sends it; the request carries its
+/// [`Peer`] as an extension.
+pub async fn route(router: &axum::Router, mut req: Request<Incoming>, peer: Peer) -> Answer {
+    use tower::ServiceExt;
+    req.extensions_mut().insert(peer);
+    match router.clone().oneshot(req).await {
+        Ok(answer) => answer.map(|body| body.map_err(std::io::Error::other).boxed_unsync()),
+        Err(never) => match never {},
+    }
 }
 
 /// A surface's requests, answered.
@@ -136,7 +147,7 @@ pub async fn serve(
                             body,
                             _in_flight: in_flight,
                         }
-                        .boxed()
+                        .boxed_unsync()
                     }))
                 }
             });

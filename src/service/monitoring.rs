@@ -9,13 +9,14 @@
 //!
 //! Bounded like everything else: at most [`MAX_CONNECTIONS`] at once (the oldest is closed to
 //! make room for a new one), a request's head must arrive within 5 s, and only `GET` (or
-//! `HEAD`) of these paths is answered.
+//! `HEAD`) of these paths is answered (routed by axum; another method gets 405 with `Allow`).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
+use axum::extract::State;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
@@ -35,43 +36,46 @@ fn answer(status: StatusCode, content_type: &str, body: String) -> Response<Full
     r
 }
 
-async fn route(gateway: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = answer(
-            StatusCode::METHOD_NOT_ALLOWED,
-            TEXT,
-            "only GET is answered here\n".into(),
-        );
-        r.headers_mut().insert(
-            http::header::ALLOW,
-            http::HeaderValue::from_static("GET, HEAD"),
-        );
-        return r;
-    }
-    match req.uri().path() {
-        "/metrics" => {
-            let leaf = gateway.control.server_leaf();
-            gateway.sample(Some(&leaf)).await;
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The listener's routes; `GET` (and so `HEAD`) only, other methods answered 405 with
+/// `Allow`.
+fn router(gateway: Arc<Gateway>) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .route(
+            "/livez",
+            get(async || answer(StatusCode::OK, TEXT, "alive\n".into())),
+        )
+        .fallback(async || {
             answer(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                gateway.telemetry.render(),
-            )
-        }
-        "/readyz" => match gateway.ready(READY_WITHIN).await {
-            Ok(()) => answer(StatusCode::OK, TEXT, "ready\n".into()),
-            Err(e) => answer(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::NOT_FOUND,
                 TEXT,
-                format!("not ready: {e}\n"),
-            ),
-        },
-        "/livez" => answer(StatusCode::OK, TEXT, "alive\n".into()),
-        _ => answer(
-            StatusCode::NOT_FOUND,
+                "not found: /metrics, /readyz and /livez are served here\n".into(),
+            )
+        })
+        .with_state(gateway)
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response<Full<Bytes>> {
+    let leaf = gateway.control.server_leaf();
+    gateway.sample(Some(&leaf)).await;
+    answer(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        gateway.telemetry.render(),
+    )
+}
+
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response<Full<Bytes>> {
+    match gateway.ready(READY_WITHIN).await {
+        Ok(()) => answer(StatusCode::OK, TEXT, "ready\n".into()),
+        Err(e) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
-            "not found: /metrics, /readyz and /livez are served here\n".into(),
+            format!("not ready: {e}\n"),
         ),
     }
 }
@@ -83,13 +87,11 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let routes = router(gateway);
     super::accept_bounded(listener, MAX_CONNECTIONS, stop, |tcp, _| {
-        let gateway = gateway.clone();
+        let routes = routes.clone();
         async move {
-            let service = hyper::service::service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(route(&gateway, req).await) }
-            });
+            let service = hyper_util::service::TowerToHyperService::new(routes);
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))

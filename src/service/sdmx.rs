@@ -16,7 +16,7 @@
 use std::{io::Write, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use tokio::net::TcpListener;
@@ -50,10 +50,10 @@ const MAX_STREAMS: u32 = 16;
 
 use super::https::{self, Answer};
 
-fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
+fn full(bytes: impl Into<Bytes>) -> https::Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 fn text(status: u16, message: &str) -> Answer {
@@ -485,7 +485,7 @@ async fn download(
         let _ = out.write(close).await;
         out.finish().await;
     });
-    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync();
     Ok(streamed(body, format, gzip, tree_size, &named))
 }
 
@@ -779,7 +779,7 @@ impl AggregateText {
 
 /// The body of `text`, written a part at a time on its answer's worker and sent as the
 /// client reads.
-fn stream(text: AggregateText, gzip: bool) -> BoxBody<Bytes, std::io::Error> {
+fn stream(text: AggregateText, gzip: bool) -> https::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     tokio::spawn(async move {
         let worker = text.answer.worker();
@@ -820,7 +820,7 @@ fn stream(text: AggregateText, gzip: bool) -> BoxBody<Bytes, std::io::Error> {
             }
         }
     });
-    StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed()
+    StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, header::CONTENT_TYPE};
+use hyper::{Response, StatusCode, header::CONTENT_TYPE};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
@@ -167,49 +167,58 @@ fn text(status: StatusCode, body: &str) -> Answer {
     answer(status, "text/plain; charset=utf-8", format!("{body}\n"))
 }
 
-async fn route(witness: &Arc<Witness>, peer: Option<SocketAddr>, req: Request<Incoming>) -> Answer {
-    let path = req.uri().path().to_owned();
-    match (req.method(), path.as_str()) {
-        (&Method::POST, "/add-checkpoint") => add_checkpoint(witness, peer, req).await,
-        (&Method::GET, p) if let Some(hash) = checkpoint_path(p) => {
-            let (hash, witness) = (hash.to_owned(), witness.clone());
-            match tokio::task::spawn_blocking(move || witness.latest(&hash)).await {
-                Ok(Ok(Some(note))) => answer(StatusCode::OK, "text/plain; charset=utf-8", note),
-                Ok(Ok(None)) => text(StatusCode::NOT_FOUND, "no checkpoint of that log cosigned"),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "witness state");
-                    text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the witness state is unavailable",
-                    )
-                }
-                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the witness failed"),
-            }
+/// The witness's routes: `POST /add-checkpoint`, `GET /{hex SHA-256 of the origin}/checkpoint`.
+fn router(witness: Arc<Witness>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/add-checkpoint", post(add_checkpoint).fallback(post_only))
+        .route("/{origin}/checkpoint", get(latest))
+        .fallback(not_found)
+        .with_state(witness)
+}
+
+async fn post_only() -> Answer {
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "add-checkpoint takes a POST",
+    )
+}
+
+async fn not_found() -> Answer {
+    text(
+        StatusCode::NOT_FOUND,
+        "not found: POST /add-checkpoint, GET /<hex SHA-256 of the origin>/checkpoint",
+    )
+}
+
+/// The checkpoint last cosigned of the log whose origin hashes to `hash` (64 lowercase hex).
+async fn latest(
+    axum::extract::State(witness): axum::extract::State<Arc<Witness>>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+) -> Answer {
+    if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return not_found().await;
+    }
+    match tokio::task::spawn_blocking(move || witness.latest(&hash)).await {
+        Ok(Ok(Some(note))) => answer(StatusCode::OK, "text/plain; charset=utf-8", note),
+        Ok(Ok(None)) => text(StatusCode::NOT_FOUND, "no checkpoint of that log cosigned"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "witness state");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the witness state is unavailable",
+            )
         }
-        (_, "/add-checkpoint") => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "add-checkpoint takes a POST",
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: POST /add-checkpoint, GET /<hex SHA-256 of the origin>/checkpoint",
-        ),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the witness failed"),
     }
 }
 
-/// The origin hash of `/<64 lowercase hex>/checkpoint`.
-fn checkpoint_path(path: &str) -> Option<&str> {
-    let hash = path.strip_prefix('/')?.strip_suffix("/checkpoint")?;
-    (hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then_some(hash)
-}
-
 async fn add_checkpoint(
-    witness: &Arc<Witness>,
-    peer: Option<SocketAddr>,
-    req: Request<Incoming>,
+    axum::extract::State(witness): axum::extract::State<Arc<Witness>>,
+    axum::Extension(peer): axum::Extension<super::https::Peer>,
+    body: axum::body::Body,
 ) -> Answer {
-    let limited = Limited::new(req.into_body(), witness::MAX_BODY);
+    let limited = Limited::new(body, witness::MAX_BODY);
     let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) => {
@@ -229,7 +238,7 @@ async fn add_checkpoint(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let reply = witness.answer(body.to_vec(), now).await;
-    tracing::info!(peer = ?peer, status = reply.status, "add-checkpoint");
+    tracing::info!(peer = ?peer.addr, status = reply.status, "add-checkpoint");
     answer(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         reply.content_type,
@@ -282,15 +291,13 @@ pub async fn serve(
         max_head_bytes: 16 * 1024,
         max_streams: 1,
     };
+    let routes = router(witness);
     let handler: super::https::Handler = Arc::new(move |req, peer| {
-        let (tls, witness) = (tls.clone(), witness.clone());
+        let (tls, routes) = (tls.clone(), routes.clone());
         Box::pin(async move {
-            let answer = match tls
-                .current()
-                .1
-                .check_client_cert(&peer.leaf, rustls_pki_types::UnixTime::now())
-            {
-                Ok(()) => route(&witness, peer.addr, req).await,
+            let now = rustls_pki_types::UnixTime::now();
+            let answer = match tls.current().1.check_client_cert(&peer.leaf, now) {
+                Ok(()) => super::https::route(&routes, req, peer).await,
                 Err(e) => {
                     let mut r = text(
                         StatusCode::FORBIDDEN,
@@ -300,11 +307,11 @@ pub async fn serve(
                         hyper::header::CONNECTION,
                         http::HeaderValue::from_static("close"),
                     );
-                    r
+                    r.map(|body| body.map_err(|never| match never {}).boxed_unsync())
                 }
             };
             super::https::Handled {
-                answer: answer.map(|body| body.map_err(|never| match never {}).boxed()),
+                answer,
                 member: None,
             }
         })
