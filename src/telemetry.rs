@@ -54,7 +54,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 /// Every series' name and help text.
-const DESCRIPTIONS: [(&str, &str); 21] = [
+const DESCRIPTIONS: [(&str, &str); 23] = [
     (
         "grpc_server_started_total",
         "Total number of RPCs started on the server.",
@@ -111,6 +111,14 @@ const DESCRIPTIONS: [(&str, &str); 21] = [
     (
         "focalgate_sdmx_request_seconds",
         "Time to answer an SDMX REST request, by resource (a download: until its stream starts).",
+    ),
+    (
+        "focalgate_witness_served_total",
+        "Requests a witness answered, by route (add-checkpoint, checkpoint, other) and HTTP status.",
+    ),
+    (
+        "focalgate_witness_served_seconds",
+        "Time a witness took to answer a request, by route.",
     ),
     (
         "focalgate_witness_requests_total",
@@ -316,6 +324,12 @@ impl Telemetry {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(
+                    Matcher::Full("focalgate_witness_served_seconds".into()),
+                    &LATENCY_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
                     Matcher::Full("focalgate_ledger_batch_size".into()),
                     &BATCH_BUCKETS,
                 )
@@ -430,6 +444,21 @@ impl Telemetry {
         self.recorder
             .register_histogram(
                 &key("focalgate_sdmx_request_seconds", &[("resource", resource)]),
+                &METADATA,
+            )
+            .record(seconds);
+    }
+
+    /// A witness answered a request of `route` with `status` in `seconds`.
+    pub fn witness_served(&self, route: &'static str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [("route", route), ("status", status.as_str())];
+        self.recorder
+            .register_counter(&key("focalgate_witness_served_total", &labels), &METADATA)
+            .increment(1);
+        self.recorder
+            .register_histogram(
+                &key("focalgate_witness_served_seconds", &[("route", route)]),
                 &METADATA,
             )
             .record(seconds);

@@ -362,3 +362,49 @@ async fn idle_sockets_never_lock_a_probe_out() {
     drop(idle);
     gw.stop().await;
 }
+
+/// A request head trickled a byte at a time to the metrics listener is closed once its head
+/// timeout (5 s) is past, however long the trickle would go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_head_is_closed_on_the_metrics_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = common::tempdir();
+    let gw = Gateway::start(&dir.path().join("data")).await;
+    let tcp = tokio::net::TcpStream::connect(gw.monitoring).await.unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    let head: Vec<u8> = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'a', 300))
+        .collect();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            for b in head {
+                if write.write_all(&[b]).await.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        closed.is_ok() && sent < 200,
+        "closed while trickling ({sent} bytes sent)"
+    );
+    gw.stop().await;
+}

@@ -77,6 +77,8 @@ impl TestLog {
 struct WitnessProcess {
     child: Child,
     url: String,
+    /// Its metrics, when asked for (`--metrics-listen`).
+    metrics: Option<String>,
 }
 
 impl WitnessProcess {
@@ -112,14 +114,22 @@ impl WitnessProcess {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut metrics = None;
         let url = loop {
             let line = lines.next().expect("the witness exited early").unwrap();
+            if let Some((_, url)) = line.split_once("metrics at ") {
+                metrics = Some(url.trim().to_owned());
+            }
             if let Some((_, url)) = line.split_once("listening on ") {
                 break url.trim().to_owned();
             }
             assert!(Instant::now() < deadline, "the witness did not start");
         };
-        Self { child, url }
+        Self {
+            child,
+            url,
+            metrics,
+        }
     }
 
     fn kill(mut self) {
@@ -716,7 +726,13 @@ async fn a_running_witness_sees_a_revocation_and_rereads_its_trust_on_sighup() {
         .output()
         .unwrap();
     assert!(init.status.success());
-    let mut witness = WitnessProcess::start_in(&home, log.key.verifier(), 0, &pki, &[]);
+    let mut witness = WitnessProcess::start_in(
+        &home,
+        log.key.verifier(),
+        0,
+        &pki,
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
 
     let mut held = Connection::open(&witness.url, &pki, "KAZ").await.unwrap();
     assert_eq!(
@@ -764,4 +780,20 @@ async fn a_running_witness_sees_a_revocation_and_rereads_its_trust_on_sighup() {
         witness.child.try_wait().unwrap().is_none(),
         "SIGHUP does not stop the witness"
     );
+
+    // Its operator's metrics count what it answered, and what its connections refused.
+    let metrics = witness.metrics.clone().expect("--metrics-listen");
+    let out = Command::new("curl")
+        .args(["-s", &metrics])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for series in [
+        r#"focalgate_witness_served_total{route="checkpoint",status="404"}"#,
+        r#"focalgate_witness_served_total{route="checkpoint",status="403"}"#,
+        r#"focalgate_witness_served_seconds_count{route="checkpoint"}"#,
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    common::promtool_accepts(&text);
 }

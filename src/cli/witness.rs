@@ -27,7 +27,7 @@ pub enum WitnessCommand {
         name: String,
     },
     /// Run the witness over HTTPS with client certificates.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the demo's five witnesses, one per Central Asian member, on 127.0.0.1:7381–7385 for
     /// the demo gateway (`serve --demo`): their keys are in certs-example/witnesses/.
     Demo {
@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// The member's identity folder, for asking the gateway.
     #[arg(long)]
     identity: Option<PathBuf>,
+    /// Serve the witness's metrics at `http://<this>/metrics` (plain HTTP: keep it on
+    /// loopback or an operators' network).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Inclusion proofs from the gateway's Audit service.
@@ -141,7 +145,7 @@ fn own_entries(args: &ServeArgs, log: &NoteVerifier) -> Result<Option<OwnEntries
 pub async fn run(cmd: WitnessCommand) -> Result<(), String> {
     match cmd {
         WitnessCommand::Init { dir, name } => init(dir, &name),
-        WitnessCommand::Serve(args) => serve(args).await,
+        WitnessCommand::Serve(args) => serve(*args).await,
         WitnessCommand::Demo { dir, log_key, only } => demo(dir, log_key, only).await,
     }
 }
@@ -184,8 +188,27 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     })?;
     let stop = stopped_by_signal();
     tokio::spawn(tls.clone().watch(WATCH_EVERY, stop.clone()));
+    let telemetry = match args.metrics_listen {
+        Some(at) => {
+            let telemetry = crate::telemetry::Telemetry::new(Default::default());
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("--metrics-listen {at}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("witness metrics at http://{addr}/metrics");
+            // Detached: it runs as long as the process.
+            drop(telemetry.keep_up());
+            tokio::spawn(crate::service::witness::serve_metrics(
+                listener,
+                telemetry.clone(),
+                stop.clone(),
+            ));
+            Some(telemetry)
+        }
+        None => None,
+    };
     let listener = bind(args.listen, &witness).await?;
-    crate::service::witness::serve(listener, tls, witness, stop).await;
+    crate::service::witness::serve(listener, tls, witness, telemetry, stop).await;
     Ok(())
 }
 

@@ -270,6 +270,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<WitnessTls>,
     witness: Arc<Witness>,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let lists = match crate::schema::CodeLists::builtin() {
@@ -283,7 +284,8 @@ pub async fn serve(
         let tls = tls.clone();
         Arc::new(move || tls.current().0)
     };
-    let incoming = crate::connections::incoming(listener, source, lists, limits(), None);
+    let incoming =
+        crate::connections::incoming(listener, source, lists, limits(), telemetry.clone());
     let surface = super::https::Surface {
         name: "witness",
         http2: false,
@@ -293,8 +295,14 @@ pub async fn serve(
     };
     let routes = router(witness);
     let handler: super::https::Handler = Arc::new(move |req, peer| {
-        let (tls, routes) = (tls.clone(), routes.clone());
+        let (tls, routes, telemetry) = (tls.clone(), routes.clone(), telemetry.clone());
         Box::pin(async move {
+            let started = std::time::Instant::now();
+            let route = match req.uri().path() {
+                "/add-checkpoint" => "add-checkpoint",
+                p if p.ends_with("/checkpoint") => "checkpoint",
+                _ => "other",
+            };
             let now = rustls_pki_types::UnixTime::now();
             let answer = match tls.current().1.check_client_cert(&peer.leaf, now) {
                 Ok(()) => super::https::route(&routes, req, peer).await,
@@ -310,6 +318,13 @@ pub async fn serve(
                     r.map(|body| body.map_err(|never| match never {}).boxed_unsync())
                 }
             };
+            if let Some(t) = &telemetry {
+                t.witness_served(
+                    route,
+                    answer.status().as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+            }
             super::https::Handled {
                 answer,
                 member: None,
@@ -317,6 +332,39 @@ pub async fn serve(
         })
     });
     super::https::serve(incoming, surface, handler, stop).await;
+}
+
+/// Serves `telemetry`'s exposition at `GET /metrics` on `listener`, plain HTTP/1.1 (the
+/// witness operator's, as the gateway's metrics listener), until `stop` turns true.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    telemetry: Arc<crate::telemetry::Telemetry>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let routes = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(async move || {
+            answer(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                telemetry.render(),
+            )
+        }),
+    );
+    super::accept_bounded(listener, 8, stop, |tcp, _| {
+        let routes = routes.clone();
+        async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(tcp),
+                    hyper_util::service::TowerToHyperService::new(routes),
+                )
+                .await;
+        }
+    })
+    .await;
 }
 
 /// Serves the demo's witnesses (all five, or the members in `only`) for the log `log`, each
@@ -356,6 +404,7 @@ pub async fn demo(
             listener,
             tls.clone(),
             Arc::new(witness),
+            None,
             stop.clone(),
         ));
         running.push(((*member).to_owned(), at, task));

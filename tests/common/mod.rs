@@ -776,7 +776,7 @@ pub async fn serve_witness(
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(focalgate::service::witness::serve(
-        listener, tls, witness, stopped,
+        listener, tls, witness, None, stopped,
     ));
     (
         focalgate::checkpoint::policy::PolicyWitness {
