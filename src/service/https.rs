@@ -9,7 +9,7 @@
 //! until its answer has been sent (a streamed answer included) or abandoned; it is answered
 //! by the surface's [`Handler`] with the peer's leaf certificate, to identify the caller on
 //! every request (a revocation reaches connections already open); and it is written as one
-//! log line, `<surface> request`, with the member, method, path, status and time.
+//! log line, `<surface> request`, with the peer, member, method, path, status and time.
 //!
 //! ```text
 //! incoming (connections) ─▶ hyper (HTTP/1.1, HTTP/2) ─▶ in flight ─▶ Handler ─▶ log line
@@ -129,11 +129,13 @@ pub async fn serve(
                     let started = Instant::now();
                     let method = req.method().clone();
                     let path: String = req.uri().path().chars().take(200).collect();
+                    let from = peer.addr;
                     let handled = handler(req, peer).await;
                     let status = handled.answer.status().as_u16();
                     tracing::info!(
                         target: "focalgate::request",
                         surface = surface.name,
+                        peer = ?from,
                         member = handled.member.as_deref().unwrap_or("-"),
                         method = %method,
                         path = %path,

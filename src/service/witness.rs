@@ -215,7 +215,6 @@ async fn latest(
 
 async fn add_checkpoint(
     axum::extract::State(witness): axum::extract::State<Arc<Witness>>,
-    axum::Extension(peer): axum::Extension<super::https::Peer>,
     body: axum::body::Body,
 ) -> Answer {
     let limited = Limited::new(body, witness::MAX_BODY);
@@ -238,7 +237,6 @@ async fn add_checkpoint(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let reply = witness.answer(body.to_vec(), now).await;
-    tracing::info!(peer = ?peer.addr, status = reply.status, "add-checkpoint");
     answer(
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         reply.content_type,
