@@ -196,3 +196,135 @@ fn every_key_the_project_writes_loads_in_openssl_node_and_python() {
         wrong.join("\n")
     );
 }
+
+/// A member's identity exported for a browser (`identity export`) is a PKCS#12 file that
+/// OpenSSL 3 and Python's `cryptography` open with the passphrase and with nothing else: PBES2
+/// (PBKDF2-HMAC-SHA-256, AES-256-CBC) and an HMAC-SHA-256 MAC by default, holding the auth
+/// certificate, the CA's, and the key that goes with the certificate; `--legacy` on request;
+/// never written without a passphrase, and never over an existing file.
+#[test]
+fn an_identity_exports_as_pkcs12_that_openssl_and_python_open() {
+    let dir = common::tempdir();
+    let pki = common::pki();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery\n").unwrap();
+    let p12 = dir.path().join("analyst.p12");
+    let export = |out: &Path, more: &[&str]| {
+        Command::new(BIN)
+            .args(["identity", "export", "--identity"])
+            .arg(pki.join("analyst"))
+            .arg("--out")
+            .arg(out)
+            .args(more)
+            .output()
+            .unwrap()
+    };
+    let out = export(&p12, &["--passphrase-file", pass.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p12).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "it holds a private key");
+
+    let passin = format!("file:{}", pass.display());
+    let p12s = p12.to_str().unwrap();
+    if let Some((ok, info)) = tool(
+        "openssl",
+        &["pkcs12", "-info", "-noout", "-in", p12s, "-passin", &passin],
+    ) {
+        assert!(ok, "{info}");
+        assert!(info.contains("MAC: sha256"), "{info}");
+        assert!(
+            info.contains("Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC"),
+            "{info}"
+        );
+        assert!(info.contains("PRF hmacWithSHA256"), "{info}");
+        let (ok, _) = tool(
+            "openssl",
+            &[
+                "pkcs12",
+                "-info",
+                "-noout",
+                "-in",
+                p12s,
+                "-passin",
+                "pass:wrong-passphrase",
+            ],
+        )
+        .unwrap();
+        assert!(!ok, "a wrong passphrase opens nothing");
+        let (ok, certs) = tool(
+            "openssl",
+            &[
+                "pkcs12", "-in", p12s, "-passin", &passin, "-nokeys", "-clcerts",
+            ],
+        )
+        .unwrap();
+        assert!(ok, "{certs}");
+        let leaf = std::fs::read_to_string(pki.join("analyst/auth.pem")).unwrap();
+        let body = |pem: &str| -> String {
+            pem.lines()
+                .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+                .take_while(|l| !l.starts_with("-----END CERTIFICATE"))
+                .collect()
+        };
+        assert_eq!(
+            body(&certs),
+            body(&leaf),
+            "the leaf is the auth certificate"
+        );
+    }
+
+    let python = format!(
+        r#"
+import sys
+from cryptography.hazmat.primitives.serialization import pkcs12, Encoding, PublicFormat
+from cryptography import x509
+for path, secret in [({p12:?}, b"correct horse battery"), ({legacy:?}, b"correct horse battery")]:
+    key, cert, more = pkcs12.load_key_and_certificates(open(path, "rb").read(), secret)
+    leaf = x509.load_pem_x509_certificate(open({leaf:?}, "rb").read())
+    ca = x509.load_pem_x509_certificate(open({ca:?}, "rb").read())
+    assert cert == leaf, "the leaf"
+    assert ca in more, "the CA beside it"
+    pub = lambda k: k.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    assert pub(key.public_key()) == pub(leaf.public_key()), "the key of the certificate"
+print("ok")
+"#,
+        p12 = p12.display().to_string(),
+        legacy = dir.path().join("legacy.p12").display().to_string(),
+        leaf = pki.join("analyst/auth.pem").display().to_string(),
+        ca = pki.join("ca/ca.pem").display().to_string(),
+    );
+    let legacy = export(
+        &dir.path().join("legacy.p12"),
+        &["--passphrase-file", pass.to_str().unwrap(), "--legacy"],
+    );
+    assert!(
+        legacy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&legacy.stderr)
+    );
+    if let Some((ok, out)) = tool("python3", &["-c", &python]) {
+        assert!(ok, "{out}");
+    }
+
+    // Refusals: no passphrase, a short one, an existing file.
+    let none = export(&dir.path().join("none.p12"), &[]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--passphrase-file"));
+    std::fs::write(&pass, "short\n").unwrap();
+    let short = export(
+        &dir.path().join("short.p12"),
+        &["--passphrase-file", pass.to_str().unwrap()],
+    );
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"));
+    assert!(!dir.path().join("short.p12").exists());
+    std::fs::write(&pass, "correct horse battery\n").unwrap();
+    let again = export(&p12, &["--passphrase-file", pass.to_str().unwrap()]);
+    assert!(!again.status.success(), "never over an existing file");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never replaced"));
+}

@@ -3,6 +3,7 @@
 mod admin;
 mod ca;
 mod chart;
+mod identity;
 mod input;
 mod log;
 mod query;
@@ -49,6 +50,9 @@ enum Command {
     Receipt(log::ReceiptCommand),
     /// Make a key and a certificate signing request for your member (the key stays with you).
     Csr(admin::CsrArgs),
+    /// A member's identity for a browser: its auth certificate and key as PKCS#12.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Manage certificates and policy on a running gateway (admin identity).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -349,6 +353,7 @@ pub fn main() -> ExitCode {
             Command::Ca(cmd) => ca::run(cmd),
             Command::Witness(cmd) => witness::run(cmd).await,
             Command::Csr(args) => admin::csr(args),
+            Command::Identity(cmd) => identity::run(cmd),
             Command::Health(args) => health(args).await,
             Command::Store(cmd) => store::run(cmd).await,
             Command::Backup(args) => store::backup(args).await,

@@ -362,3 +362,4 @@ pub fn read_ed25519_key(path: &Path) -> Result<Ed25519KeyPair, PkiError> {
 
 pub mod ca;
 pub mod demo;
+pub mod pkcs12;
