@@ -298,6 +298,28 @@ print("ok")
         leaf = pki.join("analyst/auth.pem").display().to_string(),
         ca = pki.join("ca/ca.pem").display().to_string(),
     );
+    // NSS, which Firefox and Chromium on Linux keep certificates in: imported, the key with
+    // its certificate (a user certificate, trust "u,u,u").
+    let nss = format!("sql:{}", dir.path().join("nss").display());
+    std::fs::create_dir_all(dir.path().join("nss")).unwrap();
+    if let Some((ok, out)) = tool("certutil", &["-N", "-d", &nss, "--empty-password"]) {
+        assert!(ok, "{out}");
+        let (ok, out) = tool(
+            "pk12util",
+            &["-d", &nss, "-i", p12s, "-w", pass.to_str().unwrap()],
+        )
+        .unwrap();
+        assert!(ok && out.contains("PKCS12 IMPORT SUCCESSFUL"), "{out}");
+        let (ok, listed) = tool("certutil", &["-d", &nss, "-L"]).unwrap();
+        assert!(ok, "{listed}");
+        assert!(
+            listed.lines().any(
+                |l| l.contains("PRT:analyst authentication") && l.trim_end().ends_with("u,u,u")
+            ),
+            "{listed}"
+        );
+    }
+
     let legacy = export(
         &dir.path().join("legacy.p12"),
         &["--passphrase-file", pass.to_str().unwrap(), "--legacy"],
