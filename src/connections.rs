@@ -91,9 +91,10 @@ pub fn gateway_tls(tls: Arc<ServerTls>, listener: crate::tls::Listener) -> TlsSo
 /// Accepts TCP connections on `listener` and completes their TLS handshakes concurrently, with
 /// the configuration `tls` gives when each arrives, under `limits`. A refused or shed
 /// connection is logged with its reason and the peer address; it never reaches the server.
-/// `lists` tells the member a client certificate names; refusals are counted in `telemetry`. The loop stops when the returned stream is dropped. The server over
-/// the stream says when each request starts and ends ([`Tracked::activity`]): a connection
-/// with none in flight is closed at its deadline.
+/// `lists` tells the member a client certificate names; refusals are counted in `telemetry`.
+/// The loop stops when the returned stream is dropped. The server over the stream says when
+/// each request starts and ends ([`Tracked::activity`]): a connection with none in flight is
+/// closed at its deadline.
 pub fn incoming(
     listener: TcpListener,
     tls: TlsSource,
@@ -205,7 +206,10 @@ async fn go_away(mut stream: TlsStream<Tracked>, why: &str) {
 /// `Connection: close`. Kept for at most a second, as [`go_away`] does.
 async fn service_unavailable(mut stream: TlsStream<Tracked>, why: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = format!("503 Service Unavailable: {}\n", &why[..why.len().min(256)]);
+    let body = format!(
+        "503 Service Unavailable: {}\n",
+        why.chars().take(256).collect::<String>()
+    );
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain; \
          charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -446,7 +450,7 @@ impl Drop for Slot {
 pub struct Activity {
     /// Requests in flight.
     in_flight: std::sync::atomic::AtomicUsize,
-    /// When the connection last had none (its handshake's end, or its last request's), and
+    /// When the connection last had none (its accept, or its last request's end), and
     /// whether it has had any.
     waiting: Mutex<(tokio::time::Instant, bool)>,
 }
