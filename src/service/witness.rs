@@ -283,7 +283,7 @@ pub async fn serve(
         Arc::new(move || tls.current().0)
     };
     let incoming =
-        crate::connections::incoming(listener, source, lists, limits(), telemetry.clone());
+        crate::connections::incoming(listener, source, lists.clone(), limits(), telemetry.clone());
     let surface = super::https::Surface {
         name: "witness",
         http2: false,
@@ -294,6 +294,10 @@ pub async fn serve(
     let routes = router(witness);
     let handler: super::https::Handler = Arc::new(move |req, peer| {
         let (tls, routes, telemetry) = (tls.clone(), routes.clone(), telemetry.clone());
+        // The member the certificate names, for the log line ("-" for the hub's own).
+        let member = crate::identity::identify(&peer.leaf, &lists)
+            .ok()
+            .map(|i| i.member.to_string());
         Box::pin(async move {
             let started = std::time::Instant::now();
             let route = match req.uri().path() {
@@ -323,10 +327,7 @@ pub async fn serve(
                     started.elapsed().as_secs_f64(),
                 );
             }
-            super::https::Handled {
-                answer,
-                member: None,
-            }
+            super::https::Handled { answer, member }
         })
     });
     super::https::serve(incoming, surface, handler, stop).await;
