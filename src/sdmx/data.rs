@@ -12,10 +12,9 @@ use super::{
 use crate::{
     proto::AggregateRow,
     schema::{
-        CodeLists, Period, format_millionths,
+        CodeLists, Period,
         structure::{self, AGENCY, Component, Flow, Representation, Role, VERSION},
     },
-    statistics::Cell,
 };
 
 /// How an answer is written.
@@ -84,131 +83,37 @@ impl KeySelect {
     }
 }
 
-/// A cell of an aggregate answer, as the gateway computed it or as a client received it.
-pub trait AggregateCell {
-    /// Its key, in the answer's dimension order.
-    fn key(&self) -> &[String];
-    /// Its unit (empty for counts alone).
-    fn unit(&self) -> &str;
-    /// Whether it is a total.
-    fn total(&self) -> bool;
-    /// Its quantity, as written (empty when withheld or absent).
-    fn quantity(&self) -> String;
-    /// Its count of seizures.
-    fn n_seizures(&self) -> Option<u64>;
-    /// Its count of reporters.
-    fn n_reporters(&self) -> u32;
-    /// Its OBS_STATUS.
-    fn obs_status(&self) -> &str;
-    /// Its CONF_STATUS.
-    fn conf_status(&self) -> &str;
-}
-
-impl AggregateCell for AggregateRow {
-    fn key(&self) -> &[String] {
-        &self.key
-    }
-    fn unit(&self) -> &str {
-        &self.unit_measure
-    }
-    fn total(&self) -> bool {
-        self.total
-    }
-    fn quantity(&self) -> String {
-        self.quantity.clone()
-    }
-    fn n_seizures(&self) -> Option<u64> {
-        self.n_seizures
-    }
-    fn n_reporters(&self) -> u32 {
-        self.n_reporters
-    }
-    fn obs_status(&self) -> &str {
-        &self.obs_status
-    }
-    fn conf_status(&self) -> &str {
-        &self.conf_status
-    }
-}
-
-impl AggregateCell for Cell {
-    fn key(&self) -> &[String] {
-        &self.key
-    }
-    fn unit(&self) -> &str {
-        &self.unit_measure
-    }
-    fn total(&self) -> bool {
-        self.total
-    }
-    fn quantity(&self) -> String {
-        self.quantity.map(format_millionths).unwrap_or_default()
-    }
-    fn n_seizures(&self) -> Option<u64> {
-        self.n_seizures
-    }
-    fn n_reporters(&self) -> u32 {
-        self.n_reporters
-    }
-    fn obs_status(&self) -> &str {
-        &self.obs_status
-    }
-    fn conf_status(&self) -> &str {
-        &self.conf_status
-    }
-}
-
-/// The full key of an aggregate cell, under the keys of its answer.
-pub fn aggregate_key(keys: &structure::AggregateKeys, c: &impl AggregateCell) -> Vec<String> {
-    keys.key(c.key(), c.unit(), c.total())
-}
-
-/// Cells of an aggregate answer as observations of [`Flow::Aggregates`].
-pub fn aggregate_observations<C: AggregateCell>(
+/// Rows of an aggregate answer as observations of [`Flow::Aggregates`], their full keys
+/// under the answer's `keys`.
+pub fn aggregate_observations(
     flow: Flow,
     keys: &structure::AggregateKeys,
-    cells: &[C],
+    rows: &[AggregateRow],
 ) -> Vec<Obs> {
     let components = flow.components();
-    cells
-        .iter()
-        .map(|c| Obs {
-            key: aggregate_key(keys, c),
-            values: aggregate_values(c, &components),
+    rows.iter()
+        .map(|r| Obs {
+            key: keys.key(&r.key, &r.unit_measure, r.total),
+            values: aggregate_values(r, &components),
         })
         .collect()
 }
 
-/// The values of an aggregate cell's measure and attributes (withheld counts empty).
-fn aggregate_values(cell: &impl AggregateCell, components: &[Component]) -> Vec<String> {
-    let withheld = cell.obs_status() == "Q";
+/// The values of an aggregate row's measure and attributes (withheld counts empty).
+fn aggregate_values(row: &AggregateRow, components: &[Component]) -> Vec<String> {
+    let withheld = row.obs_status == "Q";
     components
         .iter()
         .filter(|c| !c.role.is_dimension())
         .map(|c| match c.id {
-            "OBS_VALUE" => cell.quantity(),
-            "N_SEIZURES" => cell.n_seizures().map(|n| n.to_string()).unwrap_or_default(),
-            "N_REPORTERS" if !withheld => cell.n_reporters().to_string(),
-            "OBS_STATUS" => cell.obs_status().to_owned(),
-            "CONF_STATUS" => cell.conf_status().to_owned(),
+            "OBS_VALUE" => row.quantity.clone(),
+            "N_SEIZURES" => row.n_seizures.map(|n| n.to_string()).unwrap_or_default(),
+            "N_REPORTERS" if !withheld => row.n_reporters.to_string(),
+            "OBS_STATUS" => row.obs_status.clone(),
+            "CONF_STATUS" => row.conf_status.clone(),
             _ => String::new(),
         })
         .collect()
-}
-
-/// `items` with each series' items gathered where the series first appears, each series in
-/// the order its items came (SDMX-ML writes a series once).
-pub fn by_series<T, K: std::hash::Hash + Eq>(items: Vec<T>, series: impl Fn(&T) -> K) -> Vec<T> {
-    let mut at: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
-    let mut order: Vec<usize> = Vec::with_capacity(items.len());
-    for item in &items {
-        let next = at.len();
-        order.push(*at.entry(series(item)).or_insert(next));
-    }
-    drop(at);
-    let mut tagged: Vec<(usize, T)> = order.into_iter().zip(items).collect();
-    tagged.sort_by_key(|(series, _)| *series);
-    tagged.into_iter().map(|(_, item)| item).collect()
 }
 
 fn written(c: &Component, o: &Options) -> bool {
@@ -364,7 +269,7 @@ pub struct StructureSpecificWriter {
 
 /// An observation's series key: every dimension but TIME_PERIOD, the key's last.
 fn series_key(o: &Obs) -> &[String] {
-    series_of(&o.key)
+    &o.key[..o.key.len().saturating_sub(1)]
 }
 
 /// The id a structure-specific message gives `flow`'s data structure.
@@ -518,31 +423,6 @@ impl StructureSpecificWriter {
         }
         x.finish_fragment()
     }
-}
-
-/// SDMX-ML 2.1 structure-specific data of `obs`, whole, of the log of `tree_size` entries
-/// and its signed `checkpoint`.
-pub fn structure_specific(
-    flow: Flow,
-    tree_size: u64,
-    checkpoint: &str,
-    obs: Vec<Obs>,
-    o: &Options,
-    prepared: OffsetDateTime,
-) -> String {
-    let (open, close) =
-        StructureSpecificWriter::frame(flow, tree_size, checkpoint, prepared, o, false);
-    let w = StructureSpecificWriter::new(flow, *o);
-    if !o.series {
-        return open + &w.rows(&obs) + &close;
-    }
-    let ordered = by_series(obs, |ob| series_key(ob).to_vec());
-    open + &w.rows(&ordered) + &close
-}
-
-/// An observation's series key: every dimension but TIME_PERIOD.
-pub fn series_of(key: &[String]) -> &[String] {
-    &key[..key.len().saturating_sub(1)]
 }
 
 /// SDMX-JSON 2.0 data, every dimension at the observation: the components with the values
@@ -716,30 +596,31 @@ mod tests {
         }
     }
 
+    /// In series, a run of observations of one series key is one `<Series>` holding them in
+    /// order (the answer hands a series' cells out together: `Cells::cmp_without`); flat, no
+    /// `<Series>` at all.
     #[test]
-    fn series_gather_their_observations_whatever_the_order_of_the_rows() {
+    fn a_run_of_one_series_key_is_one_series() {
         let flow = Flow::Aggregates(crate::schema::Dataflow::Seizures);
-        let key = |area: &str, year: &str| -> Vec<String> {
-            // FREQ, REF_AREA, DRUG, TRANSPORT_MODE, REPORTED_STATUS, UNIT_MEASURE, TIME_PERIOD
-            ["A", area, "HEROIN", "_T", "_T", "KG", year]
-                .map(String::from)
-                .to_vec()
-        };
-        let rows: Vec<Obs> = [("KAZ", "2020"), ("UZB", "2020"), ("KAZ", "2021")]
+        let rows: Vec<Obs> = [("KAZ", "2020"), ("KAZ", "2021"), ("UZB", "2020")]
             .iter()
-            .map(|(a, y)| {
-                let k = key(a, y);
-                ob(&k.iter().map(String::as_str).collect::<Vec<_>>(), "1.5")
+            .map(|(area, year)| {
+                // FREQ, REF_AREA, DRUG, TRANSPORT_MODE, REPORTED_STATUS, UNIT_MEASURE, TIME_PERIOD
+                ob(&["A", area, "HEROIN", "_T", "_T", "KG", year], "1.5")
             })
             .collect();
-        let text = structure_specific(
-            flow,
-            0,
-            "",
-            rows.clone(),
-            &Options::default(),
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        let write = |options: Options| {
+            let (open, close) = StructureSpecificWriter::frame(
+                flow,
+                0,
+                "",
+                OffsetDateTime::UNIX_EPOCH,
+                &options,
+                false,
+            );
+            open + &StructureSpecificWriter::new(flow, options).rows(&rows) + &close
+        };
+        let text = write(Options::default());
         let doc = roxmltree::Document::parse(&text).unwrap();
         let series: Vec<(String, Vec<String>)> = doc
             .descendants()
@@ -761,17 +642,11 @@ mod tests {
             ]
         );
         assert!(text.contains("dimensionAtObservation=\"TIME_PERIOD\""));
-        let flat = structure_specific(
-            flow,
-            0,
-            "",
-            rows,
-            &Options {
-                series: false,
-                ..Options::default()
-            },
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        let flat = write(Options {
+            series: false,
+            ..Options::default()
+        });
+        roxmltree::Document::parse(&flat).unwrap();
         assert!(!flat.contains("<Series") && flat.matches("<Obs ").count() == 3);
     }
 }

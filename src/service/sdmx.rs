@@ -636,8 +636,9 @@ async fn data_answer(
         Box::new(move |h: &AnswerHeader| {
             let keys = AggregateKeys::new(flow.dataflow(), &h.dimensions, &h.freq, &h.time_range);
             let select = KeySelect::new(flow, &select);
-            Box::new(move |c: &statistics::Cell| select.keeps(&data::aggregate_key(&keys, c)))
-                as Box<dyn Fn(&statistics::Cell) -> bool + Send>
+            Box::new(move |c: &statistics::Cell| {
+                select.keeps(&keys.key(&c.key, &c.unit_measure, c.total))
+            }) as Box<dyn Fn(&statistics::Cell) -> bool + Send>
         }) as _
     });
     let window = Window {
@@ -729,14 +730,25 @@ impl AggregateText {
         }
     }
 
+    /// The next page of the answer, as observations of its aggregate dataflow.
+    fn page(&mut self) -> Option<Vec<Obs>> {
+        let rows: Vec<_> = self
+            .answer
+            .next_page()?
+            .into_iter()
+            .map(super::statistics::aggregate_row)
+            .collect();
+        Some(data::aggregate_observations(self.flow, &self.keys, &rows))
+    }
+
     /// The next part of the text; `None` once it is all written. CPU work: call it off the
     /// runtime.
     fn next(&mut self) -> Option<String> {
         if self.format == Format::SdmxJson {
             self.open.take()?;
             let mut obs = Vec::new();
-            while let Some(page) = self.answer.next_page() {
-                obs.extend(data::aggregate_observations(self.flow, &self.keys, &page));
+            while let Some(page) = self.page() {
+                obs.extend(page);
             }
             let h = &self.answer.header;
             return Some(data::sdmx_json(
@@ -766,8 +778,7 @@ impl AggregateText {
                 order.sort_by(|&a, &b| cells.cmp_without(time, a as usize, b as usize));
             });
         }
-        if let Some(page) = self.answer.next_page() {
-            let obs = data::aggregate_observations(self.flow, &self.keys, &page);
+        if let Some(obs) = self.page() {
             return Some(match self.format {
                 Format::SdmxCsv => CsvWriter::new(self.flow, self.options, &self.lists).rows(&obs),
                 _ => StructureSpecificWriter::new(self.flow, self.options).rows(&obs),

@@ -40,18 +40,23 @@ fn header(h: AnswerHeader) -> QueryResponse {
     }
 }
 
+/// A cell of an answer as the wire carries it: the one conversion, for gRPC and SDMX alike.
+pub(super) fn aggregate_row(c: Cell) -> AggregateRow {
+    AggregateRow {
+        key: c.key,
+        unit_measure: c.unit_measure,
+        quantity: c.quantity.map(format_millionths).unwrap_or_default(),
+        n_seizures: c.n_seizures,
+        n_reporters: c.n_reporters,
+        obs_status: c.obs_status,
+        conf_status: c.conf_status,
+        total: c.total,
+    }
+}
+
 fn row(c: Cell) -> QueryResponse {
     QueryResponse {
-        item: Some(Item::Row(AggregateRow {
-            key: c.key,
-            unit_measure: c.unit_measure,
-            quantity: c.quantity.map(format_millionths).unwrap_or_default(),
-            n_seizures: c.n_seizures,
-            n_reporters: c.n_reporters,
-            obs_status: c.obs_status,
-            conf_status: c.conf_status,
-            total: c.total,
-        })),
+        item: Some(Item::Row(aggregate_row(c))),
     }
 }
 

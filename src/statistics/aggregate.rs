@@ -794,6 +794,47 @@ mod tests {
         assert_eq!((c.get(0).n_reporters, c.get(1).n_reporters), (4, 1));
     }
 
+    /// Leaving TIME_PERIOD out of the comparison gathers each series' cells whatever the
+    /// order of the rows (grouped by TIME_PERIOD first), and a stable sort keeps its periods
+    /// in order: what SDMX-ML in series writes.
+    #[test]
+    fn series_gather_their_cells_whatever_the_order_of_the_rows() {
+        let mut names = Names::default();
+        // Keys (TIME_PERIOD, REF_AREA, unit), sorted as an answer is: by period first.
+        let rows = [("2020", "KAZ"), ("2020", "UZB"), ("2021", "KAZ")];
+        let keys: Vec<u32> = rows
+            .iter()
+            .flat_map(|(year, area)| [names.id(year), names.id(area), names.id("KG")])
+            .collect();
+        let (names, ranks) = names.finish();
+        let measures = vec![cells(1).measures[0]; rows.len()];
+        let c = Cells {
+            width: 3,
+            keys,
+            measures,
+            names,
+            ranks,
+        };
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| c.cmp_without(Some(0), a, b));
+        let written: Vec<(String, String)> = order
+            .iter()
+            .map(|&i| {
+                let cell = c.get(i);
+                (cell.key[1].clone(), cell.key[0].clone())
+            })
+            .collect();
+        let pair = |a: &str, y: &str| (a.to_owned(), y.to_owned());
+        assert_eq!(
+            written,
+            [
+                pair("KAZ", "2020"),
+                pair("KAZ", "2021"),
+                pair("UZB", "2020")
+            ]
+        );
+    }
+
     /// Ranks order ids as their names sort, so that comparing keys by rank is comparing them
     /// by name.
     #[test]
