@@ -78,17 +78,7 @@ fn refusal(e: &ApiError, caller: Option<&Caller>) -> Answer {
     let o = super::error::outcome(e, &|f| rest::parameter(f));
     let member = caller.map(|c| c.member().to_string());
     super::error::log_detail("SDMX", "GET", member.as_deref(), &o);
-    let message = if o.violations.is_empty() {
-        o.message.clone()
-    } else {
-        o.violations
-            .iter()
-            .take(20)
-            .map(|v| format!("{}: {} ({})", v.field, v.detail, v.rule.name()))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let mut r = text(o.http, &message);
+    let mut r = text(o.http, &o.message);
     if let Some(after) = o.retry_after {
         let seconds = after.as_secs().max(1).to_string();
         if let Ok(v) = http::HeaderValue::from_str(&seconds) {
@@ -263,6 +253,14 @@ fn body(text: String, format: Format, gzip: bool) -> Answer {
     r
 }
 
+/// An answer that holds nothing (`204 No Content`), naming the checkpoint it was computed at.
+fn empty(tree_size: u64, checkpoint: &str) -> Answer {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    checkpoint_headers(&mut r, tree_size, checkpoint);
+    r
+}
+
 /// Names the checkpoint an answer was computed at, in its headers.
 fn checkpoint_headers(r: &mut Answer, tree_size: u64, checkpoint: &str) {
     for (name, value) in [
@@ -404,10 +402,7 @@ async fn download(
     let (tree_size, checkpoint) = (download.tree_size, download.checkpoint.clone());
     let named = checkpoint.clone();
     if download.total == 0 {
-        let mut r = Response::new(full(Bytes::new()));
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        checkpoint_headers(&mut r, tree_size, &checkpoint);
-        return Ok(r);
+        return Ok(empty(tree_size, &checkpoint));
     }
     let options = request.options();
     let lists = gateway.lists.clone();
@@ -651,10 +646,7 @@ async fn data_answer(
         .map_err(|e| refusal(&e, Some(caller)))?;
     let (tree_size, checkpoint) = (answer.header.tree_size, answer.header.checkpoint.clone());
     if answer.header.rows == 0 {
-        let mut r = Response::new(full(Bytes::new()));
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        checkpoint_headers(&mut r, tree_size, &checkpoint);
-        return Ok(r);
+        return Ok(empty(tree_size, &checkpoint));
     }
     let text = AggregateText::new(
         answer,
