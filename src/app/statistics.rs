@@ -415,13 +415,7 @@ impl Gateway {
                     }
                     None => (0..cells.len() as u32).collect(),
                 };
-                let skip = usize::try_from(window.offset)
-                    .unwrap_or(usize::MAX)
-                    .min(selected.len());
-                selected.drain(..skip);
-                if let Some(limit) = window.limit {
-                    selected.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-                }
+                window.cut(&mut selected);
                 let header = AnswerHeader {
                     rows: selected.len() as u64,
                     suppressed: selected
@@ -693,6 +687,16 @@ impl Window {
     pub fn rows(self, available: u64) -> u64 {
         let after = available.saturating_sub(self.offset);
         self.limit.map_or(after, |l| l.min(after))
+    }
+
+    /// Keeps of `items` those the window holds.
+    fn cut<T>(self, items: &mut Vec<T>) {
+        let rows = usize::try_from(self.rows(items.len() as u64)).unwrap_or(usize::MAX);
+        let skip = usize::try_from(self.offset)
+            .unwrap_or(usize::MAX)
+            .min(items.len());
+        items.drain(..skip);
+        items.truncate(rows);
     }
 
     fn is_whole(self) -> bool {

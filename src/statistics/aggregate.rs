@@ -225,6 +225,68 @@ impl Cells {
     }
 }
 
+/// How the cells of one answer are named and measured: the index's codes and the period
+/// labels given the answer's own ids, and the suppression rule applied.
+struct Naming<'a> {
+    index: &'a Index,
+    names: Names,
+    /// Index code id to the answer's id.
+    codes: HashMap<u32, u32>,
+    /// Period label (by the id keys hold for TIME_PERIOD) to the answer's id.
+    labels: Vec<Option<u32>>,
+    /// The reporters the viewer may see.
+    visible: ReporterSet,
+    thresholds: Thresholds,
+}
+
+impl Naming<'_> {
+    fn code(&mut self, id: u32) -> u32 {
+        let (index, names) = (self.index, &mut self.names);
+        *self
+            .codes
+            .entry(id)
+            .or_insert_with(|| names.id(index.codes.name(id)))
+    }
+
+    fn label(&mut self, id: u32, labels: &[String]) -> u32 {
+        let names = &mut self.names;
+        *self.labels[id as usize].get_or_insert_with(|| names.id(&labels[id as usize]))
+    }
+
+    /// A cell (or a unit's total) whose measures are withheld.
+    fn withheld(&mut self, total: bool) -> Measures {
+        Measures {
+            quantity: None,
+            n_seizures: None,
+            n_reporters: 0,
+            obs_status: self.names.id("Q"),
+            conf_status: self.names.id("A"),
+            suppressed: true,
+            total,
+        }
+    }
+
+    /// The measures of `acc`, withheld when the viewer may not see every reporter behind
+    /// them and they come from too few seizures or reporters.
+    fn measures(&mut self, acc: &Acc, total: bool) -> Measures {
+        let t = self.thresholds;
+        let exposed = acc.reporters.subset_of(&self.visible);
+        let small = acc.n_seizures < t.min_seizures || acc.reporters.len() < t.min_reporters;
+        if !exposed && small {
+            return self.withheld(total);
+        }
+        Measures {
+            quantity: acc.has_quantity.then_some(acc.quantity),
+            n_seizures: acc.has_n.then_some(acc.n_seizures),
+            n_reporters: acc.reporters.len(),
+            obs_status: self.code(acc.obs.1),
+            conf_status: self.code(acc.conf.1),
+            suppressed: false,
+            total,
+        }
+    }
+}
+
 /// The names an answer's cells use, each given an id once.
 #[derive(Default)]
 struct Names {
@@ -622,42 +684,13 @@ fn one_frequency(
 /// suppressed too when it would give a suppressed cell away).
 fn publish(index: &Index, q: &Query, grouped: Grouped, t: Thresholds) -> Cells {
     let width = q.group_by.len() + 1;
-    let mut names = Names::default();
-    // Index code id, or period label, to the answer's id.
-    let mut codes: HashMap<u32, u32> = HashMap::new();
-    let mut labels: Vec<Option<u32>> = vec![None; grouped.labels.len()];
-    let (withheld_obs, withheld_conf) = (names.id("Q"), names.id("A"));
-    let mut code = |names: &mut Names, id: u32| {
-        *codes
-            .entry(id)
-            .or_insert_with(|| names.id(index.codes.name(id)))
-    };
-    let visible = grouped.visible;
-    let measures = |names: &mut Names,
-                    code: &mut dyn FnMut(&mut Names, u32) -> u32,
-                    acc: &Acc,
-                    total: bool|
-     -> Measures {
-        let exposed = acc.reporters.subset_of(&visible);
-        let small = acc.n_seizures < t.min_seizures || acc.reporters.len() < t.min_reporters;
-        let suppressed = !exposed && small;
-        Measures {
-            quantity: (!suppressed && acc.has_quantity).then_some(acc.quantity),
-            n_seizures: (!suppressed && acc.has_n).then_some(acc.n_seizures),
-            n_reporters: if suppressed { 0 } else { acc.reporters.len() },
-            obs_status: if suppressed {
-                withheld_obs
-            } else {
-                code(names, acc.obs.1)
-            },
-            conf_status: if suppressed {
-                withheld_conf
-            } else {
-                code(names, acc.conf.1)
-            },
-            suppressed,
-            total,
-        }
+    let mut names = Naming {
+        index,
+        names: Names::default(),
+        codes: HashMap::new(),
+        labels: vec![None; grouped.labels.len()],
+        visible: grouped.visible,
+        thresholds: t,
     };
 
     let mut keys: Vec<u32> = Vec::with_capacity(grouped.cells.len() * width);
@@ -667,40 +700,32 @@ fn publish(index: &Index, q: &Query, grouped: Grouped, t: Thresholds) -> Cells {
         let (unit, parts) = k[..width].split_last().unwrap_or((&0, &[]));
         for (i, &id) in parts.iter().enumerate() {
             keys.push(match q.group_by.get(i) {
-                Some(Dimension::TimePeriod) => *labels[id as usize]
-                    .get_or_insert_with(|| names.id(&grouped.labels[id as usize])),
-                _ => code(&mut names, id),
+                Some(Dimension::TimePeriod) => names.label(id, &grouped.labels),
+                _ => names.code(id),
             });
         }
-        keys.push(code(&mut names, *unit));
-        let m = measures(&mut names, &mut code, &acc, false);
+        keys.push(names.code(*unit));
+        let m = names.measures(&acc, false);
         let slot = per_unit.entry(*unit).or_default();
         slot.0.merge(&acc);
         slot.1 |= m.suppressed;
         cells.push(m);
     }
-    let total_id = names.id(TOTAL);
+    let total_id = names.names.id(TOTAL);
     let mut totals: Vec<(u32, Measures)> = Vec::new();
     if q.totals {
         for (unit, (acc, any_suppressed)) in per_unit {
-            let mut m = measures(&mut names, &mut code, &acc, true);
-            if any_suppressed && !m.suppressed {
-                // Secondary suppression: the total minus the visible cells would give a
-                // suppressed one away.
-                m = Measures {
-                    quantity: None,
-                    n_seizures: None,
-                    n_reporters: 0,
-                    obs_status: withheld_obs,
-                    conf_status: withheld_conf,
-                    suppressed: true,
-                    total: true,
-                };
-            }
-            totals.push((code(&mut names, unit), m));
+            // Secondary suppression: the total minus the visible cells would give a
+            // suppressed one away.
+            let m = if any_suppressed {
+                names.withheld(true)
+            } else {
+                names.measures(&acc, true)
+            };
+            totals.push((names.code(unit), m));
         }
     }
-    let (names, ranks) = names.finish();
+    let (names, ranks) = names.names.finish();
     let all = Cells {
         width,
         keys,
