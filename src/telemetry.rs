@@ -436,31 +436,40 @@ impl Telemetry {
 
     /// An SDMX REST request of `resource` was answered with `status` in `seconds`.
     pub fn sdmx_request(&self, resource: &'static str, status: u16, seconds: f64) {
-        let status = status.to_string();
-        let labels = [("resource", resource), ("status", status.as_str())];
-        self.recorder
-            .register_counter(&key("focalgate_sdmx_requests_total", &labels), &METADATA)
-            .increment(1);
-        self.recorder
-            .register_histogram(
-                &key("focalgate_sdmx_request_seconds", &[("resource", resource)]),
-                &METADATA,
-            )
-            .record(seconds);
+        let names = (
+            "focalgate_sdmx_requests_total",
+            "focalgate_sdmx_request_seconds",
+        );
+        self.answered(names, ("resource", resource), status, seconds);
     }
 
     /// A witness answered a request of `route` with `status` in `seconds`.
     pub fn witness_served(&self, route: &'static str, status: u16, seconds: f64) {
+        let names = (
+            "focalgate_witness_served_total",
+            "focalgate_witness_served_seconds",
+        );
+        self.answered(names, ("route", route), status, seconds);
+    }
+
+    /// An HTTP request of one surface answered: counted by `what` and status in the counter
+    /// `names.0`, its time by `what` in the histogram `names.1`.
+    fn answered(
+        &self,
+        names: (&'static str, &'static str),
+        what: (&'static str, &'static str),
+        status: u16,
+        seconds: f64,
+    ) {
         let status = status.to_string();
-        let labels = [("route", route), ("status", status.as_str())];
         self.recorder
-            .register_counter(&key("focalgate_witness_served_total", &labels), &METADATA)
-            .increment(1);
-        self.recorder
-            .register_histogram(
-                &key("focalgate_witness_served_seconds", &[("route", route)]),
+            .register_counter(
+                &key(names.0, &[what, ("status", status.as_str())]),
                 &METADATA,
             )
+            .increment(1);
+        self.recorder
+            .register_histogram(&key(names.1, &[what]), &METADATA)
             .record(seconds);
     }
 
