@@ -158,14 +158,14 @@ async fn tls_as(gw: &Gateway, who: &str) -> Tls {
     try_tls_as(gw, who).await.expect("a TLS connection")
 }
 
-/// Whether the gateway closes `tls` within `within`: reads (and drops) what it sends until the
+/// Whether the gateway closes `from` within `within`: reads (and drops) what it sends until the
 /// stream ends.
-async fn closed_within(tls: &mut Tls, within: Duration) -> bool {
+async fn closed_within(from: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) -> bool {
     let deadline = Instant::now() + within;
     let mut buf = [0u8; 4096];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, tls.read(&mut buf)).await {
+        match tokio::time::timeout(left, from.read(&mut buf)).await {
             Err(_) => return false,
             Ok(Ok(0)) | Ok(Err(_)) => return true,
             Ok(Ok(_)) => {}
@@ -341,16 +341,7 @@ async fn trickle_until_closed(tls: Tls, head: Vec<u8>, within: Duration) -> (boo
             }
         })
     };
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    let closed = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, read.read(&mut buf)).await {
-            Err(_) => break false,
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
-            Ok(Ok(_)) => {}
-        }
-    };
+    let closed = closed_within(&mut read, within).await;
     writer.abort();
     (closed, sent.load(Ordering::Relaxed))
 }
