@@ -36,6 +36,9 @@ pub struct ExportArgs {
     name: Option<String>,
 }
 
+/// Most bytes of a passphrase file read.
+const MAX_PASSPHRASE_BYTES: u64 = 4096;
+
 pub fn run(cmd: IdentityCommand) -> Result<(), String> {
     match cmd {
         IdentityCommand::Export(args) => export(args),
@@ -44,9 +47,15 @@ pub fn run(cmd: IdentityCommand) -> Result<(), String> {
 
 fn passphrase(args: &ExportArgs) -> Result<String, String> {
     match (&args.passphrase_file, &args.passphrase_env) {
-        (Some(file), _) => std::fs::read_to_string(file)
-            .map(|text| text.lines().next().unwrap_or_default().to_owned())
-            .map_err(|e| format!("--passphrase-file {}: {e}", file.display())),
+        (Some(file), _) => {
+            // The first line only, read no further than a passphrase can be long.
+            use std::io::Read;
+            let mut head = String::new();
+            std::fs::File::open(file)
+                .and_then(|f| f.take(MAX_PASSPHRASE_BYTES).read_to_string(&mut head))
+                .map_err(|e| format!("--passphrase-file {}: {e}", file.display()))?;
+            Ok(head.lines().next().unwrap_or_default().to_owned())
+        }
         (None, Some(var)) => std::env::var(var)
             .map_err(|_| format!("--passphrase-env {var}: the variable is not set")),
         (None, None) => Err(
